@@ -1,0 +1,235 @@
+//! The one entry point every face uses: process image -> report.
+use crate::process::Process;
+use crate::report::*;
+use crate::runtime::{self, g, GoRuntime, G, M};
+use crate::unwind::{go::GoUnwinder, Stack};
+use anyhow::Result;
+use std::collections::HashMap;
+
+pub struct Analysis {
+    pub process: Process,
+    pub runtime: GoRuntime,
+    pub ms: Vec<M>,
+    pub gs: Vec<G>,
+    pub report: Report,
+}
+
+/// Ms that are really free extra Ms (no thread), even if 1.21 left a stale procid.
+fn is_free_extra(m: &M, gs: &HashMap<u64, &G>, dead: &[u32]) -> bool {
+    m.isextra && m.is_extra_in_c && gs.get(&m.curg).is_some_and(|g| dead.contains(&g.state()))
+}
+
+pub fn analyze(process: Process, core: Option<String>) -> Result<Analysis> {
+    let rt = GoRuntime::load(&process)?;
+    let mem = &*process.mem;
+    let mut warnings: Vec<String> = process.warnings.clone();
+    warnings.extend(rt.warnings.iter().cloned());
+    let before = warnings.len();
+    let ms = runtime::m::all_ms(&rt, mem, &mut warnings)?;
+    let gs = runtime::g::all_gs(&rt, mem, &mut warnings)?;
+    let ps = runtime::p::all_ps(&rt, mem).unwrap_or_else(|e| {
+        warnings.push(format!("Ps unreadable: {e:#}"));
+        vec![]
+    });
+    let incomplete = warnings.len() > before || !process.warnings.is_empty();
+    let dead = &rt.facts.dead_status;
+
+    let g_by_addr: HashMap<u64, &G> = gs.iter().map(|g| (g.addr, g)).collect();
+    let m_by_addr: HashMap<u64, &M> = ms.iter().map(|m| (m.addr, m)).collect();
+    let p_id: HashMap<u64, i32> = ps.iter().map(|p| (p.addr, p.id)).collect();
+    let goid = |a: u64| {
+        (a != 0)
+            .then(|| g_by_addr.get(&a).map(|g| g.goid))
+            .flatten()
+    };
+    let mid = |a: u64| (a != 0).then(|| m_by_addr.get(&a).map(|m| m.id)).flatten();
+
+    // tid -> M. A free extra M's stale procid (Go 1.21) claims nothing. When a
+    // thread whose extra M is back in C takes a signal, Go's handler borrows a
+    // second extra M (needm(signal)): the thread's own M is the one that is not
+    // borrowed for the signal, else the one in C, else the oldest.
+    let mut claims: HashMap<u64, Vec<&M>> = HashMap::new();
+    for m in &ms {
+        if m.procid != 0 && !is_free_extra(m, &g_by_addr, dead) {
+            claims.entry(m.procid).or_default().push(m);
+        }
+    }
+    let mut m_of_tid: HashMap<u64, &M> = HashMap::new();
+    let mut borrowed: HashMap<u64, &M> = HashMap::new();
+    for (tid, mut list) in claims {
+        list.sort_by_key(|m| (m.is_extra_in_sig, !m.is_extra_in_c, m.id));
+        m_of_tid.insert(tid, list[0]);
+        for m in &list[1..] {
+            borrowed.insert(m.addr, m);
+        }
+    }
+    let borrowed_for = |tid: u32| {
+        borrowed
+            .values()
+            .find(|m| m.procid == tid as u64)
+            .map(|m| m.id)
+    };
+    let thread_ids: std::collections::HashSet<u64> =
+        process.threads.iter().map(|t| t.tid as u64).collect();
+
+    let threads: Vec<ThreadInfo> = process
+        .threads
+        .iter()
+        .map(|t| {
+            let m = m_of_tid.get(&(t.tid as u64));
+            ThreadInfo {
+                tid: t.tid,
+                kind: match m {
+                    None => ThreadKind::Foreign,
+                    // A C thread that borrowed an M just to run Go's signal handler
+                    // (e.g. the crash signal) is still a thread Go does not own.
+                    Some(m) if m.is_extra_in_sig => ThreadKind::Foreign,
+                    Some(m) if m.isextra => ThreadKind::Extra,
+                    Some(_) => ThreadKind::Go,
+                },
+                m: m.map(|m| m.id),
+                curg: m.and_then(|m| goid(m.curg)),
+                lockedg: m.and_then(|m| goid(m.lockedg)),
+                in_cgo: m.is_some_and(|m| m.incgo),
+                signal: t.signal,
+                signal_m: borrowed_for(t.tid),
+                pc: t.regs.pc(),
+                sp: t.regs.sp(),
+                syscall: t.regs.syscall_nr(),
+            }
+        })
+        .collect();
+
+    let minfos: Vec<MInfo> = ms
+        .iter()
+        .map(|m| MInfo {
+            id: m.id,
+            tid: (m.procid != 0
+                && thread_ids.contains(&m.procid)
+                && !is_free_extra(m, &g_by_addr, dead))
+            .then_some(m.procid as u32),
+            signal_borrowed: borrowed.contains_key(&m.addr),
+            procid: m.procid,
+            locked_ext: m.locked_ext,
+            locked_int: m.locked_int,
+            lockedg: goid(m.lockedg),
+            curg: goid(m.curg),
+            incgo: m.incgo,
+            ncgo: m.ncgo,
+            ncgocall: m.ncgocall,
+            isextra: m.isextra,
+            is_extra_in_c: m.is_extra_in_c,
+            is_extra_in_sig: m.is_extra_in_sig,
+            spinning: m.spinning,
+            blocked: m.blocked,
+            p: (m.p != 0).then(|| p_id.get(&m.p).copied()).flatten(),
+            start_fn: runtime::m::mstartfn_name(&rt, mem, m),
+            addr: m.addr,
+        })
+        .collect();
+
+    let unwinder = GoUnwinder {
+        pcln: &rt.pcln,
+        mem,
+        arch: process.arch,
+    };
+    let goroutines: Vec<GoroutineInfo> = gs
+        .iter()
+        // Dead Gs are not goroutines of the program; nor is the goroutine of an
+        // extra M borrowed only to run a signal handler.
+        .filter(|g| {
+            !(dead.contains(&g.state()) || (g.lockedm != 0 && borrowed.contains_key(&g.lockedm)))
+        })
+        .map(|g| {
+            let st = g.state();
+            let m = m_by_addr.get(&g.m);
+            let start = rt.func_name(g.startpc).map(str::to_string);
+            let stack = goroutine_stack(&unwinder, g);
+            GoroutineInfo {
+                goid: g.goid,
+                status: rt.status_name(g.status),
+                wait_reason: if st == g::GWAITING || st == g::GLEAKED {
+                    rt.wait_reason(g.waitreason)
+                } else {
+                    None
+                },
+                locked: g.lockedm != 0,
+                m: mid(g.m),
+                lockedm: mid(g.lockedm),
+                in_cgo: st == g::GSYSCALL && m.is_some_and(|m| m.incgo && m.curg == g.addr),
+                system: start.as_deref().is_some_and(is_system_function),
+                start_function: start,
+                // gopc is a return address: look up the call instruction.
+                created_by: (g.gopc != 0)
+                    .then(|| rt.func_name(g.gopc - 1).map(str::to_string))
+                    .flatten(),
+                parent_goid: (g.parent_goid != 0).then_some(g.parent_goid),
+                addr: g.addr,
+                frames: stack.frames,
+                stack_truncated: stack.truncated,
+            }
+        })
+        .collect();
+
+    let counts = Counts {
+        threads: threads.len(),
+        ms: minfos.len(),
+        goroutines: goroutines.len(),
+        threads_in_cgo: threads.iter().filter(|t| t.in_cgo).count(),
+        foreign_threads: threads
+            .iter()
+            .filter(|t| t.kind == ThreadKind::Foreign)
+            .count(),
+        extra_ms: minfos.iter().filter(|m| m.isextra).count(),
+        locked_goroutines: goroutines.iter().filter(|g| g.locked).count(),
+    };
+    let report = Report {
+        schema_version: SCHEMA_VERSION,
+        go_version: rt.go_version().to_string(),
+        binary: process.exe.path().display().to_string(),
+        core,
+        pid: process.pid,
+        signal: process.signal,
+        arch: format!("{:?}", process.arch).to_lowercase(),
+        gomaxprocs: rt.roots.gomaxprocs,
+        roots_from: rt.roots.source.to_string(),
+        layout_from: if rt.layout.source == "DWARF" {
+            "DWARF".into()
+        } else {
+            "table".into()
+        },
+        counts,
+        threads,
+        ms: minfos,
+        goroutines,
+        warnings,
+        incomplete,
+    };
+    Ok(Analysis {
+        process,
+        runtime: rt,
+        ms,
+        gs,
+        report,
+    })
+}
+
+/// Go frames of a goroutine, from where Go's own traceback starts: the syscall
+/// entry for goroutines in a syscall or cgo call, else the saved scheduler state.
+fn goroutine_stack(u: &GoUnwinder, g: &G) -> Stack {
+    if g.state() == g::GSYSCALL && g.syscallsp != 0 {
+        return u.unwind(g.syscallpc, g.syscallsp, 0);
+    }
+    if g.state() == g::GRUNNING {
+        return Stack {
+            frames: vec![],
+            truncated: Some("goroutine running on a thread; see the thread's stack".into()),
+        };
+    }
+    u.unwind(g.sched_pc, g.sched_sp, g.sched_lr)
+}
+
+/// Go's `isSystemGoroutine` by function: runtime internals, not user code.
+fn is_system_function(name: &str) -> bool {
+    name.starts_with("runtime.") && name != "runtime.main"
+}

@@ -1,0 +1,126 @@
+//! `cgocore`: the offline CLI.
+use anyhow::{Context, Result};
+use cgocore::report::text::{render, GoroutineFilter};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit codes: 0 complete answer, 1 error, 2 usage, 3 answer printed but incomplete.
+const EXIT_ERROR: u8 = 1;
+const EXIT_INCOMPLETE: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "cgocore",
+    version,
+    about = "Explain Go programs stuck in cgo: threads, Ms, locking and goroutines from a core file"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Analyze a core file (kernel core, gcore, or zstd-compressed .zst)
+    #[command(
+        after_help = "Exit status: 0 complete, 1 error, 2 bad usage, 3 printed but incomplete (see warnings).\n\n\
+Examples:\n  cgocore analyze core.1234 --exe ./server\n  cgocore analyze core.zst --json | jq '.threads[] | select(.kind==\"foreign\")'\n  cgocore analyze core --goroutines locked"
+    )]
+    Analyze {
+        /// The core file (optionally zstd-compressed)
+        core: PathBuf,
+        /// The executable that produced the core (default: the path the core names)
+        #[arg(long)]
+        exe: Option<PathBuf>,
+        /// Root folder under which the core's file paths are looked up (core from another host)
+        #[arg(long)]
+        sysroot: Option<PathBuf>,
+        /// Print JSON (schema: docs/json-schema.md) instead of text
+        #[arg(long)]
+        json: bool,
+        /// Also list goroutines, like Go's own dump
+        #[arg(long, value_enum)]
+        goroutines: Option<Which>,
+    },
+    /// Developer tools
+    #[command(hide = true)]
+    Dev {
+        #[command(subcommand)]
+        cmd: DevCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevCmd {
+    /// Print the runtime struct layout read from BINARY's DWARF, as a layout table
+    Layout { binary: PathBuf },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Which {
+    All,
+    Cgo,
+    Locked,
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    match cli.cmd {
+        Cmd::Analyze {
+            core,
+            exe,
+            sysroot,
+            json,
+            goroutines,
+        } => {
+            let opts = cgocore::OpenOptions { exe, sysroot };
+            let process = cgocore::Process::from_core(&core, &opts)?;
+            let a = cgocore::analyze(process, Some(core.display().to_string()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&a.report)?);
+            } else {
+                let f = match goroutines {
+                    None => GoroutineFilter::None,
+                    Some(Which::All) => GoroutineFilter::All,
+                    Some(Which::Cgo) => GoroutineFilter::Cgo,
+                    Some(Which::Locked) => GoroutineFilter::Locked,
+                };
+                print!("{}", render(&a.report, f));
+            }
+            Ok(if a.report.incomplete {
+                EXIT_INCOMPLETE
+            } else {
+                0
+            })
+        }
+        Cmd::Dev {
+            cmd: DevCmd::Layout { binary },
+        } => {
+            let bin = cgocore::elf::exe::Binary::open(&binary)?;
+            let (_, bi) = bin.section(".go.buildinfo").context("not a Go binary")?;
+            let info = cgocore::elf::buildinfo::parse(bi, None).context("bad .go.buildinfo")?;
+            let mut l = cgocore::layout::dwarf::layout_from_dwarf(&bin, &info.go_version)?
+                .context("binary has no DWARF")?;
+            let (maj, min) =
+                cgocore::elf::buildinfo::major_minor(&info.go_version).context("bad version")?;
+            l.source = format!(
+                "generated from the DWARF of a cgo binary built by {}",
+                info.go_version
+            );
+            l.go = format!("go{maj}.{min}");
+            println!("{}", serde_json::to_string_pretty(&l)?);
+            Ok(0)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("cgocore: error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! ELF core files: `PT_LOAD` segments and the notes that describe threads
+//! (`NT_PRSTATUS`), mapped files (`NT_FILE`), `NT_AUXV`, `NT_SIGINFO` and
+//! `NT_PRPSINFO`. Works from program headers only (kernel cores have no sections).
+use super::regs::{Arch, Registers};
+use crate::input::Mapped;
+use crate::memory::{Segment, SegmentSource};
+use anyhow::{bail, Context, Result};
+use object::elf;
+use object::read::elf::{FileHeader, ProgramHeader};
+use object::LittleEndian as LE;
+use std::sync::Arc;
+
+pub const AT_PHDR: u64 = 3;
+pub const AT_ENTRY: u64 = 9;
+pub const AT_EXECFN: u64 = 31;
+const NT_ARM_TLS: u32 = 0x401;
+/// Offset of `pr_pid` and `pr_reg` in `struct elf_prstatus` (64-bit Linux).
+const PRSTATUS_PID: usize = 32;
+const PRSTATUS_REG: usize = 112;
+
+#[derive(Debug, Clone)]
+pub struct CoreThread {
+    pub tid: u32,
+    /// Signal that stopped the thread (`pr_cursig`).
+    pub signal: u16,
+    pub regs: Registers,
+}
+
+#[derive(Debug, Clone)]
+pub struct MappedFile {
+    pub start: u64,
+    pub end: u64,
+    /// Offset in the file, in bytes.
+    pub offset: u64,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SigInfo {
+    pub signo: i32,
+    pub errno: i32,
+    pub code: i32,
+}
+
+pub struct CoreFile {
+    pub file: Arc<Mapped>,
+    pub arch: Arch,
+    pub segments: Vec<Segment>,
+    pub threads: Vec<CoreThread>,
+    pub files: Vec<MappedFile>,
+    pub auxv: Vec<(u64, u64)>,
+    pub siginfo: Option<SigInfo>,
+    pub pid: Option<u32>,
+    pub command: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    b.get(off..off + 4)
+        .map(|s| u32::from_le_bytes(s.try_into().unwrap()))
+}
+fn u64_at(b: &[u8], off: usize) -> Option<u64> {
+    b.get(off..off + 8)
+        .map(|s| u64::from_le_bytes(s.try_into().unwrap()))
+}
+
+impl CoreFile {
+    pub fn parse(file: Arc<Mapped>) -> Result<CoreFile> {
+        let data: &[u8] = &file.map;
+        let name = file.path.display().to_string();
+        if data.len() < 4 || &data[..4] != b"\x7fELF" {
+            bail!("{name} is not an ELF file (expected a core file, optionally zstd-compressed)");
+        }
+        let hdr = elf::FileHeader64::<LE>::parse(data)
+            .with_context(|| format!("{name}: bad ELF header"))?;
+        let e = hdr.endian().context("unsupported ELF byte order")?;
+        if hdr.e_type(e) != elf::ET_CORE {
+            bail!("{name} is an ELF file but not a core (e_type {}); did you swap the core and --exe?", hdr.e_type(e));
+        }
+        let arch = match hdr.e_machine(e) {
+            elf::EM_X86_64 => Arch::X86_64,
+            elf::EM_AARCH64 => Arch::Aarch64,
+            m => bail!("{name}: unsupported machine {m} (x86_64 and aarch64 are supported)"),
+        };
+        let phdrs = hdr
+            .program_headers(e, data)
+            .with_context(|| format!("{name}: program headers are truncated or corrupt"))?;
+        let source: SegmentSource = file.clone();
+        let mut core = CoreFile {
+            file: file.clone(),
+            arch,
+            segments: vec![],
+            threads: vec![],
+            files: vec![],
+            auxv: vec![],
+            siginfo: None,
+            pid: None,
+            command: None,
+            warnings: vec![],
+        };
+        let mut truncated = 0u64;
+        for ph in phdrs {
+            match ph.p_type(e) {
+                elf::PT_LOAD => {
+                    let (off, filesz) = (ph.p_offset(e), ph.p_filesz(e));
+                    if off.saturating_add(filesz) > data.len() as u64 {
+                        truncated += 1;
+                    }
+                    core.segments.push(Segment {
+                        vaddr: ph.p_vaddr(e),
+                        memsz: ph.p_memsz(e),
+                        filesz,
+                        offset: off,
+                        source: source.clone(),
+                        from_core: true,
+                    });
+                }
+                elf::PT_NOTE => {
+                    let Ok(Some(mut notes)) = ph.notes(e, data) else {
+                        core.warnings
+                            .push("a PT_NOTE segment is truncated or corrupt".into());
+                        continue;
+                    };
+                    loop {
+                        match notes.next() {
+                            Ok(Some(n)) => core.note(n.name(), n.n_type(e), n.desc()),
+                            Ok(None) => break,
+                            Err(_) => {
+                                core.warnings
+                                    .push("notes end early (truncated core?)".into());
+                                break;
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if truncated > 0 {
+            core.warnings.push(format!(
+                "core is truncated: {truncated} segment(s) extend past the end of the file ({} bytes); reads there fail",
+                data.len()
+            ));
+        }
+        if core.threads.is_empty() {
+            bail!("{name}: no NT_PRSTATUS notes, so no threads (truncated or corrupt core?)");
+        }
+        Ok(core)
+    }
+
+    fn note(&mut self, name: &[u8], ty: u32, desc: &[u8]) {
+        match (name, ty) {
+            (b"CORE", elf::NT_PRSTATUS) => self.prstatus(desc),
+            (b"CORE", elf::NT_FILE) => self.nt_file(desc),
+            (b"CORE", elf::NT_AUXV) => {
+                self.auxv = desc
+                    .chunks_exact(16)
+                    .map(|c| (u64_at(c, 0).unwrap(), u64_at(c, 8).unwrap()))
+                    .collect();
+            }
+            (b"CORE", elf::NT_SIGINFO) if desc.len() >= 12 => {
+                self.siginfo = Some(SigInfo {
+                    signo: u32_at(desc, 0).unwrap() as i32,
+                    errno: u32_at(desc, 4).unwrap() as i32,
+                    code: u32_at(desc, 8).unwrap() as i32,
+                });
+            }
+            (b"CORE", elf::NT_PRPSINFO) => {
+                self.pid = u32_at(desc, 24);
+                if let Some(f) = desc.get(40..56) {
+                    let end = f.iter().position(|&b| b == 0).unwrap_or(f.len());
+                    self.command = Some(String::from_utf8_lossy(&f[..end]).into_owned());
+                }
+            }
+            (b"LINUX", NT_ARM_TLS) => {
+                if let (Some(t), Some(v)) = (self.threads.last_mut(), u64_at(desc, 0)) {
+                    t.regs.tls = Some(v);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn prstatus(&mut self, desc: &[u8]) {
+        let nregs = match self.arch {
+            Arch::X86_64 => 27,
+            Arch::Aarch64 => 34,
+        };
+        let (Some(tid), Some(regs)) = (
+            u32_at(desc, PRSTATUS_PID),
+            desc.get(PRSTATUS_REG..PRSTATUS_REG + nregs * 8),
+        ) else {
+            self.warnings
+                .push("an NT_PRSTATUS note is too short; thread skipped".into());
+            return;
+        };
+        let signal = desc
+            .get(12..14)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .unwrap_or(0);
+        let words = regs
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        self.threads.push(CoreThread {
+            tid,
+            signal,
+            regs: Registers {
+                arch: self.arch,
+                words,
+                tls: None,
+            },
+        });
+    }
+
+    fn nt_file(&mut self, desc: &[u8]) {
+        let (Some(count), Some(page)) = (u64_at(desc, 0), u64_at(desc, 8)) else {
+            return;
+        };
+        let count = count.min(desc.len() as u64 / 24) as usize;
+        let names_at = 16 + count * 24;
+        let mut names = desc.get(names_at..).unwrap_or(&[]).split(|&b| b == 0);
+        for i in 0..count {
+            let b = 16 + i * 24;
+            let (Some(start), Some(end), Some(pgoff)) =
+                (u64_at(desc, b), u64_at(desc, b + 8), u64_at(desc, b + 16))
+            else {
+                break;
+            };
+            let path = names
+                .next()
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .unwrap_or_default();
+            self.files.push(MappedFile {
+                start,
+                end,
+                offset: pgoff.saturating_mul(page),
+                path,
+            });
+        }
+    }
+
+    pub fn auxv_get(&self, key: u64) -> Option<u64> {
+        self.auxv.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    /// The file mapped at `addr`, per `NT_FILE`.
+    pub fn file_at(&self, addr: u64) -> Option<&MappedFile> {
+        self.files.iter().find(|f| f.start <= addr && addr < f.end)
+    }
+}

@@ -1,0 +1,129 @@
+//! Executables and shared libraries: sections, symbols, segments, build ids.
+use crate::input::{self, Mapped};
+use crate::memory::{Segment, SegmentSource};
+use anyhow::{bail, Context, Result};
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+pub struct Binary {
+    pub file: Arc<Mapped>,
+    pub entry: u64,
+    pub is_pie: bool,
+    symbols: OnceLock<HashMap<String, (u64, u64)>>,
+}
+
+impl Binary {
+    pub fn open(path: &Path) -> Result<Binary> {
+        let file = input::open(path)?;
+        let obj = object::File::parse(&file.map[..]).with_context(|| {
+            format!("{} is not an executable this tool can read", path.display())
+        })?;
+        if obj.kind() == object::ObjectKind::Core {
+            bail!("{} is a core file, not an executable", path.display());
+        }
+        let entry = obj.entry();
+        let is_pie = obj.kind() == object::ObjectKind::Dynamic;
+        Ok(Binary {
+            file: file.clone(),
+            entry,
+            is_pie,
+            symbols: OnceLock::new(),
+        })
+    }
+
+    pub fn object(&self) -> object::File<'_> {
+        // Parsed successfully in `open`; the bytes do not change.
+        object::File::parse(&self.file.map[..]).expect("binary parsed once already")
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.file.path
+    }
+
+    /// `.symtab` (else `.dynsym`) names to (address, size), link-time addresses.
+    pub fn symbols(&self) -> &HashMap<String, (u64, u64)> {
+        self.symbols.get_or_init(|| {
+            let obj = self.object();
+            let mut m = HashMap::new();
+            for s in obj.symbols().chain(obj.dynamic_symbols()) {
+                if let Ok(n) = s.name() {
+                    if !n.is_empty() {
+                        m.entry(n.to_string()).or_insert((s.address(), s.size()));
+                    }
+                }
+            }
+            m
+        })
+    }
+
+    pub fn symbol(&self, name: &str) -> Option<(u64, u64)> {
+        self.symbols().get(name).copied()
+    }
+
+    pub fn has_symtab(&self) -> bool {
+        self.object().symbols().next().is_some()
+    }
+
+    /// Section bytes from the file and its link-time address.
+    pub fn section(&self, name: &str) -> Option<(u64, &[u8])> {
+        // Bytes borrowed from the mmap outlive the temporary object::File.
+        let data: &[u8] = &self.file.map;
+        let obj = object::File::parse(data).ok()?;
+        let s = obj.section_by_name(name)?;
+        let (off, size) = s.file_range()?;
+        Some((s.address(), data.get(off as usize..(off + size) as usize)?))
+    }
+
+    pub fn section_range(&self, name: &str) -> Option<(u64, u64)> {
+        let obj = self.object();
+        let s = obj.section_by_name(name)?;
+        Some((s.address(), s.address() + s.size()))
+    }
+
+    /// GNU build id, if the binary has one.
+    pub fn build_id(&self) -> Option<Vec<u8>> {
+        self.object().build_id().ok().flatten().map(|b| b.to_vec())
+    }
+
+    /// `PT_LOAD` segments as a memory layer, shifted by `bias`.
+    pub fn segments(&self, bias: u64) -> Vec<Segment> {
+        let src: SegmentSource = self.file.clone();
+        self.object()
+            .segments()
+            .map(|s| {
+                let (off, filesz) = s.file_range();
+                Segment {
+                    vaddr: s.address().wrapping_add(bias),
+                    memsz: s.size(),
+                    filesz,
+                    offset: off,
+                    source: src.clone(),
+                    from_core: false,
+                }
+            })
+            .collect()
+    }
+
+    /// Link-time address and size of the `PT_TLS` segment template, if any.
+    pub fn tls_segment(&self) -> Option<(u64, u64, u64)> {
+        use object::read::elf::{FileHeader, ProgramHeader};
+        use object::LittleEndian as LE;
+        let data: &[u8] = &self.file.map;
+        let hdr = object::elf::FileHeader64::<LE>::parse(data).ok()?;
+        let e = hdr.endian().ok()?;
+        hdr.program_headers(e, data)
+            .ok()?
+            .iter()
+            .find(|p| p.p_type(e) == object::elf::PT_TLS)
+            .map(|p| (p.p_vaddr(e), p.p_memsz(e), p.p_align(e)))
+    }
+
+    /// The ELF file header and program headers, as they appear in memory at load.
+    pub fn header_bytes(&self) -> &[u8] {
+        let data: &[u8] = &self.file.map;
+        let n = data.len().min(64);
+        &data[..n]
+    }
+}

@@ -1,0 +1,131 @@
+//! Opening input files: mmap, and transparent zstd (`core.zst` as
+//! systemd-coredump stores it). A compressed file is streamed once into a
+//! sparse cache file and mmap'd from there, so later runs pay nothing.
+use anyhow::{bail, Context, Result};
+use memmap2::Mmap;
+use std::fs::{self, File};
+use std::hash::{Hash, Hasher};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// An mmap'd input file (decompressed if it was zstd).
+pub struct Mapped {
+    pub path: PathBuf,
+    pub map: Mmap,
+}
+
+impl AsRef<[u8]> for Mapped {
+    fn as_ref(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+pub fn open(path: &Path) -> Result<Arc<Mapped>> {
+    let mut f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut magic = [0u8; 4];
+    let n = f.read(&mut magic).unwrap_or(0);
+    let (real, file) = if n == 4 && magic == ZSTD_MAGIC {
+        let p = decompressed(path)?;
+        let file = File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
+        (p, file)
+    } else {
+        (path.to_path_buf(), f)
+    };
+    if file.metadata()?.len() == 0 {
+        bail!("{} is empty", path.display());
+    }
+    // SAFETY: the file is opened read-only; a core or binary changing under us
+    // can only yield wrong bytes, which every decoder already tolerates.
+    let map =
+        unsafe { Mmap::map(&file) }.with_context(|| format!("cannot mmap {}", real.display()))?;
+    Ok(Arc::new(Mapped {
+        path: path.to_path_buf(),
+        map,
+    }))
+}
+
+fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CGOCORE_CACHE") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(d).join("cgocore");
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        return PathBuf::from(h).join(".cache").join("cgocore");
+    }
+    std::env::temp_dir().join("cgocore-cache")
+}
+
+/// Path of the decompressed copy, creating it if needed.
+fn decompressed(path: &Path) -> Result<PathBuf> {
+    let meta = fs::metadata(path)?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .hash(&mut h);
+    meta.len().hash(&mut h);
+    meta.modified().ok().hash(&mut h);
+    let dir = cache_dir();
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().trim_end_matches(".zst").to_string())
+        .unwrap_or_default();
+    let out = dir.join(format!("{:016x}-{}", h.finish(), name));
+    if out.exists() {
+        return Ok(out);
+    }
+    fs::create_dir_all(&dir).with_context(|| {
+        format!(
+            "cannot create cache folder {} (set CGOCORE_CACHE)",
+            dir.display()
+        )
+    })?;
+    let tmp = dir.join(format!(".{}.{}.tmp", h.finish(), std::process::id()));
+    let result = (|| -> Result<()> {
+        let mut dec = zstd::stream::read::Decoder::new(File::open(path)?)?;
+        let mut w = File::create(&tmp)?;
+        write_sparse(&mut dec, &mut w)
+            .with_context(|| format!("{} is not a valid zstd stream", path.display()))?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fs::rename(&tmp, &out)?;
+    Ok(out)
+}
+
+/// Copy `r` into `w`, seeking over all-zero blocks so cores stay sparse.
+fn write_sparse(r: &mut impl Read, w: &mut File) -> Result<()> {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut len = 0u64;
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = r.read(&mut buf[filled..])?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            break;
+        }
+        if buf[..filled].iter().all(|&b| b == 0) {
+            w.seek(SeekFrom::Current(filled as i64))?;
+        } else {
+            w.write_all(&buf[..filled])?;
+        }
+        len += filled as u64;
+        if filled < buf.len() {
+            break;
+        }
+    }
+    w.set_len(len)?;
+    Ok(())
+}

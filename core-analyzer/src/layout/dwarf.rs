@@ -1,0 +1,87 @@
+//! Struct layouts from the binary's own DWARF (authoritative for that build).
+use super::{Layout, StructLayout, WANTED};
+use crate::elf::exe::Binary;
+use anyhow::{Context, Result};
+use gimli::{AttributeValue, EndianSlice, LittleEndian};
+use object::{Object, ObjectSection};
+use std::borrow::Cow;
+
+/// `None` when the binary has no DWARF (stripped with `-w`).
+pub fn layout_from_dwarf(bin: &Binary, go_version: &str) -> Result<Option<Layout>> {
+    let obj = bin.object();
+    if obj.section_by_name(".debug_info").is_none() {
+        return Ok(None);
+    }
+    let load = |id: gimli::SectionId| -> Result<Cow<'_, [u8]>> {
+        Ok(match obj.section_by_name(id.name()) {
+            Some(s) => s
+                .uncompressed_data()
+                .with_context(|| format!("cannot decompress {}", id.name()))?,
+            None => Cow::Borrowed(&[][..]),
+        })
+    };
+    let owned = gimli::DwarfSections::load(load)?;
+    let dwarf = owned.borrow(|s| EndianSlice::new(s, LittleEndian));
+    let mut layout = Layout {
+        go: go_version.to_string(),
+        source: "DWARF".into(),
+        ..Default::default()
+    };
+    let mut units = dwarf.units();
+    while let Some(header) = units.next()? {
+        let unit = dwarf.unit(header)?;
+        let mut tree = unit.entries_tree(None)?;
+        let root = tree.root()?;
+        let mut children = root.children();
+        while let Some(child) = children.next()? {
+            let e = child.entry();
+            if e.tag() != gimli::DW_TAG_structure_type {
+                continue;
+            }
+            let Some(name) = e.attr_value(gimli::DW_AT_name) else {
+                continue;
+            };
+            let name = dwarf
+                .attr_string(&unit, name)?
+                .to_string_lossy()
+                .into_owned();
+            let Some((_, wanted)) = WANTED.iter().find(|(n, _)| *n == name) else {
+                continue;
+            };
+            if layout.structs.contains_key(&name) {
+                continue;
+            }
+            let size = match e.attr_value(gimli::DW_AT_byte_size) {
+                Some(AttributeValue::Udata(v)) => v,
+                Some(v) => v.udata_value().unwrap_or(0),
+                None => continue,
+            };
+            let mut sl = StructLayout {
+                size,
+                ..Default::default()
+            };
+            let mut members = child.children();
+            while let Some(m) = members.next()? {
+                let me = m.entry();
+                if me.tag() != gimli::DW_TAG_member {
+                    continue;
+                }
+                let (Some(mn), Some(loc)) = (
+                    me.attr_value(gimli::DW_AT_name),
+                    me.attr_value(gimli::DW_AT_data_member_location),
+                ) else {
+                    continue;
+                };
+                let mn = dwarf.attr_string(&unit, mn)?.to_string_lossy().into_owned();
+                if let (true, Some(off)) = (wanted.contains(&mn.as_str()), loc.udata_value()) {
+                    sl.fields.insert(mn, off);
+                }
+            }
+            layout.structs.insert(name, sl);
+        }
+        if layout.structs.len() == WANTED.len() {
+            break;
+        }
+    }
+    Ok(Some(layout))
+}

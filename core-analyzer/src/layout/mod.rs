@@ -1,0 +1,157 @@
+//! Where runtime fields live. Offsets come from the binary's DWARF when it has
+//! any, else from the generated per-version tables in `core-analyzer/layouts/`
+//! (the only place offsets are written down). Nothing else knows a number.
+pub mod dwarf;
+pub mod table;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Structs and the members cgocore reads. Nested members use a dot
+/// (`sched.sp` is `g.sched` + `gobuf.sp`), resolved when a layout is built.
+pub const WANTED: &[(&str, &[&str])] = &[
+    (
+        "runtime.m",
+        &[
+            "g0",
+            "procid",
+            "gsignal",
+            "tls",
+            "mstartfn",
+            "curg",
+            "caughtsig",
+            "p",
+            "nextp",
+            "oldp",
+            "id",
+            "mallocing",
+            "throwing",
+            "preemptoff",
+            "locks",
+            "dying",
+            "spinning",
+            "blocked",
+            "incgo",
+            "isextra",
+            "isExtraInC",
+            "isExtraInSig",
+            "needextram",
+            "ncgocall",
+            "ncgo",
+            "alllink",
+            "schedlink",
+            "idleNode",
+            "lockedg",
+            "lockedExt",
+            "lockedInt",
+            "syscalltick",
+            "freelink",
+            "vdsoSP",
+            "vdsoPC",
+        ],
+    ),
+    (
+        "runtime.g",
+        &[
+            "stack",
+            "m",
+            "sched",
+            "syscallsp",
+            "syscallpc",
+            "syscallbp",
+            "atomicstatus",
+            "goid",
+            "schedlink",
+            "waitsince",
+            "waitreason",
+            "lockedm",
+            "parentGoid",
+            "gopc",
+            "startpc",
+            "sigpc",
+            "labels",
+        ],
+    ),
+    ("runtime.gobuf", &["sp", "pc", "g", "ctxt", "lr", "bp"]),
+    ("runtime.stack", &["lo", "hi"]),
+    (
+        "runtime.p",
+        &[
+            "id",
+            "status",
+            "link",
+            "schedtick",
+            "syscalltick",
+            "m",
+            "runqhead",
+            "runqtail",
+            "runnext",
+            "gFree",
+            "timers",
+        ],
+    ),
+    (
+        "runtime.schedt",
+        &[
+            "goidgen",
+            "lastpoll",
+            "midle",
+            "nmidle",
+            "nmidlelocked",
+            "mnext",
+            "maxmcount",
+            "nmsys",
+            "nmfreed",
+            "ngsys",
+            "nGsyscallNoP",
+            "pidle",
+            "npidle",
+            "nmspinning",
+            "needspinning",
+            "runq",
+            "runqsize",
+            "gcwaiting",
+            "stopwait",
+            "sysmonwait",
+        ],
+    ),
+    ("runtime.gQueue", &["head", "tail", "size"]),
+];
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StructLayout {
+    pub size: u64,
+    pub fields: BTreeMap<String, u64>,
+}
+
+/// Offsets of the wanted structs for one Go release (or one binary's DWARF).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    /// "go1.27" for tables; the full version for DWARF-derived layouts.
+    pub go: String,
+    /// Where the numbers came from.
+    pub source: String,
+    pub structs: BTreeMap<String, StructLayout>,
+}
+
+impl Layout {
+    pub fn field(&self, strukt: &str, field: &str) -> Option<u64> {
+        let s = self.structs.get(strukt)?;
+        match field.split_once('.') {
+            None => s.fields.get(field).copied(),
+            Some((outer, inner)) => {
+                let base = s.fields.get(outer)?;
+                let inner_struct = match (strukt, outer) {
+                    ("runtime.g", "sched") => "runtime.gobuf",
+                    ("runtime.g", "stack") => "runtime.stack",
+                    ("runtime.schedt", "runq") => "runtime.gQueue",
+                    _ => return None,
+                };
+                Some(base + self.field(inner_struct, inner)?)
+            }
+        }
+    }
+    pub fn size(&self, strukt: &str) -> Option<u64> {
+        self.structs.get(strukt).map(|s| s.size)
+    }
+}

@@ -1,0 +1,18 @@
+//! cgocore: explain Go programs stuck in cgo, from core files or live debuggers.
+//!
+//! Data flows up once: bytes (`memory`, `elf`) -> runtime objects (`runtime`,
+//! via `layout`) -> `analysis` -> `report`. Faces (CLI, Python) call `analysis`.
+pub mod analysis;
+pub mod elf;
+pub mod error;
+pub mod input;
+pub mod layout;
+pub mod memory;
+pub mod process;
+pub mod report;
+pub mod runtime;
+pub mod symbolize;
+pub mod unwind;
+
+pub use analysis::{analyze, Analysis};
+pub use process::{OpenOptions, Process};

@@ -1,0 +1,126 @@
+//! One way to read target memory, whatever backs it (a core with spliced files, a
+//! live debugger, or a mock in tests). Decoders only ever see `Memory`.
+mod spliced;
+
+pub use spliced::{Segment, SegmentSource, SplicedMemory};
+
+use crate::error::Fault;
+
+/// Largest single read a decoder may ask for; guards against absurd lengths
+/// read from corrupt runtime structures.
+pub const MAX_READ: usize = 64 << 20;
+
+pub trait Memory {
+    /// Fill `buf` from `addr`, or fail naming the first byte that is missing.
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault>;
+}
+
+/// Typed helpers over any `Memory` (little-endian targets: amd64, arm64).
+pub trait ReadExt: Memory {
+    fn u8(&self, addr: u64) -> Result<u8, Fault> {
+        let mut b = [0u8; 1];
+        self.read(addr, &mut b)?;
+        Ok(b[0])
+    }
+    fn u32(&self, addr: u64) -> Result<u32, Fault> {
+        let mut b = [0u8; 4];
+        self.read(addr, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    fn u64(&self, addr: u64) -> Result<u64, Fault> {
+        let mut b = [0u8; 8];
+        self.read(addr, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    fn bytes(&self, addr: u64, len: usize) -> Result<Vec<u8>, Fault> {
+        if len > MAX_READ {
+            return Err(Fault::TooLarge {
+                addr,
+                len,
+                limit: MAX_READ,
+            });
+        }
+        let mut v = vec![0u8; len];
+        self.read(addr, &mut v)?;
+        Ok(v)
+    }
+    /// A Go string header `{ptr, len}` at `addr`, decoded lossily.
+    fn go_string(&self, addr: u64, max: usize) -> Result<String, Fault> {
+        let ptr = self.u64(addr)?;
+        let len = self.u64(addr + 8)? as usize;
+        if len == 0 {
+            return Ok(String::new());
+        }
+        let b = self.bytes(ptr, len.min(max))?;
+        Ok(String::from_utf8_lossy(&b).into_owned())
+    }
+    /// A NUL-terminated C string of at most `max` bytes.
+    fn c_string(&self, addr: u64, max: usize) -> Result<String, Fault> {
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 64];
+        while out.len() < max {
+            let n = chunk.len().min(max - out.len());
+            // Fall back to byte reads at the end of a mapping.
+            if self.read(addr + out.len() as u64, &mut chunk[..n]).is_err() {
+                let b = self.u8(addr + out.len() as u64)?;
+                if b == 0 {
+                    break;
+                }
+                out.push(b);
+                continue;
+            }
+            if let Some(z) = chunk[..n].iter().position(|&b| b == 0) {
+                out.extend_from_slice(&chunk[..z]);
+                return Ok(String::from_utf8_lossy(&out).into_owned());
+            }
+            out.extend_from_slice(&chunk[..n]);
+        }
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+}
+
+impl<T: Memory + ?Sized> ReadExt for T {}
+
+impl<T: Memory + ?Sized> Memory for &T {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        (**self).read(addr, buf)
+    }
+}
+
+#[cfg(test)]
+pub mod mock {
+    //! A sparse byte map for decoder unit tests.
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Default)]
+    pub struct MockMemory {
+        pub bytes: BTreeMap<u64, u8>,
+    }
+
+    impl MockMemory {
+        pub fn put(&mut self, addr: u64, data: &[u8]) {
+            for (i, b) in data.iter().enumerate() {
+                self.bytes.insert(addr + i as u64, *b);
+            }
+        }
+        pub fn put_u64(&mut self, addr: u64, v: u64) {
+            self.put(addr, &v.to_le_bytes());
+        }
+        pub fn put_u32(&mut self, addr: u64, v: u32) {
+            self.put(addr, &v.to_le_bytes());
+        }
+    }
+
+    impl Memory for MockMemory {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = *self.bytes.get(&(addr + i as u64)).ok_or(Fault::Unmapped {
+                    addr: addr + i as u64,
+                    len: 1,
+                })?;
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! A process image to analyze: memory, threads with registers, the executable
+//! and its load bias. Built from a core file here; debugger bridges build one
+//! from a live target.
+use crate::elf::core::{CoreFile, AT_ENTRY, AT_EXECFN, AT_PHDR};
+use crate::elf::exe::Binary;
+use crate::elf::regs::{Arch, Registers};
+use crate::memory::{Memory, ReadExt, SplicedMemory};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Thread {
+    pub tid: u32,
+    pub regs: Registers,
+    /// Signal the thread was stopped with, if any (`pr_cursig`).
+    pub signal: Option<u16>,
+}
+
+pub struct Process {
+    pub mem: Box<dyn Memory + Send + Sync>,
+    pub threads: Vec<Thread>,
+    pub arch: Arch,
+    pub exe: Binary,
+    /// Runtime address minus link-time address (non-zero for PIE).
+    pub bias: u64,
+    pub pid: Option<u32>,
+    /// Core-level facts (signal, command) for the report header.
+    pub signal: Option<i32>,
+    pub command: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct OpenOptions {
+    pub exe: Option<PathBuf>,
+    pub sysroot: Option<PathBuf>,
+}
+
+fn under_sysroot(sysroot: &Option<PathBuf>, p: &str) -> PathBuf {
+    match sysroot {
+        Some(root) => root.join(p.trim_start_matches('/')),
+        None => PathBuf::from(p),
+    }
+}
+
+impl Process {
+    pub fn from_core(core_path: &Path, opts: &OpenOptions) -> Result<Process> {
+        let core = CoreFile::parse(crate::input::open(core_path)?)?;
+        let mut core_only = SplicedMemory::default();
+        core_only.push_layer(core.segments.clone());
+
+        let exe_path = match &opts.exe {
+            Some(p) => p.clone(),
+            None => find_exe(&core, &core_only, &opts.sysroot)
+                .context("the core does not name its executable; pass --exe BINARY")?,
+        };
+        let exe = Binary::open(&exe_path)
+            .with_context(|| format!("cannot read the executable {} (pass --exe, or --sysroot for a core from another host)", exe_path.display()))?;
+        let bias = if exe.is_pie {
+            match core.auxv_get(AT_ENTRY) {
+                Some(entry) => entry.wrapping_sub(exe.entry),
+                None => bail!("{} is position-independent but the core has no NT_AUXV to find its load address", exe_path.display()),
+            }
+        } else {
+            0
+        };
+        verify_match(&exe, bias, &core_only, core_path)?;
+
+        let mut mem = core_only;
+        mem.push_layer(exe.segments(bias));
+        let threads = core
+            .threads
+            .iter()
+            .map(|t| Thread {
+                tid: t.tid,
+                regs: t.regs.clone(),
+                signal: (t.signal != 0).then_some(t.signal),
+            })
+            .collect();
+        Ok(Process {
+            mem: Box::new(mem),
+            threads,
+            arch: core.arch,
+            exe,
+            bias,
+            pid: core.pid,
+            signal: core.siginfo.as_ref().map(|s| s.signo),
+            command: core.command.clone(),
+            warnings: core.warnings.clone(),
+        })
+    }
+
+    /// Link-time address to runtime address.
+    pub fn rt(&self, link_addr: u64) -> u64 {
+        link_addr.wrapping_add(self.bias)
+    }
+}
+
+/// The executable, per `NT_FILE` (the mapping holding `AT_PHDR`) or `AT_EXECFN`.
+fn find_exe(core: &CoreFile, mem: &SplicedMemory, sysroot: &Option<PathBuf>) -> Option<PathBuf> {
+    if let Some(f) = core.auxv_get(AT_PHDR).and_then(|a| core.file_at(a)) {
+        return Some(under_sysroot(sysroot, &f.path));
+    }
+    let execfn = core.auxv_get(AT_EXECFN)?;
+    let s = mem.c_string(execfn, 4096).ok()?;
+    Some(under_sysroot(sysroot, &s))
+}
+
+/// Refuse a binary that is not the one the core ran: compare its note sections
+/// (Go and GNU build ids) with the bytes the core saved at the same addresses.
+fn verify_match(exe: &Binary, bias: u64, core_mem: &SplicedMemory, core_path: &Path) -> Result<()> {
+    for sec in [".note.go.buildid", ".note.gnu.build-id", ".go.buildinfo"] {
+        let Some((addr, bytes)) = exe.section(sec) else {
+            continue;
+        };
+        let n = bytes.len().min(256);
+        let mut in_core = vec![0u8; n];
+        if core_mem
+            .read(addr.wrapping_add(bias), &mut in_core)
+            .is_err()
+        {
+            continue;
+        }
+        if in_core != bytes[..n] {
+            bail!(
+                "{} does not match the core {}: its {sec} differs from the one in the core's memory. \
+                 Pass the exact binary that produced the core with --exe",
+                exe.path().display(),
+                core_path.display()
+            );
+        }
+        return Ok(());
+    }
+    bail!(
+        "cannot confirm that {} belongs to the core {}: none of its build-id notes or .go.buildinfo is present in the core's memory at the expected address \
+         (wrong binary, or a wrong load address)",
+        exe.path().display(),
+        core_path.display()
+    )
+}

@@ -1,0 +1,143 @@
+//! `cgocore analyze --json` schema, version 1. Key names are a contract.
+use serde::{Deserialize, Serialize};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub go_version: String,
+    pub binary: String,
+    pub core: Option<String>,
+    pub pid: Option<u32>,
+    /// Signal that killed the process (from `NT_SIGINFO`), e.g. 6 for SIGABRT.
+    pub signal: Option<i32>,
+    pub arch: String,
+    pub gomaxprocs: Option<i32>,
+    /// "symbols" (from `.symtab`) or "heuristics" (stripped binary).
+    pub roots_from: String,
+    /// "DWARF" or "table".
+    pub layout_from: String,
+    pub counts: Counts,
+    pub threads: Vec<ThreadInfo>,
+    pub ms: Vec<MInfo>,
+    pub goroutines: Vec<GoroutineInfo>,
+    pub warnings: Vec<String>,
+    /// True when some runtime data could not be read: the lists may be partial.
+    pub incomplete: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Counts {
+    pub threads: usize,
+    pub ms: usize,
+    pub goroutines: usize,
+    pub threads_in_cgo: usize,
+    pub foreign_threads: usize,
+    pub extra_ms: usize,
+    pub locked_goroutines: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThreadKind {
+    /// A thread the Go runtime created (or m0).
+    Go,
+    /// A C-created thread that called into Go and holds an extra M.
+    Extra,
+    /// A thread Go does not know.
+    Foreign,
+}
+
+impl ThreadKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThreadKind::Go => "go",
+            ThreadKind::Extra => "extra",
+            ThreadKind::Foreign => "foreign",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThreadInfo {
+    pub tid: u32,
+    pub kind: ThreadKind,
+    /// M id, or null for a foreign thread.
+    pub m: Option<i64>,
+    /// The goroutine this thread runs or is in C for (`m.curg`).
+    pub curg: Option<u64>,
+    /// `m.lockedg`.
+    pub lockedg: Option<u64>,
+    /// The M is executing C for cgo (`m.incgo`).
+    pub in_cgo: bool,
+    /// Signal the thread was stopped with (kernel cores: the crash signal).
+    pub signal: Option<u16>,
+    /// A second (extra) M this thread borrowed to run Go's signal handler.
+    pub signal_m: Option<i64>,
+    pub pc: u64,
+    pub sp: u64,
+    /// Syscall number in flight (x86_64 `orig_rax`), if any.
+    pub syscall: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MInfo {
+    pub id: i64,
+    pub tid: Option<u32>,
+    /// Borrowed by `tid` only to run a signal handler (its goroutine is hidden).
+    pub signal_borrowed: bool,
+    pub procid: u64,
+    pub locked_ext: u32,
+    pub locked_int: u32,
+    pub lockedg: Option<u64>,
+    pub curg: Option<u64>,
+    pub incgo: bool,
+    pub ncgo: i32,
+    pub ncgocall: u64,
+    pub isextra: bool,
+    pub is_extra_in_c: bool,
+    /// `m.isExtraInSig` (Go 1.22+): borrowed only to run a signal handler.
+    pub is_extra_in_sig: bool,
+    pub spinning: bool,
+    pub blocked: bool,
+    /// Id of the P the M holds (`m.p`), if any.
+    pub p: Option<i32>,
+    /// Function the M was started with (`mstartfn`): sysmon, templateThread, ...
+    pub start_fn: Option<String>,
+    pub addr: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GoroutineInfo {
+    pub goid: u64,
+    /// Go's status word: "runnable", "running", "syscall", "waiting", ...
+    pub status: String,
+    /// Go's wait reason string, for waiting goroutines.
+    pub wait_reason: Option<String>,
+    /// Locked to its thread (`g.lockedm != 0`).
+    pub locked: bool,
+    /// M id of `g.m`.
+    pub m: Option<i64>,
+    /// M id of `g.lockedm`.
+    pub lockedm: Option<i64>,
+    /// The goroutine is in a cgo call (its M is in C on its behalf).
+    pub in_cgo: bool,
+    /// Runtime-internal goroutine (its function is in package runtime).
+    pub system: bool,
+    pub start_function: Option<String>,
+    pub created_by: Option<String>,
+    pub parent_goid: Option<u64>,
+    pub addr: u64,
+    /// The goroutine's Go frames, innermost first (see docs/json-schema.md).
+    pub frames: Vec<crate::unwind::Frame>,
+    /// Why the stack ends early, if it does.
+    pub stack_truncated: Option<String>,
+}
+
+impl GoroutineInfo {
+    /// State as Go's dump prints it: the wait reason for waiting goroutines.
+    pub fn state(&self) -> &str {
+        self.wait_reason.as_deref().unwrap_or(&self.status)
+    }
+}

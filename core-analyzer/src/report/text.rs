@@ -1,0 +1,152 @@
+//! Text rendering of a report, for people.
+use super::model::*;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoroutineFilter {
+    None,
+    All,
+    Cgo,
+    Locked,
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn table(rows: &[Vec<String>]) -> String {
+    let ncol = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let width: Vec<usize> = (0..ncol)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{s:<w$}", w = width[i]))
+            .collect();
+        let _ = writeln!(out, "  {}", line.join("  ").trim_end());
+    }
+    out
+}
+
+pub fn render(r: &Report, filter: GoroutineFilter) -> String {
+    let mut o = String::new();
+    let g_by_id: BTreeMap<u64, &GoroutineInfo> = r.goroutines.iter().map(|g| (g.goid, g)).collect();
+    let _ = writeln!(
+        o,
+        "{} · {} · GOMAXPROCS {} · {} threads · {} Ms · {} goroutines · {} threads in cgo",
+        r.go_version,
+        r.binary,
+        opt(r.gomaxprocs),
+        r.counts.threads,
+        r.counts.ms,
+        r.counts.goroutines,
+        r.counts.threads_in_cgo
+    );
+    if let Some(core) = &r.core {
+        let sig = r
+            .signal
+            .map(|s| format!(", signal {s}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "core {core} (pid {}{sig}); roots from {}, layout from {}",
+            opt(r.pid),
+            r.roots_from,
+            r.layout_from
+        );
+    }
+    for w in &r.warnings {
+        let _ = writeln!(o, "warning: {w}");
+    }
+    let _ = writeln!(o, "\nThreads:");
+    let mut rows = vec![[
+        "TID", "KIND", "M", "LOCKEXT", "LOCKINT", "LOCKEDG", "CURG", "STATE", "IN-CGO",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for t in &r.threads {
+        let m = t.m.and_then(|id| r.ms.iter().find(|m| m.id == id));
+        let state = t
+            .curg
+            .and_then(|g| g_by_id.get(&g))
+            .map(|g| g.state().to_string())
+            .unwrap_or_else(|| "-".into());
+        rows.push(vec![
+            t.tid.to_string(),
+            t.kind.as_str().into(),
+            t.m.map(|m| format!("M{m}")).unwrap_or_else(|| "-".into()),
+            opt(m.map(|m| m.locked_ext)),
+            opt(m.map(|m| m.locked_int)),
+            opt(t.lockedg),
+            opt(t.curg),
+            state,
+            if t.in_cgo { "yes" } else { "no" }.into(),
+        ]);
+    }
+    o.push_str(&table(&rows));
+    let idle: Vec<&MInfo> = r.ms.iter().filter(|m| m.tid.is_none()).collect();
+    if !idle.is_empty() {
+        let _ = writeln!(o, "\nMs without a thread in the core:");
+        for m in idle {
+            let what = if m.isextra {
+                "spare extra M (no C thread bound)"
+            } else {
+                "no thread"
+            };
+            let _ = writeln!(
+                o,
+                "  M{} {what}; lockedInt={} curg={}",
+                m.id,
+                m.locked_int,
+                opt(m.curg)
+            );
+        }
+    }
+    let mut by_state: BTreeMap<String, usize> = BTreeMap::new();
+    for g in &r.goroutines {
+        *by_state.entry(g.state().to_string()).or_default() += 1;
+    }
+    let _ = writeln!(o, "\nGoroutines by state:");
+    let mut states: Vec<_> = by_state.into_iter().collect();
+    states.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    for (s, n) in states {
+        let _ = writeln!(o, "  {n:>7}  {s}");
+    }
+    if filter != GoroutineFilter::None {
+        let _ = writeln!(o);
+        for g in r.goroutines.iter().filter(|g| match filter {
+            GoroutineFilter::Cgo => g.in_cgo,
+            GoroutineFilter::Locked => g.locked,
+            _ => true,
+        }) {
+            let lock = if g.locked { ", locked to thread" } else { "" };
+            let _ = writeln!(
+                o,
+                "goroutine {} m={} [{}{lock}]:",
+                g.goid,
+                opt(g.m),
+                g.state()
+            );
+            if let Some(f) = &g.start_function {
+                let _ = writeln!(o, "\tstarted at {f}");
+            }
+            if let Some(c) = &g.created_by {
+                let parent = g
+                    .parent_goid
+                    .map(|p| format!(" in goroutine {p}"))
+                    .unwrap_or_default();
+                let _ = writeln!(o, "\tcreated by {c}{parent}");
+            }
+        }
+    }
+    o
+}

@@ -1,0 +1,162 @@
+//! `runtime.m`: one per OS thread the runtime knows (plus free extra Ms).
+use super::fields::View;
+use super::walk::{walk, Stop};
+use super::{GoRuntime, MAX_MS};
+use crate::memory::{Memory, ReadExt};
+use anyhow::{Context, Result};
+
+#[derive(Debug, Clone, Default)]
+pub struct M {
+    pub addr: u64,
+    pub id: i64,
+    pub procid: u64,
+    pub g0: u64,
+    pub gsignal: u64,
+    pub curg: u64,
+    pub p: u64,
+    pub oldp: u64,
+    pub lockedg: u64,
+    pub locked_ext: u32,
+    pub locked_int: u32,
+    pub incgo: bool,
+    pub ncgo: i32,
+    pub ncgocall: u64,
+    pub isextra: bool,
+    pub is_extra_in_c: bool,
+    /// Borrowed only to run a signal handler on a foreign thread (Go 1.22+).
+    pub is_extra_in_sig: bool,
+    pub spinning: bool,
+    pub blocked: bool,
+    pub mstartfn: u64,
+    pub vdso_sp: u64,
+    pub vdso_pc: u64,
+    pub alllink: u64,
+    pub schedlink: u64,
+    pub mallocing: i32,
+    pub throwing: i32,
+    pub locks: i32,
+    pub dying: i32,
+    pub syscalltick: u32,
+}
+
+/// Resolved offsets (None: the field does not exist in this release).
+pub struct MLayout {
+    size: u64,
+    f: [Option<u64>; 28],
+}
+
+const NAMES: [&str; 28] = [
+    "id",
+    "procid",
+    "g0",
+    "gsignal",
+    "curg",
+    "p",
+    "oldp",
+    "lockedg",
+    "lockedExt",
+    "lockedInt",
+    "incgo",
+    "ncgo",
+    "ncgocall",
+    "isextra",
+    "isExtraInC",
+    "spinning",
+    "blocked",
+    "mstartfn",
+    "vdsoSP",
+    "vdsoPC",
+    "alllink",
+    "schedlink",
+    "mallocing",
+    "throwing",
+    "locks",
+    "dying",
+    "syscalltick",
+    "isExtraInSig",
+];
+
+impl MLayout {
+    pub fn new(rt: &GoRuntime) -> Result<MLayout> {
+        let size = rt
+            .layout
+            .size("runtime.m")
+            .context("layout lacks runtime.m")?;
+        let mut f = [None; 28];
+        for (i, n) in NAMES.iter().enumerate() {
+            f[i] = rt.layout.field("runtime.m", n);
+        }
+        Ok(MLayout { size, f })
+    }
+
+    pub fn read(&self, mem: &dyn Memory, addr: u64) -> Result<M> {
+        let buf = mem
+            .bytes(addr, self.size as usize)
+            .with_context(|| format!("reading runtime.m at {addr:#x}"))?;
+        let v = View(&buf);
+        let f = &self.f;
+        Ok(M {
+            addr,
+            id: v.u64(f[0]) as i64,
+            procid: v.u64(f[1]),
+            g0: v.u64(f[2]),
+            gsignal: v.u64(f[3]),
+            curg: v.u64(f[4]),
+            p: v.u64(f[5]),
+            oldp: v.u64(f[6]),
+            lockedg: v.u64(f[7]),
+            locked_ext: v.u32(f[8]),
+            locked_int: v.u32(f[9]),
+            incgo: v.bool(f[10]),
+            ncgo: v.u32(f[11]) as i32,
+            ncgocall: v.u64(f[12]),
+            isextra: v.bool(f[13]),
+            is_extra_in_c: v.bool(f[14]),
+            spinning: v.bool(f[15]),
+            blocked: v.bool(f[16]),
+            mstartfn: v.u64(f[17]),
+            vdso_sp: v.u64(f[18]),
+            vdso_pc: v.u64(f[19]),
+            alllink: v.u64(f[20]),
+            schedlink: v.u64(f[21]),
+            mallocing: v.u32(f[22]) as i32,
+            throwing: v.u32(f[23]) as i32,
+            locks: v.u32(f[24]) as i32,
+            dying: v.u32(f[25]) as i32,
+            syscalltick: v.u32(f[26]),
+            is_extra_in_sig: v.bool(f[27]),
+        })
+    }
+}
+
+/// Walk `allm` through `alllink`, stopping at a cycle or an unreadable M.
+pub fn all_ms(rt: &GoRuntime, mem: &dyn Memory, warnings: &mut Vec<String>) -> Result<Vec<M>> {
+    let ml = MLayout::new(rt)?;
+    let (ms, stop) = walk(rt.roots.allm, MAX_MS, |a| {
+        let m = ml.read(mem, a)?;
+        let next = m.alllink;
+        Ok((m, next))
+    });
+    match stop {
+        Stop::End => {}
+        Stop::Cycle(a) => warnings.push(format!(
+            "cycle in runtime.allm at M {a:#x}: list cut after {} Ms",
+            ms.len()
+        )),
+        Stop::Limit => warnings.push(format!("more than {MAX_MS} Ms on runtime.allm; list cut")),
+        Stop::Broken(e) => warnings.push(format!(
+            "runtime.allm list broken after {} Ms: {e}",
+            ms.len()
+        )),
+    }
+    Ok(ms)
+}
+
+/// The `mstartfn` funcval's code pointer, named.
+pub fn mstartfn_name(rt: &GoRuntime, mem: &dyn Memory, m: &M) -> Option<String> {
+    if m.mstartfn == 0 {
+        return None;
+    }
+    let pc = mem.u64(m.mstartfn).ok()?;
+    rt.func_name(pc).map(str::to_string)
+}

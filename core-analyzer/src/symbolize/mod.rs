@@ -1,0 +1,2 @@
+//! Names for addresses: Go functions from the pclntab.
+pub mod pclntab;

@@ -1,0 +1,146 @@
+//! Go frames from the pclntab: pcsp gives each frame's size, the inline tree
+//! expands inlined calls the way Go's traceback prints them. No DWARF needed.
+use super::{Frame, Lang, Stack};
+use crate::elf::regs::Arch;
+use crate::memory::{Memory, ReadExt};
+use crate::symbolize::pclntab::{Func, Pclntab, FLAG_SPWRITE, FLAG_TOPFRAME, FUNCDATA_INLTREE};
+
+/// Deepest stack we walk; deeper ones are reported truncated.
+pub const MAX_FRAMES: usize = 1024;
+
+pub struct GoUnwinder<'a> {
+    pub pcln: &'a Pclntab,
+    pub mem: &'a dyn Memory,
+    pub arch: Arch,
+}
+
+impl GoUnwinder<'_> {
+    /// Frames for `f` at `pc` (a return address unless `innermost_trap`):
+    /// inlined calls first, then `f` itself.
+    pub fn symbolize(&self, f: &Func, pc: u64, lookup: u64, out: &mut Vec<Frame>) {
+        let mut at = lookup;
+        let mut guard = 0;
+        while let Some(ix) = self.pcln.inline_index(f, at) {
+            guard += 1;
+            let Some(tree) = self.pcln.funcdata_off(f, FUNCDATA_INLTREE) else {
+                break;
+            };
+            let entry = self.pcln.gofunc.wrapping_add(tree as u64 + 16 * ix as u64);
+            let (Ok(name_off), Ok(parent_pc)) = (self.mem.u32(entry + 4), self.mem.u32(entry + 8))
+            else {
+                break;
+            };
+            let (file, line) = self
+                .pcln
+                .file_line(f, at)
+                .map(|(f, l)| (Some(f.to_string()), Some(l as u32)))
+                .unwrap_or((None, None));
+            out.push(Frame {
+                pc,
+                function: Some(self.pcln.name_at(name_off).to_string()),
+                file,
+                line,
+                module: None,
+                lang: Lang::Go,
+                inlined: true,
+            });
+            at = f.entry.wrapping_add(parent_pc as u64);
+            if guard > 64 {
+                break;
+            }
+        }
+        let (file, line) = self
+            .pcln
+            .file_line(f, at)
+            .map(|(f, l)| (Some(f.to_string()), Some(l as u32)))
+            .unwrap_or((None, None));
+        out.push(Frame {
+            pc,
+            function: Some(self.pcln.name(f).to_string()),
+            file,
+            line,
+            module: None,
+            lang: Lang::Go,
+            inlined: false,
+        });
+    }
+
+    /// Walk a goroutine stack from (pc, sp); `lr` is the link register on arm64.
+    pub fn unwind(&self, mut pc: u64, mut sp: u64, lr: u64) -> Stack {
+        let mut frames = vec![];
+        let mut innermost = true;
+        loop {
+            if frames.len() >= MAX_FRAMES {
+                return Stack {
+                    frames,
+                    truncated: Some(format!("more than {MAX_FRAMES} frames")),
+                };
+            }
+            let Some(f) = self.pcln.find(pc) else {
+                return Stack {
+                    frames,
+                    truncated: Some(format!("pc {pc:#x} is not in Go code")),
+                };
+            };
+            // Return addresses point after the call: look up the call itself.
+            let lookup = if pc > f.entry { pc - 1 } else { pc };
+            self.symbolize(&f, pc, lookup, &mut frames);
+            let flag = self.pcln.flag(&f);
+            if flag & FLAG_TOPFRAME != 0 {
+                return Stack {
+                    frames,
+                    truncated: None,
+                };
+            }
+            let name = self.pcln.name(&f);
+            if flag & FLAG_SPWRITE != 0 && name != "runtime.cgocallback" && !innermost {
+                return Stack {
+                    frames,
+                    truncated: Some(format!("{name} switches stacks")),
+                };
+            }
+            let Some(delta) = self.pcln.sp_delta(&f, lookup) else {
+                return Stack {
+                    frames,
+                    truncated: Some(format!("no frame size for {name} at {pc:#x}")),
+                };
+            };
+            let (ret, caller_sp) = match self.arch {
+                Arch::X86_64 => {
+                    let fp = sp.wrapping_add(delta as u64).wrapping_add(8);
+                    (self.mem.u64(fp.wrapping_sub(8)), fp)
+                }
+                Arch::Aarch64 => {
+                    let fp = sp.wrapping_add(delta as u64);
+                    let ret = if delta == 0 && innermost {
+                        Ok(lr)
+                    } else {
+                        self.mem.u64(sp)
+                    };
+                    (ret, fp)
+                }
+            };
+            let Ok(ret) = ret else {
+                return Stack {
+                    frames,
+                    truncated: Some(format!("stack unreadable at {sp:#x}")),
+                };
+            };
+            if ret == 0 {
+                return Stack {
+                    frames,
+                    truncated: None,
+                };
+            }
+            if caller_sp <= sp && !innermost {
+                return Stack {
+                    frames,
+                    truncated: Some("stack pointer did not advance".into()),
+                };
+            }
+            pc = ret;
+            sp = caller_sp;
+            innermost = false;
+        }
+    }
+}

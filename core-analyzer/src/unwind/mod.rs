@@ -1,0 +1,31 @@
+//! Stacks: Go frames from the pclntab (C frames and stitching come on top).
+pub mod go;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    Go,
+    C,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Frame {
+    pub pc: u64,
+    pub function: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub module: Option<String>,
+    pub lang: Lang,
+    /// An inlined call: no machine frame of its own.
+    pub inlined: bool,
+}
+
+/// Why a stack ends where it does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stack {
+    pub frames: Vec<Frame>,
+    /// `null` when the stack ended at its natural top (`goexit`, `mstart`).
+    pub truncated: Option<String>,
+}

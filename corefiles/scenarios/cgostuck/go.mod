@@ -1,0 +1,3 @@
+module cgostuck
+
+go 1.21

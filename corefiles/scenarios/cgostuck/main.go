@@ -1,0 +1,207 @@
+// cgostuck is a cgo program that gets goroutines and threads stuck in every way
+// cgocore must explain, prints which thread and goroutine each scenario runs on,
+// prints READY, and waits to be dumped (SIGABRT with GOTRACEBACK=crash, or gcore
+// followed by SIGQUIT).
+package main
+
+/*
+#cgo LDFLAGS: -lpthread
+#include "scenario.h"
+*/
+import "C"
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Fixed scenario slots; extra C-blocked goroutines use slots from firstExtra on.
+const (
+	slotReadPipe = iota
+	slotCondWait
+	slotMutexHolder
+	slotMutexWaiter
+	slotSleep
+	slotAccept
+	slotLockedInC
+	slotLockedTwiceGo
+	slotExtraParked
+	slotExtraInC
+	slotForeign
+	slotCallback
+	firstExtra
+)
+
+var names = map[int]string{
+	slotReadPipe:      "read_pipe",
+	slotCondWait:      "cond_wait",
+	slotMutexHolder:   "mutex_holder",
+	slotMutexWaiter:   "mutex_waiter",
+	slotSleep:         "sleep",
+	slotAccept:        "accept",
+	slotLockedInC:     "locked_in_c",
+	slotLockedTwiceGo: "locked_twice_go",
+	slotExtraParked:   "extra_m_parked",
+	slotExtraInC:      "extra_m_in_c",
+	slotForeign:       "foreign_thread",
+	slotCallback:      "callback",
+}
+
+var (
+	goids   sync.Map // slot -> goid
+	goReady atomic.Int32
+	never   = make(chan int) // nobody ever sends: receivers park forever
+	nobody  = make(chan int) // nobody ever receives: senders park forever
+)
+
+func goid() uint64 {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	buf = bytes.TrimPrefix(buf, []byte("goroutine "))
+	id, _ := strconv.ParseUint(string(buf[:bytes.IndexByte(buf, ' ')]), 10, 64)
+	return id
+}
+
+func record(slot int) { goids.Store(slot, goid()) }
+
+//export goCallbackBlock
+func goCallbackBlock(slot C.int) {
+	record(int(slot))
+	<-never
+}
+
+//export goParkForever
+func goParkForever(slot C.int) {
+	record(int(slot))
+	<-never
+}
+
+//export goPing
+func goPing(slot C.int) {
+	record(int(slot))
+}
+
+func inC(slot int, locked bool, f func(C.int)) {
+	go func() {
+		if locked {
+			runtime.LockOSThread()
+		}
+		record(slot)
+		f(C.int(slot))
+	}()
+}
+
+func lockedTwiceParked() {
+	runtime.LockOSThread()
+	runtime.LockOSThread()
+	record(slotLockedTwiceGo)
+	C.scenario_mark(C.int(slotLockedTwiceGo))
+	<-never
+}
+
+// parked starts n goroutines parked in Go in a mix of ways.
+func parked(n int) {
+	var mu sync.Mutex
+	var rw sync.RWMutex
+	var wg sync.WaitGroup
+	cond := sync.NewCond(&sync.Mutex{})
+	mu.Lock()
+	rw.Lock()
+	wg.Add(1)
+	for i := 0; i < n; i++ {
+		switch i % 8 {
+		case 0:
+			go func() { <-never }()
+		case 1:
+			go func() { nobody <- 1 }()
+		case 2:
+			go func() { mu.Lock() }()
+		case 3:
+			go func() {
+				select {
+				case <-never:
+				case nobody <- 2:
+				}
+			}()
+		case 4:
+			go func() { time.Sleep(time.Hour) }()
+		case 5:
+			go func() { wg.Wait() }()
+		case 6:
+			go func() { rw.RLock() }()
+		case 7:
+			go func() { cond.L.Lock(); cond.Wait() }()
+		}
+	}
+}
+
+func waitFor(slots []int) {
+	deadline := time.Now().Add(20 * time.Second)
+	for _, s := range slots {
+		for C.scenario_tid(C.int(s)) == 0 {
+			if time.Now().After(deadline) {
+				fmt.Fprintf(os.Stderr, "scenario slot %d never started\n", s)
+				os.Exit(3)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+func main() {
+	nParked := flag.Int("parked", 40, "ordinary goroutines parked in Go")
+	nCBlocked := flag.Int("cblocked", 0, "extra goroutines blocked in C sleep (every tenth locked)")
+	flag.Parse()
+	if firstExtra+*nCBlocked > C.SC_MAX {
+		fmt.Fprintln(os.Stderr, "too many -cblocked")
+		os.Exit(2)
+	}
+
+	inC(slotReadPipe, false, func(s C.int) { C.block_read(s) })
+	inC(slotCondWait, false, func(s C.int) { C.block_cond(s) })
+	inC(slotMutexHolder, false, func(s C.int) { C.hold_mutex_then_sleep(s) })
+	for C.holder_ready() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	inC(slotMutexWaiter, false, func(s C.int) { C.block_mutex(s) })
+	inC(slotSleep, false, func(s C.int) { C.block_sleep(s) })
+	inC(slotAccept, false, func(s C.int) { C.block_accept(s) })
+	inC(slotLockedInC, true, func(s C.int) { C.block_pause(s) })
+	go lockedTwiceParked()
+	C.start_extra_parked(C.int(slotExtraParked))
+	C.start_extra_in_c(C.int(slotExtraInC))
+	C.start_foreign(C.int(slotForeign))
+	inC(slotCallback, false, func(s C.int) { C.call_back_into_go(s) })
+	parked(*nParked)
+
+	all := []int{}
+	for s := 0; s < firstExtra; s++ {
+		all = append(all, s)
+	}
+	for i := 0; i < *nCBlocked; i++ {
+		s := firstExtra + i
+		names[s] = fmt.Sprintf("cblocked_%d", i)
+		inC(s, i%10 == 0, func(s C.int) { C.block_sleep(s) })
+		all = append(all, s)
+	}
+	waitFor(all)
+	// Give every thread time to enter its blocking call after marking its slot.
+	time.Sleep(300 * time.Millisecond)
+	for _, s := range all {
+		id, _ := goids.Load(s)
+		if id == nil {
+			id = uint64(0)
+		}
+		fmt.Printf("SCENARIO %s tid=%d goid=%d\n", names[s], C.scenario_tid(C.int(s)), id)
+	}
+	fmt.Printf("READY pid=%d main_goid=%d\n", syscall.Getpid(), goid())
+	select {}
+}
