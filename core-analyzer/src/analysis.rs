@@ -26,7 +26,10 @@ pub fn analyze(process: Process, core: Option<String>) -> Result<Analysis> {
     warnings.extend(rt.warnings.iter().cloned());
     let before = warnings.len();
     let ms = runtime::m::all_ms(&rt, mem, &mut warnings)?;
-    let gs = runtime::g::all_gs(&rt, mem, &mut warnings)?;
+    let gs = runtime::g::all_gs(&rt, mem, &mut warnings).unwrap_or_else(|e| {
+        warnings.push(format!("goroutines unreadable: {e:#}"));
+        vec![]
+    });
     let ps = runtime::p::all_ps(&rt, mem).unwrap_or_else(|e| {
         warnings.push(format!("Ps unreadable: {e:#}"));
         vec![]

@@ -146,3 +146,176 @@ fn unrelated_binary_is_refused() {
     let out = cgocore(&[&c.core, Path::new("--exe"), sh]);
     fail_with(&out, "does not match");
 }
+
+/// A copy of a fixture core with 8-byte values patched at runtime addresses.
+fn patched_core(c: &CoreCase, name: &str, patches: &[(u64, u64)]) -> std::path::PathBuf {
+    let mapped = cgocore::input::open(&c.core).unwrap();
+    let mut bytes = mapped.map[..].to_vec();
+    let core = cgocore::elf::core::CoreFile::parse(mapped).unwrap();
+    for &(addr, val) in patches {
+        let seg = core
+            .segments
+            .iter()
+            .find(|s| s.vaddr <= addr && addr + 8 <= s.vaddr + s.filesz)
+            .expect("address saved in core");
+        let off = (seg.offset + addr - seg.vaddr) as usize;
+        bytes[off..off + 8].copy_from_slice(&val.to_le_bytes());
+    }
+    tmpfile(name, &bytes)
+}
+
+fn plain_fixture() -> CoreCase {
+    fixtures()
+        .into_iter()
+        .find(|c| c.truth.variant == "plain")
+        .unwrap()
+}
+
+#[test]
+fn cycle_in_allm_gives_partial_report() {
+    let c = plain_fixture();
+    let bin = cgocore::elf::exe::Binary::open(&c.exe).unwrap();
+    let a = analyze(&c);
+    let (m0, _) = bin.symbol("runtime.m0").unwrap();
+    let alllink = a.runtime.layout.field("runtime.m", "alllink").unwrap();
+    // m0 is last on allm: point it back at the head.
+    let core = patched_core(&c, "cycle", &[(m0 + alllink, a.runtime.roots.allm)]);
+    let out = Command::new(env!("CARGO_BIN_EXE_cgocore"))
+        .args(["analyze", "--json", "--exe"])
+        .arg(&c.exe)
+        .arg(&core)
+        .env("CGOCORE_CACHE", cache())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        r["warnings"].to_string().contains("cycle in runtime.allm"),
+        "{}",
+        r["warnings"]
+    );
+    assert_eq!(
+        r["ms"].as_array().unwrap().len(),
+        a.report.ms.len(),
+        "each M once"
+    );
+}
+
+#[test]
+fn absurd_allglen_and_wild_pointer_give_partial_report() {
+    let c = plain_fixture();
+    let bin = cgocore::elf::exe::Binary::open(&c.exe).unwrap();
+    let (allgs, _) = bin.symbol("runtime.allgs").unwrap();
+    for (name, patch) in [
+        ("hugelen", (allgs + 8, 1u64 << 40)),
+        ("wildptr", (allgs, 0xdead_0000_0000)),
+    ] {
+        let core = patched_core(&c, name, &[patch]);
+        let out = Command::new(env!("CARGO_BIN_EXE_cgocore"))
+            .args(["analyze", "--exe"])
+            .arg(&c.exe)
+            .arg(&core)
+            .env("CGOCORE_CACHE", cache())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("warning: goroutines unreadable"),
+            "{name}: {text}"
+        );
+        assert!(
+            text.contains(&c.truth.scenarios["foreign_thread"].tid.to_string()),
+            "threads still reported"
+        );
+    }
+}
+
+#[test]
+fn sysroot_finds_the_executable_the_core_names() {
+    let c = plain_fixture();
+    let core = cgocore::elf::core::CoreFile::parse(cgocore::input::open(&c.core).unwrap()).unwrap();
+    let phdr = core.auxv_get(cgocore::elf::core::AT_PHDR).unwrap();
+    let named = core.file_at(phdr).unwrap().path.clone();
+    let root = std::env::temp_dir().join(format!("cgocore-sysroot-{}", std::process::id()));
+    let dest = root.join(named.trim_start_matches('/'));
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    std::fs::write(&dest, &cgocore::input::open(&c.exe).unwrap().map[..]).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cgocore"))
+        .args(["analyze", "--json", "--sysroot"])
+        .arg(&root)
+        .arg(&c.core)
+        .env("CGOCORE_CACHE", cache())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["binary"].as_str().unwrap(), dest.to_str().unwrap());
+    // Without the file in the sysroot, the error says what to do.
+    let _ = std::fs::remove_file(&dest);
+    let out = Command::new(env!("CARGO_BIN_EXE_cgocore"))
+        .args(["analyze", "--sysroot"])
+        .arg(&root)
+        .arg(&c.core)
+        .output()
+        .unwrap();
+    fail_with(&out, "--exe");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A real kernel core of a C program: cgocore says it is not a Go program.
+#[test]
+fn core_of_a_c_program_is_not_go() {
+    let dir = std::env::temp_dir().join(format!("cgocore-c-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("c.c"),
+        "#include <stdlib.h>\nint main(void){abort();}\n",
+    )
+    .unwrap();
+    let built = Command::new("cc")
+        .arg("-o")
+        .arg(dir.join("cprog"))
+        .arg(dir.join("c.c"))
+        .status();
+    assert!(built.is_ok_and(|s| s.success()), "cc is needed");
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -c unlimited; exec ./cprog")
+        .current_dir(&dir)
+        .status();
+    let core = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("core"))
+        });
+    let Some(core) = core else {
+        eprintln!("no kernel core written (core_pattern is not 'core'?); skipped");
+        assert!(
+            !require_generated(),
+            "kernel cores are required in the full run"
+        );
+        return;
+    };
+    let out = cgocore(&[&core]);
+    fail_with(&out, "not a Go program");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -136,16 +136,28 @@ pub fn render(r: &Report, filter: GoroutineFilter) -> String {
                 opt(g.m),
                 g.state()
             );
-            if let Some(f) = &g.start_function {
-                let _ = writeln!(o, "\tstarted at {f}");
+            for f in &g.frames {
+                let args = if f.inlined { "..." } else { "" };
+                let _ = writeln!(o, "{}({args})", f.function.as_deref().unwrap_or("?"));
+                let _ = writeln!(
+                    o,
+                    "\t{}:{} pc={:#x}",
+                    f.file.as_deref().unwrap_or("?"),
+                    opt(f.line),
+                    f.pc
+                );
+            }
+            if let Some(why) = &g.stack_truncated {
+                let _ = writeln!(o, "\t... stack ends early: {why}");
             }
             if let Some(c) = &g.created_by {
                 let parent = g
                     .parent_goid
                     .map(|p| format!(" in goroutine {p}"))
                     .unwrap_or_default();
-                let _ = writeln!(o, "\tcreated by {c}{parent}");
+                let _ = writeln!(o, "created by {c}{parent}");
             }
+            let _ = writeln!(o);
         }
     }
     o
