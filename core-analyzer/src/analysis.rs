@@ -34,7 +34,12 @@ pub fn analyze(process: Process, core: Option<String>) -> Result<Analysis> {
         warnings.push(format!("Ps unreadable: {e:#}"));
         vec![]
     });
+    let sched = runtime::sched::read(&rt, &process).unwrap_or_else(|e| {
+        warnings.push(format!("runtime.sched unreadable: {e:#}"));
+        None
+    });
     let incomplete = warnings.len() > before || !process.warnings.is_empty();
+    warnings.extend(process.notes.iter().cloned());
     let dead = &rt.facts.dead_status;
 
     let g_by_addr: HashMap<u64, &G> = gs.iter().map(|g| (g.addr, g)).collect();
@@ -202,6 +207,7 @@ pub fn analyze(process: Process, core: Option<String>) -> Result<Analysis> {
             "table".into()
         },
         counts,
+        sched,
         threads,
         ms: minfos,
         goroutines,

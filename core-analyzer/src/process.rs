@@ -27,7 +27,18 @@ pub struct Process {
     /// Core-level facts (signal, command) for the report header.
     pub signal: Option<i32>,
     pub command: Option<String>,
+    /// Problems that make the answer incomplete (a truncated core).
     pub warnings: Vec<String>,
+    /// Problems that do not (a library missing for C frames).
+    pub notes: Vec<String>,
+    /// Shared libraries mapped in the process (from `NT_FILE`), with their bias.
+    pub libraries: Vec<Library>,
+}
+
+pub struct Library {
+    pub path: String,
+    pub binary: Binary,
+    pub bias: u64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -66,8 +77,13 @@ impl Process {
         };
         verify_match(&exe, bias, &core_only, core_path)?;
 
+        let mut notes = vec![];
+        let libraries = load_libraries(&core, &core_only, exe.path(), &opts.sysroot, &mut notes);
         let mut mem = core_only;
         mem.push_layer(exe.segments(bias));
+        for lib in &libraries {
+            mem.push_layer(lib.binary.segments(lib.bias));
+        }
         let threads = core
             .threads
             .iter()
@@ -87,6 +103,8 @@ impl Process {
             signal: core.siginfo.as_ref().map(|s| s.signo),
             command: core.command.clone(),
             warnings: core.warnings.clone(),
+            notes,
+            libraries,
         })
     }
 
@@ -104,6 +122,62 @@ fn find_exe(core: &CoreFile, mem: &SplicedMemory, sysroot: &Option<PathBuf>) -> 
     let execfn = core.auxv_get(AT_EXECFN)?;
     let s = mem.c_string(execfn, 4096).ok()?;
     Some(under_sysroot(sysroot, &s))
+}
+
+/// Shared libraries named in `NT_FILE`: the kernel leaves their text and
+/// rodata out of the core, so their file segments are spliced in under it. A
+/// library that is missing or differs from the one the process mapped (its ELF
+/// header in the core's memory) is left out with a warning.
+fn load_libraries(
+    core: &CoreFile,
+    core_mem: &SplicedMemory,
+    exe: &Path,
+    sysroot: &Option<PathBuf>,
+    warnings: &mut Vec<String>,
+) -> Vec<Library> {
+    let exe_canon = std::fs::canonicalize(exe).ok();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = vec![];
+    for f in &core.files {
+        // The mapping at file offset 0 holds the ELF header; its address gives the bias.
+        if f.offset != 0
+            || !f.path.starts_with('/')
+            || f.path.starts_with("/dev/")
+            || !seen.insert(f.path.clone())
+        {
+            continue;
+        }
+        let path = under_sysroot(sysroot, &f.path);
+        if std::fs::canonicalize(&path).ok() == exe_canon && exe_canon.is_some() {
+            continue;
+        }
+        let Ok(bin) = Binary::open(&path) else {
+            if f.path.contains(".so") {
+                warnings.push(format!("library {} not readable (use --sysroot for a core from another host); its C frames are unnamed", path.display()));
+            }
+            continue;
+        };
+        use object::{Object, ObjectSegment};
+        let Some(first) = bin.object().segments().map(|s| s.address()).min() else {
+            continue;
+        };
+        let bias = f.start.wrapping_sub(first & !0xfff);
+        let hdr = bin.header_bytes();
+        let mut in_core = vec![0u8; hdr.len()];
+        if core_mem.read(f.start, &mut in_core).is_ok() && in_core != hdr {
+            warnings.push(format!(
+                "library {} differs from the one the process mapped; left out",
+                path.display()
+            ));
+            continue;
+        }
+        out.push(Library {
+            path: f.path.clone(),
+            binary: bin,
+            bias,
+        });
+    }
+    out
 }
 
 /// Refuse a binary that is not the one the core ran: compare its note sections

@@ -179,6 +179,36 @@ fn check(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
     {
         e("no spare extra M without a thread".into());
     }
+    // Text the core left out (libc, the executable) is spliced in from the files.
+    if !a
+        .process
+        .libraries
+        .iter()
+        .any(|l| l.path.contains("libc.so"))
+    {
+        e("libc not spliced from NT_FILE".into());
+    }
+    for th in &a.process.threads {
+        let mut b = [0u8; 16];
+        if let Err(err) = a.process.mem.read(th.regs.pc(), &mut b) {
+            e(format!("thread {} pc unreadable: {err}", th.tid));
+        }
+    }
+    // runtime.sched agrees with the M list (allm holds every live M).
+    if let Some(s) = &r.sched {
+        let bound =
+            r.ms.iter()
+                .filter(|m| m.isextra && (m.tid.is_some() || m.signal_borrowed))
+                .count() as u32;
+        if s.mcount != r.ms.len() as i64 || s.extra_ms_in_use != Some(bound) {
+            e(format!(
+                "sched {s:?} disagrees with {} Ms, {bound} bound extra Ms",
+                r.ms.len()
+            ));
+        }
+    } else if r.roots_from == "symbols" {
+        e("runtime.sched not decoded".into());
+    }
     if r.incomplete {
         e(format!("report incomplete: {:?}", r.warnings));
     }

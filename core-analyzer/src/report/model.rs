@@ -19,6 +19,9 @@ pub struct Report {
     /// "DWARF" or "table".
     pub layout_from: String,
     pub counts: Counts,
+    /// Scheduler-wide numbers from `runtime.sched` (null when it cannot be found,
+    /// e.g. in stripped binaries).
+    pub sched: Option<crate::runtime::sched::Sched>,
     pub threads: Vec<ThreadInfo>,
     pub ms: Vec<MInfo>,
     pub goroutines: Vec<GoroutineInfo>,

@@ -64,6 +64,17 @@ pub fn render(r: &Report, filter: GoroutineFilter) -> String {
             r.layout_from
         );
     }
+    if let Some(s) = &r.sched {
+        let extra = match (s.extra_ms_free, s.extra_ms_in_use) {
+            (Some(f), Some(u)) => format!(" · extra Ms: {u} bound to C threads, {f} free"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            o,
+            "sched: threads={} idlethreads={} spinningthreads={} idleprocs={} runqueue={} (maxmcount {}){extra}",
+            s.mcount, s.idle_ms, s.spinning_ms, s.idle_ps, s.runqueue, s.maxmcount
+        );
+    }
     for w in &r.warnings {
         let _ = writeln!(o, "warning: {w}");
     }

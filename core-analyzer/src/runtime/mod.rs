@@ -6,6 +6,7 @@ pub mod g;
 pub mod m;
 pub mod p;
 pub mod roots;
+pub mod sched;
 pub mod walk;
 
 use crate::elf::buildinfo::{self, BuildInfo};
