@@ -186,6 +186,10 @@ def main():
                     help="regenerate core-analyzer/layouts/go1.NN.json from the DWARF of each plain build")
     a = ap.parse_args()
     args = ["-parked", str(a.parked), "-cblocked", str(a.cblocked)]
+    # Toolchain installs are network-bound: fetch them all at once.
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=7) as pool:
+        list(pool.map(go_binary, a.versions.split(",")))
     for version in a.versions.split(","):
         for variant in a.variants.split(","):
             base = os.path.join(a.out, "go" + version, variant)

@@ -1,5 +1,6 @@
 //! `.go.buildinfo`: the Go version and module info every Go binary carries.
 use crate::memory::{Memory, ReadExt};
+use crate::symbolize::pclntab::uvarint;
 
 pub const MAGIC: &[u8; 14] = b"\xff Go buildinf:";
 
@@ -20,17 +21,6 @@ impl BuildInfo {
             .filter_map(|l| l.strip_prefix("build\t"))
             .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
     }
-}
-
-fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
-    let mut v = 0u64;
-    for (i, &c) in b.iter().enumerate().take(10) {
-        v |= ((c & 0x7f) as u64) << (7 * i);
-        if c < 0x80 {
-            return Some((v, i + 1));
-        }
-    }
-    None
 }
 
 /// Parse a buildinfo blob (inline-string format, Go 1.18+). With the old pointer

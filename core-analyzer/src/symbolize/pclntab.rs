@@ -250,7 +250,8 @@ impl Pclntab {
     }
 }
 
-fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
+/// Go's unsigned varint (pc-value tables, buildinfo lengths).
+pub fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
     let mut v = 0u64;
     for (i, &c) in b.iter().enumerate().take(10) {
         v |= ((c & 0x7f) as u64) << (7 * i);

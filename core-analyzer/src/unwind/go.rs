@@ -30,39 +30,27 @@ impl GoUnwinder<'_> {
             else {
                 break;
             };
-            let (file, line) = self
-                .pcln
-                .file_line(f, at)
-                .map(|(f, l)| (Some(f.to_string()), Some(l as u32)))
-                .unwrap_or((None, None));
-            out.push(Frame {
-                pc,
-                function: Some(self.pcln.name_at(name_off).to_string()),
-                file,
-                line,
-                module: None,
-                lang: Lang::Go,
-                inlined: true,
-            });
+            out.push(self.frame(f, pc, at, self.pcln.name_at(name_off), true));
             at = f.entry.wrapping_add(parent_pc as u64);
             if guard > 64 {
                 break;
             }
         }
-        let (file, line) = self
-            .pcln
-            .file_line(f, at)
-            .map(|(f, l)| (Some(f.to_string()), Some(l as u32)))
-            .unwrap_or((None, None));
-        out.push(Frame {
+        out.push(self.frame(f, pc, at, self.pcln.name(f), false));
+    }
+
+    /// One Go frame named `name`, located at `at` within `f`.
+    fn frame(&self, f: &Func, pc: u64, at: u64, name: &str, inlined: bool) -> Frame {
+        let loc = self.pcln.file_line(f, at);
+        Frame {
             pc,
-            function: Some(self.pcln.name(f).to_string()),
-            file,
-            line,
+            function: Some(name.to_string()),
+            file: loc.map(|(file, _)| file.to_string()),
+            line: loc.map(|(_, l)| l as u32),
             module: None,
             lang: Lang::Go,
-            inlined: false,
-        });
+            inlined,
+        }
     }
 
     /// Walk a goroutine stack from (pc, sp); `lr` is the link register on arm64.
