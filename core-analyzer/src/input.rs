@@ -84,7 +84,10 @@ fn decompressed(path: &Path) -> Result<PathBuf> {
             dir.display()
         )
     })?;
-    let tmp = dir.join(format!(".{}.{}.tmp", h.finish(), std::process::id()));
+    // Unique per process *and* call: threads may decompress the same file at once.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{}.{}.{seq}.tmp", h.finish(), std::process::id()));
     let result = (|| -> Result<()> {
         let mut dec = zstd::stream::read::Decoder::new(File::open(path)?)?;
         let mut w = File::create(&tmp)?;
