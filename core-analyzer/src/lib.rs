@@ -13,6 +13,7 @@ pub mod report;
 pub mod runtime;
 pub mod symbolize;
 pub mod unwind;
+pub mod varint;
 
 pub use analysis::{analyze, Analysis};
 pub use process::{OpenOptions, Process};

@@ -78,9 +78,18 @@ impl Process {
         verify_match(&exe, bias, &core_only, core_path)?;
 
         let mut notes = vec![];
-        let libraries = load_libraries(&core, &core_only, exe.path(), &opts.sysroot, &mut notes);
+        let exe_segs = exe.segments(bias);
+        let exe_range = (
+            exe_segs.iter().map(|s| s.vaddr).min().unwrap_or(0),
+            exe_segs
+                .iter()
+                .map(|s| s.vaddr.saturating_add(s.memsz))
+                .max()
+                .unwrap_or(0),
+        );
+        let libraries = load_libraries(&core, &core_only, exe_range, &opts.sysroot, &mut notes);
         let mut mem = core_only;
-        mem.push_layer(exe.segments(bias));
+        mem.push_layer(exe_segs);
         for lib in &libraries {
             mem.push_layer(lib.binary.segments(lib.bias));
         }
@@ -127,20 +136,22 @@ fn find_exe(core: &CoreFile, mem: &SplicedMemory, sysroot: &Option<PathBuf>) -> 
 /// Shared libraries named in `NT_FILE`: the kernel leaves their text and
 /// rodata out of the core, so their file segments are spliced in under it. A
 /// library that is missing or differs from the one the process mapped (its ELF
-/// header in the core's memory) is left out with a warning.
+/// header in the core's memory) is left out with a note.
 fn load_libraries(
     core: &CoreFile,
     core_mem: &SplicedMemory,
-    exe: &Path,
+    exe_range: (u64, u64),
     sysroot: &Option<PathBuf>,
-    warnings: &mut Vec<String>,
+    notes: &mut Vec<String>,
 ) -> Vec<Library> {
-    let exe_canon = std::fs::canonicalize(exe).ok();
     let mut seen = std::collections::HashSet::new();
     let mut out = vec![];
     for f in &core.files {
-        // The mapping at file offset 0 holds the ELF header; its address gives the bias.
+        // The mapping at file offset 0 holds the ELF header; its address gives the
+        // bias. The executable is already spliced, whatever path the user gave.
+        let is_exe = exe_range.0 <= f.start && f.start < exe_range.1;
         if f.offset != 0
+            || is_exe
             || !f.path.starts_with('/')
             || f.path.starts_with("/dev/")
             || !seen.insert(f.path.clone())
@@ -148,13 +159,15 @@ fn load_libraries(
             continue;
         }
         let path = under_sysroot(sysroot, &f.path);
-        if std::fs::canonicalize(&path).ok() == exe_canon && exe_canon.is_some() {
+        // Data files are mapped too (locale archives, databases): only ELF files
+        // are libraries, and nothing from NT_FILE is ever decompressed.
+        if !is_elf_file(&path) {
+            if f.path.contains(".so") {
+                notes.push(format!("library {} not readable (use --sysroot for a core from another host); its C frames are unnamed", path.display()));
+            }
             continue;
         }
         let Ok(bin) = Binary::open(&path) else {
-            if f.path.contains(".so") {
-                warnings.push(format!("library {} not readable (use --sysroot for a core from another host); its C frames are unnamed", path.display()));
-            }
             continue;
         };
         use object::{Object, ObjectSegment};
@@ -165,7 +178,7 @@ fn load_libraries(
         let hdr = bin.header_bytes();
         let mut in_core = vec![0u8; hdr.len()];
         if core_mem.read(f.start, &mut in_core).is_ok() && in_core != hdr {
-            warnings.push(format!(
+            notes.push(format!(
                 "library {} differs from the one the process mapped; left out",
                 path.display()
             ));
@@ -178,6 +191,15 @@ fn load_libraries(
         });
     }
     out
+}
+
+fn is_elf_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && &magic == b"\x7fELF"
 }
 
 /// Refuse a binary that is not the one the core ran: compare its note sections

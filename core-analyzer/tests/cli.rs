@@ -2,13 +2,14 @@
 mod common;
 
 use common::*;
-use std::path::Path;
+use std::ffi::OsStr;
 use std::process::{Command, Output};
 
-fn cgocore(args: &[&Path]) -> Output {
+/// `cgocore analyze ARGS...` with a per-run decompression cache.
+fn cgocore(args: &[&dyn AsRef<OsStr>]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cgocore"))
         .arg("analyze")
-        .args(args)
+        .args(args.iter().map(|a| a.as_ref()))
         .env("CGOCORE_CACHE", cache())
         .output()
         .unwrap()
@@ -36,7 +37,7 @@ fn tmpfile(name: &str, data: &[u8]) -> std::path::PathBuf {
 #[test]
 fn text_and_json_on_a_fixture() {
     let c = &fixtures()[0];
-    let out = cgocore(&[&c.core, Path::new("--exe"), &c.exe]);
+    let out = cgocore(&[&c.core, &"--exe", &c.exe]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -49,7 +50,7 @@ fn text_and_json_on_a_fixture() {
         text.contains(&c.truth.go_version) && text.contains(&holder.tid.to_string()),
         "{text}"
     );
-    let out = cgocore(&[&c.core, Path::new("--exe"), &c.exe, Path::new("--json")]);
+    let out = cgocore(&[&c.core, &"--exe", &c.exe, &"--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["schema_version"], 1);
     for k in ["tid", "kind", "m"] {
@@ -84,7 +85,7 @@ fn wrong_binary_is_refused_naming_both() {
             .find(|c| c.truth.go_version != plain[0].truth.go_version)
             .unwrap(),
     );
-    let out = cgocore(&[&a.core, Path::new("--exe"), &b.exe]);
+    let out = cgocore(&[&a.core, &"--exe", &b.exe]);
     fail_with(&out, "does not match the core");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -99,7 +100,7 @@ fn truncated_core_fails_cleanly_or_warns() {
     let full = cgocore::input::open(&c.core).unwrap();
     for frac in [2usize, 10, 50] {
         let cut = tmpfile(&format!("trunc{frac}"), &full.map[..full.map.len() / frac]);
-        let out = cgocore(&[&cut, Path::new("--exe"), &c.exe]);
+        let out = cgocore(&[&cut, &"--exe", &c.exe]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             matches!(out.status.code(), Some(1) | Some(3)),
@@ -130,7 +131,7 @@ fn not_a_core_and_garbage() {
         &cgocore(&[&tmpfile("bad.zst", b"\x28\xb5\x2f\xfd garbage")]),
         "zstd",
     );
-    fail_with(&cgocore(&[Path::new("/nonexistent/core")]), "cannot open");
+    fail_with(&cgocore(&[&"/nonexistent/core"]), "cannot open");
     let hdr = cgocore::input::open(&c.core).unwrap();
     fail_with(
         &cgocore(&[&tmpfile("hdronly", &hdr.map[..64])]),
@@ -141,9 +142,9 @@ fn not_a_core_and_garbage() {
 #[test]
 fn unrelated_binary_is_refused() {
     // A core of a C program: the test binary itself is not Go, so use `sleep`.
-    let sh = Path::new("/bin/true");
+    let sh = "/bin/true";
     let c = &fixtures()[0];
-    let out = cgocore(&[&c.core, Path::new("--exe"), sh]);
+    let out = cgocore(&[&c.core, &"--exe", &sh]);
     fail_with(&out, "does not match");
 }
 
@@ -180,13 +181,7 @@ fn cycle_in_allm_gives_partial_report() {
     let alllink = a.runtime.layout.field("runtime.m", "alllink").unwrap();
     // m0 is last on allm: point it back at the head.
     let core = patched_core(&c, "cycle", &[(m0 + alllink, a.runtime.roots.allm)]);
-    let out = Command::new(env!("CARGO_BIN_EXE_cgocore"))
-        .args(["analyze", "--json", "--exe"])
-        .arg(&c.exe)
-        .arg(&core)
-        .env("CGOCORE_CACHE", cache())
-        .output()
-        .unwrap();
+    let out = cgocore(&[&"--json", &"--exe", &c.exe, &core]);
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -216,13 +211,7 @@ fn absurd_allglen_and_wild_pointer_give_partial_report() {
         ("wildptr", (allgs, 0xdead_0000_0000)),
     ] {
         let core = patched_core(&c, name, &[patch]);
-        let out = Command::new(env!("CARGO_BIN_EXE_cgocore"))
-            .args(["analyze", "--exe"])
-            .arg(&c.exe)
-            .arg(&core)
-            .env("CGOCORE_CACHE", cache())
-            .output()
-            .unwrap();
+        let out = cgocore(&[&"--exe", &c.exe, &core]);
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(
             out.status.code(),
@@ -251,13 +240,7 @@ fn sysroot_finds_the_executable_the_core_names() {
     let dest = root.join(named.trim_start_matches('/'));
     std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
     std::fs::write(&dest, &cgocore::input::open(&c.exe).unwrap().map[..]).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_cgocore"))
-        .args(["analyze", "--json", "--sysroot"])
-        .arg(&root)
-        .arg(&c.core)
-        .env("CGOCORE_CACHE", cache())
-        .output()
-        .unwrap();
+    let out = cgocore(&[&"--json", &"--sysroot", &root, &c.core]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -268,12 +251,7 @@ fn sysroot_finds_the_executable_the_core_names() {
     assert_eq!(r["binary"].as_str().unwrap(), dest.to_str().unwrap());
     // Without the file in the sysroot, the error says what to do.
     let _ = std::fs::remove_file(&dest);
-    let out = Command::new(env!("CARGO_BIN_EXE_cgocore"))
-        .args(["analyze", "--sysroot"])
-        .arg(&root)
-        .arg(&c.core)
-        .output()
-        .unwrap();
+    let out = cgocore(&[&"--sysroot", &root, &c.core]);
     fail_with(&out, "--exe");
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -188,6 +188,15 @@ fn check(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
     {
         e("libc not spliced from NT_FILE".into());
     }
+    // The executable is spliced once, as the executable, never again as a library.
+    if let Some(l) = a
+        .process
+        .libraries
+        .iter()
+        .find(|l| l.path.ends_with("/cgostuck"))
+    {
+        e(format!("executable {} loaded as a library too", l.path));
+    }
     for th in &a.process.threads {
         let mut b = [0u8; 16];
         if let Err(err) = a.process.mem.read(th.regs.pc(), &mut b) {

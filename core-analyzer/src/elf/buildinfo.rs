@@ -1,6 +1,6 @@
 //! `.go.buildinfo`: the Go version and module info every Go binary carries.
 use crate::memory::{Memory, ReadExt};
-use crate::symbolize::pclntab::uvarint;
+use crate::varint::uvarint;
 
 pub const MAGIC: &[u8; 14] = b"\xff Go buildinf:";
 

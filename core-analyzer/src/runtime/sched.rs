@@ -44,7 +44,7 @@ pub fn read(rt: &GoRuntime, p: &Process) -> Result<Option<Sched>> {
     // The run queue length moved into gQueue.size in Go 1.25.
     let runq = f("runqsize").or_else(|| f("runq.size"));
     Ok(Some(Sched {
-        mcount: v.u64(f("mnext")) as i64 - v.u64(f("nmfreed")) as i64,
+        mcount: (v.u64(f("mnext")) as i64).wrapping_sub(v.u64(f("nmfreed")) as i64),
         maxmcount: v.u32(f("maxmcount")) as i32,
         idle_ms: v.u32(f("nmidle")) as i32,
         idle_locked_ms: v.u32(f("nmidlelocked")) as i32,

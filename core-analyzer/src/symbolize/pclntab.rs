@@ -1,6 +1,7 @@
 //! Go's pclntab (Go 1.20+ format, magic 0xFFFFFFF1): function names, file:line,
 //! frame sizes and inlining, with no DWARF or symbols needed. The table is read
 //! from the executable file; only its text base comes from memory.
+use crate::varint::uvarint;
 use anyhow::{bail, Result};
 
 pub const MAGIC_120: u32 = 0xFFFF_FFF1;
@@ -205,10 +206,15 @@ impl Pclntab {
     }
 
     pub fn file_line(&self, f: &Func, pc: u64) -> Option<(&str, i32)> {
-        let fileno = self.pcvalue(f, self.field(f, 5), pc)?;
+        let fileno = usize::try_from(self.pcvalue(f, self.field(f, 5), pc)?).ok()?;
         let line = self.pcvalue(f, self.field(f, 6), pc)?;
         let cu = self.field(f, 8) as usize;
-        let foff = u32le(&self.data, self.cutab + (cu + fileno as usize) * 4)?;
+        let foff = u32le(
+            &self.data,
+            cu.checked_add(fileno)?
+                .checked_mul(4)?
+                .checked_add(self.cutab)?,
+        )?;
         if foff == u32::MAX {
             return None;
         }
@@ -250,18 +256,6 @@ impl Pclntab {
     }
 }
 
-/// Go's unsigned varint (pc-value tables, buildinfo lengths).
-pub fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
-    let mut v = 0u64;
-    for (i, &c) in b.iter().enumerate().take(10) {
-        v |= ((c & 0x7f) as u64) << (7 * i);
-        if c < 0x80 {
-            return Some((v, i + 1));
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,11 +269,5 @@ mod tests {
         d[7] = 8;
         d[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(Pclntab::parse(d, 0).is_err());
-    }
-
-    #[test]
-    fn uvarint_decodes() {
-        assert_eq!(uvarint(&[0x96, 0x01]), Some((150, 2)));
-        assert_eq!(uvarint(&[0x80; 11]), None);
     }
 }
