@@ -2,7 +2,10 @@
 use crate::process::Process;
 use crate::report::*;
 use crate::runtime::{self, g, GoRuntime, G, M};
-use crate::unwind::{go::GoUnwinder, Stack};
+use crate::symbolize::modules::Modules;
+use crate::unwind::native::NativeUnwinder;
+use crate::unwind::thread::{arch_key, Stitcher, ThreadStack};
+use crate::unwind::{go::GoUnwinder, signal, Frame, Lang, Stack};
 use anyhow::Result;
 use std::collections::HashMap;
 
@@ -80,10 +83,50 @@ pub fn analyze(process: Process, core: Option<String>) -> Result<Analysis> {
     let thread_ids: std::collections::HashSet<u64> =
         process.threads.iter().map(|t| t.tid as u64).collect();
 
+    let unwinder = GoUnwinder {
+        pcln: &rt.pcln,
+        mem,
+        arch: process.arch,
+    };
+    let modules = Modules::new(&process);
+    let native = NativeUnwinder::new(process.arch, &modules);
+    let glayout = runtime::g::GLayout::new(&rt)?;
+    let cgo_frames = rt
+        .facts
+        .cgo_frames
+        .get(arch_key(process.arch))
+        .cloned()
+        .unwrap_or_default();
+    let stitcher = Stitcher {
+        go: GoUnwinder {
+            pcln: &rt.pcln,
+            mem,
+            arch: process.arch,
+        },
+        native: &native,
+        modules: &modules,
+        glayout: &glayout,
+        gs: &g_by_addr,
+        cgo: &cgo_frames,
+    };
+    let stacks: Vec<ThreadStack> = process
+        .threads
+        .iter()
+        .map(|t| stitcher.thread(m_of_tid.get(&(t.tid as u64)).copied(), &t.regs))
+        .collect();
+    // A goroutine's own frames come from the thread that serves it.
+    let mut stack_of_g: HashMap<u64, &ThreadStack> = HashMap::new();
+    for st in &stacks {
+        if let Some(g) = st.goroutine {
+            stack_of_g.entry(g).or_insert(st);
+        }
+    }
+
     let threads: Vec<ThreadInfo> = process
         .threads
         .iter()
-        .map(|t| {
+        .zip(&stacks)
+        .map(|(t, st)| {
             let m = m_of_tid.get(&(t.tid as u64));
             ThreadInfo {
                 tid: t.tid,
@@ -104,6 +147,16 @@ pub fn analyze(process: Process, core: Option<String>) -> Result<Analysis> {
                 pc: t.regs.pc(),
                 sp: t.regs.sp(),
                 syscall: t.regs.syscall_nr(),
+                frames: st.frames.clone(),
+                stack_truncated: st.truncated.clone(),
+                stack_goroutine: st.goroutine.and_then(goid),
+                interrupted: st.signal.map(|(signo, frame)| Interrupted {
+                    signal: signo,
+                    name: signal::signal_name(signo),
+                    frame,
+                }),
+                cgo_call: cgo_call(&st.frames),
+                goroutine_frame: st.goroutine_frame,
             }
         })
         .collect();
@@ -136,11 +189,6 @@ pub fn analyze(process: Process, core: Option<String>) -> Result<Analysis> {
         })
         .collect();
 
-    let unwinder = GoUnwinder {
-        pcln: &rt.pcln,
-        mem,
-        arch: process.arch,
-    };
     let goroutines: Vec<GoroutineInfo> = gs
         .iter()
         // Dead Gs are not goroutines of the program; nor is the goroutine of an
@@ -152,7 +200,12 @@ pub fn analyze(process: Process, core: Option<String>) -> Result<Analysis> {
             let st = g.state();
             let m = m_by_addr.get(&g.m);
             let start = rt.func_name(g.startpc).map(str::to_string);
-            let stack = goroutine_stack(&unwinder, g);
+            let stack = goroutine_frames(
+                &unwinder,
+                g,
+                stack_of_g.get(&g.addr).copied(),
+                &mut warnings,
+            );
             GoroutineInfo {
                 goid: g.goid,
                 status: rt.status_name(g.status),
@@ -173,6 +226,7 @@ pub fn analyze(process: Process, core: Option<String>) -> Result<Analysis> {
                     .flatten(),
                 parent_goid: (g.parent_goid != 0).then_some(g.parent_goid),
                 addr: g.addr,
+                cgo_call: cgo_call(&stack.frames),
                 frames: stack.frames,
                 stack_truncated: stack.truncated,
             }
@@ -236,6 +290,54 @@ fn goroutine_stack(u: &GoUnwinder, g: &G) -> Stack {
         };
     }
     u.unwind(g.sched_pc, g.sched_sp, g.sched_lr)
+}
+
+/// A goroutine's frames: stitched from its thread's stack (C frames included)
+/// when that agrees with its own Go stack, else the Go frames alone.
+fn goroutine_frames(
+    u: &GoUnwinder,
+    g: &G,
+    thread: Option<&ThreadStack>,
+    warnings: &mut Vec<String>,
+) -> Stack {
+    let go_only = goroutine_stack(u, g);
+    let Some(st) = thread else {
+        return go_only;
+    };
+    let mut own = st.own_frames();
+    let running = g.state() == g::GRUNNING;
+    let go_part: Vec<&Frame> = own.iter().filter(|f| f.lang == Lang::Go).collect();
+    let same = |a: &Frame, b: &Frame| a.function == b.function && a.line == b.line;
+    let prefix = go_part.len() <= go_only.frames.len()
+        && go_part.iter().zip(&go_only.frames).all(|(a, b)| same(a, b));
+    let rest = &go_only.frames[go_part.len().min(go_only.frames.len())..];
+    // A callback on a C-created thread: the thread's stack ends in C
+    // (`start_thread`), the goroutine at its fake `goexit` base.
+    let only_base = rest
+        .iter()
+        .all(|f| f.function.as_deref() == Some("runtime.goexit"));
+    if running || (prefix && only_base) {
+        own.extend(rest.iter().cloned());
+        return Stack {
+            frames: own,
+            truncated: st.truncated.clone(),
+        };
+    }
+    warnings.push(format!(
+        "goroutine {}: its thread's stack disagrees with its saved Go state; showing the Go frames",
+        g.goid
+    ));
+    go_only
+}
+
+/// `C.name` for the innermost `_Cfunc_name` frame: the C function called,
+/// even when the compiler's tail call left no C frame of that name.
+fn cgo_call(frames: &[Frame]) -> Option<String> {
+    frames.iter().find_map(|f| {
+        let name = f.function.as_deref()?;
+        let (_, c) = name.split_once("._Cfunc_")?;
+        (f.lang == Lang::Go).then(|| format!("C.{c}"))
+    })
 }
 
 /// Go's `isSystemGoroutine` by function: runtime internals, not user code.

@@ -132,3 +132,11 @@ fn write_sparse(r: &mut impl Read, w: &mut File) -> Result<()> {
     w.set_len(len)?;
     Ok(())
 }
+
+/// `p` (an absolute path in the target's file system) as seen from this host.
+pub fn under_sysroot(sysroot: &Option<PathBuf>, p: &str) -> PathBuf {
+    match sysroot {
+        Some(root) => root.join(p.trim_start_matches('/')),
+        None => PathBuf::from(p),
+    }
+}

@@ -4,6 +4,7 @@
 use crate::elf::core::{CoreFile, AT_ENTRY, AT_EXECFN, AT_PHDR};
 use crate::elf::exe::Binary;
 use crate::elf::regs::{Arch, Registers};
+use crate::input::under_sysroot;
 use crate::memory::{Memory, ReadExt, SplicedMemory};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -33,6 +34,8 @@ pub struct Process {
     pub notes: Vec<String>,
     /// Shared libraries mapped in the process (from `NT_FILE`), with their bias.
     pub libraries: Vec<Library>,
+    /// Where this host finds the target's files (`--sysroot`), for debug files too.
+    pub sysroot: Option<PathBuf>,
 }
 
 pub struct Library {
@@ -45,13 +48,6 @@ pub struct Library {
 pub struct OpenOptions {
     pub exe: Option<PathBuf>,
     pub sysroot: Option<PathBuf>,
-}
-
-fn under_sysroot(sysroot: &Option<PathBuf>, p: &str) -> PathBuf {
-    match sysroot {
-        Some(root) => root.join(p.trim_start_matches('/')),
-        None => PathBuf::from(p),
-    }
 }
 
 impl Process {
@@ -114,6 +110,7 @@ impl Process {
             warnings: core.warnings.clone(),
             notes,
             libraries,
+            sysroot: opts.sysroot.clone(),
         })
     }
 

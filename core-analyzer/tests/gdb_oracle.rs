@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::collections::HashMap;
 use std::process::Command;
 
 const WALK: &str = r#"
@@ -77,4 +78,188 @@ fn gdb_reads_the_same_m_fields() {
     }
     assert!(checked > 0);
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// One frame of gdb's `bt`: function name and the pc it printed, if any.
+#[derive(Debug, Clone, PartialEq)]
+struct GdbFrame {
+    name: String,
+    pc: Option<u64>,
+}
+
+/// `thread apply all bt`, per LWP. `<signal handler called>` is a frame named so.
+fn gdb_backtraces(exe: &std::path::Path, core: &std::path::Path) -> HashMap<u32, Vec<GdbFrame>> {
+    let out = Command::new("gdb")
+        .args([
+            "-nx",
+            "-batch",
+            "-ex",
+            "set auto-load no",
+            "-ex",
+            "set width 0",
+        ])
+        .arg(exe)
+        .arg(core)
+        .args(["-ex", "thread apply all bt"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut all: HashMap<u32, Vec<GdbFrame>> = HashMap::new();
+    let mut cur: Option<u32> = None;
+    for line in text.lines() {
+        if line.starts_with("Thread ") {
+            cur = line
+                .split("(LWP ")
+                .nth(1)
+                .and_then(|s| s.split(')').next())
+                .and_then(|s| s.parse().ok());
+            continue;
+        }
+        let (Some(tid), Some(rest)) = (cur, line.strip_prefix('#')) else {
+            continue;
+        };
+        // "#5  0x00007f.. in name (args) at file:line" or "#0  name (args) ..."
+        let rest = rest.split_once(' ').map_or("", |x| x.1).trim_start();
+        let (pc, rest) = match rest.split_once(" in ") {
+            Some((a, b)) if a.starts_with("0x") => (u64::from_str_radix(&a[2..], 16).ok(), b),
+            _ => (None, rest),
+        };
+        let name = if rest.starts_with("<signal handler called>") {
+            "<signal handler called>".to_string()
+        } else {
+            rest.split(" (").next().unwrap_or("").to_string()
+        };
+        all.entry(tid).or_default().push(GdbFrame { name, pc });
+    }
+    all
+}
+
+/// The part of gdb's backtrace it gets right: what the thread was doing (after
+/// the last signal frame) up to `asmcgocall`, where gdb loses the goroutine,
+/// or to the first frame it cannot name; Go scheduler switches (`mcall`) and
+/// thread starts (`mstart`) end it too, since gdb then walks into stale memory.
+fn trusted(frames: &[GdbFrame]) -> &[GdbFrame] {
+    let start = frames
+        .iter()
+        .rposition(|f| f.name == "<signal handler called>")
+        .map_or(0, |i| i + 1);
+    let tail = &frames[start..];
+    let mut end = tail.len();
+    for (i, f) in tail.iter().enumerate() {
+        if f.name == "??" {
+            end = i;
+            break;
+        }
+        if ["runtime.asmcgocall", "runtime.mcall", "runtime.mstart"].contains(&f.name.as_str()) {
+            end = i + 1;
+            break;
+        }
+    }
+    &tail[..end]
+}
+
+/// gdb 13 with the same binary, core and (detached) libc debug info is the
+/// oracle for C frames: for every thread, the frames gdb trusts must be the
+/// start of cgocore's stack (below any signal handler), same names, same pcs.
+#[test]
+fn gdb_backtraces_agree_on_c_frames() {
+    if Command::new("gdb").arg("--version").output().is_err() {
+        assert!(
+            !require_generated(),
+            "gdb is required for the full test run"
+        );
+        eprintln!("gdb not installed; skipped");
+        return;
+    }
+    let tmp = std::env::temp_dir().join(format!("cgocore-gdbbt-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut cases = fixtures();
+    cases.extend(
+        generated()
+            .into_iter()
+            .filter(|c| c.truth.variant != "stripped"),
+    );
+    let (mut threads, mut stitched, mut errs) = (0, 0, vec![]);
+    for (i, c) in cases.iter().enumerate() {
+        let a = analyze(c);
+        if a.report.warnings.iter().any(|w| w.contains("library")) {
+            eprintln!("{}: libraries differ from this host's; skipped", c.name);
+            continue;
+        }
+        let core = tmp.join(format!("core{i}"));
+        let exe = tmp.join(format!("exe{i}"));
+        std::fs::write(&core, &cgocore::input::open(&c.core).unwrap().map[..]).unwrap();
+        std::fs::write(&exe, &cgocore::input::open(&c.exe).unwrap().map[..]).unwrap();
+        let gdb = gdb_backtraces(&exe, &core);
+        let _ = std::fs::remove_file(&core);
+        assert!(!gdb.is_empty(), "{}: gdb printed no backtraces", c.name);
+        for t in &a.report.threads {
+            let Some(theirs) = gdb.get(&t.tid) else {
+                errs.push(format!("{}: gdb lacks thread {}", c.name, t.tid));
+                continue;
+            };
+            // gdb adds "tail call frames" from DWARF call-site info: callers
+            // that jumped (not called) to the next frame, with no frame on the
+            // stack. Their pc follows a `jmp`, a real return address a `call`.
+            let after_jmp = |pc: u64| {
+                use cgocore::memory::ReadExt;
+                a.process
+                    .mem
+                    .u8(pc.wrapping_sub(5))
+                    .is_ok_and(|b| b == 0xe9)
+                    || a.process
+                        .mem
+                        .u8(pc.wrapping_sub(2))
+                        .is_ok_and(|b| b == 0xeb)
+            };
+            let want: Vec<GdbFrame> = trusted(theirs)
+                .iter()
+                .enumerate()
+                .filter(|(i, f)| *i == 0 || f.pc.is_none_or(|pc| !after_jmp(pc)))
+                .map(|(_, f)| f.clone())
+                .collect();
+            let want = &want[..];
+            let ours = &t.frames[t.interrupted.as_ref().map_or(0, |x| x.frame)..];
+            threads += 1;
+            let same = want.len() <= ours.len()
+                && want.iter().zip(ours).all(|(g, o)| {
+                    o.function.as_deref() == Some(g.name.as_str())
+                        && g.pc.is_none_or(|pc| pc == o.pc)
+                });
+            if !same {
+                errs.push(format!(
+                    "{}: thread {}:\n  gdb  {:?}\n  ours {:?}",
+                    c.name,
+                    t.tid,
+                    want.iter().map(|f| (&f.name, f.pc)).collect::<Vec<_>>(),
+                    ours.iter()
+                        .take(want.len() + 1)
+                        .map(|f| (f.function.clone().unwrap_or_default(), f.pc))
+                        .collect::<Vec<_>>()
+                ));
+            }
+            if want.last().is_some_and(|f| f.name == "runtime.asmcgocall") && want.len() > 1 {
+                stitched += 1;
+                // Past asmcgocall gdb shows garbage; cgocore continues into Go.
+                if ours
+                    .get(want.len())
+                    .is_none_or(|f| f.lang != cgocore::unwind::Lang::Go)
+                {
+                    errs.push(format!(
+                        "{}: thread {} not stitched past asmcgocall",
+                        c.name, t.tid
+                    ));
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+    assert!(
+        threads > 0 && stitched > 0,
+        "{threads} threads, {stitched} stitched"
+    );
+    eprintln!(
+        "{threads} thread stacks agree with gdb; {stitched} C stacks continued past asmcgocall"
+    );
 }

@@ -1,6 +1,6 @@
 //! `cgocore`: the offline CLI.
 use anyhow::{Context, Result};
-use cgocore::report::text::{render, GoroutineFilter};
+use cgocore::report::text::{render_with, GoroutineFilter};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +25,7 @@ enum Cmd {
     /// Analyze a core file (kernel core, gcore, or zstd-compressed .zst)
     #[command(
         after_help = "Exit status: 0 complete, 1 error, 2 bad usage, 3 printed but incomplete (see warnings).\n\n\
-Examples:\n  cgocore analyze core.1234 --exe ./server\n  cgocore analyze core.zst --json | jq '.threads[] | select(.kind==\"foreign\")'\n  cgocore analyze core --goroutines locked"
+Examples:\n  cgocore analyze core.1234 --exe ./server\n  cgocore analyze core.zst --json | jq '.threads[] | select(.kind==\"foreign\")'\n  cgocore analyze core --goroutines locked\n  cgocore analyze core --stacks       # every frame of every thread"
     )]
     Analyze {
         /// The core file (optionally zstd-compressed)
@@ -42,6 +42,9 @@ Examples:\n  cgocore analyze core.1234 --exe ./server\n  cgocore analyze core.zs
         /// Also list goroutines, like Go's own dump
         #[arg(long, value_enum)]
         goroutines: Option<Which>,
+        /// Show every frame of every thread (signal handlers included), not the first few
+        #[arg(long)]
+        stacks: bool,
     },
     /// Developer tools
     #[command(hide = true)]
@@ -72,6 +75,7 @@ fn run(cli: Cli) -> Result<u8> {
             sysroot,
             json,
             goroutines,
+            stacks,
         } => {
             let opts = cgocore::OpenOptions { exe, sysroot };
             let process = cgocore::Process::from_core(&core, &opts)?;
@@ -85,7 +89,7 @@ fn run(cli: Cli) -> Result<u8> {
                     Some(Which::Cgo) => GoroutineFilter::Cgo,
                     Some(Which::Locked) => GoroutineFilter::Locked,
                 };
-                print!("{}", render(&a.report, f));
+                print!("{}", render_with(&a.report, f, stacks));
             }
             Ok(if a.report.incomplete {
                 EXIT_INCOMPLETE

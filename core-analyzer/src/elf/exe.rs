@@ -127,3 +127,18 @@ impl Binary {
         &data[..n]
     }
 }
+
+/// The detached debug file of `binary` (`/usr/lib/debug/.build-id/xx/yyyy.debug`,
+/// as Debian's `-dbg`/`-dbgsym` packages install them), under `sysroot`.
+pub fn debug_file(binary: &Binary, sysroot: &Option<std::path::PathBuf>) -> Option<Binary> {
+    let id = binary.build_id()?;
+    if id.len() < 2 {
+        return None;
+    }
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let rel = format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..]);
+    let path = crate::input::under_sysroot(sysroot, &rel);
+    let dbg = Binary::open(&path).ok()?;
+    // A debug file for another build would name the wrong functions.
+    (dbg.build_id()? == id).then_some(dbg)
+}

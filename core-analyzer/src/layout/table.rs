@@ -37,10 +37,17 @@ pub struct VersionFacts {
     pub dead_status: Vec<u32>,
     /// Length of `runtime.waitReasonStrings`.
     pub wait_reason_count: usize,
-    /// Byte offset of the old g / depth slots above the C function's return
-    /// address in `asmcgocall`'s g0 frame (amd64).
+    /// Slots cgo's assembly keeps on g0, per architecture (`amd64`, `arm64`).
+    pub cgo_frames: std::collections::BTreeMap<String, CgoFrames>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CgoFrames {
+    /// `asmcgocall` saves the goroutine's g here, counted from the CFA of the C
+    /// function it calls (the SP right after that call returns).
     pub asmcgocall_old_g: u64,
-    pub asmcgocall_depth: u64,
+    /// `cgocallback` saves the previous `g0.sched.sp` here, from its own SP.
+    pub cgocallback_saved_sp: u64,
 }
 
 const FACTS: &str = include_str!("../../layouts/versions.json");

@@ -82,6 +82,32 @@ pub struct ThreadInfo {
     pub sp: u64,
     /// Syscall number in flight (x86_64 `orig_rax`), if any.
     pub syscall: Option<u64>,
+    /// The stitched stack, innermost first: signal handler frames (if any),
+    /// C frames, and the Go frames of the goroutine it serves.
+    pub frames: Vec<crate::unwind::Frame>,
+    /// Why the stack ends early, if it does.
+    pub stack_truncated: Option<String>,
+    /// The goroutine the stack continues into (`m.curg`, or the locked
+    /// goroutine a parked thread waits for).
+    pub stack_goroutine: Option<u64>,
+    /// Set when a signal handler is on the stack: `frames[frame..]` is what the
+    /// thread was doing when the signal came.
+    pub interrupted: Option<Interrupted>,
+    /// The C function the goroutine called (`C.name` of `_Cfunc_name`).
+    pub cgo_call: Option<String>,
+    /// When the thread runs scheduler code on g0 for its goroutine (a locked
+    /// goroutine parked, `systemstack`): index in `frames` where that
+    /// goroutine's own stack begins.
+    pub goroutine_frame: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Interrupted {
+    pub signal: i32,
+    /// `SIGQUIT`, ...
+    pub name: String,
+    /// Index in `frames` of the first interrupted frame.
+    pub frame: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -132,10 +158,14 @@ pub struct GoroutineInfo {
     pub created_by: Option<String>,
     pub parent_goid: Option<u64>,
     pub addr: u64,
-    /// The goroutine's Go frames, innermost first (see docs/json-schema.md).
+    /// The goroutine's frames, innermost first: its Go frames as Go's dump
+    /// shows them, with the C frames of its cgo call (and of callbacks' C
+    /// callers) where its thread's stack gives them (see docs/json-schema.md).
     pub frames: Vec<crate::unwind::Frame>,
     /// Why the stack ends early, if it does.
     pub stack_truncated: Option<String>,
+    /// The C function the goroutine is calling (`C.name` of `_Cfunc_name`).
+    pub cgo_call: Option<String>,
 }
 
 impl GoroutineInfo {

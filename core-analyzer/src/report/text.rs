@@ -37,7 +37,104 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Frames shown per thread without `--stacks`.
+const COMPACT_FRAMES: usize = 8;
+
+fn frame_line(i: usize, f: &crate::unwind::Frame) -> String {
+    let lang = match f.lang {
+        crate::unwind::Lang::C => "C ",
+        crate::unwind::Lang::Go => "Go",
+    };
+    let inl = if f.inlined { " (inlined)" } else { "" };
+    let loc = match (&f.file, f.line) {
+        (Some(file), Some(l)) => format!("  {file}:{l}"),
+        (Some(file), None) => format!("  {file}"),
+        _ => String::new(),
+    };
+    let module = f
+        .module
+        .as_deref()
+        .map(|m| format!("  [{m}]"))
+        .unwrap_or_default();
+    format!(
+        "    #{i:<2} {lang} {}{inl}{loc}{module}  pc={:#x}",
+        f.function.as_deref().unwrap_or("??"),
+        f.pc
+    )
+}
+
+/// Each thread's stitched stack; compact unless `full`: what the thread was
+/// doing (below any signal handler), its first frames.
+fn thread_stacks(o: &mut String, r: &Report, full: bool) {
+    let _ = writeln!(
+        o,
+        "\nThread stacks{}:",
+        if full {
+            ""
+        } else {
+            " (--stacks for every frame)"
+        }
+    );
+    for t in &r.threads {
+        let mut head = format!("  thread {} ({}", t.tid, t.kind.as_str());
+        if let Some(m) = t.m {
+            let _ = write!(head, ", M{m}");
+        }
+        if let Some(g) = t.stack_goroutine {
+            let _ = write!(head, ", goroutine {g}");
+        }
+        head.push(')');
+        if let Some(c) = &t.cgo_call {
+            let _ = write!(head, " in {c}");
+        }
+        if let Some(i) = &t.interrupted {
+            let _ = write!(head, "; {} handler running on top", i.name);
+        }
+        let _ = writeln!(o, "{head}:");
+        let start = match (&t.interrupted, full) {
+            (Some(i), false) => i.frame,
+            _ => 0,
+        };
+        let mut shown: Vec<(usize, &crate::unwind::Frame)> =
+            t.frames.iter().enumerate().skip(start).collect();
+        let mut hidden = 0;
+        // Compact: where the thread is, then the goroutine it waits for.
+        if let (Some(gf), false) = (t.goroutine_frame, full) {
+            if gf > start + 2 {
+                hidden = gf - start - 2;
+                shown.drain(2..gf - start);
+            }
+        }
+        let limit = if full { usize::MAX } else { COMPACT_FRAMES };
+        for (n, (i, f)) in shown.iter().take(limit).enumerate() {
+            if full && t.interrupted.as_ref().is_some_and(|x| x.frame == *i) {
+                let name = t.interrupted.as_ref().map_or("", |x| x.name.as_str());
+                let _ = writeln!(o, "    --- {name} delivered; interrupted here ---");
+            }
+            if hidden > 0 && n == 2 {
+                let _ = writeln!(
+                    o,
+                    "    ... {hidden} scheduler frames; the goroutine's stack:"
+                );
+            }
+            let _ = writeln!(o, "{}", frame_line(*i, f));
+        }
+        if shown.len() > limit {
+            let n = shown.len() - limit;
+            let _ = writeln!(o, "    ... {n} more frame{}", if n == 1 { "" } else { "s" });
+        }
+        if let Some(why) = &t.stack_truncated {
+            let _ = writeln!(o, "    (stack ends early: {why})");
+        }
+    }
+}
+
 pub fn render(r: &Report, filter: GoroutineFilter) -> String {
+    render_with(r, filter, false)
+}
+
+/// `full_stacks`: every frame of every thread (`--stacks`).
+pub fn render_with(r: &Report, filter: GoroutineFilter, full_stacks: bool) -> String {
     let mut o = String::new();
     let g_by_id: BTreeMap<u64, &GoroutineInfo> = r.goroutines.iter().map(|g| (g.goid, g)).collect();
     let _ = writeln!(
@@ -122,6 +219,7 @@ pub fn render(r: &Report, filter: GoroutineFilter) -> String {
             );
         }
     }
+    thread_stacks(&mut o, r, full_stacks);
     let mut by_state: BTreeMap<String, usize> = BTreeMap::new();
     for g in &r.goroutines {
         *by_state.entry(g.state().to_string()).or_default() += 1;
@@ -149,7 +247,12 @@ pub fn render(r: &Report, filter: GoroutineFilter) -> String {
             );
             for f in &g.frames {
                 let args = if f.inlined { "..." } else { "" };
-                let _ = writeln!(o, "{}({args})", f.function.as_deref().unwrap_or("?"));
+                let c = if f.lang == crate::unwind::Lang::C {
+                    "[C] "
+                } else {
+                    ""
+                };
+                let _ = writeln!(o, "{c}{}({args})", f.function.as_deref().unwrap_or("??"));
                 let _ = writeln!(
                     o,
                     "\t{}:{} pc={:#x}",

@@ -1,2 +1,6 @@
-//! Names for addresses: Go functions from the pclntab.
+//! Names for addresses: Go functions from the pclntab, C functions from ELF
+//! symbols and DWARF (per module, loaded once).
+pub mod demangle;
+pub mod modules;
+pub mod native;
 pub mod pclntab;

@@ -73,62 +73,111 @@ impl GoUnwinder<'_> {
             // Return addresses point after the call: look up the call itself.
             let lookup = if pc > f.entry { pc - 1 } else { pc };
             self.symbolize(&f, pc, lookup, &mut frames);
-            let flag = self.pcln.flag(&f);
-            if flag & FLAG_TOPFRAME != 0 {
-                return Stack {
-                    frames,
-                    truncated: None,
-                };
-            }
-            let name = self.pcln.name(&f);
-            if flag & FLAG_SPWRITE != 0 && name != "runtime.cgocallback" && !innermost {
-                return Stack {
-                    frames,
-                    truncated: Some(format!("{name} switches stacks")),
-                };
-            }
-            let Some(delta) = self.pcln.sp_delta(&f, lookup) else {
-                return Stack {
-                    frames,
-                    truncated: Some(format!("no frame size for {name} at {pc:#x}")),
-                };
-            };
-            let (ret, caller_sp) = match self.arch {
-                Arch::X86_64 => {
-                    let fp = sp.wrapping_add(delta as u64).wrapping_add(8);
-                    (self.mem.u64(fp.wrapping_sub(8)), fp)
+            match self.step(&f, pc, lookup, sp, lr, innermost) {
+                GoStep::Caller { pc: p, sp: s, .. } => {
+                    pc = p;
+                    sp = s;
                 }
-                Arch::Aarch64 => {
-                    let fp = sp.wrapping_add(delta as u64);
-                    let ret = if delta == 0 && innermost {
-                        Ok(lr)
-                    } else {
-                        self.mem.u64(sp)
-                    };
-                    (ret, fp)
+                GoStep::Top => {
+                    return Stack {
+                        frames,
+                        truncated: None,
+                    }
                 }
-            };
-            let Ok(ret) = ret else {
-                return Stack {
-                    frames,
-                    truncated: Some(format!("stack unreadable at {sp:#x}")),
-                };
-            };
-            if ret == 0 {
-                return Stack {
-                    frames,
-                    truncated: None,
-                };
+                GoStep::Stop(why) => {
+                    return Stack {
+                        frames,
+                        truncated: Some(why),
+                    }
+                }
             }
-            if caller_sp <= sp && !innermost {
-                return Stack {
-                    frames,
-                    truncated: Some("stack pointer did not advance".into()),
-                };
-            }
-            pc = ret;
-            sp = caller_sp;
             innermost = false;
         }
     }
+
+    /// The caller of Go function `f` stopped at `pc` with stack pointer `sp`,
+    /// from its pcsp frame size. `lookup` is `pc`, or `pc - 1` for a return
+    /// address. Go's rules: stop at TopFrame functions, and at functions that
+    /// write SP (they switch stacks) unless innermost or `cgocallback`.
+    pub fn step(
+        &self,
+        f: &Func,
+        pc: u64,
+        lookup: u64,
+        sp: u64,
+        lr: u64,
+        innermost: bool,
+    ) -> GoStep {
+        let flag = self.pcln.flag(f);
+        if flag & FLAG_TOPFRAME != 0 {
+            return GoStep::Top;
+        }
+        let name = self.pcln.name(f);
+        if flag & FLAG_SPWRITE != 0 && name != "runtime.cgocallback" && !innermost {
+            return GoStep::Stop(format!("{name} switches stacks"));
+        }
+        let Some(delta) = self.pcln.sp_delta(f, lookup) else {
+            return GoStep::Stop(format!("no frame size for {name} at {pc:#x}"));
+        };
+        let (cfa, ret, fp) = self.frame_slots(sp, delta as u64, innermost, lr);
+        let Ok(ret) = ret else {
+            return GoStep::Stop(format!("stack unreadable at {sp:#x}"));
+        };
+        if ret == 0 {
+            return GoStep::Top;
+        }
+        if cfa <= sp && !innermost {
+            return GoStep::Stop("stack pointer did not advance".into());
+        }
+        GoStep::Caller {
+            pc: ret,
+            sp: cfa,
+            fp,
+        }
+    }
+
+    /// For a frame of `size` bytes at `sp`: the caller's SP, the return address
+    /// and the caller's frame pointer (`None` where the frame saved none).
+    pub fn frame_slots(
+        &self,
+        sp: u64,
+        size: u64,
+        innermost: bool,
+        lr: u64,
+    ) -> (u64, Result<u64, crate::error::Fault>, Option<u64>) {
+        match self.arch {
+            // [saved BP][return address] sit just below the caller's SP.
+            Arch::X86_64 => {
+                let cfa = sp.wrapping_add(size).wrapping_add(8);
+                let fp = (size >= 8)
+                    .then(|| self.mem.u64(cfa.wrapping_sub(16)).ok())
+                    .flatten();
+                (cfa, self.mem.u64(cfa.wrapping_sub(8)), fp)
+            }
+            // The return address is at 0(RSP), the caller's FP just below RSP.
+            Arch::Aarch64 => {
+                let cfa = sp.wrapping_add(size);
+                let ret = if size == 0 && innermost {
+                    Ok(lr)
+                } else {
+                    self.mem.u64(sp)
+                };
+                let fp = (size > 0)
+                    .then(|| self.mem.u64(sp.wrapping_sub(8)).ok())
+                    .flatten();
+                (cfa, ret, fp)
+            }
+        }
+    }
+}
+
+pub enum GoStep {
+    Caller {
+        pc: u64,
+        sp: u64,
+        fp: Option<u64>,
+    },
+    /// The outermost frame (`goexit`, `mstart`, a zero return address).
+    Top,
+    Stop(String),
 }

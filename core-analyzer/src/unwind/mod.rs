@@ -1,6 +1,9 @@
-//! Stacks: Go frames from the pclntab (C frames and stitching come on top).
+//! Stacks: Go frames from the pclntab, C frames from CFI, signal frames, and
+//! the stitching of all three into one stack per thread.
 pub mod go;
-
+pub mod native;
+pub mod signal;
+pub mod thread;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

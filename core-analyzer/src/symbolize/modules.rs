@@ -1,0 +1,96 @@
+//! The code modules of a process (the executable and each spliced shared
+//! library): where their code is mapped, and their C names, loaded lazily and
+//! at most once per module.
+use super::native::{NativeFrame, NativeSymbols};
+use crate::elf::exe::{debug_file, Binary};
+use crate::process::Process;
+use object::{Object, ObjectSegment, SegmentFlags};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+pub struct CodeModule<'a> {
+    /// File name as the report shows it (`libc.so.6`).
+    pub name: String,
+    pub binary: &'a Binary,
+    /// Runtime address minus link-time address.
+    pub bias: u64,
+    /// Runtime addresses of its executable segments (lowest to highest).
+    pub text: Range<u64>,
+    sysroot: Option<PathBuf>,
+    debug: OnceLock<Option<Binary>>,
+    syms: OnceLock<NativeSymbols>,
+}
+
+impl<'a> CodeModule<'a> {
+    fn new(binary: &'a Binary, bias: u64, path: &str, sysroot: &Option<PathBuf>) -> Option<Self> {
+        let obj = binary.object();
+        let exec = obj.segments().filter(|s| match s.flags() {
+            SegmentFlags::Elf { p_flags } => p_flags & object::elf::PF_X != 0,
+            _ => false,
+        });
+        let (lo, hi) = exec.fold((u64::MAX, 0), |(lo, hi), s| {
+            (
+                lo.min(s.address()),
+                hi.max(s.address().saturating_add(s.size())),
+            )
+        });
+        (lo < hi).then(|| CodeModule {
+            name: path.rsplit('/').next().unwrap_or(path).to_string(),
+            binary,
+            bias,
+            text: lo.wrapping_add(bias)..hi.wrapping_add(bias),
+            sysroot: sysroot.clone(),
+            debug: OnceLock::new(),
+            syms: OnceLock::new(),
+        })
+    }
+
+    /// The detached debug file, looked up once.
+    pub fn debug(&self) -> Option<&Binary> {
+        self.debug
+            .get_or_init(|| debug_file(self.binary, &self.sysroot))
+            .as_ref()
+    }
+
+    pub fn symbols(&self) -> &NativeSymbols {
+        self.syms
+            .get_or_init(|| NativeSymbols::load(self.binary, self.debug()))
+    }
+
+    /// Frames for a runtime `lookup` address (inside the call for return addresses).
+    pub fn lookup(&self, lookup: u64) -> Vec<NativeFrame> {
+        self.symbols().lookup(lookup.wrapping_sub(self.bias))
+    }
+}
+
+pub struct Modules<'a> {
+    list: Vec<CodeModule<'a>>,
+}
+
+impl<'a> Modules<'a> {
+    pub fn new(process: &'a Process) -> Modules<'a> {
+        let exe_path = process.exe.path().display().to_string();
+        let mut list: Vec<CodeModule<'a>> =
+            CodeModule::new(&process.exe, process.bias, &exe_path, &process.sysroot)
+                .into_iter()
+                .chain(
+                    process.libraries.iter().filter_map(|l| {
+                        CodeModule::new(&l.binary, l.bias, &l.path, &process.sysroot)
+                    }),
+                )
+                .collect();
+        list.sort_by_key(|m| m.text.start);
+        Modules { list }
+    }
+
+    pub fn find(&self, pc: u64) -> Option<&CodeModule<'a>> {
+        let i = self.list.partition_point(|m| m.text.start <= pc);
+        let m = self.list.get(i.checked_sub(1)?)?;
+        m.text.contains(&pc).then_some(m)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &CodeModule<'a>> {
+        self.list.iter()
+    }
+}

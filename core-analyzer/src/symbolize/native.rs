@@ -1,0 +1,140 @@
+//! Names for C code: ELF `.symtab`/`.dynsym` (of the module and of its
+//! detached debug file), DWARF lines and inlined calls through addr2line.
+//! Built once per module, on its first frame.
+use super::demangle::demangle;
+use crate::elf::exe::Binary;
+use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+type Reader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
+
+/// One frame of a native pc: inlined calls first, the real function last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeFrame {
+    pub function: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub inlined: bool,
+}
+
+struct Sym {
+    addr: u64,
+    size: u64,
+    name: String,
+}
+
+pub struct NativeSymbols {
+    /// Sorted by address; link-time addresses.
+    syms: Vec<Sym>,
+    dwarf: Option<addr2line::Context<Reader>>,
+}
+
+impl NativeSymbols {
+    /// `debug` is the detached debug file (`/usr/lib/debug/.build-id/…`), if any.
+    pub fn load(binary: &Binary, debug: Option<&Binary>) -> NativeSymbols {
+        let mut syms = vec![];
+        for b in std::iter::once(binary).chain(debug) {
+            let obj = b.object();
+            for s in obj.symbols().chain(obj.dynamic_symbols()) {
+                if s.kind() != SymbolKind::Text || s.address() == 0 {
+                    continue;
+                }
+                if let Ok(n) = s.name() {
+                    if !n.is_empty() {
+                        syms.push(Sym {
+                            addr: s.address(),
+                            size: s.size(),
+                            name: n.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        // Prefer sized, then public-looking names at the same address.
+        syms.sort_by(|a, b| {
+            (a.addr, a.size == 0, a.name.starts_with('_'), a.name.len()).cmp(&(
+                b.addr,
+                b.size == 0,
+                b.name.starts_with('_'),
+                b.name.len(),
+            ))
+        });
+        syms.dedup_by_key(|s| s.addr);
+        let dwarf = debug
+            .and_then(dwarf_context)
+            .or_else(|| dwarf_context(binary));
+        NativeSymbols { syms, dwarf }
+    }
+
+    fn symbol(&self, svma: u64) -> Option<&Sym> {
+        let i = self.syms.partition_point(|s| s.addr <= svma);
+        let s = self.syms.get(i.checked_sub(1)?)?;
+        (s.size == 0 || svma < s.addr.saturating_add(s.size)).then_some(s)
+    }
+
+    /// Frames for `svma` (a link-time address already adjusted to point into
+    /// the call instruction for return addresses).
+    pub fn lookup(&self, svma: u64) -> Vec<NativeFrame> {
+        let mut out = vec![];
+        if let Some(ctx) = &self.dwarf {
+            if let Ok(mut it) = ctx.find_frames(svma).skip_all_loads() {
+                while let Ok(Some(f)) = it.next() {
+                    out.push(NativeFrame {
+                        function: f
+                            .function
+                            .as_ref()
+                            .and_then(|n| n.raw_name().ok())
+                            .map(|n| demangle(&n)),
+                        file: f
+                            .location
+                            .as_ref()
+                            .and_then(|l| l.file)
+                            .map(|s| s.to_string()),
+                        line: f.location.as_ref().and_then(|l| l.line),
+                        inlined: true,
+                    });
+                }
+            }
+        }
+        if let Some(last) = out.last_mut() {
+            last.inlined = false;
+        }
+        let sym = self.symbol(svma).map(|s| demangle(&s.name));
+        match out.last_mut() {
+            Some(f) if f.function.is_none() => f.function = sym,
+            Some(_) => {}
+            None => out.push(NativeFrame {
+                function: sym,
+                file: None,
+                line: None,
+                inlined: false,
+            }),
+        }
+        out
+    }
+
+    /// Link-time start address of the function containing `svma`.
+    pub fn function_start(&self, svma: u64) -> Option<(u64, &str)> {
+        self.symbol(svma).map(|s| (s.addr, s.name.as_str()))
+    }
+}
+
+fn dwarf_context(b: &Binary) -> Option<addr2line::Context<Reader>> {
+    let obj = b.object();
+    obj.section_by_name(".debug_info")?;
+    let endian = if obj.is_little_endian() {
+        gimli::RunTimeEndian::Little
+    } else {
+        gimli::RunTimeEndian::Big
+    };
+    let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
+        let data: Cow<[u8]> = obj
+            .section_by_name(id.name())
+            .and_then(|s| s.uncompressed_data().ok())
+            .unwrap_or(Cow::Borrowed(&[]));
+        Ok(gimli::EndianArcSlice::new(Arc::from(&*data), endian))
+    };
+    let dwarf = gimli::Dwarf::load(load).ok()?;
+    addr2line::Context::from_dwarf(dwarf).ok()
+}

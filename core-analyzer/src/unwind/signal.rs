@@ -1,0 +1,122 @@
+//! Signal frames: a handler returns into a sigreturn trampoline (Go's
+//! `runtime.sigreturn__sigaction`, glibc's `__restore_rt`, musl's `__restore_rt`),
+//! and the kernel's `rt_sigframe` beside it holds the interrupted registers.
+//! The trampolines are recognized by their code, as gdb does, so they are found
+//! without symbols. Offsets are the Linux kernel ABI (`struct rt_sigframe`,
+//! `ucontext`, `sigcontext`), fixed per architecture.
+use super::native::Regs;
+use crate::elf::regs::Arch;
+use crate::memory::{Memory, ReadExt};
+
+struct SigFrameAbi {
+    /// The trampoline's code.
+    code: &'static [u8],
+    /// From the stack pointer the trampoline starts with to `siginfo` and to
+    /// `uc_mcontext`.
+    siginfo: u64,
+    mcontext: u64,
+    /// Register offsets inside `uc_mcontext`.
+    pc: u64,
+    sp: u64,
+    fp: u64,
+    lr: Option<u64>,
+}
+
+/// x86_64: `rt_sigframe { pretcode; ucontext uc; siginfo info }`, `ret` pops
+/// `pretcode`, so the trampoline starts at `&uc`. `mov $15,%rax; syscall`.
+const AMD64: SigFrameAbi = SigFrameAbi {
+    code: &[0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05],
+    siginfo: 304,
+    mcontext: 40,
+    pc: 128,
+    sp: 120,
+    fp: 80,
+    lr: None,
+};
+
+/// arm64: `rt_sigframe { siginfo info; ucontext uc }` at the trampoline's SP;
+/// `uc_mcontext` is 16-aligned after the 128-byte sigset. `mov x8,#139; svc #0`.
+const ARM64: SigFrameAbi = SigFrameAbi {
+    code: &[0x68, 0x11, 0x80, 0xd2, 0x01, 0x00, 0x00, 0xd4],
+    siginfo: 0,
+    mcontext: 128 + 176,
+    pc: 8 + 32 * 8,
+    sp: 8 + 31 * 8,
+    fp: 8 + 29 * 8,
+    lr: Some(8 + 30 * 8),
+};
+
+fn abi(arch: Arch) -> &'static SigFrameAbi {
+    match arch {
+        Arch::X86_64 => &AMD64,
+        Arch::Aarch64 => &ARM64,
+    }
+}
+
+/// Is `pc` the first instruction of a sigreturn trampoline?
+pub fn is_trampoline(mem: &dyn Memory, arch: Arch, pc: u64) -> bool {
+    let a = abi(arch);
+    let mut buf = [0u8; 9];
+    let code = &mut buf[..a.code.len()];
+    mem.read(pc, code).is_ok() && code == a.code
+}
+
+/// The interrupted registers and the signal number, given the stack pointer
+/// the trampoline would run with.
+pub fn interrupted(mem: &dyn Memory, arch: Arch, sp: u64) -> Option<(Regs, i32)> {
+    let a = abi(arch);
+    let mc = sp.checked_add(a.mcontext)?;
+    let regs = Regs {
+        pc: mem.u64(mc + a.pc).ok()?,
+        sp: mem.u64(mc + a.sp).ok()?,
+        fp: mem.u64(mc + a.fp).ok()?,
+        lr: match a.lr {
+            Some(off) => mem.u64(mc + off).ok()?,
+            None => 0,
+        },
+    };
+    let signo = mem.u32(sp.checked_add(a.siginfo)?).ok()? as i32;
+    Some((regs, signo))
+}
+
+/// `SIGQUIT` for 3, and so on (Linux numbering, same on both architectures).
+pub fn signal_name(signo: i32) -> String {
+    const NAMES: [&str; 32] = [
+        "",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    match NAMES.get(signo as usize) {
+        Some(n) if signo > 0 => n.to_string(),
+        _ => format!("signal {signo}"),
+    }
+}

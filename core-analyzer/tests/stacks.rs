@@ -1,0 +1,261 @@
+//! Stitched thread stacks on real cores: C frames joined to the right
+//! goroutine's Go frames, callbacks interleaved, signal frames crossed.
+//! Expectations come from the scenario program (which thread runs which C
+//! call) and Go's own dump (the goroutine's Go frames).
+mod common;
+
+use cgocore::report::{Report, ThreadInfo};
+use cgocore::unwind::{Frame, Lang};
+use common::*;
+
+/// Scenario, the C function its goroutine calls, and names one of the libc
+/// frames it blocks in must contain (glibc with or without debug info).
+const IN_C: &[(&str, &str, &[&str])] = &[
+    ("read_pipe", "block_read", &["read"]),
+    ("cond_wait", "block_cond", &["pthread_cond_wait"]),
+    ("mutex_holder", "hold_mutex_then_sleep", &["nanosleep"]),
+    (
+        "mutex_waiter",
+        "block_mutex",
+        &["lll_lock_wait", "pthread_mutex_lock"],
+    ),
+    ("sleep", "block_sleep", &["nanosleep"]),
+    ("accept", "block_accept", &["accept"]),
+    ("locked_in_c", "block_pause", &["pause"]),
+];
+
+fn name(f: &Frame) -> &str {
+    f.function.as_deref().unwrap_or("??")
+}
+
+/// Frames of what the thread was doing (below any signal handler).
+fn interrupted_frames(t: &ThreadInfo) -> &[Frame] {
+    &t.frames[t.interrupted.as_ref().map_or(0, |i| i.frame)..]
+}
+
+fn libc_loaded(r: &Report) -> bool {
+    !r.warnings.iter().any(|w| w.contains("libc"))
+}
+
+fn check(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
+    let r = &a.report;
+    let t = &case.truth;
+    let named_exe = t.variant != "stripped";
+    let libc = libc_loaded(r);
+    let mut errs = vec![];
+    let mut e = |s: String| errs.push(format!("{}: {s}", case.name));
+    let thread = |scn: &str| {
+        let s = &t.scenarios[scn];
+        (s, r.threads.iter().find(|th| th.tid == s.tid))
+    };
+
+    let mut interrupted = 0;
+    for (scn, cfn, libc_names) in IN_C {
+        let (s, Some(th)) = thread(scn) else {
+            e(format!("{scn}: thread missing"));
+            continue;
+        };
+        if th.stack_goroutine != Some(s.goid) {
+            e(format!(
+                "{scn}: stack continues into goroutine {:?}, want {}",
+                th.stack_goroutine, s.goid
+            ));
+        }
+        if th.cgo_call.as_deref() != Some(&format!("C.{cfn}")) {
+            e(format!("{scn}: cgo_call {:?}, want C.{cfn}", th.cgo_call));
+        }
+        if th.stack_truncated.is_some() {
+            e(format!("{scn}: stack truncated: {:?}", th.stack_truncated));
+        }
+        // GOTRACEBACK=crash relays SIGQUIT from thread to thread until enough
+        // Ms have it, so some threads in C took Go's handler and some did not.
+        if let Some(i) = &th.interrupted {
+            interrupted += 1;
+            let after_sigtramp = i.frame > 0 && name(&th.frames[i.frame - 1]) == "runtime.sigtramp";
+            if !after_sigtramp || !["SIGQUIT", "SIGABRT"].contains(&i.name.as_str()) {
+                e(format!("{scn}: bad signal frame {i:?}"));
+            }
+        }
+        let frames = interrupted_frames(th);
+        let Some(k) = frames.iter().position(|f| name(f) == "runtime.asmcgocall") else {
+            e(format!(
+                "{scn}: no asmcgocall in {:?}",
+                frames.iter().map(name).collect::<Vec<_>>()
+            ));
+            continue;
+        };
+        let c = &frames[..k];
+        if c.is_empty() || c.iter().any(|f| f.lang != Lang::C) {
+            e(format!(
+                "{scn}: frames before asmcgocall are not all C: {:?}",
+                c.iter().map(name).collect::<Vec<_>>()
+            ));
+        }
+        if libc
+            && !c.iter().any(|f| {
+                f.module.as_deref().is_some_and(|m| m.starts_with("libc"))
+                    && libc_names.iter().any(|n| name(f).contains(n))
+            })
+        {
+            e(format!(
+                "{scn}: no libc frame named like {libc_names:?} in {:?}",
+                c.iter().map(name).collect::<Vec<_>>()
+            ));
+        }
+        if named_exe && c.iter().any(|f| f.function.is_none()) {
+            e(format!("{scn}: unnamed C frame in an unstripped binary"));
+        }
+        // After asmcgocall: exactly the goroutine's Go frames from Go's dump.
+        let go: Vec<&str> = frames[k + 1..].iter().map(name).collect();
+        let want: Vec<&str> = t
+            .goroutines
+            .iter()
+            .find(|g| g.goid == s.goid)
+            .map(|g| g.frames.iter().map(|f| f.function.as_str()).collect())
+            .unwrap_or_default();
+        if go != want {
+            e(format!(
+                "{scn}: Go frames after asmcgocall\n  ours   {go:?}\n  theirs {want:?}"
+            ));
+        }
+    }
+
+    if t.kind == "kernel" && interrupted == 0 {
+        e("no thread in C was crossed through Go's signal handler".into());
+    }
+
+    // Go -> C -> Go on a Go thread: callback frames, then the outer C call.
+    {
+        let (s, th) = thread("callback");
+        match th {
+            None => e("callback: thread missing".into()),
+            Some(th) => {
+                let names: Vec<&str> = interrupted_frames(th).iter().map(name).collect();
+                let at = |n: &str| names.iter().position(|x| *x == n);
+                let order = [
+                    "runtime.cgocallback",
+                    "crosscall2",
+                    "runtime.asmcgocall",
+                    "runtime.cgocall",
+                    "main._Cfunc_call_back_into_go",
+                ]
+                .map(at);
+                let in_order =
+                    order.iter().all(Option::is_some) && order.windows(2).all(|w| w[0] < w[1]);
+                if !in_order || th.stack_goroutine.is_none() || th.stack_truncated.is_some() {
+                    e(format!(
+                        "callback: stack {names:?} ({:?})",
+                        th.stack_truncated
+                    ));
+                }
+                if named_exe && !names.contains(&"goCallbackBlock") {
+                    e(format!(
+                        "callback: the C caller goCallbackBlock is missing: {names:?}"
+                    ));
+                }
+                // The callback goroutine's own frames: its Go frames as Go's dump
+                // shows them, with the C caller in between.
+                if let Some(g) = r
+                    .goroutines
+                    .iter()
+                    .find(|g| Some(g.goid) == th.stack_goroutine)
+                {
+                    let c_between = g.frames.iter().any(|f| f.lang == Lang::C);
+                    if !c_between {
+                        e(format!("callback: goroutine {} lacks its C frames", g.goid));
+                    }
+                }
+                let _ = s;
+            }
+        }
+    }
+
+    // C-created threads: C frames down to the thread's start.
+    for scn in ["extra_m_parked", "extra_m_in_c", "foreign_thread"] {
+        let (_, Some(th)) = thread(scn) else {
+            e(format!("{scn}: thread missing"));
+            continue;
+        };
+        let frames = interrupted_frames(th);
+        let names: Vec<&str> = frames.iter().map(name).collect();
+        let last = frames.last();
+        if th.stack_truncated.is_some() || last.is_none_or(|f| f.lang != Lang::C) {
+            e(format!("{scn}: stack {names:?} ({:?})", th.stack_truncated));
+        }
+        if libc && !names.iter().any(|n| n.contains("start_thread")) {
+            e(format!("{scn}: no start_thread in {names:?}"));
+        }
+        if scn == "extra_m_parked" {
+            let cb = names.iter().position(|n| *n == "runtime.cgocallback");
+            let x2 = names.iter().position(|n| *n == "crosscall2");
+            if cb.is_none() || x2 != cb.map(|i| i + 1) {
+                e(format!(
+                    "{scn}: callback not stitched to its C caller: {names:?}"
+                ));
+            }
+        } else if frames.iter().any(|f| f.lang == Lang::Go) {
+            e(format!(
+                "{scn}: Go frames on a thread that is in C: {names:?}"
+            ));
+        }
+    }
+    errs
+}
+
+fn run(cases: Vec<CoreCase>) -> usize {
+    let mut errs = vec![];
+    for c in &cases {
+        errs.extend(check(c, &analyze(c)));
+    }
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+    cases.len()
+}
+
+#[test]
+fn fixtures_stitch_c_frames_to_goroutines() {
+    assert!(run(fixtures()) > 0);
+}
+
+#[test]
+fn generated_cores_stitch_c_frames_to_goroutines() {
+    let n = run(generated());
+    if n == 0 {
+        assert!(!require_generated(), "no generated cores");
+        eprintln!("no generated cores; run corefiles/generate.py");
+    }
+}
+
+/// A kernel core (crash state, Go's handler on every thread) and a gcore
+/// (natural state) of the same scenario show the same blocked C call.
+#[test]
+fn kernel_and_gcore_show_the_same_blocked_call() {
+    let cases = generated();
+    let mut compared = 0;
+    for k in cases.iter().filter(|c| c.name.ends_with("/plain/kernel")) {
+        let Some(g) = cases
+            .iter()
+            .find(|c| c.name == k.name.replace("/kernel", "/gcore"))
+        else {
+            continue;
+        };
+        let (ka, ga) = (analyze(k), analyze(g));
+        for (scn, _, _) in IN_C {
+            let blocked = |case: &CoreCase, r: &Report| -> Vec<String> {
+                let tid = case.truth.scenarios[*scn].tid;
+                let th = r.threads.iter().find(|t| t.tid == tid).unwrap();
+                interrupted_frames(th)
+                    .iter()
+                    .take_while(|f| f.lang == Lang::C)
+                    .map(|f| name(f).to_string())
+                    .collect()
+            };
+            let (kb, gb) = (blocked(k, &ka.report), blocked(g, &ga.report));
+            assert!(!kb.is_empty(), "{}: {scn}: no C frames", k.name);
+            assert_eq!(kb, gb, "{} vs gcore: {scn}", k.name);
+            compared += 1;
+        }
+    }
+    if compared == 0 {
+        assert!(!require_generated(), "no kernel/gcore pairs generated");
+    }
+}
