@@ -49,7 +49,9 @@ def main():
     size = os.path.getsize(core)
     print("core: %s (%.0f MB apparent), Go %s, %d parked + %d in C" % (core, size / 1e6, a.go, a.parked, a.cblocked))
     print("%-40s %10s %10s %12s" % ("command", "wall s", "cpu s", "peak RSS MB"))
-    for label, extra in [("cgocore analyze (table)", []), ("cgocore analyze --json (all frames)", ["--json"])]:
+    for label, extra in [("cgocore analyze (table)", []),
+                         ("cgocore analyze --stacks --goroutines all", ["--stacks", "--goroutines", "all"]),
+                         ("cgocore analyze --json (all frames)", ["--json"])]:
         w, c, r = measure([cgocore, "analyze", core, "--exe", exe] + extra, a.runs)
         print("%-40s %10.3f %10.3f %12.1f" % (label, w, c, r))
 

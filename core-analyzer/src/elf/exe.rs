@@ -12,6 +12,8 @@ pub struct Binary {
     pub entry: u64,
     pub is_pie: bool,
     symbols: OnceLock<HashMap<String, (u64, u64)>>,
+    /// Decompressed sections, shared by every reader (layouts, C line info).
+    sections: std::sync::Mutex<HashMap<String, Arc<[u8]>>>,
 }
 
 impl Binary {
@@ -30,6 +32,7 @@ impl Binary {
             entry,
             is_pie,
             symbols: OnceLock::new(),
+            sections: Default::default(),
         })
     }
 
@@ -74,6 +77,23 @@ impl Binary {
         let s = obj.section_by_name(name)?;
         let (off, size) = s.file_range()?;
         Some((s.address(), data.get(off as usize..(off + size) as usize)?))
+    }
+
+    /// A section's bytes, decompressed once (DWARF in Go binaries is zlib'd);
+    /// empty when the binary lacks it or it cannot be decompressed.
+    pub fn section_bytes(&self, name: &str) -> Arc<[u8]> {
+        let mut cache = self.sections.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = cache.get(name) {
+            return b.clone();
+        }
+        let obj = self.object();
+        let b: Arc<[u8]> = obj
+            .section_by_name(name)
+            .and_then(|s| s.uncompressed_data().ok())
+            .map(|d| Arc::from(&*d))
+            .unwrap_or_else(|| Arc::from(&[][..]));
+        cache.insert(name.to_string(), b.clone());
+        b
     }
 
     pub fn section_range(&self, name: &str) -> Option<(u64, u64)> {

@@ -1,10 +1,9 @@
 //! Struct layouts from the binary's own DWARF (authoritative for that build).
 use super::{Layout, StructLayout, WANTED};
 use crate::elf::exe::Binary;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use gimli::{AttributeValue, EndianSlice, LittleEndian};
-use object::{Object, ObjectSection};
-use std::borrow::Cow;
+use object::Object;
 
 /// `None` when the binary has no DWARF (stripped with `-w`).
 pub fn layout_from_dwarf(bin: &Binary, go_version: &str) -> Result<Option<Layout>> {
@@ -12,12 +11,14 @@ pub fn layout_from_dwarf(bin: &Binary, go_version: &str) -> Result<Option<Layout
     if obj.section_by_name(".debug_info").is_none() {
         return Ok(None);
     }
-    let load = |id: gimli::SectionId| -> Result<Cow<'_, [u8]>> {
-        Ok(match obj.section_by_name(id.name()) {
-            Some(s) => s
-                .uncompressed_data()
-                .with_context(|| format!("cannot decompress {}", id.name()))?,
-            None => Cow::Borrowed(&[][..]),
+    // Struct layouts need the type entries only: skip lines, locations, frames.
+    let load = |id: gimli::SectionId| -> Result<std::sync::Arc<[u8]>> {
+        use gimli::SectionId::*;
+        Ok(match id {
+            DebugInfo | DebugAbbrev | DebugStr | DebugStrOffsets | DebugAddr | DebugLineStr => {
+                bin.section_bytes(id.name())
+            }
+            _ => std::sync::Arc::from(&[][..]),
         })
     };
     let owned = gimli::DwarfSections::load(load)?;

@@ -3,8 +3,7 @@
 //! Built once per module, on its first frame.
 use super::demangle::demangle;
 use crate::elf::exe::Binary;
-use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
-use std::borrow::Cow;
+use object::{Object, ObjectSymbol, SymbolKind};
 use std::sync::Arc;
 
 type Reader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
@@ -128,12 +127,15 @@ fn dwarf_context(b: &Binary) -> Option<addr2line::Context<Reader>> {
     } else {
         gimli::RunTimeEndian::Big
     };
+    // Names, lines and inlined calls only: locations and frames stay packed.
     let load = |id: gimli::SectionId| -> Result<Reader, gimli::Error> {
-        let data: Cow<[u8]> = obj
-            .section_by_name(id.name())
-            .and_then(|s| s.uncompressed_data().ok())
-            .unwrap_or(Cow::Borrowed(&[]));
-        Ok(gimli::EndianArcSlice::new(Arc::from(&*data), endian))
+        use gimli::SectionId::*;
+        let data = match id {
+            DebugLoc | DebugLocLists | DebugFrame | DebugPubNames | DebugPubTypes | DebugTypes
+            | DebugMacinfo | DebugMacro | DebugCuIndex | DebugTuIndex => Arc::from(&[][..]),
+            _ => b.section_bytes(id.name()),
+        };
+        Ok(gimli::EndianArcSlice::new(data, endian))
     };
     let dwarf = gimli::Dwarf::load(load).ok()?;
     addr2line::Context::from_dwarf(dwarf).ok()

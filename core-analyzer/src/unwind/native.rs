@@ -72,7 +72,13 @@ fn section_info(b: &Binary) -> ExplicitModuleSectionInfo<Bytes> {
         eh_frame: data(".eh_frame"),
         eh_frame_hdr_svma: svma(".eh_frame_hdr"),
         eh_frame_hdr: data(".eh_frame_hdr"),
-        debug_frame: data(".debug_frame"),
+        // Go binaries have only a (compressed) .debug_frame, for Go code, which
+        // the pclntab unwinds; C objects bring .eh_frame.
+        debug_frame: if obj.section_by_name(".eh_frame").is_some() {
+            None
+        } else {
+            data(".debug_frame")
+        },
         stubs_svma: None,
         stub_helper_svma: None,
         unwind_info: None,

@@ -165,6 +165,22 @@ impl Stitcher<'_> {
                 },
                 None => {
                     self.c_frame(w, out);
+                    // Go's own vDSO calls (nanotime, walltime) leave where they came
+                    // from in m.vdsoPC/SP, as Go's traceback uses them.
+                    let vdso = w.m.filter(|m| m.vdso_sp != 0 && m.vdso_pc != 0);
+                    if let (Some(m), None) = (vdso, self.modules.find(pc)) {
+                        if let Some(f) = out.frames.last_mut() {
+                            f.module = Some("[vdso]".into());
+                        }
+                        w.regs = Regs {
+                            pc: m.vdso_pc,
+                            sp: m.vdso_sp,
+                            fp: w.regs.fp,
+                            lr: 0,
+                        };
+                        w.first = false;
+                        continue;
+                    }
                     match self.native.step(self.mem(), &w.regs, w.first) {
                         Ok(Some(r)) => r,
                         Ok(None) => return None,
