@@ -48,16 +48,36 @@ def go_binary(version):
     return go
 
 
+def source_hash():
+    """Hash of the scenario sources: a changed scenario invalidates cached builds and cores."""
+    import hashlib
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(SCENARIO)):
+        path = os.path.join(SCENARIO, name)
+        if os.path.isfile(path):
+            h.update(name.encode())
+            with open(path, "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()
+
+
 def build(version, variant, out_dir):
     exe = os.path.join(out_dir, "cgostuck")
-    if os.path.exists(exe):
+    stamp = os.path.join(out_dir, "source.sha256")
+    want = source_hash()
+    have = open(stamp).read().strip() if os.path.exists(stamp) else None
+    if os.path.exists(exe) and have == want:
         return exe
+    if os.path.isdir(out_dir):
+        shutil.rmtree(out_dir)  # stale build and its cores
     os.makedirs(out_dir, exist_ok=True)
     env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="1", GOFLAGS="-mod=mod",
                GOCACHE=os.path.join(CACHE, "gocache", version), GOPATH=os.path.join(CACHE, "gopath"))
     cmd = [go_binary(version), "build", "-trimpath", "-o", exe] + VARIANTS[variant] + ["."]
     log("build", version, variant)
     subprocess.check_call(cmd, cwd=SCENARIO, env=env)
+    with open(stamp, "w") as f:
+        f.write(want + "\n")
     return exe
 
 

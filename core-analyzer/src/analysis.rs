@@ -1,4 +1,5 @@
 //! The one entry point every face uses: process image -> report.
+use crate::classify;
 use crate::process::Process;
 use crate::report::*;
 use crate::runtime::{self, g, GoRuntime, G, M};
@@ -22,7 +23,29 @@ fn is_free_extra(m: &M, gs: &HashMap<u64, &G>, dead: &[u32]) -> bool {
     m.isextra && m.is_extra_in_c && gs.get(&m.curg).is_some_and(|g| dead.contains(&g.state()))
 }
 
+/// Choices a face can make about an analysis.
+pub struct AnalyzeOptions {
+    /// Classification rules (the built-in ones, or with a user file in front).
+    pub rules: crate::classify::rules::Rules,
+}
+
+impl Default for AnalyzeOptions {
+    fn default() -> Self {
+        AnalyzeOptions {
+            rules: crate::classify::rules::Rules::builtin(),
+        }
+    }
+}
+
 pub fn analyze(process: Process, core: Option<String>) -> Result<Analysis> {
+    analyze_with(process, core, &AnalyzeOptions::default())
+}
+
+pub fn analyze_with(
+    process: Process,
+    core: Option<String>,
+    opts: &AnalyzeOptions,
+) -> Result<Analysis> {
     let rt = GoRuntime::load(&process)?;
     let mem = &*process.mem;
     let mut warnings: Vec<String> = process.warnings.clone();
@@ -122,12 +145,40 @@ pub fn analyze(process: Process, core: Option<String>) -> Result<Analysis> {
         }
     }
 
+    let tids_tp: Vec<(u32, u64)> = process
+        .threads
+        .iter()
+        .map(|t| (t.tid, t.regs.thread_pointer().unwrap_or(0)))
+        .collect();
+    let data_symbol = |a: u64| modules.data_symbol(a);
+    let ccx = classify::Context {
+        arch: process.arch,
+        mem,
+        rules: &opts.rules,
+        threads: &tids_tp,
+        data_symbol: &data_symbol,
+    };
     let threads: Vec<ThreadInfo> = process
         .threads
         .iter()
         .zip(&stacks)
         .map(|(t, st)| {
             let m = m_of_tid.get(&(t.tid as u64));
+            // The blocked call starts below Go's own signal handler, if it runs.
+            let go_sig = st.signals.iter().find(|s| s.go_handler);
+            let (start, sys) = match go_sig {
+                Some(s) => (s.frame, s.syscall),
+                None => (0, t.regs.syscall_state()),
+            };
+            let sig_name = go_sig.map(|s| signal::signal_name(s.signo));
+            let blocked = classify::classify(
+                &ccx,
+                &st.frames,
+                start,
+                &sys,
+                st.frames.get(start).map_or(0, |f| f.pc),
+                sig_name.as_deref(),
+            );
             ThreadInfo {
                 tid: t.tid,
                 kind: match m {
@@ -150,13 +201,11 @@ pub fn analyze(process: Process, core: Option<String>) -> Result<Analysis> {
                 frames: st.frames.clone(),
                 stack_truncated: st.truncated.clone(),
                 stack_goroutine: st.goroutine.and_then(goid),
-                interrupted: st.signal.map(|(signo, frame)| Interrupted {
-                    signal: signo,
-                    name: signal::signal_name(signo),
-                    frame,
-                }),
+                interrupted: st.signals.iter().find(|s| s.go_handler).map(interrupted),
+                signals: st.signals.iter().map(interrupted).collect(),
                 cgo_call: cgo_call(&st.frames),
                 goroutine_frame: st.goroutine_frame,
+                blocked,
             }
         })
         .collect();
@@ -245,7 +294,7 @@ pub fn analyze(process: Process, core: Option<String>) -> Result<Analysis> {
         extra_ms: minfos.iter().filter(|m| m.isextra).count(),
         locked_goroutines: goroutines.iter().filter(|g| g.locked).count(),
     };
-    let report = Report {
+    let mut report = Report {
         schema_version: SCHEMA_VERSION,
         go_version: rt.go_version().to_string(),
         binary: process.exe.path().display().to_string(),
@@ -264,10 +313,24 @@ pub fn analyze(process: Process, core: Option<String>) -> Result<Analysis> {
         sched,
         threads,
         ms: minfos,
+        ps: ps
+            .iter()
+            .map(|p| PInfo {
+                id: p.id,
+                status: runtime::p::status_name(p.status).to_string(),
+                m: mid(p.m),
+                schedtick: p.schedtick,
+                syscalltick: p.syscalltick,
+                runqsize: p.runq_len,
+            })
+            .collect(),
         goroutines,
+        findings: vec![],
         warnings,
         incomplete,
     };
+    let graph = classify::findings::graph(&report);
+    report.findings = classify::findings::findings(&report, &graph);
     Ok(Analysis {
         process,
         runtime: rt,
@@ -290,6 +353,15 @@ fn goroutine_stack(u: &GoUnwinder, g: &G) -> Stack {
         };
     }
     u.unwind(g.sched_pc, g.sched_sp, g.sched_lr)
+}
+
+fn interrupted(s: &crate::unwind::thread::SignalFrame) -> Interrupted {
+    Interrupted {
+        signal: s.signo,
+        name: signal::signal_name(s.signo),
+        frame: s.frame,
+        handler: if s.go_handler { "go" } else { "c" }.into(),
+    }
 }
 
 /// A goroutine's frames: stitched from its thread's stack (C frames included)

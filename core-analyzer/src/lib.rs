@@ -3,6 +3,7 @@
 //! Data flows up once: bytes (`memory`, `elf`) -> runtime objects (`runtime`,
 //! via `layout`) -> `analysis` -> `report`. Faces (CLI, Python) call `analysis`.
 pub mod analysis;
+pub mod classify;
 pub mod elf;
 pub mod error;
 pub mod input;
@@ -15,5 +16,5 @@ pub mod symbolize;
 pub mod unwind;
 pub mod varint;
 
-pub use analysis::{analyze, Analysis};
+pub use analysis::{analyze, analyze_with, Analysis, AnalyzeOptions};
 pub use process::{OpenOptions, Process};

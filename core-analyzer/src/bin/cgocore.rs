@@ -1,6 +1,6 @@
 //! `cgocore`: the offline CLI.
 use anyhow::{Context, Result};
-use cgocore::report::text::{render_with, GoroutineFilter};
+use cgocore::report::text::{render_sched, render_with, GoroutineFilter};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +25,7 @@ enum Cmd {
     /// Analyze a core file (kernel core, gcore, or zstd-compressed .zst)
     #[command(
         after_help = "Exit status: 0 complete, 1 error, 2 bad usage, 3 printed but incomplete (see warnings).\n\n\
-Examples:\n  cgocore analyze core.1234 --exe ./server\n  cgocore analyze core.zst --json | jq '.threads[] | select(.kind==\"foreign\")'\n  cgocore analyze core --goroutines locked\n  cgocore analyze core --stacks       # every frame of every thread"
+Examples:\n  cgocore analyze core.1234 --exe ./server\n  cgocore analyze core.zst --json | jq '.threads[] | select(.kind==\"foreign\")'\n  cgocore analyze core --goroutines locked\n  cgocore analyze core --stacks       # every frame of every thread\n  cgocore analyze core --sched        # schedtrace-style summary\n  cgocore analyze core --dot wait.dot && dot -Tsvg wait.dot > wait.svg"
     )]
     Analyze {
         /// The core file (optionally zstd-compressed)
@@ -45,6 +45,15 @@ Examples:\n  cgocore analyze core.1234 --exe ./server\n  cgocore analyze core.zs
         /// Show every frame of every thread (signal handlers included), not the first few
         #[arg(long)]
         stacks: bool,
+        /// Print a GODEBUG=schedtrace=1,scheddetail=1-style summary (per P, M and goroutine)
+        #[arg(long)]
+        sched: bool,
+        /// Write the wait-for graph (threads, goroutines, locks) as Graphviz DOT to FILE (- for stdout)
+        #[arg(long, value_name = "FILE")]
+        dot: Option<PathBuf>,
+        /// Extra classification rules (JSON, same shape as the built-in rules.json), tried first
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
     },
     /// Developer tools
     #[command(hide = true)]
@@ -76,10 +85,26 @@ fn run(cli: Cli) -> Result<u8> {
             json,
             goroutines,
             stacks,
+            sched,
+            dot,
+            rules,
         } => {
+            let mut aopts = cgocore::AnalyzeOptions::default();
+            if let Some(path) = rules {
+                aopts.rules = cgocore::classify::rules::Rules::with_user_file(&path)?;
+            }
             let opts = cgocore::OpenOptions { exe, sysroot };
             let process = cgocore::Process::from_core(&core, &opts)?;
-            let a = cgocore::analyze(process, Some(core.display().to_string()))?;
+            let a = cgocore::analyze_with(process, Some(core.display().to_string()), &aopts)?;
+            if let Some(path) = dot {
+                let g = cgocore::classify::findings::graph(&a.report).to_dot(&a.report);
+                if path.as_os_str() == "-" {
+                    print!("{g}");
+                    return Ok(0);
+                }
+                std::fs::write(&path, g)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&a.report)?);
             } else {
@@ -89,7 +114,11 @@ fn run(cli: Cli) -> Result<u8> {
                     Some(Which::Cgo) => GoroutineFilter::Cgo,
                     Some(Which::Locked) => GoroutineFilter::Locked,
                 };
-                print!("{}", render_with(&a.report, f, stacks));
+                if sched {
+                    print!("{}", render_sched(&a.report));
+                } else {
+                    print!("{}", render_with(&a.report, f, stacks));
+                }
             }
             Ok(if a.report.incomplete {
                 EXIT_INCOMPLETE

@@ -15,6 +15,13 @@ pub const X86_64_NAMES: [&str; 27] = [
     "gs",
 ];
 
+/// A syscall in flight: its number (if known) and its six arguments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SyscallState {
+    pub nr: Option<u64>,
+    pub args: [u64; 6],
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registers {
     pub arch: Arch,
@@ -82,6 +89,21 @@ impl Registers {
         match self.arch {
             Arch::X86_64 => self.x86("orig_rax").filter(|&v| v != u64::MAX),
             Arch::Aarch64 => self.words.get(8).copied(),
+        }
+    }
+    /// The syscall this thread is in, as far as its registers tell: x86_64
+    /// `orig_rax` (-1 outside a syscall) with `rdi, rsi, rdx, r10, r8, r9`;
+    /// arm64 `x8` with `x0..x5` (the caller checks the `svc` before pc).
+    pub fn syscall_state(&self) -> SyscallState {
+        match self.arch {
+            Arch::X86_64 => SyscallState {
+                nr: self.syscall_nr(),
+                args: ["rdi", "rsi", "rdx", "r10", "r8", "r9"].map(|r| self.x86(r).unwrap_or(0)),
+            },
+            Arch::Aarch64 => SyscallState {
+                nr: self.syscall_nr(),
+                args: [0, 1, 2, 3, 4, 5].map(|i| self.words.get(i).copied().unwrap_or(0)),
+            },
         }
     }
     /// Named registers for display and the debugger bridge.

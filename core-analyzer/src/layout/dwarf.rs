@@ -11,14 +11,14 @@ pub fn layout_from_dwarf(bin: &Binary, go_version: &str) -> Result<Option<Layout
     if obj.section_by_name(".debug_info").is_none() {
         return Ok(None);
     }
-    // Struct layouts need the type entries only: skip lines, locations, frames.
+    // Struct layouts need the entries (and what gimli reads to open a unit),
+    // not locations or frames.
     let load = |id: gimli::SectionId| -> Result<std::sync::Arc<[u8]>> {
         use gimli::SectionId::*;
         Ok(match id {
-            DebugInfo | DebugAbbrev | DebugStr | DebugStrOffsets | DebugAddr | DebugLineStr => {
-                bin.section_bytes(id.name())
-            }
-            _ => std::sync::Arc::from(&[][..]),
+            DebugLoc | DebugLocLists | DebugFrame | DebugPubNames | DebugPubTypes
+            | DebugMacinfo | DebugMacro => std::sync::Arc::from(&[][..]),
+            _ => bin.section_bytes(id.name()),
         })
     };
     let owned = gimli::DwarfSections::load(load)?;

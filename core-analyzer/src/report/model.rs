@@ -24,7 +24,11 @@ pub struct Report {
     pub sched: Option<crate::runtime::sched::Sched>,
     pub threads: Vec<ThreadInfo>,
     pub ms: Vec<MInfo>,
+    /// Every P (`runtime.allp`), by id.
+    pub ps: Vec<PInfo>,
     pub goroutines: Vec<GoroutineInfo>,
+    /// What a person on call should read first, most severe first.
+    pub findings: Vec<Finding>,
     pub warnings: Vec<String>,
     /// True when some runtime data could not be read: the lists may be partial.
     pub incomplete: bool,
@@ -90,11 +94,16 @@ pub struct ThreadInfo {
     /// The goroutine the stack continues into (`m.curg`, or the locked
     /// goroutine a parked thread waits for).
     pub stack_goroutine: Option<u64>,
-    /// Set when a signal handler is on the stack: `frames[frame..]` is what the
-    /// thread was doing when the signal came.
+    /// Set when Go's signal handler runs on top of the thread (kernel cores made
+    /// with `GOTRACEBACK=crash`): `frames[frame..]` is what the thread was doing
+    /// when the signal came.
     pub interrupted: Option<Interrupted>,
+    /// Every signal frame on the stack, innermost first (C handlers too).
+    pub signals: Vec<Interrupted>,
     /// The C function the goroutine called (`C.name` of `_Cfunc_name`).
     pub cgo_call: Option<String>,
+    /// What the thread's C call waits for; `null` when the thread is not in C.
+    pub blocked: Option<Blocked>,
     /// When the thread runs scheduler code on g0 for its goroutine (a locked
     /// goroutine parked, `systemstack`): index in `frames` where that
     /// goroutine's own stack begins.
@@ -108,6 +117,8 @@ pub struct Interrupted {
     pub name: String,
     /// Index in `frames` of the first interrupted frame.
     pub frame: usize,
+    /// `"go"` (Go's `runtime.sigtramp`) or `"c"` (a handler the program installed).
+    pub handler: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,4 +184,62 @@ impl GoroutineInfo {
     pub fn state(&self) -> &str {
         self.wait_reason.as_deref().unwrap_or(&self.status)
     }
+}
+
+/// What a thread in C waits for (see docs/json-schema.md for the classes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Blocked {
+    /// `mutex`, `rwlock`, `condvar`, `semaphore`, `malloc-lock`, `env-lock`,
+    /// `loader-lock`, `stdio-lock`, `read`, `write`, `accept`, `connect`,
+    /// `recv`, `send`, `poll`, `dns`, `sleep`, `wait-child`, `file-lock`,
+    /// `busy`, `unclassified`.
+    pub class: String,
+    /// The syscall in flight, if known (`futex`, `read`, ...).
+    pub syscall: Option<String>,
+    /// The syscall with its arguments decoded, and the C function it is in.
+    pub detail: String,
+    /// The thread holding the lock waited for, where the lock says.
+    pub owner_tid: Option<u32>,
+    /// A recognized library on the stack (`openssl`, `sqlite`, `libuv`, `cuda`, ...).
+    pub library: Option<String>,
+    pub explain: String,
+    pub advice: String,
+    /// Address of the lock (the futex word) waited for.
+    pub lock: Option<u64>,
+    /// Its symbol, when a module names it (`shared_mu`, `_dl_load_write_lock`).
+    pub lock_symbol: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    Warning,
+    Info,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finding {
+    /// `deadlock`, `lock-held-while-blocked`, `locked-thread-blocked-in-c`,
+    /// `signal-handler-unsafe`, `cuda-unlocked`, `nested-lockosthread`,
+    /// `foreign-threads`, `extra-ms`, `thread-pileup`.
+    pub kind: String,
+    pub severity: Severity,
+    pub summary: String,
+    /// `{tids, ms, goids}` the finding is about.
+    pub evidence: serde_json::Value,
+    pub advice: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PInfo {
+    pub id: i32,
+    /// `idle`, `running`, `syscall`, `gcstop`, `dead`.
+    pub status: String,
+    /// M id holding the P.
+    pub m: Option<i64>,
+    pub schedtick: u32,
+    pub syscalltick: u32,
+    /// Goroutines in its local run queue.
+    pub runqsize: u32,
 }

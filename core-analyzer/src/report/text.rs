@@ -37,6 +37,24 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// `mutex shared_mu (held by 14164)`, `read`, `-`.
+fn blocked_short(t: &ThreadInfo) -> String {
+    let Some(b) = &t.blocked else {
+        return "-".into();
+    };
+    let mut s = b.class.clone();
+    if let Some(l) = &b.library {
+        s = format!("{s} [{l}]");
+    }
+    if let Some(sym) = &b.lock_symbol {
+        s.push_str(&format!(" {sym}"));
+    }
+    if let Some(o) = b.owner_tid {
+        s.push_str(&format!(" (held by {o})"));
+    }
+    s
+}
+
 /// Frames shown per thread without `--stacks`.
 const COMPACT_FRAMES: usize = 8;
 
@@ -91,6 +109,9 @@ fn thread_stacks(o: &mut String, r: &Report, full: bool) {
             let _ = write!(head, "; {} handler running on top", i.name);
         }
         let _ = writeln!(o, "{head}:");
+        if let Some(b) = &t.blocked {
+            let _ = writeln!(o, "    waits: {}: {}; {}", b.class, b.detail, b.explain);
+        }
         let start = match (&t.interrupted, full) {
             (Some(i), false) => i.frame,
             _ => 0,
@@ -175,9 +196,17 @@ pub fn render_with(r: &Report, filter: GoroutineFilter, full_stacks: bool) -> St
     for w in &r.warnings {
         let _ = writeln!(o, "warning: {w}");
     }
+    if !r.findings.is_empty() {
+        let _ = writeln!(o, "\nFindings (most severe first):");
+        for f in &r.findings {
+            let sev = format!("{:?}", f.severity).to_uppercase();
+            let _ = writeln!(o, "  [{sev}] {}", f.summary);
+            let _ = writeln!(o, "      what to do: {}", f.advice);
+        }
+    }
     let _ = writeln!(o, "\nThreads:");
     let mut rows = vec![[
-        "TID", "KIND", "M", "LOCKEXT", "LOCKINT", "LOCKEDG", "CURG", "STATE", "IN-CGO",
+        "TID", "KIND", "M", "LOCKEXT", "LOCKINT", "LOCKEDG", "CURG", "STATE", "IN-CGO", "BLOCKED",
     ]
     .map(String::from)
     .to_vec()];
@@ -198,6 +227,7 @@ pub fn render_with(r: &Report, filter: GoroutineFilter, full_stacks: bool) -> St
             opt(t.curg),
             state,
             if t.in_cgo { "yes" } else { "no" }.into(),
+            blocked_short(t),
         ]);
     }
     o.push_str(&table(&rows));
@@ -273,6 +303,78 @@ pub fn render_with(r: &Report, filter: GoroutineFilter, full_stacks: bool) -> St
             }
             let _ = writeln!(o);
         }
+    }
+    o
+}
+
+/// A `GODEBUG=schedtrace=1,scheddetail=1`-style summary computed from the core.
+pub fn render_sched(r: &Report) -> String {
+    let mut o = String::new();
+    let idle = r.ps.iter().filter(|p| p.status == "idle").count();
+    let runq: Vec<String> = r.ps.iter().map(|p| p.runqsize.to_string()).collect();
+    match &r.sched {
+        Some(s) => {
+            let _ = writeln!(
+                o,
+                "SCHED: gomaxprocs={} idleprocs={} threads={} spinningthreads={} idlethreads={} runqueue={} [{}]",
+                opt(r.gomaxprocs),
+                s.idle_ps,
+                s.mcount,
+                s.spinning_ms,
+                s.idle_ms,
+                s.runqueue,
+                runq.join(" ")
+            );
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "SCHED: gomaxprocs={} idleprocs={idle} threads={} [{}]  (runtime.sched not found: counts from allp/allm)",
+                opt(r.gomaxprocs),
+                r.ms.len(),
+                runq.join(" ")
+            );
+        }
+    }
+    for p in &r.ps {
+        let _ = writeln!(
+            o,
+            "  P{}: status={} schedtick={} syscalltick={} m={} runqsize={}",
+            p.id,
+            p.status,
+            p.schedtick,
+            p.syscalltick,
+            p.m.map_or("-1".into(), |m| m.to_string()),
+            p.runqsize
+        );
+    }
+    let gid = |g: Option<u64>| g.map_or("-1".to_string(), |g| g.to_string());
+    for m in &r.ms {
+        let _ = writeln!(
+            o,
+            "  M{}: p={} curg={} spinning={} blocked={} lockedg={} lockedExt={} lockedInt={} incgo={} ncgo={} tid={}",
+            m.id,
+            m.p.map_or("-1".into(), |p| p.to_string()),
+            gid(m.curg),
+            m.spinning,
+            m.blocked,
+            gid(m.lockedg),
+            m.locked_ext,
+            m.locked_int,
+            m.incgo,
+            m.ncgo,
+            m.tid.map_or("-".into(), |t| t.to_string())
+        );
+    }
+    for g in &r.goroutines {
+        let _ = writeln!(
+            o,
+            "  G{}: status={} m={} lockedm={}",
+            g.goid,
+            g.state(),
+            g.m.map_or("-1".into(), |m| m.to_string()),
+            g.lockedm.map_or("-1".into(), |m| m.to_string())
+        );
     }
     o
 }

@@ -63,3 +63,15 @@ pub fn all_ps(rt: &GoRuntime, mem: &dyn Memory) -> Result<Vec<P>> {
         })
         .collect()
 }
+
+/// `_Pidle` .. `_Pdead`, unchanged since Go 1.0.
+pub fn status_name(status: u32) -> &'static str {
+    match status {
+        0 => "idle",
+        1 => "running",
+        2 => "syscall",
+        3 => "gcstop",
+        4 => "dead",
+        _ => "?",
+    }
+}

@@ -90,6 +90,18 @@ impl<'a> Modules<'a> {
         m.text.contains(&pc).then_some(m)
     }
 
+    /// `name+off` for an address inside a module's data object (a lock).
+    pub fn data_symbol(&self, addr: u64) -> Option<String> {
+        self.list.iter().find_map(|m| {
+            let (name, off) = m.symbols().data_symbol(addr.wrapping_sub(m.bias))?;
+            Some(if off == 0 {
+                name.to_string()
+            } else {
+                format!("{name}+{off}")
+            })
+        })
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &CodeModule<'a>> {
         self.list.iter()
     }

@@ -26,6 +26,8 @@ struct Sym {
 pub struct NativeSymbols {
     /// Sorted by address; link-time addresses.
     syms: Vec<Sym>,
+    /// Sized data objects (locks, globals), sorted by address.
+    data: Vec<Sym>,
     dwarf: Option<addr2line::Context<Reader>>,
 }
 
@@ -33,9 +35,20 @@ impl NativeSymbols {
     /// `debug` is the detached debug file (`/usr/lib/debug/.build-id/…`), if any.
     pub fn load(binary: &Binary, debug: Option<&Binary>) -> NativeSymbols {
         let mut syms = vec![];
+        let mut data = vec![];
         for b in std::iter::once(binary).chain(debug) {
             let obj = b.object();
             for s in obj.symbols().chain(obj.dynamic_symbols()) {
+                if s.kind() == SymbolKind::Data && s.address() != 0 && s.size() > 0 {
+                    if let Ok(n) = s.name() {
+                        data.push(Sym {
+                            addr: s.address(),
+                            size: s.size(),
+                            name: n.to_string(),
+                        });
+                    }
+                    continue;
+                }
                 if s.kind() != SymbolKind::Text || s.address() == 0 {
                     continue;
                 }
@@ -60,10 +73,12 @@ impl NativeSymbols {
             ))
         });
         syms.dedup_by_key(|s| s.addr);
+        data.sort_by_key(|s| (s.addr, s.name.starts_with('_')));
+        data.dedup_by_key(|s| s.addr);
         let dwarf = debug
             .and_then(dwarf_context)
             .or_else(|| dwarf_context(binary));
-        NativeSymbols { syms, dwarf }
+        NativeSymbols { syms, data, dwarf }
     }
 
     fn symbol(&self, svma: u64) -> Option<&Sym> {
@@ -111,6 +126,13 @@ impl NativeSymbols {
             }),
         }
         out
+    }
+
+    /// The data object containing `svma`, and the offset into it.
+    pub fn data_symbol(&self, svma: u64) -> Option<(&str, u64)> {
+        let i = self.data.partition_point(|s| s.addr <= svma);
+        let s = self.data.get(i.checked_sub(1)?)?;
+        (svma < s.addr.saturating_add(s.size)).then(|| (s.name.as_str(), svma - s.addr))
     }
 
     /// Link-time start address of the function containing `svma`.

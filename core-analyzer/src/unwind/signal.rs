@@ -5,7 +5,7 @@
 //! without symbols. Offsets are the Linux kernel ABI (`struct rt_sigframe`,
 //! `ucontext`, `sigcontext`), fixed per architecture.
 use super::native::Regs;
-use crate::elf::regs::Arch;
+use crate::elf::regs::{Arch, SyscallState};
 use crate::memory::{Memory, ReadExt};
 
 struct SigFrameAbi {
@@ -20,6 +20,11 @@ struct SigFrameAbi {
     sp: u64,
     fp: u64,
     lr: Option<u64>,
+    /// The syscall number register and the six argument registers.
+    nr: u64,
+    args: [u64; 6],
+    /// The syscall instruction, and its length.
+    syscall_insn: &'static [u8],
 }
 
 /// x86_64: `rt_sigframe { pretcode; ucontext uc; siginfo info }`, `ret` pops
@@ -32,6 +37,10 @@ const AMD64: SigFrameAbi = SigFrameAbi {
     sp: 120,
     fp: 80,
     lr: None,
+    // rax; rdi, rsi, rdx, r10, r8, r9 in `struct sigcontext`.
+    nr: 104,
+    args: [64, 72, 96, 16, 0, 8],
+    syscall_insn: &[0x0f, 0x05],
 };
 
 /// arm64: `rt_sigframe { siginfo info; ucontext uc }` at the trampoline's SP;
@@ -44,6 +53,9 @@ const ARM64: SigFrameAbi = SigFrameAbi {
     sp: 8 + 31 * 8,
     fp: 8 + 29 * 8,
     lr: Some(8 + 30 * 8),
+    nr: 8 + 8 * 8,
+    args: [8, 16, 24, 32, 40, 48],
+    syscall_insn: &[0x01, 0x00, 0x00, 0xd4],
 };
 
 fn abi(arch: Arch) -> &'static SigFrameAbi {
@@ -61,9 +73,9 @@ pub fn is_trampoline(mem: &dyn Memory, arch: Arch, pc: u64) -> bool {
     mem.read(pc, code).is_ok() && code == a.code
 }
 
-/// The interrupted registers and the signal number, given the stack pointer
-/// the trampoline would run with.
-pub fn interrupted(mem: &dyn Memory, arch: Arch, sp: u64) -> Option<(Regs, i32)> {
+/// The interrupted registers, the signal number and the syscall the thread was
+/// in, given the stack pointer the trampoline would run with.
+pub fn interrupted(mem: &dyn Memory, arch: Arch, sp: u64) -> Option<(Regs, i32, SyscallState)> {
     let a = abi(arch);
     let mc = sp.checked_add(a.mcontext)?;
     let regs = Regs {
@@ -76,7 +88,35 @@ pub fn interrupted(mem: &dyn Memory, arch: Arch, sp: u64) -> Option<(Regs, i32)>
         },
     };
     let signo = mem.u32(sp.checked_add(a.siginfo)?).ok()? as i32;
-    Some((regs, signo))
+    let mut args = [0u64; 6];
+    for (v, off) in args.iter_mut().zip(a.args) {
+        *v = mem.u64(mc + off).unwrap_or(0);
+    }
+    // A restartable syscall is rewound to its instruction with the number back
+    // in place (x86_64 rax); one that returned (-EINTR) is just past it, its
+    // number lost.
+    let at = |pc: u64| {
+        let mut b = [0u8; 4];
+        let code = &mut b[..a.syscall_insn.len()];
+        mem.read(pc, code).is_ok() && code == a.syscall_insn
+    };
+    let n = a.syscall_insn.len() as u64;
+    let nr = match arch {
+        Arch::X86_64 if at(regs.pc) => mem.u64(mc + a.nr).ok(),
+        Arch::Aarch64 if at(regs.pc) || at(regs.pc.wrapping_sub(n)) => mem.u64(mc + a.nr).ok(),
+        _ => None,
+    };
+    Some((regs, signo, SyscallState { nr, args }))
+}
+
+/// Whether the instruction just before `pc` is a syscall (the thread returned
+/// from, or is blocked in, one).
+pub fn after_syscall_insn(mem: &dyn Memory, arch: Arch, pc: u64) -> bool {
+    let a = abi(arch);
+    let n = a.syscall_insn.len();
+    let mut b = [0u8; 4];
+    let code = &mut b[..n];
+    mem.read(pc.wrapping_sub(n as u64), code).is_ok() && code == a.syscall_insn
 }
 
 /// `SIGQUIT` for 3, and so on (Linux numbering, same on both architectures).
@@ -117,6 +157,8 @@ pub fn signal_name(signo: i32) -> String {
     ];
     match NAMES.get(signo as usize) {
         Some(n) if signo > 0 => n.to_string(),
+        // A C handler installed without SA_SIGINFO gets no siginfo in its frame.
+        _ if signo == 0 => "signal (number not saved)".to_string(),
         _ => format!("signal {signo}"),
     }
 }

@@ -11,7 +11,7 @@
 use super::go::{GoStep, GoUnwinder, MAX_FRAMES};
 use super::native::{NativeUnwinder, Regs};
 use super::{signal, Frame, Lang};
-use crate::elf::regs::{Arch, Registers};
+use crate::elf::regs::{Arch, Registers, SyscallState};
 use crate::layout::table::CgoFrames;
 use crate::memory::{Memory, ReadExt};
 use crate::runtime::g::GLayout;
@@ -37,6 +37,17 @@ pub enum Role {
     Bridge,
 }
 
+/// A signal handler on the stack: `frames[frame..]` is what it interrupted.
+#[derive(Debug, Clone)]
+pub struct SignalFrame {
+    pub signo: i32,
+    pub frame: usize,
+    /// Go's handler (`runtime.sigtramp`), as opposed to a C handler.
+    pub go_handler: bool,
+    /// The syscall the interrupted code was in (from the signal context).
+    pub syscall: SyscallState,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ThreadStack {
     pub frames: Vec<Frame>,
@@ -44,9 +55,8 @@ pub struct ThreadStack {
     pub truncated: Option<String>,
     /// The goroutine (address) the stack continues into.
     pub goroutine: Option<u64>,
-    /// The signal whose handler is on the stack, and the index of the first
-    /// frame of what it interrupted.
-    pub signal: Option<(i32, usize)>,
+    /// Signal frames on the stack, innermost first.
+    pub signals: Vec<SignalFrame>,
     /// Index of the first frame on the goroutine's stack when the thread is
     /// in scheduler code on g0 on that goroutine's behalf (`mcall`, `systemstack`).
     pub goroutine_frame: Option<usize>,
@@ -193,12 +203,24 @@ impl Stitcher<'_> {
                 return None;
             }
             if signal::is_trampoline(self.mem(), self.go.arch, next.pc) {
-                let Some((regs, signo)) = signal::interrupted(self.mem(), self.go.arch, next.sp)
+                let Some((regs, signo, syscall)) =
+                    signal::interrupted(self.mem(), self.go.arch, next.sp)
                 else {
                     return Some(format!("signal frame at {:#x} unreadable", next.sp));
                 };
+                let go_handler = out.frames.last().is_some_and(|f| {
+                    f.lang == Lang::Go
+                        && f.function
+                            .as_deref()
+                            .is_some_and(|n| SIGNAL_ENTRIES.contains(&n))
+                });
                 out.close_segment(&mut w.segment, Role::Handler);
-                out.signal = Some((signo, out.frames.len()));
+                out.signals.push(SignalFrame {
+                    signo,
+                    frame: out.frames.len(),
+                    go_handler,
+                    syscall,
+                });
                 w.regs = regs;
                 w.first = true;
                 self.attach_if_on_curg(w, out);

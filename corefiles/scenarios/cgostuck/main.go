@@ -5,7 +5,7 @@
 package main
 
 /*
-#cgo LDFLAGS: -lpthread
+#cgo LDFLAGS: -lpthread -lresolv
 #include "scenario.h"
 */
 import "C"
@@ -37,6 +37,26 @@ const (
 	slotExtraInC
 	slotForeign
 	slotCallback
+	slotRwlockHolder
+	slotRwlockWaiter
+	slotSemWait
+	slotWritePipe
+	slotConnect
+	slotRecv
+	slotSend
+	slotPoll
+	slotDNS
+	slotWaitChild
+	slotFlockHolder
+	slotFlockWaiter
+	slotLoaderHolder
+	slotLoaderWaiter
+	slotStdioHolder
+	slotStdioWaiter
+	slotBusy
+	slotSignalUnsafe
+	slotDeadlockAB
+	slotDeadlockBA
 	firstExtra
 )
 
@@ -53,6 +73,26 @@ var names = map[int]string{
 	slotExtraInC:      "extra_m_in_c",
 	slotForeign:       "foreign_thread",
 	slotCallback:      "callback",
+	slotRwlockHolder:  "rwlock_holder",
+	slotRwlockWaiter:  "rwlock_waiter",
+	slotSemWait:       "sem_wait",
+	slotWritePipe:     "write_pipe",
+	slotConnect:       "connect",
+	slotRecv:          "recv",
+	slotSend:          "send",
+	slotPoll:          "poll",
+	slotDNS:           "dns",
+	slotWaitChild:     "wait_child",
+	slotFlockHolder:   "flock_holder",
+	slotFlockWaiter:   "flock_waiter",
+	slotLoaderHolder:  "loader_holder",
+	slotLoaderWaiter:  "loader_waiter",
+	slotStdioHolder:   "stdio_holder",
+	slotStdioWaiter:   "stdio_waiter",
+	slotBusy:          "busy",
+	slotSignalUnsafe:  "signal_unsafe",
+	slotDeadlockAB:    "deadlock_ab",
+	slotDeadlockBA:    "deadlock_ba",
 }
 
 var (
@@ -143,6 +183,41 @@ func parked(n int) {
 	}
 }
 
+// waitUntil polls a C readiness flag: a lock holder must hold before its waiter starts.
+func waitUntil(ready func() C.int) {
+	for ready() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// classes starts one goroutine blocked in C per kind of blocking call.
+func classes() {
+	inC(slotRwlockHolder, false, func(s C.int) { C.hold_rwlock_then_sleep(s) })
+	waitUntil(func() C.int { return C.rwlock_ready() })
+	inC(slotRwlockWaiter, false, func(s C.int) { C.block_rwlock(s) })
+	inC(slotSemWait, false, func(s C.int) { C.block_sem(s) })
+	inC(slotWritePipe, false, func(s C.int) { C.block_write(s) })
+	inC(slotConnect, false, func(s C.int) { C.block_connect(s) })
+	inC(slotRecv, false, func(s C.int) { C.block_recv(s) })
+	inC(slotSend, false, func(s C.int) { C.block_send(s) })
+	inC(slotPoll, false, func(s C.int) { C.block_poll(s) })
+	inC(slotDNS, false, func(s C.int) { C.block_dns(s) })
+	inC(slotWaitChild, false, func(s C.int) { C.block_wait_child(s) })
+	inC(slotFlockHolder, false, func(s C.int) { C.hold_flock_then_sleep(s) })
+	waitUntil(func() C.int { return C.flock_holder_ready() })
+	inC(slotFlockWaiter, false, func(s C.int) { C.block_flock(s) })
+	inC(slotLoaderHolder, false, func(s C.int) { C.hold_loader_then_sleep(s) })
+	waitUntil(func() C.int { return C.loader_holder_ready() })
+	inC(slotLoaderWaiter, false, func(s C.int) { C.block_loader(s) })
+	inC(slotStdioHolder, false, func(s C.int) { C.hold_stdio_then_sleep(s) })
+	waitUntil(func() C.int { return C.stdio_holder_ready() })
+	inC(slotStdioWaiter, false, func(s C.int) { C.block_stdio(s) })
+	inC(slotBusy, false, func(s C.int) { C.busy_in_c(s) })
+	inC(slotSignalUnsafe, true, func(s C.int) { C.block_in_signal_handler(s) })
+	inC(slotDeadlockAB, false, func(s C.int) { C.deadlock_ab(s) })
+	inC(slotDeadlockBA, false, func(s C.int) { C.deadlock_ba(s) })
+}
+
 func waitFor(slots []int) {
 	deadline := time.Now().Add(20 * time.Second)
 	for _, s := range slots {
@@ -180,6 +255,7 @@ func main() {
 	C.start_extra_in_c(C.int(slotExtraInC))
 	C.start_foreign(C.int(slotForeign))
 	inC(slotCallback, false, func(s C.int) { C.call_back_into_go(s) })
+	classes()
 	parked(*nParked)
 
 	all := []int{}

@@ -3,13 +3,26 @@
 // Go's own dump does not contain (which OS thread runs which scenario).
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <arpa/nameser.h>
+#include <fcntl.h>
+#include <link.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <resolv.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -115,3 +128,225 @@ static void spawn(void *(*fn)(void *), int slot) {
 void start_extra_parked(int slot) { spawn(extra_parked_main, slot); }
 void start_extra_in_c(int slot) { spawn(extra_in_c_main, slot); }
 void start_foreign(int slot) { spawn(foreign_main, slot); }
+
+// ---- one scenario per blocked-call class (cgocore's classification) ----
+
+static pthread_rwlock_t shared_rw = PTHREAD_RWLOCK_INITIALIZER;
+static volatile int rw_ready, flock_ready, loader_ready, stdio_ready;
+static sem_t never_sem;
+static FILE *shared_file;
+static char lock_path[64];
+
+void hold_rwlock_then_sleep(int slot) {
+	pthread_rwlock_wrlock(&shared_rw);
+	mark(slot);
+	rw_ready = 1;
+	sleep_forever();
+}
+int rwlock_ready(void) { return rw_ready; }
+
+void block_rwlock(int slot) {
+	mark(slot);
+	pthread_rwlock_rdlock(&shared_rw);
+}
+
+void block_sem(int slot) {
+	sem_init(&never_sem, 0, 0);
+	mark(slot);
+	for (;;) sem_wait(&never_sem);
+}
+
+void block_write(int slot) {
+	int fds[2];
+	static char buf[4096];
+	if (pipe(fds) != 0) abort();
+	fcntl(fds[1], F_SETFL, O_NONBLOCK);
+	while (write(fds[1], buf, sizeof buf) > 0) {
+	}
+	fcntl(fds[1], F_SETFL, 0);
+	mark(slot);
+	write(fds[1], buf, sizeof buf);
+}
+
+void block_connect(int slot) {
+	// A unix listener that never accepts: once its backlog is full, connect blocks.
+	struct sockaddr_un addr;
+	int l = socket(AF_UNIX, SOCK_STREAM, 0);
+	memset(&addr, 0, sizeof addr);
+	addr.sun_family = AF_UNIX;
+	snprintf(addr.sun_path + 1, sizeof addr.sun_path - 1, "cgostuck-%d", (int)getpid());
+	socklen_t len = offsetof(struct sockaddr_un, sun_path) + 1 + strlen(addr.sun_path + 1);
+	if (l < 0 || bind(l, (struct sockaddr *)&addr, len) != 0 || listen(l, 0) != 0) abort();
+	for (int i = 0; i < 64; i++) {
+		int c = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		if (connect(c, (struct sockaddr *)&addr, len) != 0) break;
+	}
+	int c = socket(AF_UNIX, SOCK_STREAM, 0);
+	mark(slot);
+	connect(c, (struct sockaddr *)&addr, len);
+}
+
+void block_recv(int slot) {
+	int sv[2];
+	char c;
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) abort();
+	mark(slot);
+	recv(sv[0], &c, 1, 0);
+}
+
+void block_send(int slot) {
+	int sv[2];
+	static char buf[65536];
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) abort();
+	while (send(sv[0], buf, sizeof buf, MSG_DONTWAIT) > 0) {
+	}
+	mark(slot);
+	send(sv[0], buf, sizeof buf, 0);
+}
+
+void block_poll(int slot) {
+	int fds[2];
+	if (pipe(fds) != 0) abort();
+	struct pollfd p = {.fd = fds[0], .events = POLLIN};
+	mark(slot);
+	for (;;) poll(&p, 1, -1);
+}
+
+void block_dns(int slot) {
+	// A name server that never answers: a bound UDP socket nobody reads.
+	struct sockaddr_in ns;
+	socklen_t len = sizeof ns;
+	int u = socket(AF_INET, SOCK_DGRAM, 0);
+	memset(&ns, 0, sizeof ns);
+	ns.sin_family = AF_INET;
+	ns.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (u < 0 || bind(u, (struct sockaddr *)&ns, sizeof ns) != 0 ||
+	    getsockname(u, (struct sockaddr *)&ns, &len) != 0)
+		abort();
+	res_init();
+	_res.nscount = 1;
+	_res.nsaddr_list[0] = ns;
+	_res.retrans = 3600;
+	_res.retry = 1;
+	unsigned char answer[512];
+	mark(slot);
+	for (;;) res_query("stuck.cgostuck.invalid", ns_c_in, ns_t_a, answer, sizeof answer);
+}
+
+void block_wait_child(int slot) {
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent) _exit(0);
+		for (;;) pause();
+	}
+	mark(slot);
+	waitpid(pid, NULL, 0);
+}
+
+void hold_flock_then_sleep(int slot) {
+	snprintf(lock_path, sizeof lock_path, "/tmp/cgostuck-%d.lock", (int)getpid());
+	int fd = open(lock_path, O_RDWR | O_CREAT, 0600);
+	if (fd < 0 || flock(fd, LOCK_EX) != 0) abort();
+	mark(slot);
+	flock_ready = 1;
+	sleep_forever();
+}
+int flock_holder_ready(void) { return flock_ready; }
+
+void block_flock(int slot) {
+	int fd = open(lock_path, O_RDWR);
+	if (fd < 0) abort();
+	unlink(lock_path);
+	mark(slot);
+	flock(fd, LOCK_EX);
+}
+
+static int sleep_in_phdr_callback(struct dl_phdr_info *info, size_t size, void *data) {
+	(void)info;
+	(void)size;
+	loader_ready = 1;
+	sleep_forever();
+	return *(int *)data;
+}
+static int count_phdr(struct dl_phdr_info *info, size_t size, void *data) {
+	(void)info;
+	(void)size;
+	(void)data;
+	return 0;
+}
+
+void hold_loader_then_sleep(int slot) {
+	int zero = 0;
+	mark(slot);
+	dl_iterate_phdr(sleep_in_phdr_callback, &zero);
+}
+int loader_holder_ready(void) { return loader_ready; }
+
+void block_loader(int slot) {
+	mark(slot);
+	dl_iterate_phdr(count_phdr, NULL);
+}
+
+void hold_stdio_then_sleep(int slot) {
+	shared_file = fopen("/dev/null", "w");
+	if (!shared_file) abort();
+	flockfile(shared_file);
+	mark(slot);
+	stdio_ready = 1;
+	sleep_forever();
+}
+int stdio_holder_ready(void) { return stdio_ready; }
+
+void block_stdio(int slot) {
+	mark(slot);
+	fputs("stuck\n", shared_file);
+}
+
+void busy_in_c(int slot) {
+	volatile unsigned long n = 0;
+	mark(slot);
+	for (;;) n++;
+}
+
+// A C signal handler that takes a mutex another thread holds: not
+// async-signal-safe, and stuck inside the handler.
+static void unsafe_handler(int sig) {
+	(void)sig;
+	pthread_mutex_lock(&shared_mu);
+}
+
+void block_in_signal_handler(int slot) {
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = unsafe_handler;
+	sigaction(SIGUSR2, &sa, NULL);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR2);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	mark(slot);
+	pthread_kill(pthread_self(), SIGUSR2);
+}
+
+// Two threads taking two mutexes in opposite orders: an ABBA deadlock.
+static pthread_mutex_t dl_a = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t dl_b = PTHREAD_MUTEX_INITIALIZER;
+static volatile int dl_a_held, dl_b_held;
+
+void deadlock_ab(int slot) {
+	pthread_mutex_lock(&dl_a);
+	dl_a_held = 1;
+	while (!dl_b_held) usleep(1000);
+	mark(slot);
+	pthread_mutex_lock(&dl_b);
+}
+
+void deadlock_ba(int slot) {
+	pthread_mutex_lock(&dl_b);
+	dl_b_held = 1;
+	while (!dl_a_held) usleep(1000);
+	mark(slot);
+	pthread_mutex_lock(&dl_a);
+}

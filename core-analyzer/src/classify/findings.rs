@@ -1,0 +1,441 @@
+//! The wait-for graph over threads, goroutines and C locks, and the findings
+//! a person on call reads first: each with evidence (tids, M ids, goids) and
+//! advice. Computed from the report model only, so every face shows the same.
+use crate::report::{Finding, Report, Severity, ThreadInfo, ThreadKind};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write;
+
+/// C library functions that are not async-signal-safe (POSIX's list is the
+/// other way round; these are the ones seen blocking inside handlers).
+const UNSAFE_IN_HANDLER: &[&str] = &[
+    "malloc",
+    "free",
+    "calloc",
+    "realloc",
+    "printf",
+    "fprintf",
+    "vfprintf",
+    "puts",
+    "fputs",
+    "fwrite",
+    "fflush",
+    "pthread_mutex_lock",
+    "lll_lock_wait",
+    "lll_lock_wait_private",
+    "pthread_cond_wait",
+    "pthread_rwlock_rdlock",
+    "pthread_rwlock_wrlock",
+    "dlopen",
+    "syslog",
+    "localtime",
+    "getaddrinfo",
+];
+
+/// Threads blocked in C beyond this many per P are a pile-up.
+const PILEUP_PER_P: usize = 4;
+
+/// An edge of the wait-for graph.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Node {
+    Thread(u32),
+    Goroutine(u64),
+    Lock(u64),
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Graph {
+    /// (from, to, label): `from` waits for `to`.
+    pub edges: Vec<(Node, Node, String)>,
+    pub lock_names: HashMap<u64, String>,
+}
+
+pub fn graph(r: &Report) -> Graph {
+    let mut g = Graph::default();
+    for t in &r.threads {
+        let Some(b) = &t.blocked else { continue };
+        if let Some(lock) = b.lock {
+            g.edges
+                .push((Node::Thread(t.tid), Node::Lock(lock), b.class.clone()));
+            let name = b
+                .lock_symbol
+                .clone()
+                .unwrap_or_else(|| format!("{lock:#x}"));
+            g.lock_names.insert(lock, format!("{} {name}", b.class));
+            if let Some(o) = b.owner_tid {
+                g.edges
+                    .push((Node::Lock(lock), Node::Thread(o), "held by".into()));
+            }
+        }
+    }
+    for t in &r.threads {
+        // A goroutine in a cgo call waits for its thread's C call.
+        if let (Some(g0), true) = (t.curg, t.in_cgo && t.blocked.is_some()) {
+            g.edges
+                .push((Node::Goroutine(g0), Node::Thread(t.tid), "in C on".into()));
+        }
+        // A thread parked for its locked goroutine waits for that goroutine.
+        if let (Some(lg), None) = (t.lockedg, t.curg) {
+            g.edges
+                .push((Node::Thread(t.tid), Node::Goroutine(lg), "locked to".into()));
+        }
+    }
+    g
+}
+
+impl Graph {
+    fn next(&self, n: &Node) -> Vec<&Node> {
+        self.edges
+            .iter()
+            .filter(|(a, _, _)| a == n)
+            .map(|(_, b, _)| b)
+            .collect()
+    }
+
+    /// Cycles among thread -> lock -> owner edges, each as its nodes.
+    pub fn cycles(&self) -> Vec<Vec<Node>> {
+        let mut out: Vec<Vec<Node>> = vec![];
+        let mut seen: HashSet<Vec<Node>> = HashSet::new();
+        let starts: Vec<&Node> = self
+            .edges
+            .iter()
+            .map(|(a, _, _)| a)
+            .filter(|n| matches!(n, Node::Thread(_)))
+            .collect();
+        for s in starts {
+            // Each thread waits for at most one lock: a path, not a tree.
+            let mut path = vec![s.clone()];
+            let mut cur = s.clone();
+            while path.len() < 4096 {
+                let Some(n) = self
+                    .next(&cur)
+                    .into_iter()
+                    .find(|n| !matches!(n, Node::Goroutine(_)))
+                else {
+                    break;
+                };
+                if let Some(i) = path.iter().position(|p| p == n) {
+                    let mut cyc = path[i..].to_vec();
+                    let k = (0..cyc.len()).min_by_key(|&j| cyc[j].clone()).unwrap_or(0);
+                    cyc.rotate_left(k);
+                    if seen.insert(cyc.clone()) {
+                        out.push(cyc);
+                    }
+                    break;
+                }
+                path.push(n.clone());
+                cur = n.clone();
+            }
+        }
+        out
+    }
+
+    pub fn to_dot(&self, r: &Report) -> String {
+        let mut o =
+            String::from("digraph waitfor {\n  rankdir=LR;\n  node [fontname=\"monospace\"];\n");
+        let mut nodes: BTreeMap<Node, ()> = BTreeMap::new();
+        for (a, b, _) in &self.edges {
+            nodes.insert(a.clone(), ());
+            nodes.insert(b.clone(), ());
+        }
+        for n in nodes.keys() {
+            let (id, label, shape) = match n {
+                Node::Thread(t) => {
+                    let th = r.threads.iter().find(|x| x.tid == *t);
+                    let mut l = format!("thread {t}");
+                    if let Some(m) = th.and_then(|x| x.m) {
+                        let _ = write!(l, "\\nM{m}");
+                    }
+                    if let Some(b) = th.and_then(|x| x.blocked.as_ref()) {
+                        let _ = write!(l, "\\n{}", b.class);
+                    }
+                    (format!("t{t}"), l, "box")
+                }
+                Node::Goroutine(g) => (format!("g{g}"), format!("goroutine {g}"), "ellipse"),
+                Node::Lock(a) => (
+                    format!("l{a:x}"),
+                    self.lock_names
+                        .get(a)
+                        .cloned()
+                        .unwrap_or_else(|| format!("{a:#x}")),
+                    "diamond",
+                ),
+            };
+            let _ = writeln!(o, "  {id} [label=\"{label}\", shape={shape}];");
+        }
+        let id = |n: &Node| match n {
+            Node::Thread(t) => format!("t{t}"),
+            Node::Goroutine(g) => format!("g{g}"),
+            Node::Lock(a) => format!("l{a:x}"),
+        };
+        for (a, b, label) in &self.edges {
+            let _ = writeln!(o, "  {} -> {} [label=\"{label}\"];", id(a), id(b));
+        }
+        o.push_str("}\n");
+        o
+    }
+}
+
+fn who(t: &ThreadInfo) -> String {
+    let mut s = format!("thread {}", t.tid);
+    let mut parts = vec![];
+    if let Some(m) = t.m {
+        parts.push(format!("M{m}"));
+    }
+    if let Some(g) = t.curg.or(t.stack_goroutine) {
+        parts.push(format!("goroutine {g}"));
+    }
+    if t.kind != ThreadKind::Go {
+        parts.push(t.kind.as_str().to_string());
+    }
+    if !parts.is_empty() {
+        let _ = write!(s, " ({})", parts.join(", "));
+    }
+    s
+}
+
+fn doing(t: &ThreadInfo) -> String {
+    match &t.blocked {
+        Some(b) => format!("{}: {}", b.class, b.detail),
+        None if t.stack_goroutine.is_some() && t.curg.is_none() => {
+            "parked, waiting for its locked goroutine".into()
+        }
+        None => "running Go code or idle in the scheduler".into(),
+    }
+}
+
+fn evidence(ts: &[&ThreadInfo]) -> serde_json::Value {
+    let mut goids: Vec<u64> = ts
+        .iter()
+        .filter_map(|t| t.curg.or(t.stack_goroutine))
+        .collect();
+    goids.dedup();
+    serde_json::json!({
+        "tids": ts.iter().map(|t| t.tid).collect::<Vec<_>>(),
+        "ms": ts.iter().filter_map(|t| t.m).collect::<Vec<_>>(),
+        "goids": goids,
+    })
+}
+
+pub fn findings(r: &Report, g: &Graph) -> Vec<Finding> {
+    let by_tid: HashMap<u32, &ThreadInfo> = r.threads.iter().map(|t| (t.tid, t)).collect();
+    let mut out = vec![];
+
+    for cyc in g.cycles() {
+        let ts: Vec<&ThreadInfo> = cyc
+            .iter()
+            .filter_map(|n| match n {
+                Node::Thread(t) => by_tid.get(t).copied(),
+                _ => None,
+            })
+            .collect();
+        let names: Vec<String> = ts.iter().map(|t| who(t)).collect();
+        out.push(Finding {
+            kind: "deadlock".into(),
+            severity: Severity::Critical,
+            summary: format!(
+                "deadlock: {} wait for C locks held by each other",
+                names.join(", ")
+            ),
+            evidence: evidence(&ts),
+            advice: "no thread in the cycle can proceed; the process must be restarted. Fix the lock order in the C code (or the Go code that calls it)".into(),
+        });
+    }
+
+    // Lock holders that others wait for.
+    let mut waiters: BTreeMap<u32, Vec<&ThreadInfo>> = BTreeMap::new();
+    for t in &r.threads {
+        if let Some(o) = t.blocked.as_ref().and_then(|b| b.owner_tid) {
+            waiters.entry(o).or_default().push(t);
+        }
+    }
+    for (owner, ws) in &waiters {
+        let Some(o) = by_tid.get(owner) else { continue };
+        let lock = ws[0]
+            .blocked
+            .as_ref()
+            .map(|b| {
+                let name = b
+                    .lock_symbol
+                    .clone()
+                    .unwrap_or_else(|| format!("{:#x}", b.lock.unwrap_or(0)));
+                format!("{} {name}", b.class)
+            })
+            .unwrap_or_default();
+        let mut ts = vec![*o];
+        ts.extend(ws.iter().copied());
+        let waiting: Vec<String> = ws.iter().map(|t| who(t)).collect();
+        let blocked = o.blocked.as_ref().is_some_and(|b| b.class != "busy");
+        out.push(Finding {
+            kind: "lock-held-while-blocked".into(),
+            severity: if blocked { Severity::Critical } else { Severity::Warning },
+            summary: format!(
+                "{} holds {lock} that {} wait{} for ({}), and is {}",
+                who(o),
+                if ws.len() == 1 { "1 thread".to_string() } else { format!("{} threads", ws.len()) },
+                if ws.len() == 1 { "s" } else { "" },
+                waiting.join(", "),
+                doing(o)
+            ),
+            evidence: evidence(&ts),
+            advice: "the waiters cannot proceed until the holder releases the lock: find why the holder is blocked (its stack), and do not block while holding a C lock".into(),
+        });
+    }
+
+    for t in &r.threads {
+        let locked_goroutine = t.lockedg.is_some() && t.lockedg == t.curg;
+        if let (true, Some(b)) = (locked_goroutine && t.in_cgo, &t.blocked) {
+            if t.kind == ThreadKind::Go {
+                out.push(Finding {
+                    kind: "locked-thread-blocked-in-c".into(),
+                    severity: Severity::Warning,
+                    summary: format!(
+                        "goroutine {} is locked to {} (LockOSThread) and blocked in C: {}: {}",
+                        t.curg.unwrap_or(0),
+                        who(t),
+                        b.class,
+                        b.detail
+                    ),
+                    evidence: evidence(&[t]),
+                    advice: "the thread is pinned: it cannot run other goroutines, and everything that must run on it (e.g. code that needs its thread-local state) waits too".into(),
+                });
+            }
+        }
+        if let Some(b) = &t.blocked {
+            if b.library.as_deref() == Some("cuda") && !locked_goroutine {
+                out.push(Finding {
+                    kind: "cuda-unlocked".into(),
+                    severity: Severity::Warning,
+                    summary: format!("{} calls the CUDA driver from a goroutine that is not locked to its thread", who(t)),
+                    evidence: evidence(&[t]),
+                    advice: "CUDA contexts are bound to OS threads: call runtime.LockOSThread in the goroutine that owns the context".into(),
+                });
+            }
+        }
+        // A C signal handler running code that is not async-signal-safe.
+        let mut from = 0;
+        for s in &t.signals {
+            if s.handler == "c" {
+                let bad: Vec<String> = t.frames[from..s.frame.min(t.frames.len())]
+                    .iter()
+                    .filter_map(|f| f.function.as_deref())
+                    .map(super::rules::normalize)
+                    .filter(|n| UNSAFE_IN_HANDLER.contains(&n.as_str()))
+                    .collect();
+                if !bad.is_empty() {
+                    out.push(Finding {
+                        kind: "signal-handler-unsafe".into(),
+                        severity: Severity::Critical,
+                        summary: format!(
+                            "{} is inside a C handler for {} that calls {} (not async-signal-safe)",
+                            who(t),
+                            s.name,
+                            bad.join(", ")
+                        ),
+                        evidence: evidence(&[t]),
+                        advice: "a signal handler may interrupt the very code that holds that lock or heap: only async-signal-safe calls belong in a handler (set a flag, write to a pipe)".into(),
+                    });
+                }
+            }
+            from = s.frame;
+        }
+    }
+
+    for m in &r.ms {
+        if m.locked_ext > 1 {
+            let t = m.tid.and_then(|tid| by_tid.get(&tid).copied());
+            out.push(Finding {
+                kind: "nested-lockosthread".into(),
+                severity: Severity::Warning,
+                summary: format!(
+                    "M{} has LockOSThread nested {} deep (goroutine {}): it stays locked until UnlockOSThread is called as many times",
+                    m.id,
+                    m.locked_ext,
+                    m.lockedg.map_or("-".into(), |g| g.to_string())
+                ),
+                evidence: t.map(|t| evidence(&[t])).unwrap_or_else(|| serde_json::json!({"ms": [m.id]})),
+                advice: "pair every LockOSThread with an UnlockOSThread (defer it); a goroutine that exits while locked takes its thread with it".into(),
+            });
+        }
+    }
+
+    let foreign: Vec<&ThreadInfo> = r
+        .threads
+        .iter()
+        .filter(|t| t.kind == ThreadKind::Foreign)
+        .collect();
+    if !foreign.is_empty() {
+        let what: Vec<String> = foreign
+            .iter()
+            .map(|t| format!("{}: {}", t.tid, doing(t)))
+            .collect();
+        out.push(Finding {
+            kind: "foreign-threads".into(),
+            severity: Severity::Info,
+            summary: format!(
+                "{} thread{} created by C never entered Go: {}",
+                foreign.len(),
+                if foreign.len() == 1 { "" } else { "s" },
+                what.join("; ")
+            ),
+            evidence: evidence(&foreign),
+            advice: "these threads belong to C libraries; Go cannot see or schedule them".into(),
+        });
+    }
+    let extra: Vec<&ThreadInfo> = r
+        .threads
+        .iter()
+        .filter(|t| t.kind == ThreadKind::Extra)
+        .collect();
+    if !extra.is_empty() {
+        let what: Vec<String> = extra
+            .iter()
+            .map(|t| format!("{}: {}", t.tid, doing(t)))
+            .collect();
+        out.push(Finding {
+            kind: "extra-ms".into(),
+            severity: Severity::Info,
+            summary: format!(
+                "{} C-created thread{} called into Go and keep{} an extra M (bound since Go 1.21): {}",
+                extra.len(),
+                if extra.len() == 1 { "" } else { "s" },
+                if extra.len() == 1 { "s" } else { "" },
+                what.join("; ")
+            ),
+            evidence: evidence(&extra),
+            advice: "each such thread holds an M and a goroutine (locked to it) until it exits".into(),
+        });
+    }
+
+    let in_c: Vec<&ThreadInfo> = r
+        .threads
+        .iter()
+        .filter(|t| {
+            t.in_cgo
+                && t.kind == ThreadKind::Go
+                && t.blocked.as_ref().is_some_and(|b| b.class != "busy")
+        })
+        .collect();
+    let procs = r.gomaxprocs.unwrap_or(1).max(1) as usize;
+    if in_c.len() >= PILEUP_PER_P * procs && in_c.len() >= 8 {
+        let limit = r.sched.as_ref().map(|s| s.maxmcount).unwrap_or(10_000);
+        let threads = r
+            .sched
+            .as_ref()
+            .map(|s| s.mcount as usize)
+            .unwrap_or(r.threads.len());
+        let near = threads * 10 >= limit as usize * 8;
+        out.push(Finding {
+            kind: "thread-pileup".into(),
+            severity: if near { Severity::Critical } else { Severity::Warning },
+            summary: format!(
+                "{} threads are blocked in C for cgo calls (GOMAXPROCS {procs}); the process has {threads} threads of at most {limit}",
+                in_c.len()
+            ),
+            evidence: evidence(&in_c),
+            advice: "every blocked cgo call holds an OS thread; bound concurrency into C (a semaphore around the calls) and add timeouts; at the limit Go aborts with 'thread exhaustion'".into(),
+        });
+    }
+
+    out.sort_by_key(|f| f.severity);
+    out
+}

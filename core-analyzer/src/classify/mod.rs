@@ -1,0 +1,169 @@
+//! What each thread in C waits for: the syscall in flight (its number and
+//! arguments) and the frames of the blocked C call, matched against rules
+//! (`rules.json`); lock owners read from the lock itself; then the wait-for
+//! graph and the findings (`findings.rs`).
+pub mod findings;
+pub mod owner;
+pub mod rules;
+pub mod syscalls;
+
+use crate::elf::regs::{Arch, SyscallState};
+use crate::memory::{Memory, ReadExt};
+use crate::report::Blocked;
+use crate::unwind::{Frame, Lang};
+use rules::{normalize, Rules, Subject};
+use syscalls::Args;
+
+/// Everything classification needs besides the thread itself.
+pub struct Context<'a> {
+    pub arch: Arch,
+    pub mem: &'a dyn Memory,
+    pub rules: &'a Rules,
+    /// (tid, thread pointer) of every thread in the core, to name lock owners.
+    pub threads: &'a [(u32, u64)],
+    /// `name+off` for a data address, if a module has a symbol for it.
+    pub data_symbol: &'a dyn Fn(u64) -> Option<String>,
+}
+
+/// The blocked C call of a thread: `frames` from `start` (below Go's own
+/// signal handler, if any) up to the first Go frame. `None` when the thread is
+/// not in C there.
+pub fn classify(
+    cx: &Context,
+    frames: &[Frame],
+    start: usize,
+    sys: &SyscallState,
+    pc: u64,
+    interrupted_by: Option<&str>,
+) -> Option<Blocked> {
+    let call: Vec<&Frame> = frames
+        .get(start..)?
+        .iter()
+        .take_while(|f| f.lang == Lang::C)
+        .collect();
+    if call.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = call
+        .iter()
+        .filter_map(|f| f.function.as_deref())
+        .map(normalize)
+        .collect();
+    let mut modules: Vec<String> = call.iter().filter_map(|f| f.module.clone()).collect();
+    modules.dedup();
+    let in_syscall = match cx.arch {
+        Arch::X86_64 => sys.nr.is_some(),
+        Arch::Aarch64 => false,
+    } || crate::unwind::signal::after_syscall_insn(cx.mem, cx.arch, pc);
+    let sc = sys
+        .nr
+        .filter(|_| in_syscall)
+        .map(|nr| match syscalls::lookup(cx.arch, nr) {
+            Some((name, args)) => (name.to_string(), args),
+            None => (format!("syscall {nr}"), Args::None),
+        });
+    let subject = Subject {
+        frames: &names,
+        modules: &modules,
+        syscall: sc.as_ref().map(|(n, _)| n.as_str()),
+        in_syscall,
+    };
+    let rule = cx.rules.classes.iter().find(|r| r.matches(&subject));
+    let (class, mut explain, mut advice) = match rule {
+        Some(r) => (r.class.clone(), r.explain.clone(), r.advice.clone()),
+        None => (
+            "unclassified".to_string(),
+            "in C; no rule recognizes this call".to_string(),
+            "see the frames; a --rules file can teach cgocore this pattern".to_string(),
+        ),
+    };
+    let lib = cx
+        .rules
+        .libraries
+        .iter()
+        .find(|l| l.matches(&subject, &class));
+    if let Some(l) = lib {
+        explain = format!("{}; {explain}", l.explain);
+        advice = format!("{}; {advice}", l.advice);
+    }
+    let top = call
+        .iter()
+        .find(|f| !f.inlined)
+        .and_then(|f| f.function.clone())
+        .unwrap_or_else(|| "??".into());
+    let mut detail = match &sc {
+        Some((name, args)) => describe(cx, name, *args, &sys.args),
+        // The kernel makes an interrupted sleep, pause or poll return EINTR
+        // to run the handler: its number is gone, the C frames still name it.
+        None if in_syscall => match interrupted_by {
+            Some(sig) => format!("in a syscall in {top}, interrupted by {sig} (EINTR)"),
+            None => format!("in a syscall in {top}"),
+        },
+        None => format!("running {top}"),
+    };
+    if sc.is_some() {
+        detail.push_str(&format!(" in {top}"));
+    }
+    // The lock: the futex word the thread sleeps on, when it waits for a lock.
+    let lock_classes = [
+        "mutex",
+        "rwlock",
+        "condvar",
+        "semaphore",
+        "malloc-lock",
+        "env-lock",
+        "loader-lock",
+        "stdio-lock",
+    ];
+    let futex_wait = sc.as_ref().is_some_and(|(n, _)| n == "futex");
+    let lock = (futex_wait && lock_classes.contains(&class.as_str())).then_some(sys.args[0]);
+    let owner_tid = lock.and_then(|a| owner::owner(cx, &class, a));
+    Some(Blocked {
+        class,
+        syscall: sc.map(|(n, _)| n),
+        detail,
+        owner_tid,
+        library: lib.map(|l| l.library.clone()),
+        explain,
+        advice,
+        lock,
+        lock_symbol: lock.and_then(|a| (cx.data_symbol)(a)),
+    })
+}
+
+/// `read(fd 5)`, `futex(0x5b8700 <shared_mu>, FUTEX_WAIT_PRIVATE)`, ...
+fn describe(cx: &Context, name: &str, args: Args, a: &[u64; 6]) -> String {
+    let timespec = |p: u64| -> String {
+        match (cx.mem.u64(p), cx.mem.u64(p.wrapping_add(8))) {
+            (Ok(s), Ok(ns)) if p != 0 => format!("{:.3} s", s as f64 + ns as f64 / 1e9),
+            _ => "?".into(),
+        }
+    };
+    match args {
+        Args::Fd => format!("{name}(fd {})", a[0] as i32),
+        Args::Futex => {
+            let sym = (cx.data_symbol)(a[0])
+                .map(|s| format!(" <{s}>"))
+                .unwrap_or_default();
+            format!("futex({:#x}{sym}, {})", a[0], syscalls::futex_op(a[1]))
+        }
+        Args::Poll => {
+            let timeout = if name == "poll" {
+                match a[2] as i32 {
+                    t if t < 0 => "no timeout".to_string(),
+                    t => format!("timeout {t} ms"),
+                }
+            } else if a[2] == 0 {
+                "no timeout".into()
+            } else {
+                format!("timeout {}", timespec(a[2]))
+            };
+            format!("{name}({} fds, {timeout})", a[1])
+        }
+        Args::Select => format!("{name}(nfds {})", a[0]),
+        Args::Sleep => format!("{name}({})", timespec(a[0])),
+        Args::ClockSleep => format!("{name}({})", timespec(a[2])),
+        Args::Wait => format!("{name}(pid {})", a[0] as i32),
+        Args::None => format!("{name}()"),
+    }
+}

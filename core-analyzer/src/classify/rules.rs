@@ -1,0 +1,175 @@
+//! Classification rules as data: the embedded `rules.json`, plus a user file
+//! (`--rules FILE`, same shape) tried first.
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use std::path::Path;
+
+const BUILTIN: &str = include_str!("rules.json");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClassRule {
+    /// Why the rule is there (ignored).
+    #[serde(default)]
+    pub comment: Option<String>,
+    pub class: String,
+    /// Every group must be matched by some frame.
+    #[serde(default)]
+    pub frames: Vec<Vec<String>>,
+    /// The syscall in flight must be one of these (when given).
+    #[serde(default)]
+    pub syscalls: Vec<String>,
+    /// `Some(false)`: the thread must not be in a syscall.
+    pub in_syscall: Option<bool>,
+    pub explain: String,
+    pub advice: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LibraryRule {
+    pub library: String,
+    /// Only for threads of this class (when given).
+    pub class: Option<String>,
+    #[serde(default)]
+    pub frames: Vec<String>,
+    #[serde(default)]
+    pub modules: Vec<String>,
+    pub explain: String,
+    pub advice: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Rules {
+    #[serde(default)]
+    pub classes: Vec<ClassRule>,
+    #[serde(default)]
+    pub libraries: Vec<LibraryRule>,
+}
+
+impl Rules {
+    pub fn builtin() -> Rules {
+        serde_json::from_str(BUILTIN).expect("embedded rules.json is valid")
+    }
+
+    /// The built-in rules with `user` rules (a JSON file) in front.
+    pub fn with_user_file(path: &Path) -> Result<Rules> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read rules file {}", path.display()))?;
+        let user: Rules = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a rules file (see core-analyzer/src/classify/rules.json for the shape)",
+                path.display()
+            )
+        })?;
+        let mut r = user;
+        let b = Rules::builtin();
+        r.classes.extend(b.classes);
+        r.libraries.extend(b.libraries);
+        Ok(r)
+    }
+}
+
+/// What a rule is matched against.
+pub struct Subject<'a> {
+    /// Normalized function names of the blocked C call, innermost first.
+    pub frames: &'a [String],
+    pub modules: &'a [String],
+    pub syscall: Option<&'a str>,
+    pub in_syscall: bool,
+}
+
+/// `*` matches any run of characters; everything else literally.
+pub fn glob(pat: &str, s: &str) -> bool {
+    let parts: Vec<&str> = pat.split('*').collect();
+    if parts.len() == 1 {
+        return pat == s;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !s.starts_with(first) || s.len() < first.len() + last.len() || !s.ends_with(last) {
+        return false;
+    }
+    let mut rest = &s[first.len()..s.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+impl ClassRule {
+    pub fn matches(&self, s: &Subject) -> bool {
+        if let Some(want) = self.in_syscall {
+            if want != s.in_syscall {
+                return false;
+            }
+        }
+        if !self.syscalls.is_empty()
+            && !s
+                .syscall
+                .is_some_and(|n| self.syscalls.iter().any(|x| x == n))
+        {
+            return false;
+        }
+        self.frames
+            .iter()
+            .all(|group| s.frames.iter().any(|f| group.iter().any(|p| glob(p, f))))
+    }
+}
+
+impl LibraryRule {
+    pub fn matches(&self, s: &Subject, class: &str) -> bool {
+        if self.class.as_deref().is_some_and(|c| c != class) {
+            return false;
+        }
+        let by_frame = s
+            .frames
+            .iter()
+            .any(|f| self.frames.iter().any(|p| glob(p, f)));
+        let by_module = s
+            .modules
+            .iter()
+            .any(|m| self.modules.iter().any(|p| glob(p, m)));
+        by_frame || by_module
+    }
+}
+
+/// A C function name as rules see it: glibc's internal aliases
+/// (`__GI___pthread_mutex_lock`, `__libc_read`, `___pthread_cond_wait`) reduced
+/// to the public name.
+pub fn normalize(name: &str) -> String {
+    let mut s = name.trim_start_matches('_');
+    for prefix in ["GI_", "libc_", "GI_", "new_"] {
+        if let Some(rest) = s.strip_prefix(prefix) {
+            s = rest.trim_start_matches('_');
+        }
+    }
+    s.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_and_names() {
+        assert!(glob("res_*", "res_context_send"));
+        assert!(glob("*lock*", "pthread_mutex_lock"));
+        assert!(glob("lll_lock_wait*", "lll_lock_wait"));
+        assert!(!glob("lll_lock_wait", "lll_lock_wait_private"));
+        assert!(glob("a*b*c", "axxbyyc"));
+        assert!(!glob("a*b*c", "axxc"));
+        assert_eq!(normalize("__GI___lll_lock_wait"), "lll_lock_wait");
+        assert_eq!(normalize("__libc_read"), "read");
+        assert_eq!(normalize("___pthread_cond_wait"), "pthread_cond_wait");
+        assert_eq!(normalize("__GI__IO_fwrite"), "IO_fwrite");
+        assert_eq!(normalize("sqlite3_step"), "sqlite3_step");
+    }
+
+    #[test]
+    fn builtin_rules_parse() {
+        let r = Rules::builtin();
+        assert!(r.classes.iter().any(|c| c.class == "mutex"));
+        assert!(r.libraries.iter().any(|l| l.library == "cuda"));
+    }
+}

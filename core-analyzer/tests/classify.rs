@@ -1,0 +1,315 @@
+//! Blocked-call classes, lock owners and findings on real cores: one scenario
+//! thread per class, checked against the class the scenario was built to
+//! reach, the syscall the kernel recorded, and the thread the scenario says
+//! holds the lock. Findings are checked both ways: they fire on the threads
+//! whose condition holds, and on no others.
+mod common;
+
+use cgocore::report::{Finding, Report, ThreadInfo};
+use common::*;
+use std::collections::BTreeSet;
+
+/// Scenario, the class its thread must get, and the scenario holding its lock.
+const CLASSES: &[(&str, Option<&str>, Option<&str>)] = &[
+    ("read_pipe", Some("read"), None),
+    ("cond_wait", Some("condvar"), None),
+    ("mutex_holder", Some("sleep"), None),
+    ("mutex_waiter", Some("mutex"), Some("mutex_holder")),
+    ("sleep", Some("sleep"), None),
+    ("accept", Some("accept"), None),
+    ("locked_in_c", Some("sleep"), None),
+    ("rwlock_holder", Some("sleep"), None),
+    ("rwlock_waiter", Some("rwlock"), Some("rwlock_holder")),
+    ("sem_wait", Some("semaphore"), None),
+    ("write_pipe", Some("write"), None),
+    ("connect", Some("connect"), None),
+    ("recv", Some("recv"), None),
+    ("send", Some("send"), None),
+    ("poll", Some("poll"), None),
+    ("dns", Some("dns"), None),
+    ("wait_child", Some("wait-child"), None),
+    ("flock_holder", Some("sleep"), None),
+    ("flock_waiter", Some("file-lock"), None),
+    ("loader_holder", Some("sleep"), None),
+    ("loader_waiter", Some("loader-lock"), Some("loader_holder")),
+    ("stdio_holder", Some("sleep"), None),
+    ("stdio_waiter", Some("stdio-lock"), Some("stdio_holder")),
+    ("busy", Some("busy"), None),
+    ("signal_unsafe", Some("mutex"), Some("mutex_holder")),
+    ("deadlock_ab", Some("mutex"), Some("deadlock_ba")),
+    ("deadlock_ba", Some("mutex"), Some("deadlock_ab")),
+    ("foreign_thread", Some("sleep"), None),
+    ("extra_m_in_c", Some("sleep"), None),
+    // In Go, not in C: no class.
+    ("callback", None, None),
+    ("extra_m_parked", None, None),
+    ("locked_twice_go", None, None),
+];
+
+fn tid(case: &CoreCase, scn: &str) -> u32 {
+    case.truth.scenarios[scn].tid
+}
+
+fn thread(r: &Report, tid: u32) -> &ThreadInfo {
+    r.threads
+        .iter()
+        .find(|t| t.tid == tid)
+        .expect("thread in report")
+}
+
+fn tids(f: &Finding) -> BTreeSet<u32> {
+    f.evidence["tids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_u64())
+                .map(|v| v as u32)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The first tid of a finding's evidence: the subject (a lock's holder).
+fn first_tid(f: &Finding) -> Option<u32> {
+    f.evidence["tids"].get(0)?.as_u64().map(|v| v as u32)
+}
+
+fn of_kind<'a>(r: &'a Report, kind: &str) -> Vec<&'a Finding> {
+    r.findings.iter().filter(|f| f.kind == kind).collect()
+}
+
+fn check_classes(case: &CoreCase, r: &Report, arch: cgocore::elf::regs::Arch) -> Vec<String> {
+    check_classes_except(case, r, arch, &[])
+}
+
+/// `unnameable`: scenarios whose class needs names only debug info gives.
+fn check_classes_except(
+    case: &CoreCase,
+    r: &Report,
+    arch: cgocore::elf::regs::Arch,
+    unnameable: &[&str],
+) -> Vec<String> {
+    let mut errs = vec![];
+    let mut e = |s: String| errs.push(format!("{}: {s}", case.name));
+    for (scn, class, holder) in CLASSES {
+        if !case.truth.scenarios.contains_key(*scn) {
+            e(format!(
+                "{scn}: not in this core's scenarios (regenerate the cores)"
+            ));
+            continue;
+        }
+        let t = thread(r, tid(case, scn));
+        let got = t.blocked.as_ref().map(|b| b.class.as_str());
+        if unnameable.contains(scn) {
+            if got != Some("unclassified") && got != *class {
+                e(format!("{scn}: class {got:?} without debug info"));
+            }
+            continue;
+        }
+        if got != *class {
+            e(format!(
+                "{scn}: class {got:?}, want {class:?} ({:?})",
+                t.blocked
+            ));
+            continue;
+        }
+        let Some(b) = &t.blocked else { continue };
+        let want_owner = holder.map(|h| tid(case, h));
+        if b.owner_tid != want_owner {
+            e(format!(
+                "{scn}: owner {:?}, want {want_owner:?} ({:?})",
+                b.owner_tid, b
+            ));
+        }
+        // Where no signal handler ran on top, the syscall is the one the kernel
+        // recorded for the thread (orig_rax).
+        if t.interrupted.is_none() {
+            let kernel = t
+                .syscall
+                .and_then(|nr| cgocore::classify::syscalls::lookup(arch, nr))
+                .map(|(n, _)| n.to_string());
+            if b.syscall != kernel {
+                e(format!(
+                    "{scn}: syscall {:?} but the kernel recorded {kernel:?}",
+                    b.syscall
+                ));
+            }
+        }
+    }
+    errs
+}
+
+fn check_findings(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
+    let r = &a.report;
+    let mut errs = vec![];
+    let mut e = |s: String| errs.push(format!("{}: {s}", case.name));
+    let set = |names: &[&str]| -> BTreeSet<u32> { names.iter().map(|n| tid(case, n)).collect() };
+
+    // Deadlock: exactly the ABBA pair.
+    let dl = of_kind(r, "deadlock");
+    if dl.len() != 1 || tids(dl[0]) != set(&["deadlock_ab", "deadlock_ba"]) {
+        e(format!("deadlock findings {dl:?}"));
+    }
+    // Lock holders with waiters: exactly the scenarios that hold a C lock.
+    let holders: BTreeSet<u32> = of_kind(r, "lock-held-while-blocked")
+        .iter()
+        .filter_map(|f| first_tid(f))
+        .collect();
+    let want = set(&[
+        "mutex_holder",
+        "rwlock_holder",
+        "loader_holder",
+        "stdio_holder",
+        "deadlock_ab",
+        "deadlock_ba",
+    ]);
+    if holders != want {
+        e(format!("lock holders {holders:?}, want {want:?}"));
+    }
+    let mutex = of_kind(r, "lock-held-while-blocked")
+        .into_iter()
+        .find(|f| first_tid(f) == Some(tid(case, "mutex_holder")));
+    if mutex.is_none_or(|f| tids(f) != set(&["mutex_holder", "mutex_waiter", "signal_unsafe"])) {
+        e(format!("shared_mu holder finding: {mutex:?}"));
+    }
+    // Locked goroutines blocked in C: the two scenarios that lock, no others.
+    let locked: BTreeSet<u32> = of_kind(r, "locked-thread-blocked-in-c")
+        .iter()
+        .flat_map(|f| tids(f))
+        .collect();
+    if locked != set(&["locked_in_c", "signal_unsafe"]) {
+        e(format!("locked-thread-blocked-in-c on {locked:?}"));
+    }
+    let unsafe_: BTreeSet<u32> = of_kind(r, "signal-handler-unsafe")
+        .iter()
+        .flat_map(|f| tids(f))
+        .collect();
+    if unsafe_ != set(&["signal_unsafe"]) {
+        e(format!("signal-handler-unsafe on {unsafe_:?}"));
+    }
+    let nested = of_kind(r, "nested-lockosthread");
+    if nested.len() != 1 || tids(nested[0]) != set(&["locked_twice_go"]) {
+        e(format!("nested-lockosthread {nested:?}"));
+    }
+    if !of_kind(r, "cuda-unlocked").is_empty() {
+        e("cuda-unlocked fired without CUDA".into());
+    }
+    let foreign = of_kind(r, "foreign-threads");
+    if foreign.len() != 1 || tids(foreign[0]) != set(&["foreign_thread"]) {
+        e(format!("foreign-threads {foreign:?}"));
+    }
+    let extra = of_kind(r, "extra-ms");
+    if extra.len() != 1 || tids(extra[0]) != set(&["extra_m_parked", "extra_m_in_c"]) {
+        e(format!("extra-ms {extra:?}"));
+    }
+    if of_kind(r, "thread-pileup").len() != 1 {
+        e("no thread-pileup finding with two dozen threads in C and GOMAXPROCS 2".into());
+    }
+    // Most severe first.
+    if !r
+        .findings
+        .windows(2)
+        .all(|w| w[0].severity <= w[1].severity)
+    {
+        e("findings not sorted by severity".into());
+    }
+    errs
+}
+
+fn run(cases: &[CoreCase]) {
+    let mut errs = vec![];
+    for c in cases {
+        let a = analyze(c);
+        errs.extend(check_classes(c, &a.report, a.process.arch));
+        errs.extend(check_findings(c, &a));
+    }
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+}
+
+#[test]
+fn fixtures_classify_every_blocked_call() {
+    run(&fixtures());
+}
+
+#[test]
+fn generated_cores_classify_every_blocked_call() {
+    let cases = generated();
+    if cases.is_empty() {
+        assert!(!require_generated(), "no generated cores");
+        return;
+    }
+    run(&cases);
+}
+
+/// Without libc's debug info (a sysroot holding only the libraries), the
+/// exported names and the syscall still give every class.
+#[test]
+fn classes_hold_without_libc_debug_info() {
+    let Some(case) = fixtures().into_iter().find(|c| c.truth.variant == "plain") else {
+        return;
+    };
+    let full = analyze(&case);
+    let root = std::env::temp_dir().join(format!("cgocore-sysroot-{}", std::process::id()));
+    for lib in &full.process.libraries {
+        let dst = root.join(lib.path.trim_start_matches('/'));
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(lib.binary.path(), &dst).unwrap();
+    }
+    let opts = cgocore::OpenOptions {
+        exe: Some(case.exe.clone()),
+        sysroot: Some(root.clone()),
+    };
+    let p = cgocore::Process::from_core(&case.core, &opts).unwrap();
+    assert!(!p.libraries.is_empty(), "libraries found under the sysroot");
+    let bare = cgocore::analyze(p, None).unwrap();
+    let _ = std::fs::remove_dir_all(&root);
+    let libc_dbg = bare
+        .process
+        .libraries
+        .iter()
+        .any(|l| cgocore::elf::exe::debug_file(&l.binary, &Some(root.clone())).is_some());
+    assert!(
+        !libc_dbg,
+        "no debug file is reachable under the bare sysroot"
+    );
+    // glibc's sem_wait tail-calls static functions: with only exported names
+    // nothing on the stack says "semaphore" (it stays unclassified, with its
+    // futex); every other class holds.
+    let errs = check_classes_except(&case, &bare.report, bare.process.arch, &["sem_wait"]);
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+}
+
+/// A user rules file is tried before the built-in rules.
+#[test]
+fn user_rules_come_first() {
+    let Some(case) = fixtures().into_iter().next() else {
+        return;
+    };
+    let path = std::env::temp_dir().join(format!("cgocore-rules-{}.json", std::process::id()));
+    std::fs::write(
+        &path,
+        r#"{"classes": [{"class": "unclassified", "frames": [["pause"]],
+            "explain": "our service's idle loop", "advice": "expected"}]}"#,
+    )
+    .unwrap();
+    let rules = cgocore::classify::rules::Rules::with_user_file(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let p = cgocore::Process::from_core(
+        &case.core,
+        &cgocore::OpenOptions {
+            exe: Some(case.exe.clone()),
+            sysroot: None,
+        },
+    )
+    .unwrap();
+    let a = cgocore::analyze_with(p, None, &cgocore::AnalyzeOptions { rules }).unwrap();
+    let t = thread(&a.report, tid(&case, "locked_in_c"));
+    let b = t.blocked.as_ref().unwrap();
+    assert_eq!(
+        (b.class.as_str(), b.explain.as_str()),
+        ("unclassified", "our service's idle loop")
+    );
+    // Other threads still get the built-in classes.
+    let s = thread(&a.report, tid(&case, "read_pipe"));
+    assert_eq!(s.blocked.as_ref().unwrap().class, "read");
+}
