@@ -297,3 +297,50 @@ fn core_of_a_c_program_is_not_go() {
     fail_with(&out, "not a Go program");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--sched`: one line per P and per M, numbers equal to the JSON report's;
+/// `--dot`: the mutex waiter points at shared_mu, which points at its holder.
+#[test]
+fn sched_and_dot_on_a_fixture() {
+    let c = fixtures()
+        .into_iter()
+        .find(|c| c.truth.variant == "plain")
+        .expect("a plain fixture");
+    let json = cgocore(&[&c.core, &"--exe", &c.exe, &"--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let out = cgocore(&[&c.core, &"--exe", &c.exe, &"--sched"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap_or("");
+    assert!(
+        first.starts_with(&format!("SCHED: gomaxprocs={} ", v["gomaxprocs"]))
+            && first.contains(&format!("threads={}", v["sched"]["mcount"])),
+        "{first}"
+    );
+    let count = |p: &str| {
+        text.lines()
+            .filter(|l| l.trim_start().starts_with(p))
+            .count()
+    };
+    assert_eq!(count("P"), v["ps"].as_array().unwrap().len());
+    assert_eq!(count("M"), v["ms"].as_array().unwrap().len());
+    assert_eq!(count("G"), v["goroutines"].as_array().unwrap().len());
+
+    let dot = cgocore(&[&c.core, &"--exe", &c.exe, &"--dot", &"-"]);
+    let g = String::from_utf8_lossy(&dot.stdout);
+    let waiter = c.truth.scenarios["mutex_waiter"].tid;
+    let holder = c.truth.scenarios["mutex_holder"].tid;
+    let lock = g
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(&format!("t{waiter} -> "))
+                .and_then(|r| r.split(' ').next())
+        })
+        .unwrap_or_else(|| panic!("no edge from the waiter:\n{g}"));
+    assert!(
+        g.contains(&format!("{lock} -> t{holder} [label=\"held by\"]")),
+        "{g}"
+    );
+    assert!(g.contains("mutex shared_mu"), "{g}");
+}
