@@ -27,12 +27,16 @@ fn is_free_extra(m: &M, gs: &HashMap<u64, &G>, dead: &[u32]) -> bool {
 pub struct AnalyzeOptions {
     /// Classification rules (the built-in ones, or with a user file in front).
     pub rules: crate::classify::rules::Rules,
+    /// Unwind every goroutine's stack (thread stacks are always unwound). A
+    /// debugger's thread table does without, over a slow memory bridge.
+    pub goroutine_frames: bool,
 }
 
 impl Default for AnalyzeOptions {
     fn default() -> Self {
         AnalyzeOptions {
             rules: crate::classify::rules::Rules::builtin(),
+            goroutine_frames: true,
         }
     }
 }
@@ -249,12 +253,19 @@ pub fn analyze_with(
             let st = g.state();
             let m = m_by_addr.get(&g.m);
             let start = rt.func_name(g.startpc).map(str::to_string);
-            let stack = goroutine_frames(
-                &unwinder,
-                g,
-                stack_of_g.get(&g.addr).copied(),
-                &mut warnings,
-            );
+            let stack = if opts.goroutine_frames {
+                goroutine_frames(
+                    &unwinder,
+                    g,
+                    stack_of_g.get(&g.addr).copied(),
+                    &mut warnings,
+                )
+            } else {
+                Stack {
+                    frames: vec![],
+                    truncated: Some("not unwound (goroutine stacks were not asked for)".into()),
+                }
+            };
             GoroutineInfo {
                 goid: g.goid,
                 status: rt.status_name(g.status),

@@ -17,4 +17,4 @@ pub mod unwind;
 pub mod varint;
 
 pub use analysis::{analyze, analyze_with, Analysis, AnalyzeOptions};
-pub use process::{OpenOptions, Process};
+pub use process::{OpenOptions, Process, TargetDesc};

@@ -50,7 +50,119 @@ pub struct OpenOptions {
     pub sysroot: Option<PathBuf>,
 }
 
+/// A live process or a core as a debugger sees it: the faces for gdb and lldb
+/// describe it with this and hand over a memory reader.
+#[derive(Debug, Clone)]
+pub struct TargetDesc {
+    pub arch: Arch,
+    /// The executable's path on this host.
+    pub exe: PathBuf,
+    /// Thread id and its registers by name (`rip`, `rsp`, `fs_base`, ... or
+    /// `pc`, `sp`, `x0`.. on arm64), for every thread.
+    pub threads: Vec<(u32, Vec<(String, u64)>)>,
+    /// TLS base per thread where the registers lack it (arm64 `TPIDR_EL0`).
+    pub tls: Vec<Option<u64>>,
+    /// Loaded modules: path and the address where its ELF header is mapped.
+    pub modules: Vec<(String, u64)>,
+    pub pid: Option<u32>,
+    pub sysroot: Option<PathBuf>,
+}
+
+/// Runtime minus link-time address for a binary whose first page is mapped at `hdr`.
+fn bias_at(bin: &Binary, hdr: u64) -> Option<u64> {
+    use object::{Object, ObjectSegment};
+    let first = bin.object().segments().map(|s| s.address()).min()?;
+    Some(hdr.wrapping_sub(first & !0xfff))
+}
+
 impl Process {
+    /// A process image from a debugger's view of its target.
+    pub fn from_target(t: TargetDesc, mem: Box<dyn Memory + Send + Sync>) -> Result<Process> {
+        let exe = Binary::open(&t.exe)
+            .with_context(|| format!("cannot read the executable {}", t.exe.display()))?;
+        let same = |p: &str| {
+            Path::new(p) == t.exe
+                || Path::new(p).file_name() == t.exe.file_name()
+                    && std::fs::canonicalize(p).ok() == std::fs::canonicalize(&t.exe).ok()
+        };
+        // The executable by path, else (a core made elsewhere names another
+        // path) the mapping whose bytes are this executable's ELF header.
+        let header_at = |hdr: u64| {
+            let want = exe.header_bytes();
+            let mut got = vec![0u8; want.len()];
+            mem.read(hdr, &mut got).is_ok() && got == want
+        };
+        let exe_hdr = t
+            .modules
+            .iter()
+            .find(|(p, _)| same(p))
+            .or_else(|| t.modules.iter().find(|(_, hdr)| header_at(*hdr)))
+            .map(|(p, hdr)| (p.clone(), *hdr));
+        let bias = if exe.is_pie {
+            exe_hdr
+                .as_ref()
+                .and_then(|(_, hdr)| bias_at(&exe, *hdr))
+                .context("the debugger does not say where the executable is loaded")?
+        } else {
+            0
+        };
+        let mut notes = vec![];
+        let mut libraries = vec![];
+        for (path, hdr) in &t.modules {
+            let is_exe = exe_hdr.as_ref().is_some_and(|(p, _)| p == path);
+            if same(path) || is_exe || !path.starts_with('/') {
+                continue;
+            }
+            let real = under_sysroot(&t.sysroot, path);
+            match Binary::open(&real) {
+                Ok(bin) => {
+                    if let Some(bias) = bias_at(&bin, *hdr) {
+                        libraries.push(Library {
+                            path: path.clone(),
+                            binary: bin,
+                            bias,
+                        });
+                    }
+                }
+                Err(_) => notes.push(format!(
+                    "library {} not readable; its C frames are unnamed",
+                    real.display()
+                )),
+            }
+        }
+        let mut files = SplicedMemory::default();
+        files.push_layer(exe.segments(bias));
+        for lib in &libraries {
+            files.push_layer(lib.binary.segments(lib.bias));
+        }
+        let mem: Box<dyn Memory + Send + Sync> =
+            Box::new(crate::memory::FallbackMemory { first: mem, files });
+        let threads = t
+            .threads
+            .iter()
+            .enumerate()
+            .map(|(i, (tid, regs))| Thread {
+                tid: *tid,
+                regs: Registers::from_named(t.arch, regs, t.tls.get(i).copied().flatten()),
+                signal: None,
+            })
+            .collect();
+        Ok(Process {
+            mem,
+            threads,
+            arch: t.arch,
+            exe,
+            bias,
+            pid: t.pid,
+            signal: None,
+            command: None,
+            warnings: vec![],
+            notes,
+            libraries,
+            sysroot: t.sysroot,
+        })
+    }
+
     pub fn from_core(core_path: &Path, opts: &OpenOptions) -> Result<Process> {
         let core = CoreFile::parse(crate::input::open(core_path)?)?;
         let mut core_only = SplicedMemory::default();

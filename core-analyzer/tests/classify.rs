@@ -302,7 +302,15 @@ fn user_rules_come_first() {
         },
     )
     .unwrap();
-    let a = cgocore::analyze_with(p, None, &cgocore::AnalyzeOptions { rules }).unwrap();
+    let a = cgocore::analyze_with(
+        p,
+        None,
+        &cgocore::AnalyzeOptions {
+            rules,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let t = thread(&a.report, tid(&case, "locked_in_c"));
     let b = t.blocked.as_ref().unwrap();
     assert_eq!(

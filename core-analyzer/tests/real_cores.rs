@@ -334,6 +334,12 @@ fn stripped_twin_agrees() {
                     }
                     // `interrupted.frame` counts the dropped inlined frames too.
                     item["interrupted"] = serde_json::Value::Null;
+                    item["signals"] = serde_json::Value::Null;
+                    // The blocked call's text names the C function and the lock.
+                    if item["blocked"].is_object() {
+                        item["blocked"]["detail"] = serde_json::Value::Null;
+                        item["blocked"]["lock_symbol"] = serde_json::Value::Null;
+                    }
                     item["goroutine_frame"] = serde_json::Value::Null;
                 }
             }

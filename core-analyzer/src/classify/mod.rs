@@ -55,8 +55,14 @@ pub fn classify(
         Arch::X86_64 => sys.nr.is_some(),
         Arch::Aarch64 => false,
     } || crate::unwind::signal::after_syscall_insn(cx.mem, cx.arch, pc);
-    let sc = sys
-        .nr
+    // Where the registers lost the number (an EINTR return, a debugger that
+    // hides orig_rax), the wrapper's code still says it.
+    let nr = sys.nr.or_else(|| {
+        crate::unwind::signal::after_syscall_insn(cx.mem, cx.arch, pc)
+            .then(|| crate::unwind::signal::syscall_nr_from_code(cx.mem, cx.arch, pc))
+            .flatten()
+    });
+    let sc = nr
         .filter(|_| in_syscall)
         .map(|nr| match syscalls::lookup(cx.arch, nr) {
             Some((name, args)) => (name.to_string(), args),

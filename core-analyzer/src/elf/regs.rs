@@ -150,7 +150,9 @@ impl Registers {
                 regs.iter()
                     .find(|(k, _)| k == n || (!alias.is_empty() && k == alias))
                     .map(|(_, v)| *v)
-                    .unwrap_or(0)
+                    // A debugger that does not show orig_rax (lldb on cores) must
+                    // not make every thread look like it is in syscall 0.
+                    .unwrap_or(if n == "orig_rax" { u64::MAX } else { 0 })
             })
             .collect();
         Registers { arch, words, tls }

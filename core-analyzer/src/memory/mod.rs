@@ -1,7 +1,9 @@
 //! One way to read target memory, whatever backs it (a core with spliced files, a
 //! live debugger, or a mock in tests). Decoders only ever see `Memory`.
+mod paged;
 mod spliced;
 
+pub use paged::{PagedMemory, ReadFn};
 pub use spliced::{Segment, SegmentSource, SplicedMemory};
 
 use crate::error::Fault;
@@ -13,6 +15,23 @@ pub const MAX_READ: usize = 64 << 20;
 pub trait Memory {
     /// Fill `buf` from `addr`, or fail naming the first byte that is missing.
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault>;
+}
+
+/// A debugger's memory first, then the executable's and libraries' file
+/// segments: lldb reads a core's saved pages only, not the text the kernel
+/// left out of it.
+pub struct FallbackMemory {
+    pub first: Box<dyn Memory + Send + Sync>,
+    pub files: SplicedMemory,
+}
+
+impl Memory for FallbackMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        match self.first.read(addr, buf) {
+            Ok(()) => Ok(()),
+            Err(e) => self.files.read(addr, buf).map_err(|_| e),
+        }
+    }
 }
 
 /// Typed helpers over any `Memory` (little-endian targets: amd64, arm64).

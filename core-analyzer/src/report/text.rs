@@ -157,7 +157,6 @@ pub fn render(r: &Report, filter: GoroutineFilter) -> String {
 /// `full_stacks`: every frame of every thread (`--stacks`).
 pub fn render_with(r: &Report, filter: GoroutineFilter, full_stacks: bool) -> String {
     let mut o = String::new();
-    let g_by_id: BTreeMap<u64, &GoroutineInfo> = r.goroutines.iter().map(|g| (g.goid, g)).collect();
     let _ = writeln!(
         o,
         "{} · {} · GOMAXPROCS {} · {} threads · {} Ms · {} goroutines · {} threads in cgo",
@@ -198,39 +197,10 @@ pub fn render_with(r: &Report, filter: GoroutineFilter, full_stacks: bool) -> St
     }
     if !r.findings.is_empty() {
         let _ = writeln!(o, "\nFindings (most severe first):");
-        for f in &r.findings {
-            let sev = format!("{:?}", f.severity).to_uppercase();
-            let _ = writeln!(o, "  [{sev}] {}", f.summary);
-            let _ = writeln!(o, "      what to do: {}", f.advice);
-        }
+        o.push_str(&findings(r));
     }
     let _ = writeln!(o, "\nThreads:");
-    let mut rows = vec![[
-        "TID", "KIND", "M", "LOCKEXT", "LOCKINT", "LOCKEDG", "CURG", "STATE", "IN-CGO", "BLOCKED",
-    ]
-    .map(String::from)
-    .to_vec()];
-    for t in &r.threads {
-        let m = t.m.and_then(|id| r.ms.iter().find(|m| m.id == id));
-        let state = t
-            .curg
-            .and_then(|g| g_by_id.get(&g))
-            .map(|g| g.state().to_string())
-            .unwrap_or_else(|| "-".into());
-        rows.push(vec![
-            t.tid.to_string(),
-            t.kind.as_str().into(),
-            t.m.map(|m| format!("M{m}")).unwrap_or_else(|| "-".into()),
-            opt(m.map(|m| m.locked_ext)),
-            opt(m.map(|m| m.locked_int)),
-            opt(t.lockedg),
-            opt(t.curg),
-            state,
-            if t.in_cgo { "yes" } else { "no" }.into(),
-            blocked_short(t),
-        ]);
-    }
-    o.push_str(&table(&rows));
+    o.push_str(&threads_table(r, &|_| None));
     let idle: Vec<&MInfo> = r.ms.iter().filter(|m| m.tid.is_none()).collect();
     if !idle.is_empty() {
         let _ = writeln!(o, "\nMs without a thread in the core:");
@@ -262,49 +232,119 @@ pub fn render_with(r: &Report, filter: GoroutineFilter, full_stacks: bool) -> St
     }
     if filter != GoroutineFilter::None {
         let _ = writeln!(o);
-        for g in r.goroutines.iter().filter(|g| match filter {
-            GoroutineFilter::Cgo => g.in_cgo,
-            GoroutineFilter::Locked => g.locked,
-            _ => true,
-        }) {
-            let lock = if g.locked { ", locked to thread" } else { "" };
-            let _ = writeln!(
-                o,
-                "goroutine {} m={} [{}{lock}]:",
-                g.goid,
-                opt(g.m),
-                g.state()
-            );
-            for f in &g.frames {
-                let args = if f.inlined { "..." } else { "" };
-                let c = if f.lang == crate::unwind::Lang::C {
-                    "[C] "
-                } else {
-                    ""
-                };
-                let _ = writeln!(o, "{c}{}({args})", f.function.as_deref().unwrap_or("??"));
-                let _ = writeln!(
-                    o,
-                    "\t{}:{} pc={:#x}",
-                    f.file.as_deref().unwrap_or("?"),
-                    opt(f.line),
-                    f.pc
-                );
-            }
-            if let Some(why) = &g.stack_truncated {
-                let _ = writeln!(o, "\t... stack ends early: {why}");
-            }
-            if let Some(c) = &g.created_by {
-                let parent = g
-                    .parent_goid
-                    .map(|p| format!(" in goroutine {p}"))
-                    .unwrap_or_default();
-                let _ = writeln!(o, "created by {c}{parent}");
-            }
-            let _ = writeln!(o);
-        }
+        o.push_str(&goroutines(r, filter));
     }
     o
+}
+
+/// The findings, one block each.
+pub fn findings(r: &Report) -> String {
+    let mut o = String::new();
+    for f in &r.findings {
+        let sev = format!("{:?}", f.severity).to_uppercase();
+        let _ = writeln!(o, "  [{sev}] {}", f.summary);
+        let _ = writeln!(o, "      what to do: {}", f.advice);
+    }
+    o
+}
+
+/// One row per thread; `label` adds a first column (a debugger's thread number).
+pub fn threads_table(r: &Report, label: &dyn Fn(u32) -> Option<String>) -> String {
+    let g_by_id: BTreeMap<u64, &GoroutineInfo> = r.goroutines.iter().map(|g| (g.goid, g)).collect();
+    let with_label = r.threads.iter().any(|t| label(t.tid).is_some());
+    let mut head: Vec<String> = [
+        "TID", "KIND", "M", "LOCKEXT", "LOCKINT", "LOCKEDG", "CURG", "STATE", "IN-CGO", "BLOCKED",
+    ]
+    .map(String::from)
+    .to_vec();
+    if with_label {
+        head.insert(0, "#".into());
+    }
+    let mut rows = vec![head];
+    for t in &r.threads {
+        let m = t.m.and_then(|id| r.ms.iter().find(|m| m.id == id));
+        let state = t
+            .curg
+            .and_then(|g| g_by_id.get(&g))
+            .map(|g| g.state().to_string())
+            .unwrap_or_else(|| "-".into());
+        let mut row = vec![
+            t.tid.to_string(),
+            t.kind.as_str().into(),
+            t.m.map(|m| format!("M{m}")).unwrap_or_else(|| "-".into()),
+            opt(m.map(|m| m.locked_ext)),
+            opt(m.map(|m| m.locked_int)),
+            opt(t.lockedg),
+            opt(t.curg),
+            state,
+            if t.in_cgo { "yes" } else { "no" }.into(),
+            blocked_short(t),
+        ];
+        if with_label {
+            row.insert(0, label(t.tid).unwrap_or_else(|| "-".into()));
+        }
+        rows.push(row);
+    }
+    table(&rows)
+}
+
+/// Goroutines in the shape of Go's own dump (C frames marked `[C]`).
+pub fn goroutines(r: &Report, filter: GoroutineFilter) -> String {
+    let mut o = String::new();
+    for g in r.goroutines.iter().filter(|g| match filter {
+        GoroutineFilter::Cgo => g.in_cgo,
+        GoroutineFilter::Locked => g.locked,
+        _ => true,
+    }) {
+        let lock = if g.locked { ", locked to thread" } else { "" };
+        let _ = writeln!(
+            o,
+            "goroutine {} m={} [{}{lock}]:",
+            g.goid,
+            opt(g.m),
+            g.state()
+        );
+        for f in &g.frames {
+            let args = if f.inlined { "..." } else { "" };
+            let c = if f.lang == crate::unwind::Lang::C {
+                "[C] "
+            } else {
+                ""
+            };
+            let _ = writeln!(o, "{c}{}({args})", f.function.as_deref().unwrap_or("??"));
+            let _ = writeln!(
+                o,
+                "\t{}:{} pc={:#x}",
+                f.file.as_deref().unwrap_or("?"),
+                opt(f.line),
+                f.pc
+            );
+        }
+        if let Some(why) = &g.stack_truncated {
+            let _ = writeln!(o, "\t... stack ends early: {why}");
+        }
+        if let Some(c) = &g.created_by {
+            let parent = g
+                .parent_goid
+                .map(|p| format!(" in goroutine {p}"))
+                .unwrap_or_default();
+            let _ = writeln!(o, "created by {c}{parent}");
+        }
+        let _ = writeln!(o);
+    }
+    o
+}
+
+/// The stack of one thread, every frame.
+pub fn thread_stack(r: &Report, tid: u32) -> Option<String> {
+    let t = r.threads.iter().find(|t| t.tid == tid)?;
+    let one = Report {
+        threads: vec![t.clone()],
+        ..r.clone()
+    };
+    let mut o = String::new();
+    thread_stacks(&mut o, &one, true);
+    Some(o.lines().skip(2).map(|l| format!("{l}\n")).collect())
 }
 
 /// A `GODEBUG=schedtrace=1,scheddetail=1`-style summary computed from the core.

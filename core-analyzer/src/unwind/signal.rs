@@ -162,3 +162,24 @@ pub fn signal_name(signo: i32) -> String {
         _ => format!("signal {signo}"),
     }
 }
+
+/// The syscall number a libc wrapper loads just before its syscall
+/// instruction (`mov $nr,%eax; syscall` / `mov x8,#nr; svc #0`), for when the
+/// registers lost it. `pc` is just past the syscall instruction.
+pub fn syscall_nr_from_code(mem: &dyn Memory, arch: Arch, pc: u64) -> Option<u64> {
+    match arch {
+        Arch::X86_64 => {
+            let mut b = [0u8; 7];
+            mem.read(pc.checked_sub(7)?, &mut b).ok()?;
+            (b[0] == 0xb8 && b[5..] == [0x0f, 0x05])
+                .then(|| u32::from_le_bytes([b[1], b[2], b[3], b[4]]) as u64)
+        }
+        Arch::Aarch64 => {
+            let mov = mem.u32(pc.checked_sub(8)?).ok()?;
+            let svc = mem.u32(pc.checked_sub(4)?).ok()?;
+            // movz x8, #imm16
+            (svc == 0xd400_0001 && mov & 0xffe0_001f == 0xd280_0008)
+                .then_some(((mov >> 5) & 0xffff) as u64)
+        }
+    }
+}

@@ -279,5 +279,10 @@ func main() {
 		fmt.Printf("SCENARIO %s tid=%d goid=%d\n", names[s], C.scenario_tid(C.int(s)), id)
 	}
 	fmt.Printf("READY pid=%d main_goid=%d\n", syscall.Getpid(), goid())
+	if os.Getenv("CGOSTUCK_TRAP") != "" {
+		// Under a debugger: stop here, every scenario in place (the tests of
+		// the gdb and lldb commands on a live process).
+		syscall.Kill(syscall.Getpid(), syscall.SIGTRAP)
+	}
 	select {}
 }

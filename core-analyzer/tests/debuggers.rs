@@ -1,0 +1,525 @@
+//! The gdb and lldb faces, driven by real gdb 13 and lldb-16 in batch mode:
+//! on cores of several Go versions and on a live scenario process stopped
+//! under the debugger, `info cgo-threads` / `cgo threads` must report the same
+//! M, lockedExt, lockedInt, lockedg and goroutine for every thread as
+//! `cgocore analyze` on a core of the same state, and as the scenario program
+//! says. Bad situations (no process, a non-Go program, a running process) give
+//! one line, never a Python traceback.
+//!
+//! Needs the `cgocore` Python package (python-ext, built by scripts/test-all
+//! into .cache/python, or $CGOCORE_PYTHONPATH).
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn python_path() -> Option<PathBuf> {
+    let p = std::env::var_os("CGOCORE_PYTHONPATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".cache/python"));
+    p.join("cgocore/__init__.py").exists().then_some(p)
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new(cmd).arg("--version").output().is_ok()
+}
+
+/// The debugger and the package, or a skip (a failure in the full run).
+fn ready(debugger: &str) -> Option<PathBuf> {
+    match (have(debugger), python_path()) {
+        (true, Some(p)) => Some(p),
+        (d, p) => {
+            assert!(
+                !require_generated(),
+                "{debugger} installed: {d}; cgocore package built: {}",
+                p.is_some()
+            );
+            eprintln!("{debugger} or the cgocore Python package missing; skipped");
+            None
+        }
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// (M, lockedExt, lockedInt, lockedg, curg) per tid, as the table prints them.
+type Rows = BTreeMap<u32, [String; 5]>;
+
+/// Rows of the thread table printed after `marker`.
+fn table(out: &str, marker: &str) -> Rows {
+    let mut rows = Rows::new();
+    // The marker on a line of its own (lldb also echoes the command that printed it).
+    let mut lines = out.lines().skip_while(|l| l.trim() != marker).skip(1);
+    for line in lines.by_ref() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.first().is_some_and(|x| x.starts_with("===")) {
+            break;
+        }
+        // #  TID  KIND  M  LOCKEXT  LOCKINT  LOCKEDG  CURG ...
+        if f.len() >= 8 && f[0].parse::<u32>().is_ok() {
+            if let Ok(tid) = f[1].parse() {
+                rows.insert(tid, [f[3], f[4], f[5], f[6], f[7]].map(String::from));
+            }
+        }
+    }
+    rows
+}
+
+/// The same columns from the library's report.
+fn expected(r: &cgocore::report::Report) -> Rows {
+    let o = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    r.threads
+        .iter()
+        .map(|t| {
+            let m = r.ms.iter().find(|m| Some(m.id) == t.m);
+            (
+                t.tid,
+                [
+                    o(t.m.map(|m| format!("M{m}"))),
+                    o(m.map(|m| m.locked_ext.to_string())),
+                    o(m.map(|m| m.locked_int.to_string())),
+                    o(t.lockedg.map(|g| g.to_string())),
+                    o(t.curg.map(|g| g.to_string())),
+                ],
+            )
+        })
+        .collect()
+}
+
+/// Scenario threads in C carry their goroutine (from the program's own lines).
+fn check_scenarios(rows: &Rows, scenarios: &BTreeMap<String, (u32, u64)>, what: &str) {
+    for name in [
+        "read_pipe",
+        "mutex_waiter",
+        "locked_in_c",
+        "dns",
+        "deadlock_ab",
+    ] {
+        let Some((tid, goid)) = scenarios.get(name) else {
+            panic!("{what}: scenario {name} missing");
+        };
+        let row = rows
+            .get(tid)
+            .unwrap_or_else(|| panic!("{what}: thread {tid} ({name}) missing"));
+        assert_eq!(row[4], goid.to_string(), "{what}: {name}: curg");
+    }
+    let (tid, _) = scenarios["locked_twice_go"];
+    assert_eq!(rows[&tid][1], "2", "{what}: locked_twice_go lockedExt");
+    let (tid, goid) = scenarios["locked_in_c"];
+    assert_eq!(
+        (rows[&tid][1].as_str(), rows[&tid][3].clone()),
+        ("1", goid.to_string()),
+        "{what}: locked_in_c lockedExt/lockedg"
+    );
+}
+
+fn scenarios_of(case: &CoreCase) -> BTreeMap<String, (u32, u64)> {
+    case.truth
+        .scenarios
+        .iter()
+        .map(|(k, s)| (k.clone(), (s.tid, s.goid)))
+        .collect()
+}
+
+/// `SCENARIO name tid=N goid=G` lines the program printed.
+fn scenarios_printed(out: &str) -> BTreeMap<String, (u32, u64)> {
+    out.lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("SCENARIO ")?;
+            let mut it = rest.split_whitespace();
+            let name = it.next()?.to_string();
+            let tid = it.next()?.strip_prefix("tid=")?.parse().ok()?;
+            let goid = it.next()?.strip_prefix("goid=")?.parse().ok()?;
+            Some((name, (tid, goid)))
+        })
+        .collect()
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cgocore-dbg-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A plain file copy of a (possibly zstd) input, for the debuggers.
+fn plain(src: &Path, dst: &Path) -> PathBuf {
+    std::fs::write(dst, &cgocore::input::open(src).unwrap().map[..]).unwrap();
+    let mut perm = std::fs::metadata(dst).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(dst, perm).unwrap();
+    dst.to_path_buf()
+}
+
+/// Cores of several Go versions: the fixtures and, when generated, plain
+/// kernel and gcore cores of the oldest and newest releases.
+fn core_cases() -> Vec<CoreCase> {
+    let mut v = fixtures();
+    v.extend(generated().into_iter().filter(|c| {
+        c.truth.variant == "plain" && (c.name.starts_with("go1.21") || c.name.starts_with("go1.27"))
+    }));
+    v
+}
+
+fn gdb(args: &[&str], pp: &Path) -> Output {
+    Command::new("gdb")
+        .args([
+            "-nx",
+            "-batch",
+            "-ex",
+            "set auto-load no",
+            "-ex",
+            "set pagination off",
+        ])
+        .args([
+            "-ex",
+            &format!("source {}", root().join("gdb-scripts/cgocore.py").display()),
+        ])
+        .args(args)
+        .env("CGOCORE_PYTHONPATH", pp)
+        .output()
+        .unwrap()
+}
+
+fn lldb(args: &[&str], pp: &Path) -> Output {
+    Command::new("lldb-16")
+        .args(["-b", "--no-lldbinit", "-o"])
+        .arg(format!(
+            "command script import {}",
+            root().join("lldb-scripts/cgocore_lldb.py").display()
+        ))
+        .args(args)
+        .env("CGOCORE_PYTHONPATH", pp)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn gdb_on_cores_matches_the_cli_and_go() {
+    let Some(pp) = ready("gdb") else { return };
+    let dir = tmpdir("gdbcore");
+    for (i, c) in core_cases().iter().enumerate() {
+        let exe = plain(&c.exe, &dir.join(format!("exe{i}")));
+        let core = plain(&c.core, &dir.join(format!("core{i}")));
+        let want = analyze(c);
+        let waiter = c.truth.scenarios["mutex_waiter"].tid;
+        let m = want
+            .report
+            .threads
+            .iter()
+            .find(|t| t.tid == waiter)
+            .unwrap()
+            .m
+            .unwrap();
+        let out = gdb(
+            &[
+                exe.to_str().unwrap(),
+                core.to_str().unwrap(),
+                "-ex",
+                "echo ===THREADS===\\n",
+                "-ex",
+                "info cgo-threads",
+                "-ex",
+                "echo ===BT===\\n",
+                "-ex",
+                &format!("cgo-bt m {m}"),
+                "-ex",
+                "echo ===DIAG===\\n",
+                "-ex",
+                "cgo-diagnose",
+                "-ex",
+                "echo ===END===\\n",
+            ],
+            &pp,
+        );
+        let _ = std::fs::remove_file(&core);
+        let out = text(&out);
+        assert!(!out.contains("Traceback"), "{}: {out}", c.name);
+        let rows = table(&out, "===THREADS===");
+        assert_eq!(
+            rows,
+            expected(&want.report),
+            "{}: gdb table vs cgocore analyze\n{out}",
+            c.name
+        );
+        check_scenarios(&rows, &scenarios_of(c), &c.name);
+        let bt = &out[out.find("===BT===").unwrap()..out.find("===DIAG===").unwrap()];
+        assert!(
+            bt.contains("in C.block_mutex")
+                && bt.contains("runtime.asmcgocall")
+                && bt.contains("runtime.cgocall"),
+            "{}: cgo-bt m {m}:\n{bt}",
+            c.name
+        );
+        let diag = &out[out.find("===DIAG===").unwrap()..];
+        assert!(diag.contains("[CRITICAL] deadlock"), "{}: {diag}", c.name);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn lldb_on_cores_matches_the_cli_and_go() {
+    let Some(pp) = ready("lldb-16") else { return };
+    let dir = tmpdir("lldbcore");
+    for (i, c) in core_cases().iter().enumerate() {
+        let exe = plain(&c.exe, &dir.join(format!("exe{i}")));
+        let core = plain(&c.core, &dir.join(format!("core{i}")));
+        let want = analyze(c);
+        let out = lldb(
+            &[
+                "-o",
+                &format!("target create {} --core {}", exe.display(), core.display()),
+                "-o",
+                "script print('===THREADS===')",
+                "-o",
+                "cgo threads",
+                "-o",
+                "script print('===BT===')",
+                "-o",
+                "cgo bt g 1",
+                "-o",
+                "script print('===END===')",
+            ],
+            &pp,
+        );
+        let _ = std::fs::remove_file(&core);
+        let out = text(&out);
+        assert!(!out.contains("Traceback"), "{}: {out}", c.name);
+        let rows = table(&out, "===THREADS===");
+        assert_eq!(
+            rows,
+            expected(&want.report),
+            "{}: lldb table vs cgocore analyze\n{out}",
+            c.name
+        );
+        check_scenarios(&rows, &scenarios_of(c), &c.name);
+        assert!(
+            out.contains("goroutine 1 "),
+            "{}: cgo bt g 1:\n{out}",
+            c.name
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The newest generated scenario binary (it stops itself with SIGTRAP when
+/// ready if CGOSTUCK_TRAP is set).
+fn live_binary() -> Option<PathBuf> {
+    let p = generated()
+        .into_iter()
+        .filter(|c| c.truth.variant == "plain")
+        .map(|c| c.exe)
+        .next_back()?;
+    std::fs::read(&p)
+        .ok()?
+        .windows(13)
+        .any(|w| w == b"CGOSTUCK_TRAP")
+        .then_some(p)
+}
+
+#[test]
+fn gdb_on_a_live_process_matches_a_core_of_the_same_state() {
+    let Some(pp) = ready("gdb") else { return };
+    let Some(exe) = live_binary() else {
+        assert!(!require_generated(), "no generated scenario binary");
+        return;
+    };
+    let dir = tmpdir("gdblive");
+    let core = dir.join("core");
+    let out = gdb(
+        &[
+            "-ex",
+            "set environment CGOSTUCK_TRAP=1",
+            "-ex",
+            "set environment GOMAXPROCS=2",
+            "-ex",
+            "handle SIGTRAP stop",
+            // The scenario raises SIGUSR2 into its own C handler; Go preempts with SIGURG.
+            "-ex",
+            "handle SIGUSR2 nostop noprint pass",
+            "-ex",
+            "handle SIGURG nostop noprint pass",
+            "-ex",
+            "run -parked 40",
+            "-ex",
+            "echo ===THREADS===\\n",
+            "-ex",
+            "info cgo-threads",
+            "-ex",
+            "echo ===END===\\n",
+            "-ex",
+            &format!("gcore {}", core.display()),
+            "-ex",
+            "kill",
+            exe.to_str().unwrap(),
+        ],
+        &pp,
+    );
+    let out = text(&out);
+    assert!(!out.contains("Traceback"), "{out}");
+    let rows = table(&out, "===THREADS===");
+    assert!(!rows.is_empty(), "no table:\n{out}");
+    check_scenarios(&rows, &scenarios_printed(&out), "gdb live");
+    let p = cgocore::Process::from_core(
+        &core,
+        &cgocore::OpenOptions {
+            exe: Some(exe.clone()),
+            sysroot: None,
+        },
+    )
+    .unwrap();
+    let a = cgocore::analyze(p, None).unwrap();
+    assert_eq!(
+        rows,
+        expected(&a.report),
+        "live table vs the gcore of the same state"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn lldb_on_a_live_process_matches_the_program() {
+    let Some(pp) = ready("lldb-16") else { return };
+    let Some(exe) = live_binary() else {
+        assert!(!require_generated(), "no generated scenario binary");
+        return;
+    };
+    let out = lldb(
+        &[
+            "-o",
+            &format!("target create {}", exe.display()),
+            "-o",
+            "settings set target.env-vars CGOSTUCK_TRAP=1 GOMAXPROCS=2",
+            "-o",
+            "process handle SIGTRAP --stop true --notify true --pass false",
+            "-o",
+            "process handle SIGUSR2 --stop false --notify false --pass true",
+            "-o",
+            "process handle SIGURG --stop false --notify false --pass true",
+            "-o",
+            "process launch -- -parked 40",
+            "-o",
+            "script print('===THREADS===')",
+            "-o",
+            "cgo threads",
+            "-o",
+            "script print('===END===')",
+            "-o",
+            "process kill",
+        ],
+        &pp,
+    );
+    let out = text(&out);
+    assert!(!out.contains("Traceback"), "{out}");
+    let rows = table(&out, "===THREADS===");
+    assert!(!rows.is_empty(), "no table:\n{out}");
+    check_scenarios(&rows, &scenarios_printed(&out), "lldb live");
+}
+
+#[test]
+fn debuggers_say_one_line_when_there_is_nothing_to_explain() {
+    let Some(pp) = ready("gdb") else { return };
+    // No inferior at all.
+    let out = text(&gdb(&["-ex", "info cgo-threads"], &pp));
+    assert!(out.contains("cgocore: no process or core"), "{out}");
+    // A C program: not Go.
+    let out = text(&gdb(
+        &["-ex", "starti", "-ex", "info cgo-threads", "/bin/true"],
+        &pp,
+    ));
+    assert!(out.contains("not a Go program"), "{out}");
+    assert!(!out.contains("Traceback"), "{out}");
+    // A running process.
+    if let Some(exe) = live_binary() {
+        let out = text(&gdb(
+            &[
+                "-ex",
+                "set non-stop on",
+                "-ex",
+                "handle SIGUSR2 nostop noprint pass",
+                "-ex",
+                "run -parked 4 > /dev/null &",
+                "-ex",
+                "shell sleep 2",
+                "-ex",
+                "info cgo-threads",
+                "-ex",
+                "interrupt -a",
+                "-ex",
+                "shell sleep 1",
+                "-ex",
+                "kill",
+                exe.to_str().unwrap(),
+            ],
+            &pp,
+        ));
+        assert!(out.contains("cgocore: the process is running"), "{out}");
+    }
+    if have("lldb-16") {
+        let out = text(&lldb(&["-o", "cgo threads"], &pp));
+        assert!(out.contains("cgocore: no process or core"), "{out}");
+        let out = text(&lldb(
+            &[
+                "-o",
+                "target create /bin/true",
+                "-o",
+                "process launch --stop-at-entry",
+                "-o",
+                "cgo threads",
+                "-o",
+                "process kill",
+            ],
+            &pp,
+        ));
+        assert!(out.contains("not a Go program"), "{out}");
+        assert!(!out.contains("Traceback"), "{out}");
+    }
+}
+
+/// The Python API returns the CLI's JSON report as Python objects.
+#[test]
+fn python_api_matches_the_cli() {
+    let Some(pp) = python_path() else {
+        assert!(!require_generated(), "cgocore Python package not built");
+        return;
+    };
+    let c = &fixtures()[0];
+    let script = format!(
+        "import cgocore, json\n\
+         r = cgocore.analyze_core({core:?}, exe={exe:?})\n\
+         print(json.dumps([[t['tid'], t['m'], t['curg'], (t['blocked'] or {{}}).get('class')] for t in r['threads']]))\n\
+         try:\n    cgocore.analyze_core('/dev/null')\nexcept cgocore.CgocoreError as e:\n    print('ERR', e)\n",
+        core = c.core.display().to_string(),
+        exe = c.exe.display().to_string()
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .env("PYTHONPATH", &pp)
+        .output()
+        .unwrap();
+    let s = text(&out);
+    let first = s.lines().next().unwrap_or_default();
+    let got: serde_json::Value = serde_json::from_str(first).unwrap_or_else(|e| panic!("{e}: {s}"));
+    let r = analyze(c).report;
+    let want: Vec<serde_json::Value> = r
+        .threads
+        .iter()
+        .map(|t| {
+            serde_json::json!([
+                t.tid,
+                t.m,
+                t.curg,
+                t.blocked.as_ref().map(|b| b.class.clone())
+            ])
+        })
+        .collect();
+    assert_eq!(got, serde_json::Value::Array(want));
+    assert!(s.contains("ERR ") && !s.contains("Traceback"), "{s}");
+}
