@@ -68,9 +68,10 @@ fn analyze_core_json(
 
 /// Analyze a target a debugger describes. `read(addr, size)` returns bytes or
 /// None; `threads` is `[(tid, {register: value})]`; `modules` is
-/// `[(path, address of its ELF header)]`. Returns `(report JSON, bridged reads)`.
+/// `[(path, address of its ELF header)]`; `read_pages`: pages per bridged read.
+/// Returns `(report JSON, bridged reads)`.
 #[pyfunction]
-#[pyo3(signature = (read, threads, modules, exe, arch="x86_64", pid=None, sysroot=None, goroutine_frames=false, rules=None))]
+#[pyo3(signature = (read, threads, modules, exe, arch="x86_64", pid=None, sysroot=None, goroutine_frames=false, rules=None, read_pages=16))]
 #[allow(clippy::too_many_arguments)]
 fn analyze_target_json(
     read: Py<PyAny>,
@@ -82,6 +83,7 @@ fn analyze_target_json(
     sysroot: Option<PathBuf>,
     goroutine_frames: bool,
     rules: Option<PathBuf>,
+    read_pages: u64,
 ) -> PyResult<(String, usize)> {
     let arch = match arch {
         "x86_64" | "amd64" | "i386:x86-64" => Arch::X86_64,
@@ -100,7 +102,7 @@ fn analyze_target_json(
                 Some(b.as_bytes().to_vec())
             })
         };
-        let mem = PagedMemory::new(Box::new(reader));
+        let mem = PagedMemory::with_block_pages(Box::new(reader), read_pages);
         let reads = mem.reads.clone();
         let desc = TargetDesc {
             arch,

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 const PAGE: u64 = 4096;
-/// Pages fetched per bridged read.
-const BLOCK_PAGES: u64 = 16;
+/// Pages fetched per bridged read, by default. A bridge whose reads cost by
+/// the byte (lldb reading a live process) wants fewer.
+pub const BLOCK_PAGES: u64 = 16;
 /// Most pages kept; beyond this the cache starts over (a bounded footprint).
 const MAX_PAGES: usize = 1 << 16;
 
@@ -21,14 +22,20 @@ pub struct PagedMemory {
     pages: Mutex<HashMap<u64, Option<Arc<[u8]>>>>,
     /// Blocks that cannot be read whole: fetched page by page.
     partial: Mutex<std::collections::HashSet<u64>>,
+    block_pages: u64,
     /// Bridged reads made (for benchmarks and tests), shareable.
     pub reads: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl PagedMemory {
     pub fn new(read: Box<ReadFn>) -> PagedMemory {
+        Self::with_block_pages(read, BLOCK_PAGES)
+    }
+
+    pub fn with_block_pages(read: Box<ReadFn>, block_pages: u64) -> PagedMemory {
         PagedMemory {
             read,
+            block_pages: block_pages.clamp(1, 256),
             pages: Mutex::new(HashMap::new()),
             partial: Default::default(),
             reads: Default::default(),
@@ -50,12 +57,12 @@ impl PagedMemory {
             pages.clear();
         }
         // A whole block in one bridged read; page by page if part of it is unmapped.
-        let first = n - n % BLOCK_PAGES;
+        let first = n - n % self.block_pages;
         let mut partial = self.partial.lock().unwrap_or_else(|e| e.into_inner());
         let whole = if partial.contains(&first) {
             None
         } else {
-            self.fetch(first * PAGE, (BLOCK_PAGES * PAGE) as usize)
+            self.fetch(first * PAGE, (self.block_pages * PAGE) as usize)
         };
         if let Some(block) = whole {
             for (i, chunk) in block.chunks(PAGE as usize).enumerate() {

@@ -55,12 +55,13 @@ class Analysis:
 
 
 def analyze_target(read, threads, modules, exe, arch="x86_64", pid=None, sysroot=None,
-                   goroutine_frames=False, rules=None):
+                   goroutine_frames=False, rules=None, read_pages=16):
     """Analyze a target a debugger describes; returns an Analysis.
 
     read(addr, size) -> bytes or None; threads: [(tid, {register: value})];
-    modules: [(path, address of its ELF header)].
+    modules: [(path, address of its ELF header)]; read_pages: 4 KiB pages per
+    bridged read (fewer where the bridge pays by the byte).
     """
     j, n = analyze_target_json(read, threads, modules, exe, arch, pid, sysroot,
-                               goroutine_frames, rules)
+                               goroutine_frames, rules, read_pages)
     return Analysis(j, n)
