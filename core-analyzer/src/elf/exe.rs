@@ -69,12 +69,13 @@ impl Binary {
         self.object().symbols().next().is_some()
     }
 
-    /// Section bytes from the file and its link-time address.
+    /// Section bytes from the file and its link-time address. ELF names
+    /// (`.gopclntab`) also find the Mach-O sections Go writes (`__gopclntab`).
     pub fn section(&self, name: &str) -> Option<(u64, &[u8])> {
         // Bytes borrowed from the mmap outlive the temporary object::File.
         let data: &[u8] = &self.file.map;
         let obj = object::File::parse(data).ok()?;
-        let s = obj.section_by_name(name)?;
+        let s = find_section(&obj, name)?;
         let (off, size) = s.file_range()?;
         Some((s.address(), data.get(off as usize..(off + size) as usize)?))
     }
@@ -98,7 +99,7 @@ impl Binary {
 
     pub fn section_range(&self, name: &str) -> Option<(u64, u64)> {
         let obj = self.object();
-        let s = obj.section_by_name(name)?;
+        let s = find_section(&obj, name)?;
         Some((s.address(), s.address() + s.size()))
     }
 
@@ -146,6 +147,17 @@ impl Binary {
         let n = data.len().min(64);
         &data[..n]
     }
+}
+
+/// A section by its ELF name, or the Mach-O name Go's linker gives it
+/// (`.go.buildinfo` -> `__go_buildinfo`, `.gopclntab` -> `__gopclntab`).
+fn find_section<'d, 'f>(obj: &'f object::File<'d>, name: &str) -> Option<object::Section<'d, 'f>> {
+    obj.section_by_name(name).or_else(|| {
+        let macho = format!("__{}", name.trim_start_matches('.').replace('.', "_"));
+        (obj.format() == object::BinaryFormat::MachO)
+            .then(|| obj.section_by_name(&macho))
+            .flatten()
+    })
 }
 
 /// The detached debug file of `binary` (`/usr/lib/debug/.build-id/xx/yyyy.debug`,

@@ -13,7 +13,7 @@ use crate::elf::buildinfo::{self, BuildInfo};
 use crate::layout::{self, table::VersionFacts, Layout};
 use crate::process::Process;
 use crate::symbolize::pclntab::Pclntab;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 pub use g::G;
 pub use m::M;
 pub use p::P;
@@ -129,22 +129,5 @@ impl GoRuntime {
 
 /// The pclntab: from its section, else found by magic in the executable.
 fn load_pclntab(p: &Process) -> Result<Pclntab> {
-    let exe = &p.exe;
-    if let Some((addr, bytes)) = exe.section(".gopclntab") {
-        return Pclntab::parse(bytes.to_vec(), p.rt(addr));
-    }
-    // 1.21-1.25 external-link PIE merges it into .data.rel.ro; stripped files may
-    // have no sections at all: search the file's loadable segments by magic.
-    use object::{Object, ObjectSegment};
-    let obj = exe.object();
-    for seg in obj.segments() {
-        let Ok(data) = seg.data() else { continue };
-        if let Some(off) = Pclntab::scan(data) {
-            return Pclntab::parse(data[off..].to_vec(), p.rt(seg.address() + off as u64));
-        }
-    }
-    bail!(
-        "no Go pclntab in {} (not a Go 1.21+ binary?)",
-        exe.path().display()
-    )
+    Pclntab::load(&p.exe, p.bias)
 }

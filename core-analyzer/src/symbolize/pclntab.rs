@@ -51,6 +51,40 @@ fn u64le(b: &[u8], off: usize) -> Option<u64> {
 }
 
 impl Pclntab {
+    /// The pclntab of an executable loaded `bias` above its link addresses:
+    /// its section (`.gopclntab`, Mach-O `__gopclntab`), else found by magic
+    /// in the loadable segments (1.21-1.25 external-link PIE merges it into
+    /// `.data.rel.ro`; stripped files may have no sections at all).
+    pub fn load(exe: &crate::elf::exe::Binary, bias: u64) -> Result<Pclntab> {
+        let mut t = match exe.section(".gopclntab") {
+            Some((addr, bytes)) => Pclntab::parse(bytes.to_vec(), addr.wrapping_add(bias))?,
+            None => {
+                use object::{Object, ObjectSegment};
+                let obj = exe.object();
+                let found = obj.segments().find_map(|seg| {
+                    let data = seg.data().ok()?;
+                    let off = Pclntab::scan(data)?;
+                    Some((data[off..].to_vec(), seg.address() + off as u64))
+                });
+                let Some((data, addr)) = found else {
+                    bail!(
+                        "no Go pclntab in {} (not a Go 1.21+ binary?)",
+                        exe.path().display()
+                    );
+                };
+                Pclntab::parse(data, addr.wrapping_add(bias))?
+            }
+        };
+        // Mach-O leaves textStart for dyld to relocate: it is runtime.text,
+        // the start of the text section.
+        if t.text == 0 {
+            if let Some((start, _)) = exe.section_range(".text") {
+                t.text = start.wrapping_add(bias);
+            }
+        }
+        Ok(t)
+    }
+
     /// `data` starts at the pcHeader; `addr` is its runtime address.
     pub fn parse(data: Vec<u8>, addr: u64) -> Result<Pclntab> {
         let magic = u32le(&data, 0).unwrap_or(0);
