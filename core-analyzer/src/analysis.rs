@@ -101,6 +101,29 @@ pub fn analyze_with(
             borrowed.insert(m.addr, m);
         }
     }
+    // A thread Go is still starting has no procid yet (minit sets it after
+    // the signal setup): its stack pointer is on its M's g0 or gsignal stack.
+    let glayout = runtime::g::GLayout::new(&rt)?;
+    let unclaimed: Vec<&M> = ms
+        .iter()
+        .filter(|m| m.procid == 0 && !is_free_extra(m, &g_by_addr, dead) && !m.isextra)
+        .collect();
+    if !unclaimed.is_empty() {
+        for t in &process.threads {
+            if m_of_tid.contains_key(&(t.tid as u64)) {
+                continue;
+            }
+            let sp = t.regs.sp();
+            let on = |g: u64| {
+                glayout
+                    .read(mem, g)
+                    .is_ok_and(|g| g.stack_lo <= sp && sp < g.stack_hi)
+            };
+            if let Some(m) = unclaimed.iter().find(|m| on(m.g0) || on(m.gsignal)) {
+                m_of_tid.insert(t.tid as u64, m);
+            }
+        }
+    }
     let borrowed_for = |tid: u32| {
         borrowed
             .values()
@@ -117,7 +140,6 @@ pub fn analyze_with(
     };
     let modules = Modules::new(&process);
     let native = NativeUnwinder::new(process.arch, &modules);
-    let glayout = runtime::g::GLayout::new(&rt)?;
     let cgo_frames = rt
         .facts
         .cgo_frames
@@ -221,7 +243,14 @@ pub fn analyze_with(
             tid: (m.procid != 0
                 && thread_ids.contains(&m.procid)
                 && !is_free_extra(m, &g_by_addr, dead))
-            .then_some(m.procid as u32),
+            .then_some(m.procid as u32)
+            .or_else(|| {
+                // A thread still starting, found by its stack.
+                m_of_tid
+                    .iter()
+                    .find(|(_, x)| x.addr == m.addr && m.procid == 0)
+                    .map(|(t, _)| *t as u32)
+            }),
             signal_borrowed: borrowed.contains_key(&m.addr),
             procid: m.procid,
             locked_ext: m.locked_ext,

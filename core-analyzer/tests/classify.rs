@@ -202,6 +202,14 @@ fn check_findings(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
     if extra.len() != 1 || tids(extra[0]) != set(&["extra_m_parked", "extra_m_in_c"]) {
         e(format!("extra-ms {extra:?}"));
     }
+    // The scenario ends one goroutine while locked: its thread is gone, and
+    // the runtime counted it.
+    let exited = of_kind(r, "exited-while-locked");
+    if r.sched.is_some()
+        && (exited.len() != 1 || exited[0].evidence["nmfreed"].as_i64().unwrap_or(0) < 1)
+    {
+        e(format!("exited-while-locked {exited:?}"));
+    }
     if of_kind(r, "thread-pileup").len() != 1 {
         e("no thread-pileup finding with two dozen threads in C and GOMAXPROCS 2".into());
     }

@@ -358,6 +358,52 @@ pub fn findings(r: &Report, g: &Graph) -> Vec<Finding> {
         }
     }
 
+    // A goroutine that exits while locked takes its thread with it: the core
+    // cannot show the goroutine, but the runtime counts the threads it ended.
+    if let Some(s) = r.sched.as_ref().filter(|s| s.nmfreed > 0) {
+        // Go cannot end the main thread: it wedges it in mexit instead.
+        let wedged: Vec<&ThreadInfo> = r
+            .threads
+            .iter()
+            .filter(|t| {
+                t.frames
+                    .iter()
+                    .any(|f| f.function.as_deref() == Some("runtime.mexit"))
+            })
+            .collect();
+        let ended = s.nmfreed - wedged.len() as i64;
+        let mut summary = format!(
+            "{} goroutine{} exited while locked to {} thread (LockOSThread without UnlockOSThread): ",
+            s.nmfreed,
+            if s.nmfreed == 1 { "" } else { "s" },
+            if s.nmfreed == 1 { "its" } else { "their" }
+        );
+        if ended > 0 {
+            summary.push_str(&format!(
+                "Go ended {ended} thread{} (sched.nmfreed)",
+                if ended == 1 { "" } else { "s" }
+            ));
+        }
+        if let Some(t) = wedged.first() {
+            if ended > 0 {
+                summary.push_str("; ");
+            }
+            summary.push_str(&format!(
+                "the main {} is wedged for good in runtime.mexit",
+                who(t)
+            ));
+        }
+        let mut ev = evidence(&wedged);
+        ev["nmfreed"] = serde_json::json!(s.nmfreed);
+        out.push(Finding {
+            kind: "exited-while-locked".into(),
+            severity: Severity::Info,
+            summary,
+            evidence: ev,
+            advice: "the goroutines are gone and cannot be shown; if threads keep being created and ended, a goroutine that locks its thread exits without UnlockOSThread (deliberate for threads whose state was changed, else a leak)".into(),
+        });
+    }
+
     let foreign: Vec<&ThreadInfo> = r
         .threads
         .iter()

@@ -173,3 +173,157 @@ mod tests {
         assert!(r.libraries.iter().any(|l| l.library == "cuda"));
     }
 }
+
+/// Rules on synthetic stacks, for the classes no scenario can reach
+/// deterministically (an arena or environment lock held inside glibc, CUDA).
+#[cfg(test)]
+mod synthetic {
+    use super::*;
+
+    fn classify(
+        frames: &[&str],
+        modules: &[&str],
+        syscall: Option<&str>,
+    ) -> (String, Option<String>) {
+        let r = Rules::builtin();
+        let frames: Vec<String> = frames.iter().map(|f| normalize(f)).collect();
+        let modules: Vec<String> = modules.iter().map(|m| m.to_string()).collect();
+        let s = Subject {
+            frames: &frames,
+            modules: &modules,
+            syscall,
+            in_syscall: syscall.is_some(),
+        };
+        let class = r
+            .classes
+            .iter()
+            .find(|c| c.matches(&s))
+            .map_or("unclassified".to_string(), |c| c.class.clone());
+        let lib = r
+            .libraries
+            .iter()
+            .find(|l| l.matches(&s, &class))
+            .map(|l| format!("{}: {}", l.library, l.explain));
+        (class, lib)
+    }
+
+    #[test]
+    fn locks_inside_the_c_library() {
+        let futex = Some("futex");
+        assert_eq!(
+            classify(
+                &[
+                    "__GI___lll_lock_wait_private",
+                    "_int_malloc",
+                    "__GI___libc_malloc"
+                ],
+                &["libc.so.6"],
+                futex
+            )
+            .0,
+            "malloc-lock"
+        );
+        assert_eq!(
+            classify(
+                &["__lll_lock_wait_private", "__add_to_environ", "setenv"],
+                &["libc.so.6"],
+                futex
+            )
+            .0,
+            "env-lock"
+        );
+        // An allocation inside stdio waits for the arena, not the FILE.
+        assert_eq!(
+            classify(
+                &[
+                    "__lll_lock_wait_private",
+                    "_int_malloc",
+                    "malloc",
+                    "_IO_file_doallocate",
+                    "fputs"
+                ],
+                &[],
+                futex
+            )
+            .0,
+            "malloc-lock"
+        );
+        // musl names.
+        assert_eq!(
+            classify(
+                &["__wait", "__lock", "setenv"],
+                &["libc.musl-x86_64.so.1"],
+                futex
+            )
+            .0,
+            "env-lock"
+        );
+        assert_eq!(
+            classify(
+                &[
+                    "__timedwait_cp",
+                    "__pthread_cond_timedwait",
+                    "pthread_cond_wait"
+                ],
+                &[],
+                futex
+            )
+            .0,
+            "condvar"
+        );
+    }
+
+    #[test]
+    fn libraries() {
+        let (class, lib) = classify(
+            &["ioctl", "cuCtxSynchronize"],
+            &["libcuda.so.1"],
+            Some("ioctl"),
+        );
+        assert_eq!(class, "unclassified");
+        assert!(lib.unwrap().starts_with("cuda:"));
+        let (class, lib) = classify(
+            &[
+                "__GI___clock_nanosleep",
+                "__GI___nanosleep",
+                "usleep",
+                "unixSleep",
+                "sqliteDefaultBusyCallback",
+                "sqlite3_step",
+            ],
+            &["libsqlite3.so.0"],
+            Some("clock_nanosleep"),
+        );
+        assert_eq!(class, "sleep");
+        assert!(lib.unwrap().starts_with("sqlite: SQLite's busy handler"));
+        let (class, lib) = classify(
+            &["epoll_wait", "uv__io_poll", "uv_run"],
+            &[],
+            Some("epoll_wait"),
+        );
+        assert_eq!(
+            (class.as_str(), lib.unwrap().starts_with("libuv")),
+            ("poll", true)
+        );
+        let (class, lib) = classify(
+            &[
+                "__libc_read",
+                "sock_read",
+                "BIO_read",
+                "ssl3_read_bytes",
+                "SSL_read",
+            ],
+            &["libssl.so.3"],
+            Some("read"),
+        );
+        assert_eq!(
+            (class.as_str(), lib.unwrap().starts_with("openssl")),
+            ("read", true)
+        );
+        // A thread in C user code, not in a syscall.
+        assert_eq!(
+            classify(&["crunch_numbers"], &[], None),
+            ("busy".to_string(), None)
+        );
+    }
+}

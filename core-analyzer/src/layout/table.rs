@@ -46,6 +46,9 @@ pub struct CgoFrames {
     /// `asmcgocall` saves the goroutine's g here, counted from the CFA of the C
     /// function it calls (the SP right after that call returns).
     pub asmcgocall_old_g: u64,
+    /// Where `asmcgocall` keeps the stack depth (switching path) or, when it
+    /// was called on g0 (old g 0), the caller's SP; from the same CFA.
+    pub asmcgocall_saved_sp: u64,
     /// `cgocallback` saves the previous `g0.sched.sp` here, from its own SP.
     pub cgocallback_saved_sp: u64,
 }

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 pub struct Sched {
     /// `mcount()`: Ms ever created minus Ms freed (schedtrace's `threads=`).
     pub mcount: i64,
+    /// Ms whose thread exited (`sched.nmfreed`). Go ends a thread only when a
+    /// goroutine exits while locked to it (LockOSThread without Unlock).
+    pub nmfreed: i64,
     pub maxmcount: i32,
     /// Idle Ms (`nmidle`), and Ms parked because their locked goroutine is not runnable.
     pub idle_ms: i32,
@@ -45,6 +48,7 @@ pub fn read(rt: &GoRuntime, p: &Process) -> Result<Option<Sched>> {
     let runq = f("runqsize").or_else(|| f("runq.size"));
     Ok(Some(Sched {
         mcount: (v.u64(f("mnext")) as i64).wrapping_sub(v.u64(f("nmfreed")) as i64),
+        nmfreed: v.u64(f("nmfreed")) as i64,
         maxmcount: v.u32(f("maxmcount")) as i32,
         idle_ms: v.u32(f("nmidle")) as i32,
         idle_locked_ms: v.u32(f("nmidlelocked")) as i32,

@@ -403,6 +403,11 @@ impl Stitcher<'_> {
             return Ok(());
         }
         out.close_segment(&mut w.segment, Role::Own);
+        if old_g == 0 {
+            // Called on g0 itself (a runtime-internal C call: thread creation,
+            // setenv): no switch; its caller's SP was saved instead of a g.
+            return self.resume_after_nosave(cfa, w);
+        }
         let Some(g) = self.read_g(old_g) else {
             return Err(Some(format!(
                 "asmcgocall's saved g {old_g:#x} is unreadable"
@@ -427,6 +432,34 @@ impl Stitcher<'_> {
             pc: g.syscallpc,
             sp: g.syscallsp,
             fp: g.syscallbp.unwrap_or(g.sched_bp),
+            lr: 0,
+        };
+        w.first = false;
+        Ok(())
+    }
+
+    /// Continue at the Go caller of an `asmcgocall` that ran C on the same stack.
+    fn resume_after_nosave(&self, cfa: u64, w: &mut Walk) -> Result<(), Option<String>> {
+        let orig = self
+            .mem()
+            .u64(cfa.wrapping_add(self.cgo.asmcgocall_saved_sp))
+            .map_err(|e| Some(format!("asmcgocall's saved stack pointer unreadable: {e}")))?;
+        // asmcgocall keeps a frame pointer: [orig] is the caller's BP and
+        // [orig+8] the return address (arm64: the LR slot is at [orig]).
+        let ret_slot = match self.go.arch {
+            Arch::X86_64 => orig.wrapping_add(8),
+            Arch::Aarch64 => orig,
+        };
+        let pc = self.mem().u64(ret_slot).unwrap_or(0);
+        if self.go.pcln.find(pc).is_none() {
+            return Err(Some(format!(
+                "asmcgocall ran C on g0 and its caller at {pc:#x} is not Go code"
+            )));
+        }
+        w.regs = Regs {
+            pc,
+            sp: ret_slot.wrapping_add(8),
+            fp: self.mem().u64(orig).unwrap_or(0),
             lr: 0,
         };
         w.first = false;

@@ -183,6 +183,17 @@ func parked(n int) {
 	}
 }
 
+// exitLocked runs a goroutine that exits while locked to its thread: Go ends
+// that thread (sched.nmfreed counts it).
+func exitLocked() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+	}()
+	<-done
+}
+
 // waitUntil polls a C readiness flag: a lock holder must hold before its waiter starts.
 func waitUntil(ready func() C.int) {
 	for ready() == 0 {
@@ -255,6 +266,7 @@ func main() {
 	C.start_extra_in_c(C.int(slotExtraInC))
 	C.start_foreign(C.int(slotForeign))
 	inC(slotCallback, false, func(s C.int) { C.call_back_into_go(s) })
+	exitLocked()
 	classes()
 	parked(*nParked)
 
