@@ -10,6 +10,10 @@ use crate::unwind::{go::GoUnwinder, signal, Frame, Lang, Stack};
 use anyhow::Result;
 use std::collections::HashMap;
 
+/// How often long walks let the core's pages go (see `Memory::release`).
+const RELEASE_EVERY_THREADS: usize = 64;
+const RELEASE_EVERY_GOROUTINES: usize = 2048;
+
 pub struct Analysis {
     pub process: Process,
     pub runtime: GoRuntime,
@@ -50,7 +54,19 @@ pub fn analyze_with(
     core: Option<String>,
     opts: &AnalyzeOptions,
 ) -> Result<Analysis> {
+    let rss = |what: &str| {
+        if std::env::var_os("CGOCORE_DEBUG_RSS").is_some() {
+            let st = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            let v: Vec<&str> = st
+                .lines()
+                .filter(|l| l.starts_with("VmRSS") || l.starts_with("VmHWM"))
+                .collect();
+            eprintln!("[{what}] {v:?}");
+        }
+    };
+    rss("start");
     let rt = GoRuntime::load(&process)?;
+    rss("runtime loaded");
     let mem = &*process.mem;
     let mut warnings: Vec<String> = process.warnings.clone();
     warnings.extend(rt.warnings.iter().cloned());
@@ -60,6 +76,7 @@ pub fn analyze_with(
         warnings.push(format!("goroutines unreadable: {e:#}"));
         vec![]
     });
+    rss("ms+gs read");
     let ps = runtime::p::all_ps(&rt, mem).unwrap_or_else(|e| {
         warnings.push(format!("Ps unreadable: {e:#}"));
         vec![]
@@ -133,12 +150,34 @@ pub fn analyze_with(
     let thread_ids: std::collections::HashSet<u64> =
         process.threads.iter().map(|t| t.tid as u64).collect();
 
-    let unwinder = GoUnwinder {
-        pcln: &rt.pcln,
-        mem,
-        arch: process.arch,
-    };
     let modules = Modules::new(&process);
+    // Decompressing and indexing debug info is the slowest part of naming C
+    // frames: do it for the modules threads are in, one core each.
+    let hit: Vec<&crate::symbolize::modules::CodeModule> = {
+        let mut v: Vec<_> = process
+            .threads
+            .iter()
+            .filter_map(|t| modules.find(t.regs.pc()))
+            .collect();
+        v.sort_by_key(|m| m.text.start);
+        v.dedup_by_key(|m| m.text.start);
+        v
+    };
+    let loaded: Vec<_> = std::thread::scope(|s| {
+        let jobs: Vec<_> = hit
+            .iter()
+            .map(|m| {
+                let (bin, dbg) = (m.binary, m.debug());
+                s.spawn(move || crate::symbolize::native::NativeSymbols::load(bin, dbg))
+            })
+            .collect();
+        jobs.into_iter().map(|j| j.join().ok()).collect()
+    });
+    for (m, syms) in hit.iter().zip(loaded) {
+        if let Some(syms) = syms {
+            m.preload(syms);
+        }
+    }
     let native = NativeUnwinder::new(process.arch, &modules);
     let cgo_frames = rt
         .facts
@@ -151,6 +190,7 @@ pub fn analyze_with(
             pcln: &rt.pcln,
             mem,
             arch: process.arch,
+            cache: Default::default(),
         },
         native: &native,
         modules: &modules,
@@ -158,11 +198,21 @@ pub fn analyze_with(
         gs: &g_by_addr,
         cgo: &cgo_frames,
     };
+    rss("before stacks");
+    mem.release();
     let stacks: Vec<ThreadStack> = process
         .threads
         .iter()
-        .map(|t| stitcher.thread(m_of_tid.get(&(t.tid as u64)).copied(), &t.regs))
+        .enumerate()
+        .map(|(i, t)| {
+            // Keep what a thousand thread stacks touch from staying resident.
+            if i % RELEASE_EVERY_THREADS == RELEASE_EVERY_THREADS - 1 {
+                mem.release();
+            }
+            stitcher.thread(m_of_tid.get(&(t.tid as u64)).copied(), &t.regs)
+        })
         .collect();
+    mem.release();
     // A goroutine's own frames come from the thread that serves it.
     let mut stack_of_g: HashMap<u64, &ThreadStack> = HashMap::new();
     for st in &stacks {
@@ -271,30 +321,34 @@ pub fn analyze_with(
         })
         .collect();
 
-    let goroutines: Vec<GoroutineInfo> = gs
+    // Dead Gs are not goroutines of the program; nor is the goroutine of an
+    // extra M borrowed only to run a signal handler.
+    let live: Vec<&G> = gs
         .iter()
-        // Dead Gs are not goroutines of the program; nor is the goroutine of an
-        // extra M borrowed only to run a signal handler.
         .filter(|g| {
             !(dead.contains(&g.state()) || (g.lockedm != 0 && borrowed.contains_key(&g.lockedm)))
         })
-        .map(|g| {
+        .collect();
+    let mut stacks_of_live: Vec<Stack> = if opts.goroutine_frames {
+        let (found, notes) = unwind_goroutines(&process, &rt, &live, &stack_of_g);
+        warnings.extend(notes);
+        found
+    } else {
+        live.iter()
+            .map(|_| Stack {
+                frames: vec![],
+                truncated: Some("not unwound (goroutine stacks were not asked for)".into()),
+            })
+            .collect()
+    };
+    let goroutines: Vec<GoroutineInfo> = live
+        .iter()
+        .zip(stacks_of_live.iter_mut())
+        .map(|(g, stack)| {
+            let stack = std::mem::take(stack);
             let st = g.state();
             let m = m_by_addr.get(&g.m);
             let start = rt.func_name(g.startpc).map(str::to_string);
-            let stack = if opts.goroutine_frames {
-                goroutine_frames(
-                    &unwinder,
-                    g,
-                    stack_of_g.get(&g.addr).copied(),
-                    &mut warnings,
-                )
-            } else {
-                Stack {
-                    frames: vec![],
-                    truncated: Some("not unwound (goroutine stacks were not asked for)".into()),
-                }
-            };
             GoroutineInfo {
                 goid: g.goid,
                 status: rt.status_name(g.status),
@@ -334,6 +388,7 @@ pub fn analyze_with(
         extra_ms: minfos.iter().filter(|m| m.isextra).count(),
         locked_goroutines: goroutines.iter().filter(|g| g.locked).count(),
     };
+    rss("goroutines done");
     let mut report = Report {
         schema_version: SCHEMA_VERSION,
         go_version: rt.go_version().to_string(),
@@ -404,6 +459,73 @@ fn interrupted(s: &crate::unwind::thread::SignalFrame) -> Interrupted {
     }
 }
 
+/// Every live goroutine's stack, on all cores: goroutines are independent,
+/// and on a 100k-goroutine core this is most of the work. Returns the stacks
+/// in order, and warnings.
+fn unwind_goroutines(
+    process: &Process,
+    rt: &GoRuntime,
+    live: &[&G],
+    stack_of_g: &HashMap<u64, &ThreadStack>,
+) -> (Vec<Stack>, Vec<String>) {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let chunk = live.len().div_ceil(workers).max(1024);
+    let mem = &*process.mem;
+    let parts: Vec<(Vec<Stack>, Vec<String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = live
+            .chunks(chunk)
+            .map(|part| {
+                let n = part.len();
+                let h = s.spawn(move || {
+                    let u = GoUnwinder {
+                        pcln: &rt.pcln,
+                        mem,
+                        arch: process.arch,
+                        cache: Default::default(),
+                    };
+                    let mut notes = vec![];
+                    let stacks = part
+                        .iter()
+                        .enumerate()
+                        .map(|(i, g)| {
+                            if i % RELEASE_EVERY_GOROUTINES == RELEASE_EVERY_GOROUTINES - 1 {
+                                mem.release();
+                            }
+                            goroutine_frames(&u, g, stack_of_g.get(&g.addr).copied(), &mut notes)
+                        })
+                        .collect();
+                    (stacks, notes)
+                });
+                (h, n)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(h, n)| {
+                h.join().unwrap_or_else(|_| {
+                    let lost = Stack {
+                        frames: vec![],
+                        truncated: Some("internal error while unwinding".into()),
+                    };
+                    (
+                        vec![lost; n],
+                        vec!["internal error while unwinding goroutines".into()],
+                    )
+                })
+            })
+            .collect()
+    });
+    let mut stacks = Vec::with_capacity(live.len());
+    let mut notes = vec![];
+    for (s, n) in parts {
+        stacks.extend(s);
+        notes.extend(n);
+    }
+    (stacks, notes)
+}
+
 /// A goroutine's frames: stitched from its thread's stack (C frames included)
 /// when that agrees with its own Go stack, else the Go frames alone.
 fn goroutine_frames(
@@ -445,6 +567,13 @@ fn goroutine_frames(
 /// `C.name` for the innermost `_Cfunc_name` frame: the C function called,
 /// even when the compiler's tail call left no C frame of that name.
 fn cgo_call(frames: &[Frame]) -> Option<String> {
+    // Only goroutines inside a cgo call have a _Cfunc_ frame below cgocall.
+    if !frames
+        .iter()
+        .any(|f| f.function.as_deref() == Some("runtime.cgocall"))
+    {
+        return None;
+    }
     frames.iter().find_map(|f| {
         let name = f.function.as_deref()?;
         let (_, c) = name.split_once("._Cfunc_")?;

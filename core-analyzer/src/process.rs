@@ -197,6 +197,7 @@ impl Process {
         );
         let libraries = load_libraries(&core, &core_only, exe_range, &opts.sysroot, &mut notes);
         let mut mem = core_only;
+        mem.releasable.push(core.file.clone());
         mem.push_layer(exe_segs);
         for lib in &libraries {
             mem.push_layer(lib.binary.segments(lib.bias));

@@ -60,8 +60,8 @@ fn check(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
             .filter(|f| f.lang == cgocore::unwind::Lang::Go)
             .map(|f| {
                 (
-                    f.function.clone().unwrap_or_default(),
-                    f.file.clone(),
+                    f.function.as_deref().unwrap_or_default().to_string(),
+                    f.file.as_deref().map(str::to_string),
                     f.line.map(i64::from),
                 )
             })

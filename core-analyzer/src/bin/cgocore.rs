@@ -1,6 +1,6 @@
 //! `cgocore`: the offline CLI.
 use anyhow::{Context, Result};
-use cgocore::report::text::{render_sched, render_with, GoroutineFilter};
+use cgocore::report::text::{render_sched, render_with, write_goroutines, GoroutineFilter};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +39,9 @@ Examples:\n  cgocore analyze core.1234 --exe ./server\n  cgocore analyze core.zs
         /// Print JSON (schema: docs/json-schema.md) instead of text
         #[arg(long)]
         json: bool,
+        /// Indent the JSON for reading
+        #[arg(long, requires = "json")]
+        pretty: bool,
         /// Also list goroutines, like Go's own dump
         #[arg(long, value_enum)]
         goroutines: Option<Which>,
@@ -83,6 +86,7 @@ fn run(cli: Cli) -> Result<u8> {
             exe,
             sysroot,
             json,
+            pretty,
             goroutines,
             stacks,
             sched,
@@ -93,6 +97,9 @@ fn run(cli: Cli) -> Result<u8> {
             if let Some(path) = rules {
                 aopts.rules = cgocore::classify::rules::Rules::with_user_file(&path)?;
             }
+            // Goroutine stacks cost most on big cores: only unwind them when
+            // they are printed.
+            aopts.goroutine_frames = json || goroutines.is_some();
             let opts = cgocore::OpenOptions { exe, sysroot };
             let process = cgocore::Process::from_core(&core, &opts)?;
             let a = cgocore::analyze_with(process, Some(core.display().to_string()), &aopts)?;
@@ -105,8 +112,17 @@ fn run(cli: Cli) -> Result<u8> {
                 std::fs::write(&path, g)
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
+            use std::io::Write;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             if json {
-                println!("{}", serde_json::to_string_pretty(&a.report)?);
+                // Streamed: a 100k-goroutine report never sits in memory as
+                // text. Compact unless --pretty (jq formats it anyway).
+                if pretty {
+                    serde_json::to_writer_pretty(&mut out, &a.report)?;
+                } else {
+                    serde_json::to_writer(&mut out, &a.report)?;
+                }
+                writeln!(out)?;
             } else {
                 let f = match goroutines {
                     None => GoroutineFilter::None,
@@ -115,9 +131,40 @@ fn run(cli: Cli) -> Result<u8> {
                     Some(Which::Locked) => GoroutineFilter::Locked,
                 };
                 if sched {
-                    print!("{}", render_sched(&a.report));
+                    write!(out, "{}", render_sched(&a.report))?;
                 } else {
-                    print!("{}", render_with(&a.report, f, stacks));
+                    write!(
+                        out,
+                        "{}",
+                        render_with(&a.report, GoroutineFilter::None, stacks)
+                    )?;
+                    if f != GoroutineFilter::None {
+                        writeln!(out)?;
+                        write_goroutines(&a.report, f, &mut out)?;
+                    }
+                }
+            }
+            out.flush()?;
+            if std::env::var_os("CGOCORE_DEBUG_RSS").is_some() {
+                let st = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+                for l in st
+                    .lines()
+                    .filter(|l| l.starts_with("Rss") || l.starts_with("VmHWM"))
+                {
+                    eprintln!("{l}");
+                }
+                let sm = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+                let mut cur = String::new();
+                for l in sm.lines() {
+                    if l.contains('-') && l.split_whitespace().count() >= 5 && !l.starts_with("Rss")
+                    {
+                        cur = l.to_string();
+                    } else if let Some(v) = l.strip_prefix("Rss:") {
+                        let kb: u64 = v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0);
+                        if kb > 5000 {
+                            eprintln!("{kb:>8} kB  {cur}");
+                        }
+                    }
                 }
             }
             Ok(if a.report.incomplete {

@@ -49,7 +49,10 @@ pub fn classify(
         .filter_map(|f| f.function.as_deref())
         .map(normalize)
         .collect();
-    let mut modules: Vec<String> = call.iter().filter_map(|f| f.module.clone()).collect();
+    let mut modules: Vec<String> = call
+        .iter()
+        .filter_map(|f| f.module.as_deref().map(str::to_string))
+        .collect();
     modules.dedup();
     let in_syscall = match cx.arch {
         Arch::X86_64 => sys.nr.is_some(),
@@ -95,7 +98,7 @@ pub fn classify(
     let top = call
         .iter()
         .find(|f| !f.inlined)
-        .and_then(|f| f.function.clone())
+        .and_then(|f| f.function.as_deref().map(str::to_string))
         .unwrap_or_else(|| "??".into());
     let mut detail = match &sc {
         Some((name, args)) => describe(cx, name, *args, &sys.args),

@@ -15,6 +15,9 @@ pub const MAX_READ: usize = 64 << 20;
 pub trait Memory {
     /// Fill `buf` from `addr`, or fail naming the first byte that is missing.
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault>;
+    /// A hint between phases of a long walk: memory read so far need not stay
+    /// resident.
+    fn release(&self) {}
 }
 
 /// A debugger's memory first, then the executable's and libraries' file
@@ -31,6 +34,9 @@ impl Memory for FallbackMemory {
             Ok(()) => Ok(()),
             Err(e) => self.files.read(addr, buf).map_err(|_| e),
         }
+    }
+    fn release(&self) {
+        self.first.release();
     }
 }
 

@@ -33,6 +33,8 @@ impl Segment {
 #[derive(Default, Clone)]
 pub struct SplicedMemory {
     layers: Vec<Vec<Segment>>,
+    /// Mapped files whose resident pages `release` drops (the core).
+    pub releasable: Vec<Arc<crate::input::Mapped>>,
 }
 
 enum Piece {
@@ -100,6 +102,12 @@ impl SplicedMemory {
 }
 
 impl Memory for SplicedMemory {
+    fn release(&self) {
+        for m in &self.releasable {
+            m.release();
+        }
+    }
+
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
         let mut done = 0usize;
         while done < buf.len() {

@@ -290,12 +290,24 @@ pub fn threads_table(r: &Report, label: &dyn Fn(u32) -> Option<String>) -> Strin
 
 /// Goroutines in the shape of Go's own dump (C frames marked `[C]`).
 pub fn goroutines(r: &Report, filter: GoroutineFilter) -> String {
-    let mut o = String::new();
+    let mut buf = vec![];
+    let _ = write_goroutines(r, filter, &mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The same, streamed one goroutine at a time (100k goroutines are not built
+/// up as one string).
+pub fn write_goroutines(
+    r: &Report,
+    filter: GoroutineFilter,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     for g in r.goroutines.iter().filter(|g| match filter {
         GoroutineFilter::Cgo => g.in_cgo,
         GoroutineFilter::Locked => g.locked,
         _ => true,
     }) {
+        let mut o = String::new();
         let lock = if g.locked { ", locked to thread" } else { "" };
         let _ = writeln!(
             o,
@@ -331,8 +343,9 @@ pub fn goroutines(r: &Report, filter: GoroutineFilter) -> String {
             let _ = writeln!(o, "created by {c}{parent}");
         }
         let _ = writeln!(o);
+        out.write_all(o.as_bytes())?;
     }
-    o
+    Ok(())
 }
 
 /// The stack of one thread, every frame.

@@ -129,7 +129,11 @@ pub fn all_gs(rt: &GoRuntime, mem: &dyn Memory, warnings: &mut Vec<String>) -> R
         .with_context(|| format!("reading runtime.allgs ({len} pointers at {ptr:#x})"))?;
     let mut out = Vec::with_capacity(len as usize);
     let mut bad = 0usize;
-    for c in ptrs.chunks_exact(8) {
+    for (i, c) in ptrs.chunks_exact(8).enumerate() {
+        // 100k g structs spread over the heap: let their pages go as we go.
+        if i % 4096 == 4095 {
+            mem.release();
+        }
         let a = u64::from_le_bytes(c.try_into().unwrap());
         match gl.read(mem, a) {
             Ok(g) => out.push(g),

@@ -7,11 +7,11 @@ use crate::process::Process;
 use object::{Object, ObjectSegment, SegmentFlags};
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 pub struct CodeModule<'a> {
     /// File name as the report shows it (`libc.so.6`).
-    pub name: String,
+    pub name: Arc<str>,
     pub binary: &'a Binary,
     /// Runtime address minus link-time address.
     pub bias: u64,
@@ -36,7 +36,7 @@ impl<'a> CodeModule<'a> {
             )
         });
         (lo < hi).then(|| CodeModule {
-            name: path.rsplit('/').next().unwrap_or(path).to_string(),
+            name: Arc::from(path.rsplit('/').next().unwrap_or(path)),
             binary,
             bias,
             text: lo.wrapping_add(bias)..hi.wrapping_add(bias),
@@ -51,6 +51,11 @@ impl<'a> CodeModule<'a> {
         self.debug
             .get_or_init(|| debug_file(self.binary, &self.sysroot))
             .as_ref()
+    }
+
+    /// Symbols loaded elsewhere (on another thread), unless already loaded.
+    pub fn preload(&self, syms: NativeSymbols) {
+        let _ = self.syms.set(syms);
     }
 
     pub fn symbols(&self) -> &NativeSymbols {

@@ -11,8 +11,8 @@ type Reader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
 /// One frame of a native pc: inlined calls first, the real function last.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NativeFrame {
-    pub function: Option<String>,
-    pub file: Option<String>,
+    pub function: Option<Arc<str>>,
+    pub file: Option<Arc<str>>,
     pub line: Option<u32>,
     pub inlined: bool,
 }
@@ -99,12 +99,8 @@ impl NativeSymbols {
                             .function
                             .as_ref()
                             .and_then(|n| n.raw_name().ok())
-                            .map(|n| demangle(&n)),
-                        file: f
-                            .location
-                            .as_ref()
-                            .and_then(|l| l.file)
-                            .map(|s| s.to_string()),
+                            .map(|n| Arc::from(demangle(&n))),
+                        file: f.location.as_ref().and_then(|l| l.file).map(Arc::from),
                         line: f.location.as_ref().and_then(|l| l.line),
                         inlined: true,
                     });
@@ -114,7 +110,7 @@ impl NativeSymbols {
         if let Some(last) = out.last_mut() {
             last.inlined = false;
         }
-        let sym = self.symbol(svma).map(|s| demangle(&s.name));
+        let sym = self.symbol(svma).map(|s| Arc::from(demangle(&s.name)));
         match out.last_mut() {
             Some(f) if f.function.is_none() => f.function = sym,
             Some(_) => {}

@@ -4,6 +4,8 @@ use super::{Frame, Lang, Stack};
 use crate::elf::regs::Arch;
 use crate::memory::{Memory, ReadExt};
 use crate::symbolize::pclntab::{Func, Pclntab, FLAG_SPWRITE, FLAG_TOPFRAME, FUNCDATA_INLTREE};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Deepest stack we walk; deeper ones are reported truncated.
 pub const MAX_FRAMES: usize = 1024;
@@ -12,12 +14,53 @@ pub struct GoUnwinder<'a> {
     pub pcln: &'a Pclntab,
     pub mem: &'a dyn Memory,
     pub arch: Arch,
+    /// Frames and frame sizes by pc: 100k goroutines park at a few places.
+    pub cache: GoCache,
+}
+
+/// Per-unwinder memo of pclntab decoding (one per thread of work).
+#[derive(Default)]
+pub struct GoCache {
+    frames: std::cell::RefCell<HashMap<(u64, u64), Vec<Frame>>>,
+    sp: std::cell::RefCell<HashMap<u64, Option<i32>>>,
+}
+
+/// Entries kept per cache before it starts over (bounded memory).
+const CACHE_MAX: usize = 1 << 16;
+
+impl GoCache {
+    fn sp_delta(&self, pcln: &Pclntab, f: &Func, lookup: u64) -> Option<i32> {
+        let mut m = self.sp.borrow_mut();
+        if let Some(v) = m.get(&lookup) {
+            return *v;
+        }
+        if m.len() > CACHE_MAX {
+            m.clear();
+        }
+        let v = pcln.sp_delta(f, lookup);
+        m.insert(lookup, v);
+        v
+    }
 }
 
 impl GoUnwinder<'_> {
     /// Frames for `f` at `pc` (a return address unless `innermost_trap`):
     /// inlined calls first, then `f` itself.
     pub fn symbolize(&self, f: &Func, pc: u64, lookup: u64, out: &mut Vec<Frame>) {
+        if let Some(v) = self.cache.frames.borrow().get(&(pc, lookup)) {
+            out.extend(v.iter().cloned());
+            return;
+        }
+        let start = out.len();
+        self.symbolize_uncached(f, pc, lookup, out);
+        let mut c = self.cache.frames.borrow_mut();
+        if c.len() > CACHE_MAX {
+            c.clear();
+        }
+        c.insert((pc, lookup), out[start..].to_vec());
+    }
+
+    fn symbolize_uncached(&self, f: &Func, pc: u64, lookup: u64, out: &mut Vec<Frame>) {
         let mut at = lookup;
         let mut guard = 0;
         while let Some(ix) = self.pcln.inline_index(f, at) {
@@ -44,8 +87,8 @@ impl GoUnwinder<'_> {
         let loc = self.pcln.file_line(f, at);
         Frame {
             pc,
-            function: Some(name.to_string()),
-            file: loc.map(|(file, _)| file.to_string()),
+            function: Some(Arc::from(name)),
+            file: loc.map(|(file, _)| Arc::from(file)),
             line: loc.map(|(_, l)| l as u32),
             module: None,
             lang: Lang::Go,
@@ -116,7 +159,7 @@ impl GoUnwinder<'_> {
         if flag & FLAG_SPWRITE != 0 && name != "runtime.cgocallback" && !innermost {
             return GoStep::Stop(format!("{name} switches stacks"));
         }
-        let Some(delta) = self.pcln.sp_delta(f, lookup) else {
+        let Some(delta) = self.cache.sp_delta(self.pcln, f, lookup) else {
             return GoStep::Stop(format!("no frame size for {name} at {pc:#x}"));
         };
         let (cfa, ret, fp) = self.frame_slots(sp, delta as u64, innermost, lr);

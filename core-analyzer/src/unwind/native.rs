@@ -91,7 +91,7 @@ impl NativeUnwinder {
     pub fn new(arch: Arch, modules: &Modules) -> NativeUnwinder {
         let mods = modules.iter().map(|m| {
             Module::new(
-                m.name.clone(),
+                m.name.to_string(),
                 m.text.clone(),
                 m.bias,
                 section_info(m.binary),

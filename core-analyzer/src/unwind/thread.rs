@@ -19,6 +19,7 @@ use crate::runtime::{G, M};
 use crate::symbolize::modules::Modules;
 use crate::symbolize::pclntab::{Func, FUNCID_ASMCGOCALL};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Go's signal handler entry points, called by the kernel.
 const SIGNAL_ENTRIES: [&str; 2] = ["runtime.sigtramp", "runtime.cgoSigtramp"];
@@ -180,7 +181,7 @@ impl Stitcher<'_> {
                     let vdso = w.m.filter(|m| m.vdso_sp != 0 && m.vdso_pc != 0);
                     if let (Some(m), None) = (vdso, self.modules.find(pc)) {
                         if let Some(f) = out.frames.last_mut() {
-                            f.module = Some("[vdso]".into());
+                            f.module = Some(Arc::from("[vdso]"));
                         }
                         w.regs = Regs {
                             pc: m.vdso_pc,
