@@ -1,59 +1,154 @@
 #!/usr/bin/env python3
-"""Scale benchmark for cgocore analyze (not a timed test).
+"""Scale benchmark for cgocore analyze, side by side with the tools people use today.
 
-Generates (once, cached in .cache/bench) a real kernel core of the cgostuck scenario with
---parked goroutines parked in Go and --cblocked goroutines blocked in C, then runs
-`cgocore analyze` (text, and --json with every goroutine's frames) several times and prints
-the median wall time, CPU time and peak RSS of each. See bench/README.md.
+For every size (goroutines parked in Go x threads blocked in C, a tenth of them locked) and core
+kind (kernel with GOTRACEBACK=crash, gdb's gcore), it generates a real core of the cgostuck
+scenario once (cached in .cache/bench), then runs, on the same core, in the same run:
+
+  cgocore analyze                       the thread table (and findings)
+  cgocore analyze --goroutines all --stacks   everything as text
+  cgocore analyze --json                everything, every stack, as JSON
+  gdb: thread apply all bt              (--anchors)
+  gdb + Go's runtime-gdb.py: info goroutines   (--anchors)
+  dlv core: goroutines -t               (--anchors, when Delve is installed)
+
+It records the median wall time, CPU time and peak RSS of --runs runs, the ratio of each anchor
+to `cgocore analyze --json`, and (--callgrind) the instructions valgrind counts for cgocore, which
+do not depend on what else the machine does. Results go to stdout and to bench/results.md.
+See bench/README.md.
 """
 import argparse
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CGOCORE = os.path.join(ROOT, "target", "release", "cgocore")
 
 
-def measure(cmd, runs):
+def measure(cmd, runs, timeout=600):
+    """Median wall, CPU and peak RSS (MB) of `runs` runs; None and why if it fails."""
     walls, cpus, rss = [], [], []
     for _ in range(runs):
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, ru = os.wait4(p.pid, 0)
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             stdin=subprocess.DEVNULL)
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() - t0 > timeout:
+                p.kill()
+                os.wait4(p.pid, 0)
+                return None, "gave up after %d s" % timeout
+            time.sleep(0.01)
         walls.append(time.perf_counter() - t0)
         cpus.append(ru.ru_utime + ru.ru_stime)
         rss.append(ru.ru_maxrss / 1024.0)
-        code = os.waitstatus_to_exitcode(status)
-        if code != 0:
-            sys.exit("%s exited %d: %s" % (" ".join(cmd), code, p.stderr.read().decode()))
-    return statistics.median(walls), statistics.median(cpus), statistics.median(rss)
+        if os.waitstatus_to_exitcode(status) not in (0, 3):
+            err = p.stderr.read().decode(errors="replace").strip().splitlines()
+            return None, (err[-1] if err else "exit %d" % os.waitstatus_to_exitcode(status))
+    return (statistics.median(walls), statistics.median(cpus), statistics.median(rss)), None
+
+
+def instructions(cmd):
+    """Instructions counted by callgrind (repeatable on a busy machine)."""
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "cg.out")
+        p = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out] + cmd,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        m = re.search(rb"Collected : (\d+)", p.stderr)
+        return int(m.group(1)) if m else None
+
+
+def generate(go, parked, cblocked, kind):
+    out = os.path.join(ROOT, ".cache", "bench", "p%d-c%d" % (parked, cblocked))
+    subprocess.check_call([sys.executable, os.path.join(ROOT, "corefiles", "generate.py"), "--versions", go,
+                           "--variants", "plain", "--kinds", kind, "--parked", str(parked),
+                           "--cblocked", str(cblocked), "--out", out])
+    base = os.path.join(out, "go" + go, "plain")
+    return os.path.join(base, "cgostuck"), os.path.join(base, kind, "core")
+
+
+def goroot(go):
+    return os.path.join(ROOT, ".cache", "go", "v" + go, "lib", "python3.11", "site-packages", "go")
+
+
+def anchors(go, exe, core):
+    gdb = ["gdb", "-nx", "-batch", "-ex", "set pagination off", "-ex", "set auto-load no", exe, core]
+    out = [("gdb: thread apply all bt", gdb + ["-ex", "thread apply all bt"])]
+    rt = os.path.join(goroot(go), "src", "runtime", "runtime-gdb.py")
+    if os.path.exists(rt):
+        out.append(("gdb + runtime-gdb.py: info goroutines", gdb + ["-ex", "source " + rt, "-ex", "info goroutines"]))
+    dlv = shutil.which("dlv")
+    if dlv:
+        script = os.path.join(tempfile.gettempdir(), "cgocore-bench-dlv.txt")
+        with open(script, "w") as f:
+            f.write("goroutines -t\nexit\n")
+        out.append(("dlv core: goroutines -t", [dlv, "core", exe, core, "--check-go-version=false",
+                                                  "--allow-non-terminal-interactive=true", "--init", script]))
+    return out
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--go", default="1.27.3")
-    ap.add_argument("--parked", type=int, default=10000)
-    ap.add_argument("--cblocked", type=int, default=200)
+    ap.add_argument("--sizes", default="1000x10,10000x200,100000x1000",
+                    help="comma-separated GOROUTINESxTHREADS (parked in Go x blocked in C)")
+    ap.add_argument("--kinds", default="kernel", help="kernel,gcore")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--anchor-runs", type=int, default=1, help="runs of the (slow) anchors")
+    ap.add_argument("--anchors", action="store_true", help="also time gdb, runtime-gdb.py and Delve")
+    ap.add_argument("--callgrind", action="store_true", help="count cgocore's instructions with valgrind")
+    ap.add_argument("--results", default=os.path.join(ROOT, "bench", "results.md"))
     a = ap.parse_args()
-    out = os.path.join(ROOT, ".cache", "bench", "p%d-c%d" % (a.parked, a.cblocked))
-    subprocess.check_call([sys.executable, os.path.join(ROOT, "corefiles", "generate.py"), "--versions", a.go,
-                           "--variants", "plain", "--kinds", "kernel", "--parked", str(a.parked),
-                           "--cblocked", str(a.cblocked), "--out", out])
     subprocess.check_call(["cargo", "build", "--release", "-q", "-p", "core-analyzer"], cwd=ROOT)
-    exe = os.path.join(out, "go" + a.go, "plain", "cgostuck")
-    core = os.path.join(out, "go" + a.go, "plain", "kernel", "core")
-    cgocore = os.path.join(ROOT, "target", "release", "cgocore")
-    size = os.path.getsize(core)
-    print("core: %s (%.0f MB apparent), Go %s, %d parked + %d in C" % (core, size / 1e6, a.go, a.parked, a.cblocked))
-    print("%-40s %10s %10s %12s" % ("command", "wall s", "cpu s", "peak RSS MB"))
-    for label, extra in [("cgocore analyze (table)", []),
-                         ("cgocore analyze --stacks --goroutines all", ["--stacks", "--goroutines", "all"]),
-                         ("cgocore analyze --json (all frames)", ["--json"])]:
-        w, c, r = measure([cgocore, "analyze", core, "--exe", exe] + extra, a.runs)
-        print("%-40s %10.3f %10.3f %12.1f" % (label, w, c, r))
+    rows = []
+    for size in a.sizes.split(","):
+        parked, cblocked = (int(x) for x in size.split("x"))
+        for kind in a.kinds.split(","):
+            exe, core = generate(a.go, parked, cblocked, kind)
+            label = "%dk goroutines / %d threads, %s core" % (parked // 1000, cblocked, kind) if parked >= 1000 \
+                else "%d goroutines / %d threads, %s core" % (parked, cblocked, kind)
+            print("\n%s (%.1f GB apparent)" % (label, os.path.getsize(core) / 1e9), flush=True)
+            base = [CGOCORE, "analyze", core, "--exe", exe]
+            cmds = [("cgocore analyze", base),
+                    ("cgocore analyze --goroutines all --stacks", base + ["--goroutines", "all", "--stacks"]),
+                    ("cgocore analyze --json", base + ["--json"])]
+            if a.anchors:
+                cmds += anchors(a.go, exe, core)
+            ref = None
+            for name, cmd in cmds:
+                r, err = measure(cmd, a.runs if name.startswith("cgocore") else a.anchor_runs)
+                ir = instructions(cmd) if a.callgrind and name.startswith("cgocore") else None
+                if name == "cgocore analyze --json" and r:
+                    ref = r[0]
+                ratio = "%.1fx" % (r[0] / ref) if r and ref and not name.startswith("cgocore") else ""
+                rows.append((label, name, r, err, ir, ratio))
+                if r:
+                    print("  %-45s %8.3f s %8.3f s cpu %9.1f MB %s%s" % (
+                        name, r[0], r[1], r[2], ratio and ratio + " of cgocore --json  ", "" if ir is None else "%.3g instr" % ir),
+                        flush=True)
+                else:
+                    print("  %-45s failed: %s" % (name, err), flush=True)
+    with open(a.results, "w") as f:
+        f.write("# Benchmark results\n\n")
+        f.write("Machine: %s, %d CPUs; Go %s; median of %d runs. Generated by `bench/run.py %s`.\n\n"
+                % (os.uname().machine, os.cpu_count(), a.go, a.runs, " ".join(sys.argv[1:])))
+        f.write("| core | command | wall s | cpu s | peak RSS MB | vs cgocore --json | instructions |\n")
+        f.write("|---|---|---|---|---|---|---|\n")
+        for label, name, r, err, ir, ratio in rows:
+            if r:
+                f.write("| %s | %s | %.3f | %.3f | %.1f | %s | %s |\n" % (
+                    label, name, r[0], r[1], r[2], ratio, "" if ir is None else "{:,}".format(ir)))
+            else:
+                f.write("| %s | %s | failed: %s | | | | |\n" % (label, name, err.replace("|", "/")))
+    print("\nwritten to", a.results)
 
 
 if __name__ == "__main__":

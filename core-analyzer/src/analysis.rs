@@ -65,6 +65,7 @@ pub fn analyze_with(
         }
     };
     rss("start");
+    let preloads = preload_library_symbols(&process);
     let rt = GoRuntime::load(&process)?;
     rss("runtime loaded");
     let mem = &*process.mem;
@@ -151,30 +152,8 @@ pub fn analyze_with(
         process.threads.iter().map(|t| t.tid as u64).collect();
 
     let modules = Modules::new(&process);
-    // Decompressing and indexing debug info is the slowest part of naming C
-    // frames: do it for the modules threads are in, one core each.
-    let hit: Vec<&crate::symbolize::modules::CodeModule> = {
-        let mut v: Vec<_> = process
-            .threads
-            .iter()
-            .filter_map(|t| modules.find(t.regs.pc()))
-            .collect();
-        v.sort_by_key(|m| m.text.start);
-        v.dedup_by_key(|m| m.text.start);
-        v
-    };
-    let loaded: Vec<_> = std::thread::scope(|s| {
-        let jobs: Vec<_> = hit
-            .iter()
-            .map(|m| {
-                let (bin, dbg) = (m.binary, m.debug());
-                s.spawn(move || crate::symbolize::native::NativeSymbols::load(bin, dbg))
-            })
-            .collect();
-        jobs.into_iter().map(|j| j.join().ok()).collect()
-    });
-    for (m, syms) in hit.iter().zip(loaded) {
-        if let Some(syms) = syms {
+    for (start, syms) in preloads {
+        if let (Some(m), Ok(syms)) = (modules.find(start), syms.join()) {
             m.preload(syms);
         }
     }
@@ -457,6 +436,44 @@ fn interrupted(s: &crate::unwind::thread::SignalFrame) -> Interrupted {
         frame: s.frame,
         handler: if s.go_handler { "go" } else { "c" }.into(),
     }
+}
+
+/// Debug info of the libraries threads are in (libc above all): decompressing
+/// and indexing it is the slowest part of naming C frames, so it starts on
+/// other cores before anything else and is joined when frames are named.
+#[allow(clippy::type_complexity)]
+fn preload_library_symbols(
+    process: &Process,
+) -> Vec<(
+    u64,
+    std::thread::JoinHandle<crate::symbolize::native::NativeSymbols>,
+)> {
+    let modules = Modules::new(process);
+    let mut hit: Vec<(u64, std::path::PathBuf)> = process
+        .threads
+        .iter()
+        .filter_map(|t| modules.find(t.regs.pc()))
+        .filter(|m| !std::ptr::eq(m.binary, &process.exe))
+        .map(|m| (m.text.start, m.binary.path().to_path_buf()))
+        .collect();
+    hit.sort();
+    hit.dedup();
+    hit.into_iter()
+        .map(|(start, path)| {
+            let sysroot = process.sysroot.clone();
+            let h = std::thread::spawn(move || {
+                // Its own open of the file: nothing is shared with the caller.
+                match crate::elf::exe::Binary::open(&path) {
+                    Ok(b) => {
+                        let dbg = crate::elf::exe::debug_file(&b, &sysroot);
+                        crate::symbolize::native::NativeSymbols::load(&b, dbg.as_ref())
+                    }
+                    Err(_) => crate::symbolize::native::NativeSymbols::empty(),
+                }
+            });
+            (start, h)
+        })
+        .collect()
 }
 
 /// Every live goroutine's stack, on all cores: goroutines are independent,

@@ -33,6 +33,16 @@ pub fn layout_from_dwarf(bin: &Binary, go_version: &str) -> Result<Option<Layout
         let unit = dwarf.unit(header)?;
         let mut tree = unit.entries_tree(None)?;
         let root = tree.root()?;
+        // Go's linker emits the runtime's types in the "runtime" compile unit
+        // (verified 1.21-1.27): the other units (every package, the C objects)
+        // are skipped unread, which matters for big binaries.
+        let cu_name = root
+            .entry()
+            .attr_value(gimli::DW_AT_name)
+            .and_then(|v| dwarf.attr_string(&unit, v).ok());
+        if cu_name.is_some_and(|n| n.slice() != b"runtime") {
+            continue;
+        }
         let mut children = root.children();
         while let Some(child) = children.next()? {
             let e = child.entry();

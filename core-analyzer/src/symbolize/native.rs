@@ -81,6 +81,15 @@ impl NativeSymbols {
         NativeSymbols { syms, data, dwarf }
     }
 
+    /// No names at all (a module that could not be read).
+    pub fn empty() -> NativeSymbols {
+        NativeSymbols {
+            syms: vec![],
+            data: vec![],
+            dwarf: None,
+        }
+    }
+
     fn symbol(&self, svma: u64) -> Option<&Sym> {
         let i = self.syms.partition_point(|s| s.addr <= svma);
         let s = self.syms.get(i.checked_sub(1)?)?;
