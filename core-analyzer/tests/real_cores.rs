@@ -216,11 +216,7 @@ fn check(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
         let wedged = r
             .threads
             .iter()
-            .filter(|t| {
-                t.frames
-                    .iter()
-                    .any(|f| f.function.as_deref() == Some("runtime.mexit"))
-            })
+            .filter(|t| t.has_frame("runtime.mexit"))
             .count() as i64;
         if s.mcount + wedged != r.ms.len() as i64 || s.extra_ms_in_use != Some(bound) {
             e(format!(

@@ -110,6 +110,15 @@ pub struct ThreadInfo {
     pub goroutine_frame: Option<usize>,
 }
 
+impl ThreadInfo {
+    /// Whether `function` is on the thread's stack.
+    pub fn has_frame(&self, function: &str) -> bool {
+        self.frames
+            .iter()
+            .any(|f| f.function.as_deref() == Some(function))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Interrupted {
     pub signal: i32,
