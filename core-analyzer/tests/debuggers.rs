@@ -234,6 +234,12 @@ fn gdb_on_cores_matches_the_cli_and_go() {
                 "echo ===DIAG===\\n",
                 "-ex",
                 "cgo-diagnose",
+                // Goroutine stacks are unwound on several threads, each
+                // reading through gdb: the GIL must not be held meanwhile.
+                "-ex",
+                "echo ===GOROUTINES===\\n",
+                "-ex",
+                "info cgo-goroutines cgo",
                 "-ex",
                 "echo ===END===\\n",
             ],
@@ -258,8 +264,16 @@ fn gdb_on_cores_matches_the_cli_and_go() {
             "{}: cgo-bt m {m}:\n{bt}",
             c.name
         );
-        let diag = &out[out.find("===DIAG===").unwrap()..];
+        let diag = &out[out.find("===DIAG===").unwrap()..out.find("===GOROUTINES===").unwrap()];
         assert!(diag.contains("[CRITICAL] deadlock"), "{}: {diag}", c.name);
+        let gs = &out[out.find("===GOROUTINES===").unwrap()..];
+        let mutex_goid = c.truth.scenarios["mutex_waiter"].goid;
+        assert!(
+            gs.contains(&format!("goroutine {mutex_goid} "))
+                && gs.contains("[C] ___pthread_mutex_lock"),
+            "{}: info cgo-goroutines cgo:\n{gs}",
+            c.name
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -49,20 +49,24 @@ fn options(goroutine_frames: bool, rules: Option<PathBuf>) -> anyhow::Result<Ana
 #[pyfunction]
 #[pyo3(signature = (core, exe=None, sysroot=None, goroutine_frames=true, rules=None))]
 fn analyze_core_json(
+    py: Python<'_>,
     core: PathBuf,
     exe: Option<PathBuf>,
     sysroot: Option<PathBuf>,
     goroutine_frames: bool,
     rules: Option<PathBuf>,
 ) -> PyResult<String> {
-    guard(|| {
-        let p = Process::from_core(&core, &OpenOptions { exe, sysroot })?;
-        let a = cgocore::analyze_with(
-            p,
-            Some(core.display().to_string()),
-            &options(goroutine_frames, rules)?,
-        )?;
-        Ok(serde_json::to_string(&a.report)?)
+    // Without the GIL: the analysis runs on several threads.
+    py.detach(|| {
+        guard(|| {
+            let p = Process::from_core(&core, &OpenOptions { exe, sysroot })?;
+            let a = cgocore::analyze_with(
+                p,
+                Some(core.display().to_string()),
+                &options(goroutine_frames, rules)?,
+            )?;
+            Ok(serde_json::to_string(&a.report)?)
+        })
     })
 }
 
@@ -74,6 +78,7 @@ fn analyze_core_json(
 #[pyo3(signature = (read, threads, modules, exe, arch="x86_64", pid=None, sysroot=None, goroutine_frames=false, rules=None, read_pages=16))]
 #[allow(clippy::too_many_arguments)]
 fn analyze_target_json(
+    py: Python<'_>,
     read: Py<PyAny>,
     threads: Vec<(u32, HashMap<String, u64>)>,
     modules: Vec<(String, u64)>,
@@ -94,35 +99,40 @@ fn analyze_target_json(
             )))
         }
     };
-    guard(move || {
-        let reader = move |addr: u64, len: usize| -> Option<Vec<u8>> {
-            Python::attach(|py| {
-                let v = read.call1(py, (addr, len)).ok()?;
-                let b = v.bind(py).cast::<PyBytes>().ok()?;
-                Some(b.as_bytes().to_vec())
-            })
-        };
-        let mem = PagedMemory::with_block_pages(Box::new(reader), read_pages);
-        let reads = mem.reads.clone();
-        let desc = TargetDesc {
-            arch,
-            exe,
-            tls: threads
-                .iter()
-                .map(|(_, r)| r.get("tpidr").copied())
-                .collect(),
-            threads: threads
-                .into_iter()
-                .map(|(tid, r)| (tid, r.into_iter().collect()))
-                .collect(),
-            modules,
-            pid,
-            sysroot,
-        };
-        let p = Process::from_target(desc, Box::new(mem))?;
-        let a = cgocore::analyze_with(p, None, &options(goroutine_frames, rules)?)?;
-        let n = reads.load(std::sync::atomic::Ordering::Relaxed);
-        Ok((serde_json::to_string(&a.report)?, n))
+    // The GIL is released while Rust works: goroutines are unwound on several
+    // threads, and each bridged read takes the GIL back for its Python call
+    // (holding it here would deadlock them).
+    py.detach(move || {
+        guard(move || {
+            let reader = move |addr: u64, len: usize| -> Option<Vec<u8>> {
+                Python::attach(|py| {
+                    let v = read.call1(py, (addr, len)).ok()?;
+                    let b = v.bind(py).cast::<PyBytes>().ok()?;
+                    Some(b.as_bytes().to_vec())
+                })
+            };
+            let mem = PagedMemory::with_block_pages(Box::new(reader), read_pages);
+            let reads = mem.reads.clone();
+            let desc = TargetDesc {
+                arch,
+                exe,
+                tls: threads
+                    .iter()
+                    .map(|(_, r)| r.get("tpidr").copied())
+                    .collect(),
+                threads: threads
+                    .into_iter()
+                    .map(|(tid, r)| (tid, r.into_iter().collect()))
+                    .collect(),
+                modules,
+                pid,
+                sysroot,
+            };
+            let p = Process::from_target(desc, Box::new(mem))?;
+            let a = cgocore::analyze_with(p, None, &options(goroutine_frames, rules)?)?;
+            let n = reads.load(std::sync::atomic::Ordering::Relaxed);
+            Ok((serde_json::to_string(&a.report)?, n))
+        })
     })
 }
 
