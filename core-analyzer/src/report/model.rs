@@ -22,10 +22,12 @@ pub struct Report {
     /// Scheduler-wide numbers from `runtime.sched` (null when it cannot be found,
     /// e.g. in stripped binaries).
     pub sched: Option<crate::runtime::sched::Sched>,
+    #[serde(serialize_with = "crate::unwind::frame_json::serialize_report")]
     pub threads: Vec<ThreadInfo>,
     pub ms: Vec<MInfo>,
     /// Every P (`runtime.allp`), by id.
     pub ps: Vec<PInfo>,
+    #[serde(serialize_with = "crate::unwind::frame_json::serialize_report")]
     pub goroutines: Vec<GoroutineInfo>,
     /// What a person on call should read first, most severe first.
     pub findings: Vec<Finding>,
@@ -88,6 +90,7 @@ pub struct ThreadInfo {
     pub syscall: Option<u64>,
     /// The stitched stack, innermost first: signal handler frames (if any),
     /// C frames, and the Go frames of the goroutine it serves.
+    #[serde(serialize_with = "crate::unwind::frame_json::serialize")]
     pub frames: Vec<crate::unwind::Frame>,
     /// Why the stack ends early, if it does.
     pub stack_truncated: Option<String>,
@@ -181,6 +184,7 @@ pub struct GoroutineInfo {
     /// The goroutine's frames, innermost first: its Go frames as Go's dump
     /// shows them, with the C frames of its cgo call (and of callbacks' C
     /// callers) where its thread's stack gives them (see docs/json-schema.md).
+    #[serde(serialize_with = "crate::unwind::frame_json::serialize")]
     pub frames: Vec<crate::unwind::Frame>,
     /// Why the stack ends early, if it does.
     pub stack_truncated: Option<String>,

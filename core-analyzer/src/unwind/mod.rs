@@ -35,3 +35,114 @@ pub struct Stack {
     /// `null` when the stack ended at its natural top (`goexit`, `mstart`).
     pub truncated: Option<String>,
 }
+
+/// Serializing frames: a report of 100k goroutines holds millions of frames
+/// but few distinct ones (goroutines park at the same places, sharing their
+/// names), and escaping the same strings again was a fifth of `--json`. Each
+/// distinct frame is written once per report and reused; the cache is keyed
+/// by the shared name pointers, so it lives only while one report is written.
+pub mod frame_json {
+    use super::Frame;
+    use serde::ser::{Error, SerializeSeq};
+    use serde::{Serialize, Serializer};
+    use serde_json::value::RawValue;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    type Key = (u64, usize, usize, usize, Option<u32>, bool, bool);
+
+    thread_local! {
+        static CACHE: RefCell<Option<HashMap<Key, Box<RawValue>>>> = const { RefCell::new(None) };
+    }
+
+    fn ptr(s: &Option<std::sync::Arc<str>>) -> usize {
+        s.as_ref().map_or(0, |a| a.as_ptr() as usize)
+    }
+
+    /// Run `f` with the frame cache on (one report's serialization).
+    pub fn with_cache<R>(f: impl FnOnce() -> R) -> R {
+        let outer = CACHE.with(|c| c.borrow().is_some());
+        if !outer {
+            CACHE.with(|c| *c.borrow_mut() = Some(HashMap::new()));
+        }
+        let r = f();
+        if !outer {
+            CACHE.with(|c| *c.borrow_mut() = None);
+        }
+        r
+    }
+
+    /// `serialize_with` for `Vec<Frame>`.
+    pub fn serialize<S: Serializer>(frames: &[Frame], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(frames.len()))?;
+        for f in frames {
+            let key: Key = (
+                f.pc,
+                ptr(&f.function),
+                ptr(&f.file),
+                ptr(&f.module),
+                f.line,
+                f.inlined,
+                f.lang == super::Lang::Go,
+            );
+            let cached = CACHE.with(|c| {
+                let mut c = c.borrow_mut();
+                let map = c.as_mut()?;
+                if let Some(v) = map.get(&key) {
+                    return Some(Ok(v.clone()));
+                }
+                match serde_json::to_string(f).map(RawValue::from_string) {
+                    Ok(Ok(raw)) => {
+                        map.insert(key, raw.clone());
+                        Some(Ok(raw))
+                    }
+                    Ok(Err(e)) | Err(e) => Some(Err(e)),
+                }
+            });
+            match cached {
+                Some(Ok(raw)) => seq.serialize_element(&raw)?,
+                Some(Err(e)) => return Err(S::Error::custom(e)),
+                None => seq.serialize_element(f)?,
+            }
+        }
+        seq.end()
+    }
+
+    /// A report's frames, written through the cache.
+    pub fn serialize_report<T: Serialize, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        with_cache(|| v.serialize(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames written through the cache read back exactly as plain serde writes them.
+    #[test]
+    fn cached_frame_json_is_plain_json() {
+        let name: Arc<str> = Arc::from("runtime.gopark \"q\"");
+        let file: Arc<str> = Arc::from("runtime/proc.go");
+        let f = |pc, line, inlined| Frame {
+            pc,
+            function: Some(name.clone()),
+            file: Some(file.clone()),
+            line: Some(line),
+            module: None,
+            lang: Lang::Go,
+            inlined,
+        };
+        let frames = vec![
+            f(1, 474, false),
+            f(1, 474, false),
+            f(2, 475, true),
+            f(1, 474, false),
+        ];
+        #[derive(Serialize)]
+        struct Wrapped<'a>(#[serde(serialize_with = "frame_json::serialize")] &'a Vec<Frame>);
+        let cached = frame_json::with_cache(|| serde_json::to_value(Wrapped(&frames)).unwrap());
+        let plain = serde_json::to_value(&frames).unwrap();
+        assert_eq!(cached, plain);
+        assert_eq!(serde_json::to_value(Wrapped(&frames)).unwrap(), plain);
+    }
+}
