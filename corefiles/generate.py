@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,6 +91,11 @@ def start(exe, cwd, args):
                          preexec_fn=limits)
     lines = []
     deadline = time.time() + 120
+    # A scenario that hangs before READY prints nothing more: the blocking read
+    # below would wait forever, so a timer kills it (the loop then ends).
+    killer = threading.Timer(120, p.kill)
+    killer.daemon = True
+    killer.start()
     for raw in p.stdout:
         line = raw.decode()
         lines.append(line)
@@ -98,7 +104,8 @@ def start(exe, cwd, args):
         if time.time() > deadline:
             break
     else:
-        raise RuntimeError("scenario exited before READY")
+        raise RuntimeError("scenario exited (or hung and was killed) before READY")
+    killer.cancel()
     return p, lines, err
 
 

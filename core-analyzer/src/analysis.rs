@@ -54,20 +54,8 @@ pub fn analyze_with(
     core: Option<String>,
     opts: &AnalyzeOptions,
 ) -> Result<Analysis> {
-    let rss = |what: &str| {
-        if std::env::var_os("CGOCORE_DEBUG_RSS").is_some() {
-            let st = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-            let v: Vec<&str> = st
-                .lines()
-                .filter(|l| l.starts_with("VmRSS") || l.starts_with("VmHWM"))
-                .collect();
-            eprintln!("[{what}] {v:?}");
-        }
-    };
-    rss("start");
     let preloads = preload_library_symbols(&process);
     let rt = GoRuntime::load(&process)?;
-    rss("runtime loaded");
     let mem = &*process.mem;
     let mut warnings: Vec<String> = process.warnings.clone();
     warnings.extend(rt.warnings.iter().cloned());
@@ -77,7 +65,6 @@ pub fn analyze_with(
         warnings.push(format!("goroutines unreadable: {e:#}"));
         vec![]
     });
-    rss("ms+gs read");
     let ps = runtime::p::all_ps(&rt, mem).unwrap_or_else(|e| {
         warnings.push(format!("Ps unreadable: {e:#}"));
         vec![]
@@ -177,7 +164,6 @@ pub fn analyze_with(
         gs: &g_by_addr,
         cgo: &cgo_frames,
     };
-    rss("before stacks");
     mem.release();
     let stacks: Vec<ThreadStack> = process
         .threads
@@ -367,7 +353,6 @@ pub fn analyze_with(
         extra_ms: minfos.iter().filter(|m| m.isextra).count(),
         locked_goroutines: goroutines.iter().filter(|g| g.locked).count(),
     };
-    rss("goroutines done");
     let mut report = Report {
         schema_version: SCHEMA_VERSION,
         go_version: rt.go_version().to_string(),

@@ -145,28 +145,6 @@ fn run(cli: Cli) -> Result<u8> {
                 }
             }
             out.flush()?;
-            if std::env::var_os("CGOCORE_DEBUG_RSS").is_some() {
-                let st = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-                for l in st
-                    .lines()
-                    .filter(|l| l.starts_with("Rss") || l.starts_with("VmHWM"))
-                {
-                    eprintln!("{l}");
-                }
-                let sm = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
-                let mut cur = String::new();
-                for l in sm.lines() {
-                    if l.contains('-') && l.split_whitespace().count() >= 5 && !l.starts_with("Rss")
-                    {
-                        cur = l.to_string();
-                    } else if let Some(v) = l.strip_prefix("Rss:") {
-                        let kb: u64 = v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0);
-                        if kb > 5000 {
-                            eprintln!("{kb:>8} kB  {cur}");
-                        }
-                    }
-                }
-            }
             Ok(if a.report.incomplete {
                 EXIT_INCOMPLETE
             } else {

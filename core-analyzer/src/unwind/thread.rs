@@ -306,7 +306,7 @@ impl Stitcher<'_> {
         let on_g0 = out.goroutine.is_none();
         match name {
             "runtime.cgocallback" if !on_g0 && w.m.is_some() => {
-                return self.enter_callback_c(f, lookup, w, out).map(|_| None);
+                return self.enter_callback_c(f, lookup, w).map(|_| None);
             }
             "runtime.mcall" | "runtime.systemstack" | "runtime.morestack" if on_g0 && !w.first => {
                 return self.switch_to_goroutine(name, w, out).map(|_| None);
@@ -469,13 +469,7 @@ impl Stitcher<'_> {
 
     /// `runtime.cgocallback` on the goroutine: the C code that called into Go
     /// is on g0, above the k-th `cgocallback` frame of the chain.
-    fn enter_callback_c(
-        &self,
-        f: &Func,
-        lookup: u64,
-        w: &mut Walk,
-        out: &mut ThreadStack,
-    ) -> Result<(), Option<String>> {
+    fn enter_callback_c(&self, f: &Func, lookup: u64, w: &mut Walk) -> Result<(), Option<String>> {
         let m = w.m.expect("checked by the caller");
         let go_caller = match self.go.step(f, w.regs.pc, lookup, w.regs.sp, 0, false) {
             GoStep::Caller { pc, sp, fp } => Some(Regs {
@@ -507,7 +501,6 @@ impl Stitcher<'_> {
             lr: 0,
         };
         w.first = false;
-        let _ = out;
         Ok(())
     }
 
