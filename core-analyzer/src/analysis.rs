@@ -186,6 +186,25 @@ pub fn analyze_with(
         }
     }
 
+    // A C thread's only M, taken by Go's handler for a signal that reached
+    // it (needm(signal)): Go 1.22+ flags it, Go 1.21 shows it on the stack.
+    let signal_only: std::collections::HashSet<u64> = process
+        .threads
+        .iter()
+        .zip(&stacks)
+        .filter_map(|(t, st)| {
+            let m = m_of_tid.get(&(t.tid as u64))?;
+            let in_badsignal = || {
+                st.frames
+                    .iter()
+                    .any(|f| f.function.as_deref() == Some("runtime.badsignal"))
+            };
+            (m.is_extra_in_sig || (m.isextra && !m.is_extra_in_c && in_badsignal()))
+                .then_some(m.addr)
+        })
+        .collect();
+    let borrowed_m = |addr: u64| borrowed.contains_key(&addr) || signal_only.contains(&addr);
+
     let tids_tp: Vec<(u32, u64)> = process
         .threads
         .iter()
@@ -199,12 +218,13 @@ pub fn analyze_with(
         threads: &tids_tp,
         data_symbol: &data_symbol,
     };
-    let threads: Vec<ThreadInfo> = process
+    let mut threads: Vec<ThreadInfo> = process
         .threads
         .iter()
         .zip(&stacks)
         .map(|(t, st)| {
-            let m = m_of_tid.get(&(t.tid as u64));
+            let own = m_of_tid.get(&(t.tid as u64));
+            let m = own.filter(|m| !signal_only.contains(&m.addr));
             // The blocked call starts below Go's own signal handler, if it runs.
             let go_sig = st.signals.iter().find(|s| s.go_handler);
             let (start, sys) = match go_sig {
@@ -212,13 +232,22 @@ pub fn analyze_with(
                 None => (0, t.regs.syscall_state()),
             };
             let sig_name = go_sig.map(|s| signal::signal_name(s.signo));
+            // A C handler on top of the call is what waits.
+            let handler_end = st
+                .signals
+                .iter()
+                .find(|s| !s.go_handler && s.frame > start)
+                .map(|s| s.frame);
             let blocked = classify::classify(
                 &ccx,
-                &st.frames,
-                start,
-                &sys,
-                st.frames.get(start).map_or(0, |f| f.pc),
-                sig_name.as_deref(),
+                &classify::Call {
+                    tid: t.tid,
+                    frames: &st.frames,
+                    start,
+                    handler_end,
+                    sys: &sys,
+                    interrupted_by: sig_name.as_deref(),
+                },
             );
             ThreadInfo {
                 tid: t.tid,
@@ -226,7 +255,6 @@ pub fn analyze_with(
                     None => ThreadKind::Foreign,
                     // A C thread that borrowed an M just to run Go's signal handler
                     // (e.g. the crash signal) is still a thread Go does not own.
-                    Some(m) if m.is_extra_in_sig => ThreadKind::Foreign,
                     Some(m) if m.isextra => ThreadKind::Extra,
                     Some(_) => ThreadKind::Go,
                 },
@@ -235,7 +263,8 @@ pub fn analyze_with(
                 lockedg: m.and_then(|m| goid(m.lockedg)),
                 in_cgo: m.is_some_and(|m| m.incgo),
                 signal: t.signal,
-                signal_m: borrowed_for(t.tid),
+                signal_m: borrowed_for(t.tid)
+                    .or(own.filter(|m| signal_only.contains(&m.addr)).map(|m| m.id)),
                 pc: t.regs.pc(),
                 sp: t.regs.sp(),
                 syscall: t.regs.syscall_nr(),
@@ -250,6 +279,8 @@ pub fn analyze_with(
             }
         })
         .collect();
+
+    classify::share_owners(&mut threads);
 
     let minfos: Vec<MInfo> = ms
         .iter()
@@ -266,7 +297,7 @@ pub fn analyze_with(
                     .find(|(_, x)| x.addr == m.addr && m.procid == 0)
                     .map(|(t, _)| *t as u32)
             }),
-            signal_borrowed: borrowed.contains_key(&m.addr),
+            signal_borrowed: borrowed_m(m.addr),
             procid: m.procid,
             locked_ext: m.locked_ext,
             locked_int: m.locked_int,
@@ -290,9 +321,7 @@ pub fn analyze_with(
     // extra M borrowed only to run a signal handler.
     let live: Vec<&G> = gs
         .iter()
-        .filter(|g| {
-            !(dead.contains(&g.state()) || (g.lockedm != 0 && borrowed.contains_key(&g.lockedm)))
-        })
+        .filter(|g| !(dead.contains(&g.state()) || (g.lockedm != 0 && borrowed_m(g.lockedm))))
         .collect();
     let mut stacks_of_live: Vec<Stack> = if opts.goroutine_frames {
         let (found, notes) = unwind_goroutines(&process, &rt, &live, &stack_of_g);

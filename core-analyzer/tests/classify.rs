@@ -38,6 +38,10 @@ const CLASSES: &[(&str, Option<&str>, Option<&str>)] = &[
     ("signal_unsafe", Some("mutex"), Some("mutex_holder")),
     ("deadlock_ab", Some("mutex"), Some("deadlock_ba")),
     ("deadlock_ba", Some("mutex"), Some("deadlock_ab")),
+    // A handler waiting for the lock its own interrupted code holds.
+    ("malloc_self", Some("malloc-lock"), Some("malloc_self")),
+    ("setenv_self", Some("env-lock"), Some("setenv_self")),
+    ("setenv_waiter", Some("env-lock"), Some("setenv_self")),
     ("foreign_thread", Some("sleep"), None),
     ("extra_m_in_c", Some("sleep"), None),
     // In Go, not in C: no class.
@@ -145,10 +149,17 @@ fn check_findings(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
     let mut e = |s: String| errs.push(format!("{}: {s}", case.name));
     let set = |names: &[&str]| -> BTreeSet<u32> { names.iter().map(|n| tid(case, n)).collect() };
 
-    // Deadlock: exactly the ABBA pair.
-    let dl = of_kind(r, "deadlock");
-    if dl.len() != 1 || tids(dl[0]) != set(&["deadlock_ab", "deadlock_ba"]) {
-        e(format!("deadlock findings {dl:?}"));
+    // Deadlocks: the ABBA pair, and each handler waiting for its own thread.
+    let dl: BTreeSet<BTreeSet<u32>> = of_kind(r, "deadlock").iter().map(|f| tids(f)).collect();
+    let want: BTreeSet<BTreeSet<u32>> = [
+        set(&["deadlock_ab", "deadlock_ba"]),
+        set(&["malloc_self"]),
+        set(&["setenv_self"]),
+    ]
+    .into_iter()
+    .collect();
+    if dl != want {
+        e(format!("deadlock findings on {dl:?}, want {want:?}"));
     }
     // Lock holders with waiters: exactly the scenarios that hold a C lock.
     let holders: BTreeSet<u32> = of_kind(r, "lock-held-while-blocked")
@@ -162,6 +173,7 @@ fn check_findings(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
         "stdio_holder",
         "deadlock_ab",
         "deadlock_ba",
+        "setenv_self",
     ]);
     if holders != want {
         e(format!("lock holders {holders:?}, want {want:?}"));
@@ -184,7 +196,7 @@ fn check_findings(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
         .iter()
         .flat_map(|f| tids(f))
         .collect();
-    if unsafe_ != set(&["signal_unsafe"]) {
+    if unsafe_ != set(&["signal_unsafe", "malloc_self", "setenv_self"]) {
         e(format!("signal-handler-unsafe on {unsafe_:?}"));
     }
     let nested = of_kind(r, "nested-lockosthread");
@@ -194,8 +206,31 @@ fn check_findings(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
     if !of_kind(r, "cuda-unlocked").is_empty() {
         e("cuda-unlocked fired without CUDA".into());
     }
+    // Runtime-internal locks: the callbacks from C parked in Go, and no
+    // other thread (an extra M back in C keeps lockedInt but waits for nothing).
+    let internal: BTreeSet<u32> = of_kind(r, "internal-lock-parked")
+        .iter()
+        .flat_map(|f| tids(f))
+        .collect();
+    if internal != set(&["callback", "extra_m_parked"]) {
+        e(format!("internal-lock-parked on {internal:?}"));
+    }
+    if let Some(f) = of_kind(r, "internal-lock-parked")
+        .into_iter()
+        .find(|f| first_tid(f) == Some(tid(case, "callback")))
+    {
+        let want = case.truth.scenarios["callback"].goid;
+        if f.evidence["goids"] != serde_json::json!([want]) {
+            e(format!(
+                "internal-lock-parked names {}, want goroutine {want}",
+                f.evidence["goids"]
+            ));
+        }
+    }
     let foreign = of_kind(r, "foreign-threads");
-    if foreign.len() != 1 || tids(foreign[0]) != set(&["foreign_thread"]) {
+    if foreign.len() != 1
+        || tids(foreign[0]) != set(&["foreign_thread", "malloc_self", "setenv_self"])
+    {
         e(format!("foreign-threads {foreign:?}"));
     }
     let extra = of_kind(r, "extra-ms");
@@ -280,10 +315,15 @@ fn classes_hold_without_libc_debug_info() {
         !libc_dbg,
         "no debug file is reachable under the bare sysroot"
     );
-    // glibc's sem_wait tail-calls static functions: with only exported names
-    // nothing on the stack says "semaphore" (it stays unclassified, with its
-    // futex); every other class holds.
-    let errs = check_classes_except(&case, &bare.report, bare.process.arch, &["sem_wait"]);
+    // glibc's sem_wait and setenv tail-call static functions: with only
+    // exported names nothing on the stack says "semaphore" or "environment"
+    // (they stay unclassified, with their futex); every other class holds.
+    let errs = check_classes_except(
+        &case,
+        &bare.report,
+        bare.process.arch,
+        &["sem_wait", "setenv_self", "setenv_waiter"],
+    );
     assert!(errs.is_empty(), "{}", errs.join("\n"));
 }
 

@@ -355,9 +355,10 @@ fn gdb_on_a_live_process_matches_a_core_of_the_same_state() {
             "set environment GOMAXPROCS=2",
             "-ex",
             "handle SIGTRAP stop",
-            // The scenario raises SIGUSR2 into its own C handler; Go preempts with SIGURG.
+            // The scenario raises SIGUSR2 and SIGRTMIN+4/+5 into its own C
+            // handlers; Go preempts with SIGURG.
             "-ex",
-            "handle SIGUSR2 nostop noprint pass",
+            "handle SIGUSR2 SIG38 SIG39 nostop noprint pass",
             "-ex",
             "handle SIGURG nostop noprint pass",
             "-ex",
@@ -416,6 +417,8 @@ fn lldb_on_a_live_process_matches_the_program() {
             "-o",
             "process handle SIGUSR2 --stop false --notify false --pass true",
             "-o",
+            "process handle SIGRTMIN+4 SIGRTMIN+5 --stop false --notify false --pass true",
+            "-o",
             "process handle SIGURG --stop false --notify false --pass true",
             "-o",
             "process launch -- -parked 40",
@@ -457,7 +460,7 @@ fn debuggers_say_one_line_when_there_is_nothing_to_explain() {
                 "-ex",
                 "set non-stop on",
                 "-ex",
-                "handle SIGUSR2 nostop noprint pass",
+                "handle SIGUSR2 SIG38 SIG39 nostop noprint pass",
                 "-ex",
                 "run -parked 4 > /dev/null &",
                 "-ex",

@@ -1,7 +1,8 @@
 //! The wait-for graph over threads, goroutines and C locks, and the findings
 //! a person on call reads first: each with evidence (tids, M ids, goids) and
 //! advice. Computed from the report model only, so every face shows the same.
-use crate::report::{Finding, Report, Severity, ThreadInfo, ThreadKind};
+use crate::report::{Finding, GoroutineInfo, Report, Severity, ThreadInfo, ThreadKind};
+use crate::unwind::{Frame, Lang};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
 
@@ -11,6 +12,9 @@ const UNSAFE_IN_HANDLER: &[&str] = &[
     "malloc",
     "free",
     "calloc",
+    "setenv",
+    "unsetenv",
+    "putenv",
     "realloc",
     "printf",
     "fprintf",
@@ -216,6 +220,90 @@ fn evidence(ts: &[&ThreadInfo]) -> serde_json::Value {
     })
 }
 
+/// Runtime-internal thread locks (`m.lockedInt`): Go locks a callback from C
+/// to its thread, and the main goroutine during package init. A goroutine
+/// parked in Go under such a lock keeps the thread, and the C code that called
+/// it (and every C lock that code holds) waits until it returns.
+fn internal_locks(r: &Report, by_tid: &HashMap<u32, &ThreadInfo>, out: &mut Vec<Finding>) {
+    let by_goid: HashMap<u64, &GoroutineInfo> = r.goroutines.iter().map(|g| (g.goid, g)).collect();
+    for m in r.ms.iter().filter(|m| m.locked_int > 0) {
+        let Some(g) = m.lockedg.and_then(|id| by_goid.get(&id).copied()) else {
+            continue;
+        };
+        if g.status != "waiting" {
+            continue;
+        }
+        let t = m.tid.and_then(|tid| by_tid.get(&tid).copied());
+        // The thread's stack runs into the goroutine's; without a thread, the
+        // goroutine's own frames.
+        let frames: &[Frame] = match t {
+            Some(t) if t.frames.iter().any(|f| f.lang == Lang::Go) => &t.frames,
+            _ => &g.frames,
+        };
+        let has = |name: &str| frames.iter().any(|f| f.function.as_deref() == Some(name));
+        let on = t.map_or_else(|| format!("M{}", m.id), who);
+        let summary = if has("runtime.cgocallback") {
+            // A callback on a Go thread was entered by that thread's cgo call.
+            let caller = callback_caller(frames).or_else(|| t.and_then(|t| t.cgo_call.clone()));
+            format!(
+                "goroutine {} is a Go callback from C{} parked in Go ({}): Go locks a callback to its thread (lockedInt {}), so {on} and the C code that called it wait until it returns, with every C lock that code holds",
+                g.goid,
+                caller.map(|c| format!(" (called by {c})")).unwrap_or_default(),
+                g.state(),
+                m.locked_int
+            )
+        } else if has("runtime.doInit") || has("runtime.doInit1") {
+            format!(
+                "goroutine {} is parked ({}) during package initialization, which Go runs locked to the main thread (lockedInt {}): {on} waits for it, and main has not started",
+                g.goid,
+                g.state(),
+                m.locked_int
+            )
+        } else {
+            format!(
+                "the runtime keeps {on} locked to goroutine {} (lockedInt {}), which is parked in Go ({})",
+                g.goid,
+                m.locked_int,
+                g.state()
+            )
+        };
+        let mut ev = t
+            .map(|t| evidence(&[t]))
+            .unwrap_or_else(|| serde_json::json!({"tids": [], "ms": [m.id], "goids": []}));
+        ev["goids"] = serde_json::json!([g.goid]);
+        ev["locked_int"] = serde_json::json!(m.locked_int);
+        out.push(Finding {
+            kind: "internal-lock-parked".into(),
+            severity: Severity::Warning,
+            summary,
+            evidence: ev,
+            advice: "a Go function exported to C should return promptly: hand long waits to another goroutine and return, and never park in Go while the C caller holds a lock".into(),
+        });
+    }
+}
+
+/// The C function that called into Go: the first C frame below the callback
+/// that is not cgo's glue (`crosscall2`, the exported wrapper named like the
+/// Go function).
+fn callback_caller(frames: &[Frame]) -> Option<String> {
+    let name = |f: &Frame| f.function.as_deref().unwrap_or("").to_string();
+    let exp = frames.iter().position(|f| name(f).contains("_cgoexp_"))?;
+    let callee = exp
+        .checked_sub(1)
+        .map(|i| name(&frames[i]))
+        .unwrap_or_default();
+    let short = callee.rsplit('.').next().unwrap_or("").to_string();
+    let back = exp
+        + frames[exp..]
+            .iter()
+            .position(|f| name(f) == "runtime.cgocallback")?;
+    frames[back..]
+        .iter()
+        .filter(|f| f.lang == Lang::C)
+        .map(name)
+        .find(|n| !n.is_empty() && !n.starts_with("crosscall2") && *n != short)
+}
+
 pub fn findings(r: &Report, g: &Graph) -> Vec<Finding> {
     let by_tid: HashMap<u32, &ThreadInfo> = r.threads.iter().map(|t| (t.tid, t)).collect();
     let mut out = vec![];
@@ -229,23 +317,41 @@ pub fn findings(r: &Report, g: &Graph) -> Vec<Finding> {
             })
             .collect();
         let names: Vec<String> = ts.iter().map(|t| who(t)).collect();
+        let (summary, advice) = if ts.len() == 1 {
+            (
+                format!(
+                    "self-deadlock: {} waits for a C lock it holds itself ({})",
+                    names.join(", "),
+                    doing(ts[0])
+                ),
+                "the thread can never proceed, nor can anything else that needs the lock; the process must be restarted. A thread waits for itself when a signal handler calls code that takes a lock the interrupted code held (malloc, setenv, stdio): handlers must stay async-signal-safe",
+            )
+        } else {
+            (
+                format!(
+                    "deadlock: {} wait for C locks held by each other",
+                    names.join(", ")
+                ),
+                "no thread in the cycle can proceed; the process must be restarted. Fix the lock order in the C code (or the Go code that calls it)",
+            )
+        };
         out.push(Finding {
             kind: "deadlock".into(),
             severity: Severity::Critical,
-            summary: format!(
-                "deadlock: {} wait for C locks held by each other",
-                names.join(", ")
-            ),
+            summary,
             evidence: evidence(&ts),
-            advice: "no thread in the cycle can proceed; the process must be restarted. Fix the lock order in the C code (or the Go code that calls it)".into(),
+            advice: advice.into(),
         });
     }
 
     // Lock holders that others wait for.
     let mut waiters: BTreeMap<u32, Vec<&ThreadInfo>> = BTreeMap::new();
     for t in &r.threads {
+        // A thread waiting for itself is a deadlock, not a holder with waiters.
         if let Some(o) = t.blocked.as_ref().and_then(|b| b.owner_tid) {
-            waiters.entry(o).or_default().push(t);
+            if o != t.tid {
+                waiters.entry(o).or_default().push(t);
+            }
         }
     }
     for (owner, ws) in &waiters {
@@ -357,6 +463,8 @@ pub fn findings(r: &Report, g: &Graph) -> Vec<Finding> {
             });
         }
     }
+
+    internal_locks(r, &by_tid, &mut out);
 
     // A goroutine that exits while locked takes its thread with it: the core
     // cannot show the goroutine, but the runtime counts the threads it ended.

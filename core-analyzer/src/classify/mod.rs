@@ -9,9 +9,10 @@ pub mod syscalls;
 
 use crate::elf::regs::{Arch, SyscallState};
 use crate::memory::{Memory, ReadExt};
-use crate::report::Blocked;
+use crate::report::{Blocked, ThreadInfo};
 use crate::unwind::{Frame, Lang};
 use rules::{normalize, Rules, Subject};
+use std::collections::HashMap;
 use syscalls::Args;
 
 /// Everything classification needs besides the thread itself.
@@ -25,19 +26,29 @@ pub struct Context<'a> {
     pub data_symbol: &'a dyn Fn(u64) -> Option<String>,
 }
 
-/// The blocked C call of a thread: `frames` from `start` (below Go's own
-/// signal handler, if any) up to the first Go frame. `None` when the thread is
+/// Where a thread's blocked C call is on its stack.
+pub struct Call<'a> {
+    pub tid: u32,
+    pub frames: &'a [Frame],
+    /// The first frame of the call: below Go's own signal handler, if one runs.
+    pub start: usize,
+    /// The first frame a C signal handler interrupted, when one runs on top of
+    /// the call: the handler is what waits, the code below it what it stopped.
+    pub handler_end: Option<usize>,
+    pub sys: &'a SyscallState,
+    /// Go's signal that interrupted the call, if any (`SIGQUIT`).
+    pub interrupted_by: Option<&'a str>,
+}
+
+/// The blocked C call of a thread: its frames from `start` up to the first Go
+/// frame (or to the frames a C handler interrupted). `None` when the thread is
 /// not in C there.
-pub fn classify(
-    cx: &Context,
-    frames: &[Frame],
-    start: usize,
-    sys: &SyscallState,
-    pc: u64,
-    interrupted_by: Option<&str>,
-) -> Option<Blocked> {
+pub fn classify(cx: &Context, c: &Call) -> Option<Blocked> {
+    let (frames, start, sys, interrupted_by) = (c.frames, c.start, c.sys, c.interrupted_by);
+    let pc = frames.get(start).map_or(0, |f| f.pc);
+    let end = c.handler_end.unwrap_or(frames.len()).min(frames.len());
     let call: Vec<&Frame> = frames
-        .get(start..)?
+        .get(start..end)?
         .iter()
         .take_while(|f| f.lang == Lang::C)
         .collect();
@@ -126,7 +137,23 @@ pub fn classify(
     ];
     let futex_wait = sc.as_ref().is_some_and(|(n, _)| n == "futex");
     let lock = (futex_wait && lock_classes.contains(&class.as_str())).then_some(sys.args[0]);
-    let owner_tid = lock.and_then(|a| owner::owner(cx, &class, a));
+    let mut owner_tid = lock.and_then(|a| owner::owner(cx, &class, a));
+    // A handler that waits for a lock of the very code it interrupted (malloc
+    // inside malloc, setenv inside setenv) waits for its own thread.
+    if let (Some(r), Some(hend), None, Some(_)) = (rule, c.handler_end, owner_tid, lock) {
+        let below: Vec<String> = frames[hend..]
+            .iter()
+            .take_while(|f| f.lang == Lang::C)
+            .filter_map(|f| f.function.as_deref())
+            .map(normalize)
+            .collect();
+        if r.holds_in(&below) {
+            owner_tid = Some(c.tid);
+            explain = format!(
+                "self-deadlock: a signal handler waits for a lock its own thread held when the signal came; {explain}"
+            );
+        }
+    }
     Some(Blocked {
         class,
         syscall: sc.map(|(n, _)| n),
@@ -138,6 +165,23 @@ pub fn classify(
         lock,
         lock_symbol: lock.and_then(|a| (cx.data_symbol)(a)),
     })
+}
+
+/// Waiters of one lock share its owner: where the lock itself names nobody (a
+/// bare futex word), an owner found another way (a self-deadlocked handler)
+/// holds it for every waiter.
+pub fn share_owners(threads: &mut [ThreadInfo]) {
+    let mut known: HashMap<u64, u32> = HashMap::new();
+    for b in threads.iter().filter_map(|t| t.blocked.as_ref()) {
+        if let (Some(lock), Some(o)) = (b.lock, b.owner_tid) {
+            known.entry(lock).or_insert(o);
+        }
+    }
+    for b in threads.iter_mut().filter_map(|t| t.blocked.as_mut()) {
+        if b.owner_tid.is_none() {
+            b.owner_tid = b.lock.and_then(|l| known.get(&l).copied());
+        }
+    }
 }
 
 /// `read(fd 5)`, `futex(0x5b8700 <shared_mu>, FUTEX_WAIT_PRIVATE)`, ...

@@ -18,8 +18,9 @@ enum Owner {
 /// (classes, where the owner is, which library and lock this is).
 const SLOTS: &[(&[&str], Owner, &str)] = &[
     // glibc pthread_mutex_t: { int __lock; unsigned __count; int __owner; ... }
+    // (glibc's arena and environment locks are bare futex words: no owner.)
     (
-        &["mutex", "loader-lock", "env-lock", "malloc-lock"],
+        &["mutex", "loader-lock"],
         Owner::Tid(8),
         "glibc pthread_mutex_t.__owner",
     ),

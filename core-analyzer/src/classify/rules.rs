@@ -117,6 +117,16 @@ impl ClassRule {
     }
 }
 
+impl ClassRule {
+    /// Code inside the lock's domain (the rule's first frame group: `malloc`,
+    /// `setenv`, ...) is on `frames`, so it may hold the lock.
+    pub fn holds_in(&self, frames: &[String]) -> bool {
+        self.frames
+            .first()
+            .is_some_and(|group| frames.iter().any(|f| group.iter().any(|p| glob(p, f))))
+    }
+}
+
 impl LibraryRule {
     pub fn matches(&self, s: &Subject, class: &str) -> bool {
         if self.class.as_deref().is_some_and(|c| c != class) {

@@ -57,6 +57,9 @@ const (
 	slotSignalUnsafe
 	slotDeadlockAB
 	slotDeadlockBA
+	slotMallocSelf
+	slotSetenvSelf
+	slotSetenvWaiter
 	firstExtra
 )
 
@@ -93,6 +96,9 @@ var names = map[int]string{
 	slotSignalUnsafe:  "signal_unsafe",
 	slotDeadlockAB:    "deadlock_ab",
 	slotDeadlockBA:    "deadlock_ba",
+	slotMallocSelf:    "malloc_self",
+	slotSetenvSelf:    "setenv_self",
+	slotSetenvWaiter:  "setenv_waiter",
 }
 
 var (
@@ -227,6 +233,12 @@ func classes() {
 	inC(slotSignalUnsafe, true, func(s C.int) { C.block_in_signal_handler(s) })
 	inC(slotDeadlockAB, false, func(s C.int) { C.deadlock_ab(s) })
 	inC(slotDeadlockBA, false, func(s C.int) { C.deadlock_ba(s) })
+	// C library locks wedged by a handler on their holder's own thread: the
+	// arena lock (no waiter can be aimed at one arena) and the environment
+	// lock, with a goroutine waiting for it in setenv.
+	C.start_malloc_self_deadlock(C.int(slotMallocSelf))
+	C.start_setenv_self_deadlock(C.int(slotSetenvSelf))
+	inC(slotSetenvWaiter, false, func(s C.int) { C.block_setenv(s) })
 }
 
 func waitFor(slots []int) {

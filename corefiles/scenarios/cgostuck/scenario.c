@@ -6,6 +6,7 @@
 #include <arpa/nameser.h>
 #include <fcntl.h>
 #include <link.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -349,4 +350,92 @@ void deadlock_ba(int slot) {
 	while (!dl_a_held) usleep(1000);
 	mark(slot);
 	pthread_mutex_lock(&dl_a);
+}
+
+// A handler that allocates, or sets the environment, interrupting its own
+// thread inside malloc/free or setenv: it waits for the C library lock its
+// own interrupted code holds (glibc's arena and environment locks are plain
+// futex words, no owner recorded). The signal is resent until it lands inside
+// the lock. A wedged arena stops every thread that shares it (Go's own thread
+// creation mallocs), so the victims start first, in a constructor, each
+// claiming an arena of its own, and no arena is shared below M_ARENA_MAX.
+static volatile long self_victim_tid[2];
+static volatile int self_go[2], self_in[2], self_out[2];
+static pthread_t self_victim[2];
+static void *volatile alloc_sink;
+
+static void malloc_in_handler(int sig) {
+	(void)sig;
+	self_in[0]++;
+	alloc_sink = malloc(4096); // past tcache and fastbins: takes the arena lock
+	free(alloc_sink);
+	self_out[0]++;
+}
+
+static void setenv_in_handler(int sig) {
+	(void)sig;
+	self_in[1]++;
+	setenv("CGOSTUCK_HANDLER", "1", 1);
+	self_out[1]++;
+}
+
+static void *malloc_victim_main(void *arg) {
+	(void)arg;
+	self_victim_tid[0] = syscall(SYS_gettid);
+	free(malloc(4096)); // this thread's arena, created now, before any other thread
+	while (!self_go[0]) usleep(1000);
+	for (;;) {
+		alloc_sink = malloc(4096);
+		free(alloc_sink);
+	}
+	return NULL;
+}
+
+static void *setenv_victim_main(void *arg) {
+	(void)arg;
+	self_victim_tid[1] = syscall(SYS_gettid);
+	free(malloc(64));
+	while (!self_go[1]) usleep(1000);
+	for (unsigned i = 0;; i++) setenv("CGOSTUCK_LOOP", (i & 1) ? "a" : "b", 1);
+	return NULL;
+}
+
+__attribute__((constructor)) static void start_self_victims(void) {
+	mallopt(M_ARENA_MAX, 1024);
+	if (pthread_create(&self_victim[0], NULL, malloc_victim_main, NULL) != 0) abort();
+	if (pthread_create(&self_victim[1], NULL, setenv_victim_main, NULL) != 0) abort();
+}
+
+static void self_deadlock(int slot, int which, int signo, void (*handler)(int)) {
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = handler;
+	sigaction(signo, &sa, NULL);
+	while (!self_victim_tid[which]) usleep(100);
+	self_go[which] = 1;
+	for (int tries = 0; tries < 20000; tries++) {
+		int sent = self_in[which];
+		pthread_kill(self_victim[which], signo);
+		while (self_in[which] == sent) usleep(50);
+		usleep(20000);
+		if (self_in[which] != self_out[which]) {
+			tids[slot] = self_victim_tid[which];
+			return;
+		}
+	}
+	abort();
+}
+
+void start_malloc_self_deadlock(int slot) {
+	self_deadlock(slot, 0, SIGRTMIN + 4, malloc_in_handler);
+}
+
+void start_setenv_self_deadlock(int slot) {
+	self_deadlock(slot, 1, SIGRTMIN + 5, setenv_in_handler);
+}
+
+// Waits for the environment lock the setenv victim holds, as os.Setenv would.
+void block_setenv(int slot) {
+	mark(slot);
+	setenv("CGOSTUCK_WAITER", "1", 1);
 }

@@ -39,4 +39,7 @@ void busy_in_c(int slot);
 void block_in_signal_handler(int slot);
 void deadlock_ab(int slot);
 void deadlock_ba(int slot);
+void start_malloc_self_deadlock(int slot);
+void start_setenv_self_deadlock(int slot);
+void block_setenv(int slot);
 #endif
