@@ -18,6 +18,7 @@ do not depend on what else the machine does. Results go to stdout and to bench/r
 See bench/README.md.
 """
 import argparse
+import json
 import os
 import re
 import shutil
@@ -29,12 +30,25 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CGOCORE = os.path.join(ROOT, "target", "release", "cgocore")
+COLD = "cgocore analyze --json, core not in page cache"
 
 
-def measure(cmd, runs, timeout=600):
+def evict(path):
+    """Drop a file's pages from the page cache: the next run reads it from disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def measure(cmd, runs, timeout=600, before=None):
     """Median wall, CPU and peak RSS (MB) of `runs` runs; None and why if it fails."""
     walls, cpus, rss = [], [], []
     for _ in range(runs):
+        if before:
+            before()
         t0 = time.perf_counter()
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              stdin=subprocess.DEVNULL)
@@ -95,20 +109,89 @@ def anchors(go, exe, core):
     return out
 
 
+def matplotlib():
+    """matplotlib from the system, else from a venv under .cache (installed once)."""
+    try:
+        import matplotlib as m
+        return m
+    except ImportError:
+        pass
+    venv = os.path.join(ROOT, ".cache", "plot-venv")
+    py = os.path.join(venv, "bin", "python")
+    if not os.path.exists(py):
+        subprocess.check_call([sys.executable, "-m", "venv", venv])
+        subprocess.check_call([py, "-m", "pip", "install", "-q", "matplotlib"])
+    site = subprocess.check_output([py, "-c", "import site; print(site.getsitepackages()[0])"]).decode().strip()
+    sys.path.insert(0, site)
+    import matplotlib as m
+    return m
+
+
+def plot(records, out):
+    """Wall time and peak RSS per tool, and cgocore's instructions, against goroutines."""
+    m = matplotlib()
+    m.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    tools = ["cgocore analyze --json", COLD, "gdb: thread apply all bt",
+             "gdb + runtime-gdb.py: info goroutines", "dlv core: goroutines -t"]
+    threads = sorted({r["threads"] for r in records})
+    styles = {t: s for t, s in zip(threads, ["-", "--", ":", "-."])}
+    for tool in tools:
+        for t in threads:
+            pts = sorted((r["goroutines"], r["wall_s"], r["rss_mb"]) for r in records
+                         if r["command"] == tool and r["threads"] == t and r["kind"] == "kernel"
+                         and r["wall_s"] is not None)
+            if not pts:
+                continue
+            lab = "%s, %d threads" % (tool, t)
+            color = "C%d" % tools.index(tool)
+            axes[0].plot([p[0] for p in pts], [p[1] for p in pts], styles[t], color=color, marker="o", label=lab)
+            axes[1].plot([p[0] for p in pts], [p[2] for p in pts], styles[t], color=color, marker="o", label=lab)
+    for t in threads:
+        for cmd, color in (("cgocore analyze --json", "C0"), ("cgocore analyze", "C5")):
+            pts = sorted((r["goroutines"], r["instructions"]) for r in records
+                         if r["command"] == cmd and r["threads"] == t and r["kind"] == "kernel"
+                         and r["instructions"])
+            if pts:
+                axes[2].plot([p[0] for p in pts], [p[1] / 1e9 for p in pts], styles[t], color=color, marker="o",
+                             label="%s, %d threads" % (cmd, t))
+    for ax, title, unit in ((axes[0], "wall time (kernel cores)", "s"),
+                            (axes[1], "peak RSS (kernel cores)", "MB"),
+                            (axes[2], "cgocore instructions (callgrind)", "billion")):
+        ax.set_xscale("log")
+        if ax is not axes[2]:
+            ax.set_yscale("log")
+        ax.set_xlabel("goroutines parked in Go")
+        ax.set_ylabel(unit)
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=6)
+    axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    print("plot written to", out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--go", default="1.27.3")
-    ap.add_argument("--sizes", default="1000x10,10000x200,100000x1000",
+    ap.add_argument("--sizes", default=",".join("%dx%d" % (g, t) for g in (1000, 10000, 100000)
+                                                for t in (10, 200, 1000)),
                     help="comma-separated GOROUTINESxTHREADS (parked in Go x blocked in C)")
     ap.add_argument("--kinds", default="kernel", help="kernel,gcore")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--anchor-runs", type=int, default=1, help="runs of the (slow) anchors")
     ap.add_argument("--anchors", action="store_true", help="also time gdb, runtime-gdb.py and Delve")
     ap.add_argument("--callgrind", action="store_true", help="count cgocore's instructions with valgrind")
+    ap.add_argument("--cold", action="store_true",
+                    help="also time cgocore --json with the core dropped from the page cache before each run")
+    ap.add_argument("--plot", metavar="PNG", help="plot time, memory and instructions against core size "
+                    "(matplotlib, installed into .cache/plot-venv when missing)")
     ap.add_argument("--results", default=os.path.join(ROOT, "bench", "results.md"))
     a = ap.parse_args()
     subprocess.check_call(["cargo", "build", "--release", "-q", "-p", "core-analyzer"], cwd=ROOT)
-    rows = []
+    rows, records = [], []
     for size in a.sizes.split(","):
         parked, cblocked = (int(x) for x in size.split("x"))
         for kind in a.kinds.split(","):
@@ -120,16 +203,26 @@ def main():
             cmds = [("cgocore analyze", base),
                     ("cgocore analyze --goroutines all --stacks", base + ["--goroutines", "all", "--stacks"]),
                     ("cgocore analyze --json", base + ["--json"])]
+            if a.cold:
+                cmds.append((COLD, base + ["--json"]))
             if a.anchors:
                 cmds += anchors(a.go, exe, core)
             ref = None
             for name, cmd in cmds:
-                r, err = measure(cmd, a.runs if name.startswith("cgocore") else a.anchor_runs)
-                ir = instructions(cmd) if a.callgrind and name.startswith("cgocore") else None
+                before = (lambda: evict(core)) if name == COLD else None
+                r, err = measure(cmd, a.runs if name.startswith("cgocore") else a.anchor_runs, before=before)
+                # Instructions do not depend on the page cache or on text vs JSON much:
+                # count the table and everything as JSON.
+                ir = instructions(cmd) if a.callgrind and name in ("cgocore analyze", "cgocore analyze --json") \
+                    else None
                 if name == "cgocore analyze --json" and r:
                     ref = r[0]
                 ratio = "%.1fx" % (r[0] / ref) if r and ref and not name.startswith("cgocore") else ""
                 rows.append((label, name, r, err, ir, ratio))
+                records.append({"goroutines": parked, "threads": cblocked, "kind": kind,
+                                "apparent_gb": os.path.getsize(core) / 1e9, "command": name,
+                                "wall_s": r and r[0], "cpu_s": r and r[1], "rss_mb": r and r[2],
+                                "instructions": ir, "error": err})
                 if r:
                     print("  %-45s %8.3f s %8.3f s cpu %9.1f MB %s%s" % (
                         name, r[0], r[1], r[2], ratio and ratio + " of cgocore --json  ", "" if ir is None else "%.3g instr" % ir),
@@ -148,7 +241,11 @@ def main():
                     label, name, r[0], r[1], r[2], ratio, "" if ir is None else "{:,}".format(ir)))
             else:
                 f.write("| %s | %s | failed: %s | | | | |\n" % (label, name, err.replace("|", "/")))
-    print("\nwritten to", a.results)
+    with open(os.path.splitext(a.results)[0] + ".json", "w") as f:
+        json.dump(records, f, indent=1)
+    print("\nwritten to", a.results, "and", os.path.splitext(a.results)[0] + ".json")
+    if a.plot:
+        plot(records, a.plot)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCENARIO = os.path.join(ROOT, "corefiles", "scenarios", "cgostuck")
+CUDA_STUB = os.path.join(ROOT, "corefiles", "scenarios", "cudastub", "cuda_stub.c")
 CACHE = os.path.join(ROOT, ".cache")
 VERSIONS = ["1.21.13", "1.22.10", "1.23.9", "1.24.11", "1.25.5", "1.26.6", "1.27.3"]
 VARIANTS = {
@@ -53,6 +54,8 @@ def source_hash():
     """Hash of the scenario sources: a changed scenario invalidates cached builds and cores."""
     import hashlib
     h = hashlib.sha256()
+    with open(CUDA_STUB, "rb") as f:
+        h.update(f.read())
     for name in sorted(os.listdir(SCENARIO)):
         path = os.path.join(SCENARIO, name)
         if os.path.isfile(path):
@@ -77,9 +80,16 @@ def build(version, variant, out_dir):
     cmd = [go_binary(version), "build", "-trimpath", "-o", exe] + VARIANTS[variant] + ["."]
     log("build", version, variant)
     subprocess.check_call(cmd, cwd=SCENARIO, env=env)
+    # The CUDA stand-in the scenario dlopens (-cuda): no GPU here.
+    subprocess.check_call(["gcc", "-shared", "-fPIC", "-O1", "-g", "-fdebug-prefix-map=%s=." % ROOT,
+                           "-o", cuda_stub_path(out_dir), CUDA_STUB])
     with open(stamp, "w") as f:
         f.write(want + "\n")
     return exe
+
+
+def cuda_stub_path(build_dir):
+    return os.path.join(build_dir, "libcuda.so.1")
 
 
 def start(exe, cwd, args):
@@ -209,6 +219,9 @@ def main():
     ap.add_argument("--cblocked", type=int, default=0, help="extra goroutines blocked in C")
     ap.add_argument("--compress", action="store_true", help="zstd -19 each core and executable, deleting the raw core")
     ap.add_argument("--force", action="store_true", help="recapture even if a core exists")
+    ap.add_argument("--no-cuda", action="store_true",
+                    help="leave out the CUDA scenarios (their stand-in libcuda.so.1 is not kept beside a "
+                         "committed fixture)")
     ap.add_argument("--write-layouts", action="store_true",
                     help="regenerate core-analyzer/layouts/go1.NN.json from the DWARF of each plain build")
     a = ap.parse_args()
@@ -226,7 +239,8 @@ def main():
                 if not a.force and os.path.exists(os.path.join(d, "truth.json")):
                     continue
                 log("capture", version, variant, kind)
-                core = capture(exe, kind, d, args)
+                run_args = args if a.no_cuda else args + ["-cuda", cuda_stub_path(base)]
+                core = capture(exe, kind, d, run_args)
                 with open(os.path.join(d, "truth.json")) as f:
                     truth = json.load(f)
                 truth["go_version"] = "go" + version

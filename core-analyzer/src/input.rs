@@ -14,6 +14,8 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// An mmap'd input file (decompressed if it was zstd).
 pub struct Mapped {
     pub path: PathBuf,
+    /// The file mapped: the decompressed copy of a `.zst`.
+    pub real_path: PathBuf,
     pub map: Mmap,
 }
 
@@ -38,6 +40,51 @@ impl AsRef<[u8]> for Mapped {
     }
 }
 
+/// Cores are sparse (9 GB apparent, 290 MB of data for 100k goroutines), and
+/// a first run on a core not yet in the page cache spent most of its time in
+/// the kernel zero-filling holes that fault readahead pulled in around each
+/// page read (7-9 s cold against 0.9 s warm). Asking for the data extents
+/// up front (SEEK_DATA/SEEK_HOLE, then WILLNEED) reads them in large
+/// sequential requests and leaves the holes alone: 1.0 s cold.
+const PREFETCH_BUDGET: u64 = 1 << 30;
+
+/// Start reading the file's data extents (up to `PREFETCH_BUDGET` bytes, in
+/// file order) into the page cache, on a background thread.
+pub fn prefetch_data(m: &Mapped) {
+    let Ok(file) = File::open(&m.real_path) else {
+        return;
+    };
+    let len = m.map.len() as u64;
+    let _ = std::thread::Builder::new()
+        .name("prefetch".into())
+        .spawn(move || prefetch_extents(&file, len, PREFETCH_BUDGET));
+}
+
+#[cfg(target_os = "linux")]
+fn prefetch_extents(file: &File, len: u64, budget: u64) {
+    use std::os::unix::io::AsRawFd;
+    let fd = file.as_raw_fd();
+    let (mut off, mut left) = (0i64, budget as i64);
+    while (off as u64) < len && left > 0 {
+        // SAFETY: plain syscalls on a file descriptor this function owns.
+        let data = unsafe { libc::lseek(fd, off, libc::SEEK_DATA) };
+        if data < 0 {
+            break; // ENXIO: no data after off (or no SEEK_DATA support)
+        }
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        if hole <= data {
+            break;
+        }
+        let n = (hole - data).min(left);
+        unsafe { libc::posix_fadvise(fd, data, n, libc::POSIX_FADV_WILLNEED) };
+        left -= n;
+        off = hole;
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn prefetch_extents(_file: &File, _len: u64, _budget: u64) {}
+
 pub fn open(path: &Path) -> Result<Arc<Mapped>> {
     let mut f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut magic = [0u8; 4];
@@ -58,6 +105,7 @@ pub fn open(path: &Path) -> Result<Arc<Mapped>> {
         unsafe { Mmap::map(&file) }.with_context(|| format!("cannot mmap {}", real.display()))?;
     Ok(Arc::new(Mapped {
         path: path.to_path_buf(),
+        real_path: real,
         map,
     }))
 }

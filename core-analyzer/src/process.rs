@@ -164,7 +164,9 @@ impl Process {
     }
 
     pub fn from_core(core_path: &Path, opts: &OpenOptions) -> Result<Process> {
-        let core = CoreFile::parse(crate::input::open(core_path)?)?;
+        let mapped = crate::input::open(core_path)?;
+        crate::input::prefetch_data(&mapped);
+        let core = CoreFile::parse(mapped)?;
         let mut core_only = SplicedMemory::default();
         core_only.push_layer(core.segments.clone());
 

@@ -5,7 +5,8 @@
 package main
 
 /*
-#cgo LDFLAGS: -lpthread -lresolv
+#cgo LDFLAGS: -lpthread -lresolv -ldl
+#include <stdlib.h>
 #include "scenario.h"
 */
 import "C"
@@ -21,6 +22,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // Fixed scenario slots; extra C-blocked goroutines use slots from firstExtra on.
@@ -60,6 +62,8 @@ const (
 	slotMallocSelf
 	slotSetenvSelf
 	slotSetenvWaiter
+	slotCudaUnlocked
+	slotCudaLocked
 	firstExtra
 )
 
@@ -99,6 +103,8 @@ var names = map[int]string{
 	slotMallocSelf:    "malloc_self",
 	slotSetenvSelf:    "setenv_self",
 	slotSetenvWaiter:  "setenv_waiter",
+	slotCudaUnlocked:  "cuda_unlocked",
+	slotCudaLocked:    "cuda_locked",
 }
 
 var (
@@ -257,10 +263,21 @@ func waitFor(slots []int) {
 func main() {
 	nParked := flag.Int("parked", 40, "ordinary goroutines parked in Go")
 	nCBlocked := flag.Int("cblocked", 0, "extra goroutines blocked in C sleep (every tenth locked)")
+	cudaLib := flag.String("cuda", "", "a CUDA driver library to call (cuCtxSynchronize) from a locked and an unlocked goroutine")
 	flag.Parse()
 	if firstExtra+*nCBlocked > C.SC_MAX {
 		fmt.Fprintln(os.Stderr, "too many -cblocked")
 		os.Exit(2)
+	}
+
+	// Loaded first: a scenario below holds the loader lock for good.
+	if *cudaLib != "" {
+		path := C.CString(*cudaLib)
+		if C.cuda_open(path) == 0 {
+			fmt.Fprintf(os.Stderr, "cannot load the CUDA library %s\n", *cudaLib)
+			os.Exit(2)
+		}
+		C.free(unsafe.Pointer(path))
 	}
 
 	inC(slotReadPipe, false, func(s C.int) { C.block_read(s) })
@@ -284,7 +301,14 @@ func main() {
 
 	all := []int{}
 	for s := 0; s < firstExtra; s++ {
-		all = append(all, s)
+		if s != slotCudaUnlocked && s != slotCudaLocked {
+			all = append(all, s)
+		}
+	}
+	if *cudaLib != "" {
+		inC(slotCudaUnlocked, false, func(s C.int) { C.block_cuda(s) })
+		inC(slotCudaLocked, true, func(s C.int) { C.block_cuda(s) })
+		all = append(all, slotCudaUnlocked, slotCudaLocked)
 	}
 	for i := 0; i < *nCBlocked; i++ {
 		s := firstExtra + i

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <link.h>
 #include <malloc.h>
@@ -438,4 +439,21 @@ void start_setenv_self_deadlock(int slot) {
 void block_setenv(int slot) {
 	mark(slot);
 	setenv("CGOSTUCK_WAITER", "1", 1);
+}
+
+// CUDA driver calls (through the library named by -cuda): one from an
+// unlocked goroutine, one from a locked one.
+static int (*cu_ctx_synchronize)(void);
+
+int cuda_open(const char *path) {
+	void *h = dlopen(path, RTLD_NOW);
+	if (!h) return 0;
+	int (*init)(unsigned) = (int (*)(unsigned))dlsym(h, "cuInit");
+	cu_ctx_synchronize = (int (*)(void))dlsym(h, "cuCtxSynchronize");
+	return init && cu_ctx_synchronize && init(0) == 0;
+}
+
+void block_cuda(int slot) {
+	mark(slot);
+	cu_ctx_synchronize();
 }

@@ -42,4 +42,6 @@ void deadlock_ba(int slot);
 void start_malloc_self_deadlock(int slot);
 void start_setenv_self_deadlock(int slot);
 void block_setenv(int slot);
+int cuda_open(const char *path);
+void block_cuda(int slot);
 #endif
