@@ -189,7 +189,11 @@ fn check_findings(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
         .iter()
         .flat_map(|f| tids(f))
         .collect();
-    if locked != set(&["locked_in_c", "signal_unsafe"]) {
+    let mut want = set(&["locked_in_c", "signal_unsafe"]);
+    if case.truth.scenarios.contains_key("cuda_locked") {
+        want.insert(tid(case, "cuda_locked"));
+    }
+    if locked != want {
         e(format!("locked-thread-blocked-in-c on {locked:?}"));
     }
     let unsafe_: BTreeSet<u32> = of_kind(r, "signal-handler-unsafe")
