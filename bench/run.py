@@ -184,6 +184,9 @@ def main():
     ap.add_argument("--anchor-runs", type=int, default=1, help="runs of the (slow) anchors")
     ap.add_argument("--anchors", action="store_true", help="also time gdb, runtime-gdb.py and Delve")
     ap.add_argument("--callgrind", action="store_true", help="count cgocore's instructions with valgrind")
+    ap.add_argument("--gcore-max-threads", type=int, default=200,
+                    help="skip gcore cores of sizes with more threads in C: gdb's gcore writes every mapped "
+                         "page (a 1k-goroutine, 1000-thread process gave a 35 GB file), kernel cores are sparse")
     ap.add_argument("--cold", action="store_true",
                     help="also time cgocore --json with the core dropped from the page cache before each run")
     ap.add_argument("--plot", metavar="PNG", help="plot time, memory and instructions against core size "
@@ -195,6 +198,10 @@ def main():
     for size in a.sizes.split(","):
         parked, cblocked = (int(x) for x in size.split("x"))
         for kind in a.kinds.split(","):
+            if kind == "gcore" and cblocked > a.gcore_max_threads:
+                print("\n%dx%d: no gcore core (more than --gcore-max-threads %d threads)"
+                      % (parked, cblocked, a.gcore_max_threads), flush=True)
+                continue
             exe, core = generate(a.go, parked, cblocked, kind)
             label = "%dk goroutines / %d threads, %s core" % (parked // 1000, cblocked, kind) if parked >= 1000 \
                 else "%d goroutines / %d threads, %s core" % (parked, cblocked, kind)

@@ -174,7 +174,9 @@ pub fn analyze_with(
             if i % RELEASE_EVERY_THREADS == RELEASE_EVERY_THREADS - 1 {
                 mem.release();
             }
-            stitcher.thread(m_of_tid.get(&(t.tid as u64)).copied(), &t.regs)
+            let mut st = stitcher.thread(m_of_tid.get(&(t.tid as u64)).copied(), &t.regs);
+            signal::infer_numbers(&mut st.signals, t.sighold);
+            st
         })
         .collect();
     mem.release();

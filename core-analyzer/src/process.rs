@@ -15,6 +15,9 @@ pub struct Thread {
     pub regs: Registers,
     /// Signal the thread was stopped with, if any (`pr_cursig`).
     pub signal: Option<u16>,
+    /// Signals the thread blocked (`pr_sighold`), where the core says (0:
+    /// unknown, as gdb's gcore and debuggers leave it).
+    pub sighold: u64,
 }
 
 pub struct Process {
@@ -145,6 +148,7 @@ impl Process {
                 tid: *tid,
                 regs: Registers::from_named(t.arch, regs, t.tls.get(i).copied().flatten()),
                 signal: None,
+                sighold: 0,
             })
             .collect();
         Ok(Process {
@@ -211,6 +215,7 @@ impl Process {
                 tid: t.tid,
                 regs: t.regs.clone(),
                 signal: (t.signal != 0).then_some(t.signal),
+                sighold: t.sighold,
             })
             .collect();
         Ok(Process {

@@ -203,6 +203,24 @@ fn check_findings(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
     if unsafe_ != set(&["signal_unsafe", "malloc_self", "setenv_self"]) {
         e(format!("signal-handler-unsafe on {unsafe_:?}"));
     }
+    // The C handlers are installed without SA_SIGINFO: their numbers come from
+    // the masks (the scenario raises SIGUSR2, and glibc's SIGRTMIN+4 and +5,
+    // glibc's SIGRTMIN being 34).
+    for (scn, want) in [
+        ("signal_unsafe", 12),
+        ("malloc_self", 38),
+        ("setenv_self", 39),
+    ] {
+        let got: Vec<i32> = thread(r, tid(case, scn))
+            .signals
+            .iter()
+            .filter(|s| s.handler == "c")
+            .map(|s| s.signal)
+            .collect();
+        if got != [want] {
+            e(format!("{scn}: C handler signals {got:?}, want [{want}]"));
+        }
+    }
     let nested = of_kind(r, "nested-lockosthread");
     if nested.len() != 1 || tids(nested[0]) != set(&["locked_twice_go"]) {
         e(format!("nested-lockosthread {nested:?}"));

@@ -120,6 +120,20 @@ fn check(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
         }
     }
 
+    // The relay may also stop at a C-created thread in C (the kernel gives a
+    // process-directed SIGQUIT to any thread that does not block it).
+    interrupted += r
+        .threads
+        .iter()
+        .filter(|th| th.kind != cgocore::report::ThreadKind::Go && th.blocked.is_some())
+        .filter(|th| {
+            th.interrupted.as_ref().is_some_and(|i| {
+                i.frame > 0
+                    && name(&th.frames[i.frame - 1]) == "runtime.sigtramp"
+                    && th.frames.get(i.frame).is_some_and(|f| f.lang == Lang::C)
+            })
+        })
+        .count();
     if t.kind == "kernel" && interrupted == 0 {
         e("no thread in C was crossed through Go's signal handler".into());
     }

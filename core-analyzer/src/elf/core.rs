@@ -16,6 +16,8 @@ pub const AT_EXECFN: u64 = 31;
 const NT_ARM_TLS: u32 = 0x401;
 /// Offset of `pr_pid` and `pr_reg` in `struct elf_prstatus` (64-bit Linux).
 const PRSTATUS_PID: usize = 32;
+/// `pr_sighold`: the signals the thread blocks (the first 64).
+const PRSTATUS_SIGHOLD: usize = 24;
 const PRSTATUS_REG: usize = 112;
 
 #[derive(Debug, Clone)]
@@ -23,6 +25,8 @@ pub struct CoreThread {
     pub tid: u32,
     /// Signal that stopped the thread (`pr_cursig`).
     pub signal: u16,
+    /// Signals the thread blocked when dumped (`pr_sighold`).
+    pub sighold: u64,
     pub regs: Registers,
 }
 
@@ -202,9 +206,14 @@ impl CoreFile {
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
             .collect();
+        let sighold = desc
+            .get(PRSTATUS_SIGHOLD..PRSTATUS_SIGHOLD + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+            .unwrap_or(0);
         self.threads.push(CoreThread {
             tid,
             signal,
+            sighold,
             regs: Registers {
                 arch: self.arch,
                 words,

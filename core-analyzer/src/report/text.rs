@@ -128,9 +128,14 @@ fn thread_stacks(o: &mut String, r: &Report, full: bool) {
         }
         let limit = if full { usize::MAX } else { COMPACT_FRAMES };
         for (n, (i, f)) in shown.iter().take(limit).enumerate() {
-            if full && t.interrupted.as_ref().is_some_and(|x| x.frame == *i) {
-                let name = t.interrupted.as_ref().map_or("", |x| x.name.as_str());
-                let _ = writeln!(o, "    --- {name} delivered; interrupted here ---");
+            // Every signal frame shown: Go's handler (full view) and C handlers.
+            if let Some(s) = t.signals.iter().find(|s| s.frame == *i && *i > start) {
+                let by = if s.handler == "go" { "Go's" } else { "a C" };
+                let _ = writeln!(
+                    o,
+                    "    --- {} delivered, {by} handler above; interrupted here ---",
+                    s.name
+                );
             }
             if hidden > 0 && n == 2 {
                 let _ = writeln!(

@@ -36,7 +36,11 @@ impl<'a> CodeModule<'a> {
             )
         });
         (lo < hi).then(|| CodeModule {
-            name: Arc::from(path.rsplit('/').next().unwrap_or(path)),
+            // `server.zst` given for `server`: name the module as it ran.
+            name: Arc::from({
+                let base = path.rsplit('/').next().unwrap_or(path);
+                base.strip_suffix(".zst").unwrap_or(base)
+            }),
             binary,
             bias,
             text: lo.wrapping_add(bias)..hi.wrapping_add(bias),

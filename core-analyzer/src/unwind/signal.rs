@@ -15,6 +15,8 @@ struct SigFrameAbi {
     /// `uc_mcontext`.
     siginfo: u64,
     mcontext: u64,
+    /// `uc_sigmask`: the mask the handler's return restores.
+    sigmask: u64,
     /// Register offsets inside `uc_mcontext`.
     pc: u64,
     sp: u64,
@@ -33,6 +35,7 @@ const AMD64: SigFrameAbi = SigFrameAbi {
     code: &[0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05],
     siginfo: 304,
     mcontext: 40,
+    sigmask: 40 + 256,
     pc: 128,
     sp: 120,
     fp: 80,
@@ -49,6 +52,7 @@ const ARM64: SigFrameAbi = SigFrameAbi {
     code: &[0x68, 0x11, 0x80, 0xd2, 0x01, 0x00, 0x00, 0xd4],
     siginfo: 0,
     mcontext: 128 + 176,
+    sigmask: 128 + 40,
     pc: 8 + 32 * 8,
     sp: 8 + 31 * 8,
     fp: 8 + 29 * 8,
@@ -73,9 +77,18 @@ pub fn is_trampoline(mem: &dyn Memory, arch: Arch, pc: u64) -> bool {
     mem.read(pc, code).is_ok() && code == a.code
 }
 
-/// The interrupted registers, the signal number and the syscall the thread was
-/// in, given the stack pointer the trampoline would run with.
-pub fn interrupted(mem: &dyn Memory, arch: Arch, sp: u64) -> Option<(Regs, i32, SyscallState)> {
+/// What a signal frame saved.
+pub struct Saved {
+    pub regs: Regs,
+    /// From `siginfo`; 0 when the handler was installed without SA_SIGINFO.
+    pub signo: i32,
+    pub syscall: SyscallState,
+    /// The signal mask before the handler ran.
+    pub mask: Option<u64>,
+}
+
+/// What the frame saved, given the stack pointer the trampoline would run with.
+pub fn interrupted(mem: &dyn Memory, arch: Arch, sp: u64) -> Option<Saved> {
     let a = abi(arch);
     let mc = sp.checked_add(a.mcontext)?;
     let regs = Regs {
@@ -87,7 +100,9 @@ pub fn interrupted(mem: &dyn Memory, arch: Arch, sp: u64) -> Option<(Regs, i32, 
             None => 0,
         },
     };
+    // Without SA_SIGINFO the kernel leaves the slot as the stack had it.
     let signo = mem.u32(sp.checked_add(a.siginfo)?).ok()? as i32;
+    let signo = if (1..=64).contains(&signo) { signo } else { 0 };
     let mut args = [0u64; 6];
     for (v, off) in args.iter_mut().zip(a.args) {
         *v = mem.u64(mc + off).unwrap_or(0);
@@ -106,7 +121,32 @@ pub fn interrupted(mem: &dyn Memory, arch: Arch, sp: u64) -> Option<(Regs, i32, 
         Arch::Aarch64 if at(regs.pc) || at(regs.pc.wrapping_sub(n)) => mem.u64(mc + a.nr).ok(),
         _ => None,
     };
-    Some((regs, signo, SyscallState { nr, args }))
+    Some(Saved {
+        regs,
+        signo,
+        syscall: SyscallState { nr, args },
+        mask: mem.u64(sp.checked_add(a.sigmask)?).ok(),
+    })
+}
+
+/// Signal numbers from the masks, for C handlers installed without
+/// SA_SIGINFO (whose frames hold no siginfo, only stale stack): entering a
+/// handler blocks its signal (and its `sa_mask`), so what a handler ran with,
+/// less what its frame restores, is that signal when it is a single one. The
+/// innermost handler ran with the thread's mask (`pr_sighold`); each outer one
+/// with the mask the next inner frame saved. `signals` is innermost first.
+/// Go's handler blocks every signal: its number stays the one siginfo gives.
+pub fn infer_numbers(signals: &mut [crate::unwind::thread::SignalFrame], sighold: u64) {
+    let mut running = (sighold != 0).then_some(sighold);
+    for s in signals.iter_mut() {
+        if let (Some(now), Some(saved)) = (running, s.saved_mask) {
+            let added = now & !saved;
+            if added.count_ones() == 1 {
+                s.signo = added.trailing_zeros() as i32 + 1;
+            }
+        }
+        running = s.saved_mask;
+    }
 }
 
 /// Whether the instruction just before `pc` is a syscall (the thread returned
@@ -159,6 +199,8 @@ pub fn signal_name(signo: i32) -> String {
         Some(n) if signo > 0 => n.to_string(),
         // A C handler installed without SA_SIGINFO gets no siginfo in its frame.
         _ if signo == 0 => "signal (number not saved)".to_string(),
+        // Real-time signals, as gdb names them (glibc's SIGRTMIN is 34).
+        _ if (32..=64).contains(&signo) => format!("SIG{signo}"),
         _ => format!("signal {signo}"),
     }
 }
@@ -181,5 +223,48 @@ pub fn syscall_nr_from_code(mem: &dyn Memory, arch: Arch, pc: u64) -> Option<u64
             (svc == 0xd400_0001 && mov & 0xffe0_001f == 0xd280_0008)
                 .then_some(((mov >> 5) & 0xffff) as u64)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unwind::thread::SignalFrame;
+
+    fn frame(signo: i32, saved_mask: u64) -> SignalFrame {
+        SignalFrame {
+            signo,
+            saved_mask: Some(saved_mask),
+            frame: 0,
+            go_handler: false,
+            syscall: Default::default(),
+        }
+    }
+
+    #[test]
+    fn numbers_from_masks() {
+        let bit = |s: i32| 1u64 << (s - 1);
+        // Go's handler (all blocked) on top of a C handler for signal 38 that
+        // interrupted code running with SIGPIPE blocked.
+        let mut s = vec![frame(3, bit(13) | bit(38)), frame(0, bit(13))];
+        infer_numbers(&mut s, u64::MAX);
+        assert_eq!(s[1].signo, 38);
+        assert_eq!(
+            s[0].signo, 3,
+            "siginfo's number stays where the mask says many"
+        );
+        // Stale stack where siginfo would be: the mask decides.
+        let mut s = vec![frame(518, 0)];
+        infer_numbers(&mut s, bit(12));
+        assert_eq!(s[0].signo, 12);
+        // A handler whose sa_mask blocked more than its signal: ambiguous.
+        let mut s = vec![frame(0, 0)];
+        infer_numbers(&mut s, bit(10) | bit(12));
+        assert_eq!(s[0].signo, 0);
+        // No mask in the core (debuggers): nothing to infer from.
+        let mut s = vec![frame(0, 0)];
+        infer_numbers(&mut s, 0);
+        assert_eq!(s[0].signo, 0);
+        assert_eq!(signal_name(38), "SIG38");
     }
 }

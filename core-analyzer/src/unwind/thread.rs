@@ -42,6 +42,8 @@ pub enum Role {
 #[derive(Debug, Clone)]
 pub struct SignalFrame {
     pub signo: i32,
+    /// The mask the frame restores (`uc_sigmask`).
+    pub saved_mask: Option<u64>,
     pub frame: usize,
     /// Go's handler (`runtime.sigtramp`), as opposed to a C handler.
     pub go_handler: bool,
@@ -204,9 +206,7 @@ impl Stitcher<'_> {
                 return None;
             }
             if signal::is_trampoline(self.mem(), self.go.arch, next.pc) {
-                let Some((regs, signo, syscall)) =
-                    signal::interrupted(self.mem(), self.go.arch, next.sp)
-                else {
+                let Some(saved) = signal::interrupted(self.mem(), self.go.arch, next.sp) else {
                     return Some(format!("signal frame at {:#x} unreadable", next.sp));
                 };
                 let go_handler = out.frames.last().is_some_and(|f| {
@@ -217,12 +217,13 @@ impl Stitcher<'_> {
                 });
                 out.close_segment(&mut w.segment, Role::Handler);
                 out.signals.push(SignalFrame {
-                    signo,
+                    signo: saved.signo,
+                    saved_mask: saved.mask,
                     frame: out.frames.len(),
                     go_handler,
-                    syscall,
+                    syscall: saved.syscall,
                 });
-                w.regs = regs;
+                w.regs = saved.regs;
                 w.first = true;
                 self.attach_if_on_curg(w, out);
                 continue;
