@@ -149,6 +149,13 @@ fn check_findings(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
     let mut e = |s: String| errs.push(format!("{}: {s}", case.name));
     let set = |names: &[&str]| -> BTreeSet<u32> { names.iter().map(|n| tid(case, n)).collect() };
 
+    // A condvar is named as the object, not as the futex word inside it.
+    if case.truth.variant != "stripped" {
+        let b = thread(r, tid(case, "cond_wait")).blocked.as_ref();
+        if b.and_then(|b| b.lock_symbol.as_deref()) != Some("never_cv") {
+            e(format!("cond_wait: lock {b:?}, want never_cv"));
+        }
+    }
     // Deadlocks: the ABBA pair, and each handler waiting for its own thread.
     let dl: BTreeSet<BTreeSet<u32>> = of_kind(r, "deadlock").iter().map(|f| tids(f)).collect();
     let want: BTreeSet<BTreeSet<u32>> = [

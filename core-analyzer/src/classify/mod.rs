@@ -154,6 +154,9 @@ pub fn classify(cx: &Context, c: &Call) -> Option<Blocked> {
             );
         }
     }
+    let lock_symbol = lock
+        .and_then(|a| (cx.data_symbol)(a))
+        .map(|sym| owner::object_symbol(&class, sym));
     Some(Blocked {
         class,
         syscall: sc.map(|(n, _)| n),
@@ -163,7 +166,7 @@ pub fn classify(cx: &Context, c: &Call) -> Option<Blocked> {
         explain,
         advice,
         lock,
-        lock_symbol: lock.and_then(|a| (cx.data_symbol)(a)),
+        lock_symbol,
     })
 }
 

@@ -79,3 +79,25 @@ pub fn owner(cx: &Context, class: &str, futex: u64) -> Option<u32> {
             }
         })
 }
+
+/// Where in a lock object its waiters sleep, by class: glibc's condvar
+/// (since 2.25) puts them on `__g_signals[0..2]`, 40 and 44 bytes into the
+/// 48-byte `pthread_cond_t`. A symbol `never_cv+40` names the condvar itself.
+const FUTEX_IN_OBJECT: &[(&str, &[u64])] = &[("condvar", &[40, 44])];
+
+/// The lock object's name, given the symbol of the futex word a waiter sleeps on.
+pub fn object_symbol(class: &str, sym: String) -> String {
+    let Some((base, off)) = sym.rsplit_once('+') else {
+        return sym;
+    };
+    let inside = off.parse::<u64>().is_ok_and(|off| {
+        FUTEX_IN_OBJECT
+            .iter()
+            .any(|(c, offs)| *c == class && offs.contains(&off))
+    });
+    if inside {
+        base.to_string()
+    } else {
+        sym
+    }
+}
