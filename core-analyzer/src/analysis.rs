@@ -8,7 +8,7 @@ use crate::unwind::native::NativeUnwinder;
 use crate::unwind::thread::{arch_key, Stitcher, ThreadStack};
 use crate::unwind::{go::GoUnwinder, signal, Frame, Lang, Stack};
 use anyhow::Result;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 /// How often long walks let the core's pages go (see `Memory::release`).
 const RELEASE_EVERY_THREADS: usize = 64;
@@ -91,14 +91,14 @@ pub fn analyze_with(
     // thread whose extra M is back in C takes a signal, Go's handler borrows a
     // second extra M (needm(signal)): the thread's own M is the one that is not
     // borrowed for the signal, else the one in C, else the oldest.
-    let mut claims: HashMap<u64, Vec<&M>> = HashMap::new();
+    let mut claims: HashMap<u64, Vec<&M>> = HashMap::default();
     for m in &ms {
         if m.procid != 0 && !is_free_extra(m, &g_by_addr, dead) {
             claims.entry(m.procid).or_default().push(m);
         }
     }
-    let mut m_of_tid: HashMap<u64, &M> = HashMap::new();
-    let mut borrowed: HashMap<u64, &M> = HashMap::new();
+    let mut m_of_tid: HashMap<u64, &M> = HashMap::default();
+    let mut borrowed: HashMap<u64, &M> = HashMap::default();
     for (tid, mut list) in claims {
         list.sort_by_key(|m| (m.is_extra_in_sig, !m.is_extra_in_c, m.id));
         m_of_tid.insert(tid, list[0]);
@@ -181,7 +181,7 @@ pub fn analyze_with(
         .collect();
     mem.release();
     // A goroutine's own frames come from the thread that serves it.
-    let mut stack_of_g: HashMap<u64, &ThreadStack> = HashMap::new();
+    let mut stack_of_g: HashMap<u64, &ThreadStack> = HashMap::default();
     for st in &stacks {
         if let Some(g) = st.goroutine {
             stack_of_g.entry(g).or_insert(st);

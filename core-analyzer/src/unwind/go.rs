@@ -4,7 +4,7 @@ use super::{Frame, Lang, Stack};
 use crate::elf::regs::Arch;
 use crate::memory::{Memory, ReadExt};
 use crate::symbolize::pclntab::{Func, Pclntab, FLAG_SPWRITE, FLAG_TOPFRAME, FUNCDATA_INLTREE};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 /// Deepest stack we walk; deeper ones are reported truncated.

@@ -43,11 +43,11 @@ pub struct Stack {
 /// by the shared name pointers, so it lives only while one report is written.
 pub mod frame_json {
     use super::Frame;
+    use rustc_hash::FxHashMap as HashMap;
     use serde::ser::{Error, SerializeSeq};
     use serde::{Serialize, Serializer};
     use serde_json::value::RawValue;
     use std::cell::RefCell;
-    use std::collections::HashMap;
 
     type Key = (u64, usize, usize, usize, Option<u32>, bool, bool);
 
@@ -63,7 +63,7 @@ pub mod frame_json {
     pub fn with_cache<R>(f: impl FnOnce() -> R) -> R {
         let outer = CACHE.with(|c| c.borrow().is_some());
         if !outer {
-            CACHE.with(|c| *c.borrow_mut() = Some(HashMap::new()));
+            CACHE.with(|c| *c.borrow_mut() = Some(HashMap::default()));
         }
         let r = f();
         if !outer {

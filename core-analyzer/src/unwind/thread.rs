@@ -18,7 +18,7 @@ use crate::runtime::g::GLayout;
 use crate::runtime::{G, M};
 use crate::symbolize::modules::Modules;
 use crate::symbolize::pclntab::{Func, FUNCID_ASMCGOCALL};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 /// Go's signal handler entry points, called by the kernel.
