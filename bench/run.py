@@ -158,9 +158,10 @@ def plot(records, out):
                              label="%s, %d threads" % (cmd, t))
     for ax, title, unit in ((axes[0], "wall time (kernel cores)", "s"),
                             (axes[1], "peak RSS (kernel cores)", "MB"),
-                            (axes[2], "cgocore instructions (callgrind)", "billion")):
-        ax.set_xscale("log")
+                            (axes[2], "cgocore instructions (callgrind): linear in goroutines", "billion")):
+        # Time and memory span decades; instructions on linear axes show the slope.
         if ax is not axes[2]:
+            ax.set_xscale("log")
             ax.set_yscale("log")
         ax.set_xlabel("goroutines parked in Go")
         ax.set_ylabel(unit)
@@ -216,7 +217,12 @@ def main():
     ap.add_argument("--plot", metavar="PNG", help="plot time, memory and instructions against core size "
                     "(matplotlib, installed into .cache/plot-venv when missing)")
     ap.add_argument("--results", default=os.path.join(ROOT, "bench", "results.md"))
+    ap.add_argument("--replot", action="store_true", help="only redraw --plot from the results JSON")
     a = ap.parse_args()
+    if a.replot:
+        with open(os.path.splitext(a.results)[0] + ".json") as f:
+            plot(json.load(f), a.plot or os.path.join(ROOT, "bench", "scale.png"))
+        return
     subprocess.check_call(["cargo", "build", "--release", "-q", "-p", "core-analyzer"], cwd=ROOT)
     rows, records = [], []
     for size in a.sizes.split(","):
