@@ -1,5 +1,6 @@
 //! Text rendering of a report, for people.
 use super::model::*;
+use rustc_hash::FxHashMap as HashMap;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -302,11 +303,31 @@ pub fn goroutines(r: &Report, filter: GoroutineFilter) -> String {
 
 /// The same, streamed one goroutine at a time (100k goroutines are not built
 /// up as one string).
+type FrameLines = HashMap<(u64, usize, usize, Option<u32>, bool, bool), String>;
+
+/// A frame as Go's dump prints it: `name(...)`, then its file, line and pc.
+fn goroutine_frame_lines(f: &crate::unwind::Frame) -> String {
+    let args = if f.inlined { "..." } else { "" };
+    let c = if f.lang == crate::unwind::Lang::C {
+        "[C] "
+    } else {
+        ""
+    };
+    format!(
+        "{c}{}({args})\n\t{}:{} pc={:#x}\n",
+        f.function.as_deref().unwrap_or("??"),
+        f.file.as_deref().unwrap_or("?"),
+        opt(f.line),
+        f.pc
+    )
+}
+
 pub fn write_goroutines(
     r: &Report,
     filter: GoroutineFilter,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
+    let mut lines: FrameLines = HashMap::default();
     for g in r.goroutines.iter().filter(|g| match filter {
         GoroutineFilter::Cgo => g.in_cgo,
         GoroutineFilter::Locked => g.locked,
@@ -322,20 +343,17 @@ pub fn write_goroutines(
             g.state()
         );
         for f in &g.frames {
-            let args = if f.inlined { "..." } else { "" };
-            let c = if f.lang == crate::unwind::Lang::C {
-                "[C] "
-            } else {
-                ""
-            };
-            let _ = writeln!(o, "{c}{}({args})", f.function.as_deref().unwrap_or("??"));
-            let _ = writeln!(
-                o,
-                "\t{}:{} pc={:#x}",
-                f.file.as_deref().unwrap_or("?"),
-                opt(f.line),
-                f.pc
+            // 100k goroutines park at a few places: each distinct frame is
+            // formatted once (the shared names make the key cheap).
+            let key = (
+                f.pc,
+                f.function.as_ref().map_or(0, |a| a.as_ptr() as usize),
+                f.file.as_ref().map_or(0, |a| a.as_ptr() as usize),
+                f.line,
+                f.inlined,
+                f.lang == crate::unwind::Lang::C,
             );
+            o.push_str(lines.entry(key).or_insert_with(|| goroutine_frame_lines(f)));
         }
         if let Some(why) = &g.stack_truncated {
             let _ = writeln!(o, "\t... stack ends early: {why}");
