@@ -168,8 +168,12 @@ fn core_cases() -> Vec<CoreCase> {
     v
 }
 
+/// A debugger that hangs fails the test in bounded time instead of the run.
+const DEBUGGER_TIMEOUT: &str = "300";
+
 fn gdb(args: &[&str], pp: &Path) -> Output {
-    Command::new("gdb")
+    Command::new("timeout")
+        .args(["-k", "10", DEBUGGER_TIMEOUT, "gdb"])
         .args([
             "-nx",
             "-batch",
@@ -189,7 +193,8 @@ fn gdb(args: &[&str], pp: &Path) -> Output {
 }
 
 fn lldb(args: &[&str], pp: &Path) -> Output {
-    Command::new("lldb-16")
+    Command::new("timeout")
+        .args(["-k", "10", DEBUGGER_TIMEOUT, "lldb-16"])
         .args(["-b", "--no-lldbinit", "-o"])
         .arg(format!(
             "command script import {}",
