@@ -95,7 +95,8 @@ def cuda_stub_path(build_dir):
 def start(exe, cwd, args):
     def limits():
         resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-    env = dict(os.environ, GOTRACEBACK="crash", GOMAXPROCS="2")
+    # A bare environment: the core keeps it, and fixtures are committed.
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C", "GOTRACEBACK": "crash", "GOMAXPROCS": "2"}
     err = open(os.path.join(cwd, "dump.txt"), "wb")
     p = subprocess.Popen([exe] + args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=err,
                          preexec_fn=limits)
