@@ -54,7 +54,8 @@ pub fn analyze_with(
     core: Option<String>,
     opts: &AnalyzeOptions,
 ) -> Result<Analysis> {
-    let preloads = preload_library_symbols(&process);
+    let modules = Modules::new(&process);
+    let preloads = preload_library_symbols(&process, &modules);
     let rt = GoRuntime::load(&process)?;
     let mem = &*process.mem;
     let mut warnings: Vec<String> = process.warnings.clone();
@@ -138,7 +139,6 @@ pub fn analyze_with(
     let thread_ids: std::collections::HashSet<u64> =
         process.threads.iter().map(|t| t.tid as u64).collect();
 
-    let modules = Modules::new(&process);
     for (start, syms) in preloads {
         if let (Some(m), Ok(syms)) = (modules.find(start), syms.join()) {
             m.preload(syms);
@@ -460,11 +460,11 @@ fn interrupted(s: &crate::unwind::thread::SignalFrame) -> Interrupted {
 #[allow(clippy::type_complexity)]
 fn preload_library_symbols(
     process: &Process,
+    modules: &Modules,
 ) -> Vec<(
     u64,
     std::thread::JoinHandle<crate::symbolize::native::NativeSymbols>,
 )> {
-    let modules = Modules::new(process);
     let mut hit: Vec<(u64, std::path::PathBuf)> = process
         .threads
         .iter()

@@ -196,11 +196,12 @@ fn write_sparse(r: &mut impl Read, w: &mut File) -> Result<()> {
         }
         // Page by page, so holes stay as fine as the kernel left them (coarser
         // extents map more zero pages in later, through fault-around).
+        let page = |at: usize| &buf[at..(at + PAGE).min(filled)];
         let mut at = 0;
         while at < filled {
-            let zero = is_zero(&buf[at..(at + PAGE).min(filled)]);
-            let mut end = at;
-            while end < filled && is_zero(&buf[end..(end + PAGE).min(filled)]) == zero {
+            let zero = is_zero(page(at));
+            let mut end = (at + PAGE).min(filled);
+            while end < filled && is_zero(page(end)) == zero {
                 end = (end + PAGE).min(filled);
             }
             if zero {

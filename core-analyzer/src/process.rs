@@ -15,8 +15,8 @@ pub struct Thread {
     pub regs: Registers,
     /// Signal the thread was stopped with, if any (`pr_cursig`).
     pub signal: Option<u16>,
-    /// Signals the thread blocked (`pr_sighold`), where the core says (0:
-    /// unknown, as gdb's gcore and debuggers leave it).
+    /// Signals the thread blocked (`pr_sighold`; kernel and gcore cores both
+    /// record it), 0 where unknown (a live target read through a debugger).
     pub sighold: u64,
 }
 

@@ -285,14 +285,15 @@ fn internal_locks(r: &Report, by_tid: &HashMap<u32, &ThreadInfo>, out: &mut Vec<
 /// The C function that called into Go: the first C frame below the callback
 /// that is not cgo's glue (`crosscall2`, the exported wrapper named like the
 /// Go function).
+fn frame_name(f: &Frame) -> &str {
+    f.function.as_deref().unwrap_or("")
+}
+
 fn callback_caller(frames: &[Frame]) -> Option<String> {
-    let name = |f: &Frame| f.function.as_deref().unwrap_or("").to_string();
+    let name = frame_name;
     let exp = frames.iter().position(|f| name(f).contains("_cgoexp_"))?;
-    let callee = exp
-        .checked_sub(1)
-        .map(|i| name(&frames[i]))
-        .unwrap_or_default();
-    let short = callee.rsplit('.').next().unwrap_or("").to_string();
+    let callee = exp.checked_sub(1).map_or("", |i| name(&frames[i]));
+    let short = callee.rsplit('.').next().unwrap_or("");
     let back = exp
         + frames[exp..]
             .iter()
@@ -302,6 +303,7 @@ fn callback_caller(frames: &[Frame]) -> Option<String> {
         .filter(|f| f.lang == Lang::C)
         .map(name)
         .find(|n| !n.is_empty() && !n.starts_with("crosscall2") && *n != short)
+        .map(str::to_string)
 }
 
 pub fn findings(r: &Report, g: &Graph) -> Vec<Finding> {

@@ -141,7 +141,9 @@ pub fn classify(cx: &Context, c: &Call) -> Option<Blocked> {
     // A handler that waits for a lock of the very code it interrupted (malloc
     // inside malloc, setenv inside setenv) waits for its own thread.
     if let (Some(r), Some(hend), None, Some(_)) = (rule, c.handler_end, owner_tid, lock) {
-        let below: Vec<String> = frames[hend..]
+        let below: Vec<String> = frames
+            .get(hend..)
+            .unwrap_or_default()
             .iter()
             .take_while(|f| f.lang == Lang::C)
             .filter_map(|f| f.function.as_deref())

@@ -301,8 +301,6 @@ pub fn goroutines(r: &Report, filter: GoroutineFilter) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-/// The same, streamed one goroutine at a time (100k goroutines are not built
-/// up as one string).
 type FrameLines = HashMap<(u64, usize, usize, Option<u32>, bool, bool), String>;
 
 /// A frame as Go's dump prints it: `name(...)`, then its file, line and pc.
@@ -322,6 +320,8 @@ fn goroutine_frame_lines(f: &crate::unwind::Frame) -> String {
     )
 }
 
+/// The same, streamed one goroutine at a time (100k goroutines are not built
+/// up as one string).
 pub fn write_goroutines(
     r: &Report,
     filter: GoroutineFilter,
