@@ -363,13 +363,12 @@ void deadlock_ba(int slot) {
 static volatile long self_victim_tid[2];
 static volatile int self_go[2], self_in[2], self_out[2];
 static pthread_t self_victim[2];
-static void *volatile alloc_sink;
 
 static void malloc_in_handler(int sig) {
 	(void)sig;
 	self_in[0]++;
-	alloc_sink = malloc(4096); // past tcache and fastbins: takes the arena lock
-	free(alloc_sink);
+	void *volatile p = malloc(4096); // past tcache and fastbins: takes the arena lock
+	free(p);
 	self_out[0]++;
 }
 
@@ -385,9 +384,11 @@ static void *malloc_victim_main(void *arg) {
 	self_victim_tid[0] = syscall(SYS_gettid);
 	free(malloc(4096)); // this thread's arena, created now, before any other thread
 	while (!self_go[0]) usleep(1000);
+	// Each its own pointer: a handler landing between the two calls must not
+	// free what the loop is about to free (a double free, seen in CI).
 	for (;;) {
-		alloc_sink = malloc(4096);
-		free(alloc_sink);
+		void *volatile p = malloc(4096);
+		free(p);
 	}
 	return NULL;
 }
