@@ -147,6 +147,9 @@ def capture(exe, kind, out_dir, args):
     for f in os.listdir(out_dir):
         os.unlink(os.path.join(out_dir, f))
     p, lines, err = start(exe, out_dir, args)
+    # Let the thread that wrote READY settle in its final wait: Go's dump and
+    # the core are taken moments apart, and must see the same stacks.
+    time.sleep(0.2)
     core = os.path.join(out_dir, "core")
     if kind == "gcore":
         subprocess.check_call(["gdb", "-nx", "-batch", "-p", str(p.pid), "-ex", "gcore " + core],

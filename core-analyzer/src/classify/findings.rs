@@ -285,6 +285,18 @@ fn internal_locks(r: &Report, by_tid: &HashMap<u32, &ThreadInfo>, out: &mut Vec<
 /// The C function that called into Go: the first C frame below the callback
 /// that is not cgo's glue (`crosscall2`, the exported wrapper named like the
 /// Go function).
+/// A thread Go created through cgo that has not reached `minit` (which
+/// records its tid in the M): runtime/cgo's `threadentry` is at its base.
+fn go_thread_starting(t: &ThreadInfo) -> bool {
+    t.frames.iter().rev().take(4).any(|f| {
+        f.lang == Lang::C
+            && (f.function.as_deref() == Some("threadentry")
+                || f.file
+                    .as_deref()
+                    .is_some_and(|p| p.contains("runtime/cgo/gcc_")))
+    })
+}
+
 fn frame_name(f: &Frame) -> &str {
     f.function.as_deref().unwrap_or("")
 }
@@ -514,11 +526,35 @@ pub fn findings(r: &Report, g: &Graph) -> Vec<Finding> {
         });
     }
 
-    let foreign: Vec<&ThreadInfo> = r
+    let (starting, foreign): (Vec<&ThreadInfo>, Vec<&ThreadInfo>) = r
         .threads
         .iter()
         .filter(|t| t.kind == ThreadKind::Foreign)
-        .collect();
+        .partition(|t| go_thread_starting(t));
+    if !starting.is_empty() {
+        let what: Vec<String> = starting
+            .iter()
+            .map(|t| format!("{}: {}", t.tid, doing(t)))
+            .collect();
+        let stuck = starting.iter().any(|t| t.blocked.is_some());
+        out.push(Finding {
+            kind: "threads-starting".into(),
+            severity: if stuck { Severity::Warning } else { Severity::Info },
+            summary: format!(
+                "{} thread{} Go is starting (in runtime/cgo's threadentry, no M yet){}: {}",
+                starting.len(),
+                if starting.len() == 1 { "" } else { "s" },
+                match (stuck, starting.len()) {
+                    (false, _) => "",
+                    (true, 1) => ", blocked before it could run Go",
+                    (true, _) => ", blocked before they could run Go",
+                },
+                what.join("; ")
+            ),
+            evidence: evidence(&starting),
+            advice: "Go creates threads through C (pthread_create, malloc): a new thread stuck here means thread creation itself is wedged (a malloc arena or list_lock held for good), so the scheduler cannot add threads; find the lock's holder".into(),
+        });
+    }
     if !foreign.is_empty() {
         let what: Vec<String> = foreign
             .iter()

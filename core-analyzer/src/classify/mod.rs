@@ -173,9 +173,10 @@ pub fn classify(cx: &Context, c: &Call) -> Option<Blocked> {
 }
 
 /// Waiters of one lock share its owner: where the lock itself names nobody (a
-/// bare futex word), an owner found another way (a self-deadlocked handler)
-/// holds it for every waiter.
+/// bare futex word), an owner found another way (a self-deadlocked handler,
+/// or the code on a stack that holds it) holds it for every waiter.
 pub fn share_owners(threads: &mut [ThreadInfo]) {
+    owners_from_stacks(threads);
     let mut known: HashMap<u64, u32> = HashMap::new();
     for b in threads.iter().filter_map(|t| t.blocked.as_ref()) {
         if let (Some(lock), Some(o)) = (b.lock, b.owner_tid) {
@@ -186,6 +187,42 @@ pub fn share_owners(threads: &mut [ThreadInfo]) {
         if b.owner_tid.is_none() {
             b.owner_tid = b.lock.and_then(|l| known.get(&l).copied());
         }
+    }
+}
+
+/// Owners of bare locks that a code path is known to hold (`owner::HELD_BY_CODE`):
+/// the thread with that code on its stack, unless it waits for the lock itself.
+fn owners_from_stacks(threads: &mut [ThreadInfo]) {
+    // (function, its thread, the lock that thread waits for): one pass.
+    let mut in_code: Vec<(&str, u32, Option<u64>)> = vec![];
+    for t in threads.iter() {
+        for code in owner::holding_functions() {
+            let here = t.frames.iter().any(|f| {
+                f.lang == Lang::C && f.function.as_deref().is_some_and(|n| normalize(n) == code)
+            });
+            if here {
+                in_code.push((code, t.tid, t.blocked.as_ref().and_then(|b| b.lock)));
+            }
+        }
+    }
+    if in_code.is_empty() {
+        return;
+    }
+    for t in threads.iter_mut() {
+        let tid = t.tid;
+        let Some(b) = t.blocked.as_mut().filter(|b| b.owner_tid.is_none()) else {
+            continue;
+        };
+        let (Some(lock), Some(code)) = (
+            b.lock,
+            b.lock_symbol.as_deref().and_then(owner::held_by_code),
+        ) else {
+            continue;
+        };
+        b.owner_tid = in_code
+            .iter()
+            .find(|(c, holder, waits)| *c == code && *holder != tid && *waits != Some(lock))
+            .map(|(_, holder, _)| *holder);
     }
 }
 

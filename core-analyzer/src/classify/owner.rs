@@ -101,3 +101,27 @@ pub fn object_symbol(class: &str, sym: String) -> String {
         sym
     }
 }
+
+/// Locks that record no owner but that one code path holds while it waits
+/// for another lock: glibc's fork takes malloc's `list_lock`, then
+/// `main_arena` and every other arena in turn (`__malloc_fork_lock_parent`),
+/// so a thread stopped there holds the first two unless it waits for one of
+/// them itself. (lock symbol, function holding it; names as rules see them.)
+const HELD_BY_CODE: &[(&str, &str)] = &[
+    ("list_lock", "malloc_fork_lock_parent"),
+    ("main_arena", "malloc_fork_lock_parent"),
+];
+
+/// The function whose frame on a stack means its thread holds the lock named
+/// `symbol`, if that lock is known to be held that way.
+pub fn held_by_code(symbol: &str) -> Option<&'static str> {
+    HELD_BY_CODE
+        .iter()
+        .find(|(s, _)| *s == symbol)
+        .map(|(_, f)| *f)
+}
+
+/// Every function of `HELD_BY_CODE`.
+pub fn holding_functions() -> impl Iterator<Item = &'static str> {
+    HELD_BY_CODE.iter().map(|(_, f)| *f)
+}

@@ -242,6 +242,17 @@ mod synthetic {
             .0,
             "env-lock"
         );
+        // fork() locking every arena for the child.
+        let fork = classify(
+            &[
+                "__GI___lll_lock_wait_private",
+                "__malloc_fork_lock_parent",
+                "__libc_fork",
+            ],
+            &["libc.so.6"],
+            futex,
+        );
+        assert_eq!(fork.0, "malloc-lock");
         // An allocation inside stdio waits for the arena, not the FILE.
         assert_eq!(
             classify(

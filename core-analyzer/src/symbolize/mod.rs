@@ -4,3 +4,4 @@ pub mod demangle;
 pub mod modules;
 pub mod native;
 pub mod pclntab;
+pub mod plt;

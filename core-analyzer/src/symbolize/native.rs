@@ -63,6 +63,11 @@ impl NativeSymbols {
                 }
             }
         }
+        syms.extend(
+            super::plt::stubs(&binary.object())
+                .into_iter()
+                .map(|(addr, size, name)| Sym { addr, size, name }),
+        );
         // Prefer sized, then public-looking names at the same address.
         syms.sort_by(|a, b| {
             (a.addr, a.size == 0, a.name.starts_with('_'), a.name.len()).cmp(&(

@@ -62,6 +62,8 @@ const (
 	slotMallocSelf
 	slotSetenvSelf
 	slotSetenvWaiter
+	slotForkWedged
+	slotArenaWaiter
 	slotCudaUnlocked
 	slotCudaLocked
 	firstExtra
@@ -103,6 +105,8 @@ var names = map[int]string{
 	slotMallocSelf:    "malloc_self",
 	slotSetenvSelf:    "setenv_self",
 	slotSetenvWaiter:  "setenv_waiter",
+	slotForkWedged:    "fork_wedged",
+	slotArenaWaiter:   "arena_waiter",
 	slotCudaUnlocked:  "cuda_unlocked",
 	slotCudaLocked:    "cuda_locked",
 }
@@ -312,7 +316,7 @@ func main() {
 
 	all := []int{}
 	for s := 0; s < firstExtra; s++ {
-		if s != slotCudaUnlocked && s != slotCudaLocked {
+		if s != slotCudaUnlocked && s != slotCudaLocked && s != slotForkWedged && s != slotArenaWaiter {
 			all = append(all, s)
 		}
 	}
@@ -336,6 +340,11 @@ func main() {
 			id = uint64(0)
 		}
 		fmt.Printf("SCENARIO %s tid=%d goid=%d\n", names[s], C.scenario_tid(C.int(s)), id)
+	}
+	if !underDebugger {
+		// Last: most allocations hang after it; it prints READY itself.
+		C.fork_wedge_then_ready(C.int(slotForkWedged), C.int(slotArenaWaiter),
+			C.long(syscall.Getpid()), C.long(goid()))
 	}
 	fmt.Printf("READY pid=%d main_goid=%d\n", syscall.Getpid(), goid())
 	if underDebugger {

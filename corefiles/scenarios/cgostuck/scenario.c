@@ -420,7 +420,12 @@ static void self_deadlock(int slot, int which, int signo, void (*handler)(int)) 
 		pthread_kill(self_victim[which], signo);
 		while (self_in[which] == sent) usleep(50);
 		usleep(20000);
-		if (self_in[which] != self_out[which]) {
+		if (self_in[which] == self_out[which]) continue;
+		// A handler that landed outside the lock only runs slowly (a loaded
+		// machine): a wedged one never leaves, so look again later.
+		int out = self_out[which];
+		usleep(300000);
+		if (self_out[which] == out && self_in[which] != self_out[which]) {
 			tids[slot] = self_victim_tid[which];
 			return;
 		}
@@ -457,4 +462,87 @@ int cuda_open(const char *path) {
 void block_cuda(int slot) {
 	mark(slot);
 	cu_ctx_synchronize();
+}
+
+// fork() in a process whose malloc arena is wedged: fork takes malloc's
+// list_lock, main_arena's lock and every other arena's in turn, and waits at
+// the wedged one for good, holding the rest; a thread that then needs an
+// arena of its own (its first malloc) waits for list_lock. From then on most
+// allocations in the process hang (Go's thread creation allocates), so this
+// comes last and writes the last SCENARIO lines and READY itself, without
+// allocating, and never returns.
+#define ARENA_CANDIDATES 4
+static volatile int fork_go, fork_returned, arena_turn = -1, arena_done;
+static volatile long arena_tid[ARENA_CANDIDATES];
+
+static void *fork_wedged_main(void *arg) {
+	while (!fork_go) usleep(1000);
+	mark((int)(intptr_t)arg);
+	if (fork() == 0) _exit(0); // not expected: the arena is wedged
+	fork_returned = 1;
+	for (;;) pause();
+	return NULL;
+}
+
+// An exited thread's arena is reused (free list) before a new one is made
+// under list_lock: candidates take their first allocation in turn until one
+// waits; the others keep the arenas they took.
+static void *arena_candidate_main(void *arg) {
+	int i = (int)(intptr_t)arg;
+	arena_tid[i] = syscall(SYS_gettid);
+	while (arena_turn != i) usleep(1000);
+	void *volatile p = malloc(64);
+	free(p);
+	arena_done++;
+	for (;;) pause();
+	return NULL;
+}
+
+static void say(const char *s) {
+	size_t n = strlen(s);
+	while (n > 0) {
+		ssize_t w = write(1, s, n);
+		if (w <= 0) return;
+		s += w;
+		n -= (size_t)w;
+	}
+}
+
+void fork_wedge_then_ready(int fork_slot, int waiter_slot, long pid, long main_goid) {
+	pthread_t t;
+	for (int i = 0; i < ARENA_CANDIDATES; i++)
+		if (pthread_create(&t, NULL, arena_candidate_main, (void *)(intptr_t)i) != 0) abort();
+	if (pthread_create(&t, NULL, fork_wedged_main, (void *)(intptr_t)fork_slot) != 0) abort();
+	fork_go = 1;
+	while (!tids[fork_slot]) usleep(1000);
+	usleep(100000);
+	if (fork_returned) {
+		say("fork returned: no malloc arena is wedged\n");
+		abort();
+	}
+	int waiter = -1;
+	for (int i = 0; i < ARENA_CANDIDATES && waiter < 0; i++) {
+		while (!arena_tid[i]) usleep(1000);
+		int done = arena_done;
+		arena_turn = i;
+		usleep(200000);
+		if (arena_done == done) waiter = i;
+	}
+	if (waiter < 0) {
+		say("every arena candidate found a free arena\n");
+		abort();
+	}
+	tids[waiter_slot] = arena_tid[waiter];
+	char buf[1024];
+	int n = snprintf(buf, sizeof buf, "SCENARIO fork_wedged tid=%ld goid=0\nSCENARIO arena_waiter tid=%ld goid=0\n",
+			 (long)tids[fork_slot], (long)tids[waiter_slot]);
+	// The other candidates: threads of the scenario, each keeping an arena or
+	// still waiting for its turn.
+	for (int i = 0, k = 0; i < ARENA_CANDIDATES; i++)
+		if (i != waiter)
+			n += snprintf(buf + n, sizeof buf - n, "SCENARIO arena_spare_%d tid=%ld goid=0\n", k++,
+				      (long)arena_tid[i]);
+	snprintf(buf + n, sizeof buf - n, "READY pid=%ld main_goid=%ld\n", pid, main_goid);
+	say(buf);
+	for (;;) pause();
 }

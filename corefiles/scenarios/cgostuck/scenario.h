@@ -44,4 +44,5 @@ void start_setenv_self_deadlock(int slot);
 void block_setenv(int slot);
 int cuda_open(const char *path);
 void block_cuda(int slot);
+void fork_wedge_then_ready(int fork_slot, int waiter_slot, long pid, long main_goid);
 #endif
