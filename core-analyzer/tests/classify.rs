@@ -329,6 +329,22 @@ fn check_findings(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
             ));
         }
     }
+    // One chain through more than one holder: list_lock waiters -> the fork
+    // -> the wedged arena's own thread, which the finding names first.
+    let chains = of_kind(r, "wait-chain");
+    let fork = tid(case, "fork_wedged");
+    let members = chains.first().map(|f| tids(f)).unwrap_or_default();
+    let others_wait_for_fork = members
+        .iter()
+        .filter(|t| ![tid(case, "malloc_self"), fork, tid(case, "arena_waiter")].contains(t))
+        .all(|t| thread(r, *t).blocked.as_ref().and_then(|b| b.owner_tid) == Some(fork));
+    if chains.len() != 1
+        || first_tid(chains[0]) != Some(tid(case, "malloc_self"))
+        || !set(&["malloc_self", "fork_wedged", "arena_waiter"]).is_subset(&members)
+        || !others_wait_for_fork
+    {
+        e(format!("wait-chain {chains:?}"));
+    }
     let extra = of_kind(r, "extra-ms");
     if extra.len() != 1 || tids(extra[0]) != set(&["extra_m_parked", "extra_m_in_c"]) {
         e(format!("extra-ms {extra:?}"));

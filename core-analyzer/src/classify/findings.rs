@@ -87,16 +87,13 @@ pub fn graph(r: &Report) -> Graph {
 }
 
 impl Graph {
-    fn next(&self, n: &Node) -> Vec<&Node> {
-        self.edges
-            .iter()
-            .filter(|(a, _, _)| a == n)
-            .map(|(_, b, _)| b)
-            .collect()
-    }
-
     /// Cycles among thread -> lock -> owner edges, each as its nodes.
     pub fn cycles(&self) -> Vec<Vec<Node>> {
+        // Edges by source, built once: no scan of every edge per step.
+        let mut next: HashMap<&Node, Vec<&Node>> = HashMap::new();
+        for (a, b, _) in &self.edges {
+            next.entry(a).or_default().push(b);
+        }
         let mut out: Vec<Vec<Node>> = vec![];
         let mut seen: HashSet<Vec<Node>> = HashSet::new();
         let starts: Vec<&Node> = self
@@ -110,11 +107,11 @@ impl Graph {
             let mut path = vec![s.clone()];
             let mut cur = s.clone();
             while path.len() < 4096 {
-                let Some(n) = self
-                    .next(&cur)
-                    .into_iter()
-                    .find(|n| !matches!(n, Node::Goroutine(_)))
-                else {
+                let Some(n) = next.get(&cur).and_then(|ns| {
+                    ns.iter()
+                        .copied()
+                        .find(|n| !matches!(n, Node::Goroutine(_)))
+                }) else {
                     break;
                 };
                 if let Some(i) = path.iter().position(|p| p == n) {
@@ -398,6 +395,39 @@ pub fn findings(r: &Report, g: &Graph) -> Vec<Finding> {
             ),
             evidence: evidence(&ts),
             advice: "the waiters cannot proceed until the holder releases the lock: find why the holder is blocked (its stack), and do not block while holding a C lock".into(),
+        });
+    }
+
+    // Chains through more than one holder: the thread at the end is where to look.
+    for c in super::chains::chains(&r.threads) {
+        let Some(root) = by_tid.get(&c.root) else {
+            continue;
+        };
+        let mut ts = vec![*root];
+        ts.extend(c.waiting.iter().filter_map(|(t, _)| by_tid.get(t).copied()));
+        let longest: Vec<String> = c
+            .longest
+            .iter()
+            .filter_map(|t| by_tid.get(t).map(|t| who(t)))
+            .collect();
+        let blocked = root.blocked.as_ref().is_some_and(|b| b.class != "busy");
+        out.push(Finding {
+            kind: "wait-chain".into(),
+            severity: if blocked { Severity::Critical } else { Severity::Warning },
+            summary: format!(
+                "{} thread{} wait on {}, directly or through other lock holders (longest: {}); it is {}",
+                c.waiting.len(),
+                if c.waiting.len() == 1 { "" } else { "s" },
+                who(root),
+                longest.join(" → "),
+                doing(root)
+            ) + if root.blocked.as_ref().and_then(|b| b.owner_tid) == Some(root.tid) {
+                " (it waits for itself)"
+            } else {
+                ""
+            },
+            evidence: evidence(&ts),
+            advice: "start at the end of the chain: nothing behind it moves until that thread does; its stack says why it is stuck".into(),
         });
     }
 

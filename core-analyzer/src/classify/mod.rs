@@ -2,6 +2,7 @@
 //! arguments) and the frames of the blocked C call, matched against rules
 //! (`rules.json`); lock owners read from the lock itself; then the wait-for
 //! graph and the findings (`findings.rs`).
+pub mod chains;
 pub mod findings;
 pub mod owner;
 pub mod rules;
