@@ -294,6 +294,16 @@ fn go_thread_starting(t: &ThreadInfo) -> bool {
     })
 }
 
+/// Others wait on `t`: critical when it is itself blocked (nothing will
+/// move), a warning when it still runs C code.
+fn holder_severity(t: &ThreadInfo) -> Severity {
+    if t.blocked.as_ref().is_some_and(|b| b.class != "busy") {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    }
+}
+
 fn frame_name(f: &Frame) -> &str {
     f.function.as_deref().unwrap_or("")
 }
@@ -381,10 +391,9 @@ pub fn findings(r: &Report, g: &Graph) -> Vec<Finding> {
         let mut ts = vec![*o];
         ts.extend(ws.iter().copied());
         let waiting: Vec<String> = ws.iter().map(|t| who(t)).collect();
-        let blocked = o.blocked.as_ref().is_some_and(|b| b.class != "busy");
         out.push(Finding {
             kind: "lock-held-while-blocked".into(),
-            severity: if blocked { Severity::Critical } else { Severity::Warning },
+            severity: holder_severity(o),
             summary: format!(
                 "{} holds {lock} that {} wait{} for ({}), and is {}",
                 who(o),
@@ -410,10 +419,9 @@ pub fn findings(r: &Report, g: &Graph) -> Vec<Finding> {
             .iter()
             .filter_map(|t| by_tid.get(t).map(|t| who(t)))
             .collect();
-        let blocked = root.blocked.as_ref().is_some_and(|b| b.class != "busy");
         out.push(Finding {
             kind: "wait-chain".into(),
-            severity: if blocked { Severity::Critical } else { Severity::Warning },
+            severity: holder_severity(root),
             summary: format!(
                 "{} thread{} wait on {}, directly or through other lock holders (longest: {}); it is {}",
                 c.waiting.len(),
