@@ -35,13 +35,10 @@ pub fn stubs(obj: &object::File) -> Vec<(u64, u64, String)> {
             continue;
         };
         let Ok(data) = sec.data() else { continue };
-        // Stubs are 16 bytes (8 in a non-IBT .plt.got); the jump may follow
-        // an endbr64 and carry a bnd prefix.
-        let size = if name == ".plt.got" && sec.size() % 16 != 0 {
-            8
-        } else {
-            16
-        };
+        // Stubs are 16 bytes, but 8 in a .plt.got built without IBT (whose
+        // stubs then do not open with endbr64); the jump may carry a bnd prefix.
+        let ibt = data.starts_with(&[0xf3, 0x0f, 0x1e, 0xfa]);
+        let size = if name == ".plt.got" && !ibt { 8 } else { 16 };
         for (i, stub) in data.chunks_exact(size).enumerate() {
             let addr = sec.address() + (i * size) as u64;
             let Some(at) = stub.windows(2).position(|w| w == [0xff, 0x25]) else {
@@ -63,7 +60,7 @@ pub fn stubs(obj: &object::File) -> Vec<(u64, u64, String)> {
 #[cfg(test)]
 mod tests {
     /// Every stub objdump names, at the same address: in the C library and in
-    /// gdb's executable (an IBT build, with `.plt.sec`).
+    /// gdb's executable (both with 8-byte `.plt.got` stubs beside `.plt`).
     #[test]
     fn stubs_match_objdump() {
         for path in ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/bin/gdb"] {
@@ -71,7 +68,7 @@ mod tests {
                 continue;
             };
             let Ok(out) = std::process::Command::new("objdump")
-                .args(["-d", "-j", ".plt", "-j", ".plt.sec", path])
+                .args(["-d", "-j", ".plt", "-j", ".plt.sec", "-j", ".plt.got", path])
                 .output()
             else {
                 eprintln!("objdump not installed; skipped");
