@@ -101,9 +101,9 @@ def start(exe, cwd, args):
     p = subprocess.Popen([exe] + args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=err,
                          preexec_fn=limits)
     lines = []
-    deadline = time.time() + 120
     # A scenario that hangs before READY prints nothing more: the blocking read
-    # below would wait forever, so a timer kills it (the loop then ends).
+    # below would wait forever, so a timer kills it (the loop then ends, and
+    # only READY leaves it early).
     killer = threading.Timer(120, p.kill)
     killer.daemon = True
     killer.start()
@@ -111,8 +111,6 @@ def start(exe, cwd, args):
         line = raw.decode()
         lines.append(line)
         if line.startswith("READY"):
-            break
-        if time.time() > deadline:
             break
     else:
         killer.cancel()

@@ -419,8 +419,7 @@ pub fn analyze_with(
         warnings,
         incomplete,
     };
-    let graph = classify::findings::graph(&report);
-    report.findings = classify::findings::findings(&report, &graph);
+    report.findings = classify::findings::findings(&report);
     Ok(Analysis {
         process,
         runtime: rt,

@@ -166,11 +166,10 @@ fn decompressed(path: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// Copy `r` into `w`, seeking over all-zero blocks so cores stay sparse.
-/// A core is mostly zeros: check them a word at a time (a byte-wise `all`
-/// made this check most of a first run on a 9 GB core).
 const PAGE: usize = 4096;
 
+/// A core is mostly zeros: check them a word at a time (a byte-wise `all`
+/// made this check most of a first run on a 9 GB core).
 fn is_zero(b: &[u8]) -> bool {
     // SAFETY: any bit pattern is a valid u128.
     let (head, words, tail) = unsafe { b.align_to::<u128>() };
@@ -179,6 +178,7 @@ fn is_zero(b: &[u8]) -> bool {
         && tail.iter().all(|&x| x == 0)
 }
 
+/// Copy `r` into `w`, seeking over all-zero pages so cores stay sparse.
 fn write_sparse(r: &mut impl Read, w: &mut File) -> Result<()> {
     let mut buf = vec![0u8; 1 << 20];
     let mut len = 0u64;

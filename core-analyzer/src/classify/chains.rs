@@ -1,8 +1,9 @@
-//! Wait chains: a thread waits for a lock whose holder waits for another
-//! lock, and so on, to a thread that waits for no lock-holding thread (the
-//! root: what to look at first) or into a deadlock cycle. Each thread waits
-//! for at most one owner, so the owner links form a functional graph, walked
-//! once with memoization (linear in threads, cycles included).
+//! The wait-for relation between threads (a thread waits for the lock a
+//! thread holds): deadlock cycles, and wait chains — a thread waits for a
+//! lock whose holder waits for another lock, and so on, to a thread that
+//! waits for no lock-holding thread (the root: what to look at first) or
+//! into a cycle. Each thread waits for at most one owner, so the owner links
+//! form a functional graph, walked once with memoization (linear in threads).
 use crate::report::ThreadInfo;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -16,25 +17,30 @@ pub struct Chain {
     pub longest: Vec<u32>,
 }
 
-/// Chains in which some thread waits through at least one other thread.
-pub fn chains(threads: &[ThreadInfo]) -> Vec<Chain> {
+pub struct WaitFor {
+    /// Each cycle's threads in wait order, from its lowest tid (one thread:
+    /// it waits for itself).
+    pub cycles: Vec<Vec<u32>>,
+    /// Chains in which some thread waits through at least one other thread.
+    pub chains: Vec<Chain>,
+}
+
+pub fn wait_for(threads: &[ThreadInfo]) -> WaitFor {
     let links: Vec<(u32, Option<u32>)> = threads
         .iter()
         .map(|t| (t.tid, t.blocked.as_ref().and_then(|b| b.owner_tid)))
         .collect();
-    chains_of(&links)
+    wait_for_links(&links)
 }
 
 /// The same over (thread, the thread holding the lock it waits for).
-pub fn chains_of(links: &[(u32, Option<u32>)]) -> Vec<Chain> {
+pub fn wait_for_links(links: &[(u32, Option<u32>)]) -> WaitFor {
     let known: HashSet<u32> = links.iter().map(|(t, _)| *t).collect();
     let succ: BTreeMap<u32, u32> = links
         .iter()
-        .filter_map(|&(t, o)| {
-            let o = o?;
-            (o != t && known.contains(&o)).then_some((t, o))
-        })
+        .filter_map(|&(t, o)| known.contains(&o?).then_some((t, o?)))
         .collect();
+    let mut cycles: Vec<Vec<u32>> = vec![];
     // tid -> (root, hops to it)
     let mut memo: HashMap<u32, (u32, usize)> = HashMap::new();
     for &start in succ.keys() {
@@ -47,10 +53,13 @@ pub fn chains_of(links: &[(u32, Option<u32>)]) -> Vec<Chain> {
             }
             if let Some(&pos) = on_path.get(&cur) {
                 // A cycle: each of its threads is a root of its own.
-                for &n in &path[pos..] {
+                let mut cycle = path.split_off(pos);
+                for &n in &cycle {
                     memo.insert(n, (n, 0));
                 }
-                path.truncate(pos);
+                let low = (0..cycle.len()).min_by_key(|&i| cycle[i]).unwrap_or(0);
+                cycle.rotate_left(low);
+                cycles.push(cycle);
                 break (cur, 0);
             }
             match succ.get(&cur) {
@@ -76,7 +85,7 @@ pub fn chains_of(links: &[(u32, Option<u32>)]) -> Vec<Chain> {
             by_root.entry(root).or_default().push((tid, hops));
         }
     }
-    by_root
+    let chains = by_root
         .into_iter()
         .filter(|(_, ws)| ws.iter().any(|&(_, h)| h >= 2))
         .map(|(root, mut waiting)| {
@@ -95,12 +104,14 @@ pub fn chains_of(links: &[(u32, Option<u32>)]) -> Vec<Chain> {
                 longest,
             }
         })
-        .collect()
+        .collect();
+    cycles.sort();
+    WaitFor { cycles, chains }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::chains_of;
+    use super::wait_for_links;
 
     #[test]
     fn chains_roots_and_cycles() {
@@ -119,9 +130,11 @@ mod tests {
             (9, Some(1)),
             (10, Some(9)),
         ];
-        let cs = chains_of(&links);
+        let wf = wait_for_links(&links);
+        assert_eq!(wf.cycles, vec![vec![1, 2], vec![3]]);
         type Got = (u32, Vec<(u32, usize)>, Vec<u32>);
-        let got: Vec<Got> = cs
+        let got: Vec<Got> = wf
+            .chains
             .into_iter()
             .map(|c| (c.root, c.waiting, c.longest))
             .collect();

@@ -3,7 +3,7 @@
 //! advice. Computed from the report model only, so every face shows the same.
 use crate::report::{Finding, GoroutineInfo, Report, Severity, ThreadInfo, ThreadKind};
 use crate::unwind::{Frame, Lang};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 /// C library functions that are not async-signal-safe (POSIX's list is the
@@ -87,49 +87,6 @@ pub fn graph(r: &Report) -> Graph {
 }
 
 impl Graph {
-    /// Cycles among thread -> lock -> owner edges, each as its nodes.
-    pub fn cycles(&self) -> Vec<Vec<Node>> {
-        // Edges by source, built once: no scan of every edge per step.
-        let mut next: HashMap<&Node, Vec<&Node>> = HashMap::new();
-        for (a, b, _) in &self.edges {
-            next.entry(a).or_default().push(b);
-        }
-        let mut out: Vec<Vec<Node>> = vec![];
-        let mut seen: HashSet<Vec<Node>> = HashSet::new();
-        let starts: Vec<&Node> = self
-            .edges
-            .iter()
-            .map(|(a, _, _)| a)
-            .filter(|n| matches!(n, Node::Thread(_)))
-            .collect();
-        for s in starts {
-            // Each thread waits for at most one lock: a path, not a tree.
-            let mut path = vec![s.clone()];
-            let mut cur = s.clone();
-            while path.len() < 4096 {
-                let Some(n) = next.get(&cur).and_then(|ns| {
-                    ns.iter()
-                        .copied()
-                        .find(|n| !matches!(n, Node::Goroutine(_)))
-                }) else {
-                    break;
-                };
-                if let Some(i) = path.iter().position(|p| p == n) {
-                    let mut cyc = path[i..].to_vec();
-                    let k = (0..cyc.len()).min_by_key(|&j| cyc[j].clone()).unwrap_or(0);
-                    cyc.rotate_left(k);
-                    if seen.insert(cyc.clone()) {
-                        out.push(cyc);
-                    }
-                    break;
-                }
-                path.push(n.clone());
-                cur = n.clone();
-            }
-        }
-        out
-    }
-
     pub fn to_dot(&self, r: &Report) -> String {
         let mut o =
             String::from("digraph waitfor {\n  rankdir=LR;\n  node [fontname=\"monospace\"];\n");
@@ -279,9 +236,6 @@ fn internal_locks(r: &Report, by_tid: &HashMap<u32, &ThreadInfo>, out: &mut Vec<
     }
 }
 
-/// The C function that called into Go: the first C frame below the callback
-/// that is not cgo's glue (`crosscall2`, the exported wrapper named like the
-/// Go function).
 /// A thread Go created through cgo that has not reached `minit` (which
 /// records its tid in the M): runtime/cgo's `threadentry` is at its base.
 fn go_thread_starting(t: &ThreadInfo) -> bool {
@@ -292,6 +246,15 @@ fn go_thread_starting(t: &ThreadInfo) -> bool {
                     .as_deref()
                     .is_some_and(|p| p.contains("runtime/cgo/gcc_")))
     })
+}
+
+/// `tid: what it does` for each thread, `; `-separated.
+fn each_doing(ts: &[&ThreadInfo]) -> String {
+    let each: Vec<String> = ts
+        .iter()
+        .map(|t| format!("{}: {}", t.tid, doing(t)))
+        .collect();
+    each.join("; ")
 }
 
 /// Others wait on `t`: critical when it is itself blocked (nothing will
@@ -308,6 +271,9 @@ fn frame_name(f: &Frame) -> &str {
     f.function.as_deref().unwrap_or("")
 }
 
+/// The C function that called into Go: the first C frame below the callback
+/// that is not cgo's glue (`crosscall2`, the exported wrapper named like the
+/// Go function).
 fn callback_caller(frames: &[Frame]) -> Option<String> {
     let name = frame_name;
     let exp = frames.iter().position(|f| name(f).contains("_cgoexp_"))?;
@@ -325,18 +291,13 @@ fn callback_caller(frames: &[Frame]) -> Option<String> {
         .map(str::to_string)
 }
 
-pub fn findings(r: &Report, g: &Graph) -> Vec<Finding> {
+pub fn findings(r: &Report) -> Vec<Finding> {
     let by_tid: HashMap<u32, &ThreadInfo> = r.threads.iter().map(|t| (t.tid, t)).collect();
     let mut out = vec![];
+    let wait = super::chains::wait_for(&r.threads);
 
-    for cyc in g.cycles() {
-        let ts: Vec<&ThreadInfo> = cyc
-            .iter()
-            .filter_map(|n| match n {
-                Node::Thread(t) => by_tid.get(t).copied(),
-                _ => None,
-            })
-            .collect();
+    for cyc in &wait.cycles {
+        let ts: Vec<&ThreadInfo> = cyc.iter().filter_map(|t| by_tid.get(t).copied()).collect();
         let names: Vec<String> = ts.iter().map(|t| who(t)).collect();
         let (summary, advice) = if ts.len() == 1 {
             (
@@ -408,7 +369,7 @@ pub fn findings(r: &Report, g: &Graph) -> Vec<Finding> {
     }
 
     // Chains through more than one holder: the thread at the end is where to look.
-    for c in super::chains::chains(&r.threads) {
+    for c in &wait.chains {
         let Some(root) = by_tid.get(&c.root) else {
             continue;
         };
@@ -570,10 +531,7 @@ pub fn findings(r: &Report, g: &Graph) -> Vec<Finding> {
         .filter(|t| t.kind == ThreadKind::Foreign)
         .partition(|t| go_thread_starting(t));
     if !starting.is_empty() {
-        let what: Vec<String> = starting
-            .iter()
-            .map(|t| format!("{}: {}", t.tid, doing(t)))
-            .collect();
+        let what = each_doing(&starting);
         let stuck = starting.iter().any(|t| t.blocked.is_some());
         out.push(Finding {
             kind: "threads-starting".into(),
@@ -587,17 +545,14 @@ pub fn findings(r: &Report, g: &Graph) -> Vec<Finding> {
                     (true, 1) => ", blocked before it could run Go",
                     (true, _) => ", blocked before they could run Go",
                 },
-                what.join("; ")
+                what
             ),
             evidence: evidence(&starting),
             advice: "Go creates threads through C (pthread_create, malloc): a new thread stuck here means thread creation itself is wedged (a malloc arena or list_lock held for good), so the scheduler cannot add threads; find the lock's holder".into(),
         });
     }
     if !foreign.is_empty() {
-        let what: Vec<String> = foreign
-            .iter()
-            .map(|t| format!("{}: {}", t.tid, doing(t)))
-            .collect();
+        let what = each_doing(&foreign);
         out.push(Finding {
             kind: "foreign-threads".into(),
             severity: Severity::Info,
@@ -605,7 +560,7 @@ pub fn findings(r: &Report, g: &Graph) -> Vec<Finding> {
                 "{} thread{} created by C never entered Go: {}",
                 foreign.len(),
                 if foreign.len() == 1 { "" } else { "s" },
-                what.join("; ")
+                what
             ),
             evidence: evidence(&foreign),
             advice: "these threads belong to C libraries; Go cannot see or schedule them".into(),
@@ -617,10 +572,7 @@ pub fn findings(r: &Report, g: &Graph) -> Vec<Finding> {
         .filter(|t| t.kind == ThreadKind::Extra)
         .collect();
     if !extra.is_empty() {
-        let what: Vec<String> = extra
-            .iter()
-            .map(|t| format!("{}: {}", t.tid, doing(t)))
-            .collect();
+        let what = each_doing(&extra);
         out.push(Finding {
             kind: "extra-ms".into(),
             severity: Severity::Info,
@@ -629,7 +581,7 @@ pub fn findings(r: &Report, g: &Graph) -> Vec<Finding> {
                 extra.len(),
                 if extra.len() == 1 { "" } else { "s" },
                 if extra.len() == 1 { "s" } else { "" },
-                what.join("; ")
+                what
             ),
             evidence: evidence(&extra),
             advice: "each such thread holds an M and a goroutine (locked to it) until it exits".into(),

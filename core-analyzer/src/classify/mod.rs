@@ -12,7 +12,7 @@ use crate::elf::regs::{Arch, SyscallState};
 use crate::memory::{Memory, ReadExt};
 use crate::report::{Blocked, ThreadInfo};
 use crate::unwind::{Frame, Lang};
-use rules::{normalize, Rules, Subject};
+use rules::{normalize, normalized, Rules, Subject};
 use std::collections::HashMap;
 use syscalls::Args;
 
@@ -194,15 +194,19 @@ pub fn share_owners(threads: &mut [ThreadInfo]) {
 /// Owners of bare locks that a code path is known to hold (`owner::HELD_BY_CODE`):
 /// the thread with that code on its stack, unless it waits for the lock itself.
 fn owners_from_stacks(threads: &mut [ThreadInfo]) {
-    // (function, its thread, the lock that thread waits for): one pass.
+    // (function, its thread, the lock that thread waits for): one pass over
+    // the frames, each name compared once, nothing allocated.
     let mut in_code: Vec<(&str, u32, Option<u64>)> = vec![];
     for t in threads.iter() {
-        for code in owner::holding_functions() {
-            let here = t.frames.iter().any(|f| {
-                f.lang == Lang::C && f.function.as_deref().is_some_and(|n| normalize(n) == code)
-            });
-            if here {
-                in_code.push((code, t.tid, t.blocked.as_ref().and_then(|b| b.lock)));
+        let waits = t.blocked.as_ref().and_then(|b| b.lock);
+        let codes = t
+            .frames
+            .iter()
+            .filter(|f| f.lang == Lang::C)
+            .filter_map(|f| owner::holding_code(normalized(f.function.as_deref()?)));
+        for code in codes {
+            if !in_code.contains(&(code, t.tid, waits)) {
+                in_code.push((code, t.tid, waits));
             }
         }
     }

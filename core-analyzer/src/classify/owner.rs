@@ -121,7 +121,7 @@ pub fn held_by_code(symbol: &str) -> Option<&'static str> {
         .map(|(_, f)| *f)
 }
 
-/// Every function of `HELD_BY_CODE`.
-pub fn holding_functions() -> impl Iterator<Item = &'static str> {
-    HELD_BY_CODE.iter().map(|(_, f)| *f)
+/// `name` (normalized) if it is a function of `HELD_BY_CODE`.
+pub fn holding_code(name: &str) -> Option<&'static str> {
+    HELD_BY_CODE.iter().map(|(_, f)| *f).find(|f| *f == name)
 }

@@ -148,13 +148,18 @@ impl LibraryRule {
 /// (`__GI___pthread_mutex_lock`, `__libc_read`, `___pthread_cond_wait`) reduced
 /// to the public name.
 pub fn normalize(name: &str) -> String {
+    normalized(name).to_string()
+}
+
+/// `normalize`, borrowed: for comparisons on every frame.
+pub fn normalized(name: &str) -> &str {
     let mut s = name.trim_start_matches('_');
     for prefix in ["GI_", "libc_", "GI_", "new_"] {
         if let Some(rest) = s.strip_prefix(prefix) {
             s = rest.trim_start_matches('_');
         }
     }
-    s.to_string()
+    s
 }
 
 #[cfg(test)]

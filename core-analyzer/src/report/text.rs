@@ -301,7 +301,7 @@ pub fn goroutines(r: &Report, filter: GoroutineFilter) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-type FrameLines = HashMap<(u64, usize, usize, Option<u32>, bool, bool), String>;
+type FrameLines = HashMap<crate::unwind::FrameKey, String>;
 
 /// A frame as Go's dump prints it: `name(...)`, then its file, line and pc.
 fn goroutine_frame_lines(f: &crate::unwind::Frame) -> String {
@@ -345,15 +345,11 @@ pub fn write_goroutines(
         for f in &g.frames {
             // 100k goroutines park at a few places: each distinct frame is
             // formatted once (the shared names make the key cheap).
-            let key = (
-                f.pc,
-                f.function.as_ref().map_or(0, |a| a.as_ptr() as usize),
-                f.file.as_ref().map_or(0, |a| a.as_ptr() as usize),
-                f.line,
-                f.inlined,
-                f.lang == crate::unwind::Lang::C,
+            o.push_str(
+                lines
+                    .entry(f.key())
+                    .or_insert_with(|| goroutine_frame_lines(f)),
             );
-            o.push_str(lines.entry(key).or_insert_with(|| goroutine_frame_lines(f)));
         }
         if let Some(why) = &g.stack_truncated {
             let _ = writeln!(o, "\t... stack ends early: {why}");

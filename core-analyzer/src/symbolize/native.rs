@@ -36,8 +36,16 @@ impl NativeSymbols {
     pub fn load(binary: &Binary, debug: Option<&Binary>) -> NativeSymbols {
         let mut syms = vec![];
         let mut data = vec![];
-        for b in std::iter::once(binary).chain(debug) {
+        for (i, b) in std::iter::once(binary).chain(debug).enumerate() {
             let obj = b.object();
+            if i == 0 {
+                // The debug file's sections are empty: stubs are the binary's.
+                syms.extend(
+                    super::plt::stubs(&obj)
+                        .into_iter()
+                        .map(|(addr, size, name)| Sym { addr, size, name }),
+                );
+            }
             for s in obj.symbols().chain(obj.dynamic_symbols()) {
                 if s.kind() == SymbolKind::Data && s.address() != 0 && s.size() > 0 {
                     if let Ok(n) = s.name() {
@@ -63,11 +71,6 @@ impl NativeSymbols {
                 }
             }
         }
-        syms.extend(
-            super::plt::stubs(&binary.object())
-                .into_iter()
-                .map(|(addr, size, name)| Sym { addr, size, name }),
-        );
         // Prefer sized, then public-looking names at the same address.
         syms.sort_by(|a, b| {
             (a.addr, a.size == 0, a.name.starts_with('_'), a.name.len()).cmp(&(

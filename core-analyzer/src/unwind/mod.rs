@@ -7,7 +7,7 @@ pub mod thread;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Lang {
     Go,
@@ -26,6 +26,26 @@ pub struct Frame {
     pub lang: Lang,
     /// An inlined call: no machine frame of its own.
     pub inlined: bool,
+}
+
+/// A frame's identity for caches of its rendering: its pc, line and flags,
+/// and the addresses of its shared (`Arc`) names, so no string is hashed.
+/// Valid while the frames live (one report's rendering).
+pub type FrameKey = (u64, usize, usize, usize, Option<u32>, bool, Lang);
+
+impl Frame {
+    pub fn key(&self) -> FrameKey {
+        let ptr = |s: &Option<Arc<str>>| s.as_ref().map_or(0, |a| a.as_ptr() as usize);
+        (
+            self.pc,
+            ptr(&self.function),
+            ptr(&self.file),
+            ptr(&self.module),
+            self.line,
+            self.inlined,
+            self.lang,
+        )
+    }
 }
 
 /// Why a stack ends where it does.
@@ -49,14 +69,10 @@ pub mod frame_json {
     use serde_json::value::RawValue;
     use std::cell::RefCell;
 
-    type Key = (u64, usize, usize, usize, Option<u32>, bool, bool);
+    type Key = super::FrameKey;
 
     thread_local! {
         static CACHE: RefCell<Option<HashMap<Key, Box<RawValue>>>> = const { RefCell::new(None) };
-    }
-
-    fn ptr(s: &Option<std::sync::Arc<str>>) -> usize {
-        s.as_ref().map_or(0, |a| a.as_ptr() as usize)
     }
 
     /// Run `f` with the frame cache on (one report's serialization).
@@ -76,15 +92,7 @@ pub mod frame_json {
     pub fn serialize<S: Serializer>(frames: &[Frame], s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(frames.len()))?;
         for f in frames {
-            let key: Key = (
-                f.pc,
-                ptr(&f.function),
-                ptr(&f.file),
-                ptr(&f.module),
-                f.line,
-                f.inlined,
-                f.lang == super::Lang::Go,
-            );
+            let key: Key = f.key();
             let cached = CACHE.with(|c| {
                 let mut c = c.borrow_mut();
                 let map = c.as_mut()?;
