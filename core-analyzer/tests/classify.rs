@@ -218,12 +218,15 @@ fn check_findings(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
     }
     // The C handlers are installed without SA_SIGINFO: their numbers come from
     // the masks (the scenario raises SIGUSR2, and glibc's SIGRTMIN+4 and +5,
-    // glibc's SIGRTMIN being 34).
+    // glibc's SIGRTMIN being 34). gdb's gcore records no thread's mask
+    // (pr_sighold 0), so there the innermost handler's number is unknown (0).
+    let gdb = case.truth.kind == "gcore";
     for (scn, want) in [
         ("signal_unsafe", 12),
         ("malloc_self", 38),
         ("setenv_self", 39),
     ] {
+        let want = if gdb { 0 } else { want };
         let got: Vec<i32> = thread(r, tid(case, scn))
             .signals
             .iter()
@@ -404,7 +407,8 @@ fn classes_hold_without_libc_debug_info() {
         return;
     };
     let full = analyze(&case);
-    let root = std::env::temp_dir().join(format!("cgocore-sysroot-{}", std::process::id()));
+    let tmp = Scratch::new("classify-sysroot");
+    let root = tmp.0.clone();
     for lib in &full.process.libraries {
         let dst = root.join(lib.path.trim_start_matches('/'));
         std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
@@ -417,7 +421,6 @@ fn classes_hold_without_libc_debug_info() {
     let p = cgocore::Process::from_core(&case.core, &opts).unwrap();
     assert!(!p.libraries.is_empty(), "libraries found under the sysroot");
     let bare = cgocore::analyze(p, None).unwrap();
-    let _ = std::fs::remove_dir_all(&root);
     let libc_dbg = bare
         .process
         .libraries
@@ -453,7 +456,8 @@ fn user_rules_come_first() {
     let Some(case) = fixtures().into_iter().next() else {
         return;
     };
-    let path = std::env::temp_dir().join(format!("cgocore-rules-{}.json", std::process::id()));
+    let tmp = Scratch::new("classify-rules");
+    let path = tmp.join("rules.json");
     std::fs::write(
         &path,
         r#"{"classes": [{"class": "unclassified", "frames": [["pause"]],
@@ -461,7 +465,6 @@ fn user_rules_come_first() {
     )
     .unwrap();
     let rules = cgocore::classify::rules::Rules::with_user_file(&path).unwrap();
-    let _ = std::fs::remove_file(&path);
     let p = cgocore::Process::from_core(
         &case.core,
         &cgocore::OpenOptions {

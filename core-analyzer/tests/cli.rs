@@ -15,8 +15,10 @@ fn cgocore(args: &[&dyn AsRef<OsStr>]) -> Output {
         .unwrap()
 }
 
+/// One cache for every run: entries are keyed by the compressed file, so it
+/// stays as big as the fixtures' decompressed (sparse) cores.
 fn cache() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("cgocore-cli-cache-{}", std::process::id()))
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache")
 }
 
 fn fail_with(out: &Output, needle: &str) {
@@ -26,11 +28,9 @@ fn fail_with(out: &Output, needle: &str) {
     assert!(!err.contains("panicked"), "{err}");
 }
 
-fn tmpfile(name: &str, data: &[u8]) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("cgocore-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    let p = d.join(name);
-    std::fs::write(&p, data).unwrap();
+fn tmpfile(dir: &Scratch, name: &str, data: &[u8]) -> std::path::PathBuf {
+    let p = dir.join(name);
+    write_sparse(&p, data);
     p
 }
 
@@ -98,8 +98,13 @@ fn wrong_binary_is_refused_naming_both() {
 fn truncated_core_fails_cleanly_or_warns() {
     let c = &fixtures()[0];
     let full = cgocore::input::open(&c.core).unwrap();
+    let tmp = Scratch::new("cli-trunc");
     for frac in [2usize, 10, 50] {
-        let cut = tmpfile(&format!("trunc{frac}"), &full.map[..full.map.len() / frac]);
+        let cut = tmpfile(
+            &tmp,
+            &format!("trunc{frac}"),
+            &full.map[..full.map.len() / frac],
+        );
         let out = cgocore(&[&cut, &"--exe", &c.exe]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -120,21 +125,22 @@ fn truncated_core_fails_cleanly_or_warns() {
 #[test]
 fn not_a_core_and_garbage() {
     let c = &fixtures()[0];
-    let exe = tmpfile("exe", &cgocore::input::open(&c.exe).unwrap().map[..]);
+    let tmp = Scratch::new("cli-garbage");
+    let exe = tmpfile(&tmp, "exe", &cgocore::input::open(&c.exe).unwrap().map[..]);
     fail_with(&cgocore(&[&exe]), "not a core");
     fail_with(
-        &cgocore(&[&tmpfile("garbage", &[0x55; 4096])]),
+        &cgocore(&[&tmpfile(&tmp, "garbage", &[0x55; 4096])]),
         "not an ELF file",
     );
-    fail_with(&cgocore(&[&tmpfile("empty", b"")]), "is empty");
+    fail_with(&cgocore(&[&tmpfile(&tmp, "empty", b"")]), "is empty");
     fail_with(
-        &cgocore(&[&tmpfile("bad.zst", b"\x28\xb5\x2f\xfd garbage")]),
+        &cgocore(&[&tmpfile(&tmp, "bad.zst", b"\x28\xb5\x2f\xfd garbage")]),
         "zstd",
     );
     fail_with(&cgocore(&[&"/nonexistent/core"]), "cannot open");
     let hdr = cgocore::input::open(&c.core).unwrap();
     fail_with(
-        &cgocore(&[&tmpfile("hdronly", &hdr.map[..64])]),
+        &cgocore(&[&tmpfile(&tmp, "hdronly", &hdr.map[..64])]),
         "program headers",
     );
 }
@@ -148,21 +154,29 @@ fn unrelated_binary_is_refused() {
     fail_with(&out, "does not match");
 }
 
-/// A copy of a fixture core with 8-byte values patched at runtime addresses.
-fn patched_core(c: &CoreCase, name: &str, patches: &[(u64, u64)]) -> std::path::PathBuf {
+/// A (sparse) copy of a fixture core with 8-byte values patched at runtime
+/// addresses.
+fn patched_core(
+    c: &CoreCase,
+    dir: &Scratch,
+    name: &str,
+    patches: &[(u64, u64)],
+) -> std::path::PathBuf {
+    use std::os::unix::fs::FileExt;
     let mapped = cgocore::input::open(&c.core).unwrap();
-    let mut bytes = mapped.map[..].to_vec();
+    let path = tmpfile(dir, name, &mapped.map[..]);
     let core = cgocore::elf::core::CoreFile::parse(mapped).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     for &(addr, val) in patches {
         let seg = core
             .segments
             .iter()
             .find(|s| s.vaddr <= addr && addr + 8 <= s.vaddr + s.filesz)
             .expect("address saved in core");
-        let off = (seg.offset + addr - seg.vaddr) as usize;
-        bytes[off..off + 8].copy_from_slice(&val.to_le_bytes());
+        f.write_all_at(&val.to_le_bytes(), seg.offset + addr - seg.vaddr)
+            .unwrap();
     }
-    tmpfile(name, &bytes)
+    path
 }
 
 fn plain_fixture() -> CoreCase {
@@ -180,7 +194,8 @@ fn cycle_in_allm_gives_partial_report() {
     let (m0, _) = bin.symbol("runtime.m0").unwrap();
     let alllink = a.runtime.layout.field("runtime.m", "alllink").unwrap();
     // m0 is last on allm: point it back at the head.
-    let core = patched_core(&c, "cycle", &[(m0 + alllink, a.runtime.roots.allm)]);
+    let tmp = Scratch::new("cli-cycle");
+    let core = patched_core(&c, &tmp, "cycle", &[(m0 + alllink, a.runtime.roots.allm)]);
     let out = cgocore(&[&"--json", &"--exe", &c.exe, &core]);
     assert_eq!(
         out.status.code(),
@@ -206,11 +221,12 @@ fn absurd_allglen_and_wild_pointer_give_partial_report() {
     let c = plain_fixture();
     let bin = cgocore::elf::exe::Binary::open(&c.exe).unwrap();
     let (allgs, _) = bin.symbol("runtime.allgs").unwrap();
+    let tmp = Scratch::new("cli-allgs");
     for (name, patch) in [
         ("hugelen", (allgs + 8, 1u64 << 40)),
         ("wildptr", (allgs, 0xdead_0000_0000)),
     ] {
-        let core = patched_core(&c, name, &[patch]);
+        let core = patched_core(&c, &tmp, name, &[patch]);
         let out = cgocore(&[&"--exe", &c.exe, &core]);
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(
@@ -236,7 +252,8 @@ fn sysroot_finds_the_executable_the_core_names() {
     let core = cgocore::elf::core::CoreFile::parse(cgocore::input::open(&c.core).unwrap()).unwrap();
     let phdr = core.auxv_get(cgocore::elf::core::AT_PHDR).unwrap();
     let named = core.file_at(phdr).unwrap().path.clone();
-    let root = std::env::temp_dir().join(format!("cgocore-sysroot-{}", std::process::id()));
+    let tmp = Scratch::new("cli-sysroot");
+    let root = tmp.0.clone();
     let dest = root.join(named.trim_start_matches('/'));
     std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
     std::fs::write(&dest, &cgocore::input::open(&c.exe).unwrap().map[..]).unwrap();
@@ -253,14 +270,13 @@ fn sysroot_finds_the_executable_the_core_names() {
     let _ = std::fs::remove_file(&dest);
     let out = cgocore(&[&"--sysroot", &root, &c.core]);
     fail_with(&out, "--exe");
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// A real kernel core of a C program: cgocore says it is not a Go program.
 #[test]
 fn core_of_a_c_program_is_not_go() {
-    let dir = std::env::temp_dir().join(format!("cgocore-c-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = Scratch::new("cli-cprog");
+    let dir = &tmp.0;
     std::fs::write(
         dir.join("c.c"),
         "#include <stdlib.h>\nint main(void){abort();}\n",
@@ -275,9 +291,9 @@ fn core_of_a_c_program_is_not_go() {
     let _ = Command::new("sh")
         .arg("-c")
         .arg("ulimit -c unlimited; exec ./cprog")
-        .current_dir(&dir)
+        .current_dir(dir)
         .status();
-    let core = std::fs::read_dir(&dir)
+    let core = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
         .map(|e| e.path())
@@ -295,7 +311,6 @@ fn core_of_a_c_program_is_not_go() {
     };
     let out = cgocore(&[&core]);
     fail_with(&out, "not a Go program");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `--sched`: one line per P and per M, numbers equal to the JSON report's;

@@ -143,21 +143,6 @@ fn scenarios_printed(out: &str) -> BTreeMap<String, (u32, u64)> {
         .collect()
 }
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cgocore-dbg-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A plain file copy of a (possibly zstd) input, for the debuggers.
-fn plain(src: &Path, dst: &Path) -> PathBuf {
-    std::fs::write(dst, &cgocore::input::open(src).unwrap().map[..]).unwrap();
-    let mut perm = std::fs::metadata(dst).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(dst, perm).unwrap();
-    dst.to_path_buf()
-}
-
 /// Cores of several Go versions: the fixtures and, when generated, plain
 /// kernel and gcore cores of the oldest and newest releases.
 fn core_cases() -> Vec<CoreCase> {
@@ -209,10 +194,8 @@ fn lldb(args: &[&str], pp: &Path) -> Output {
 #[test]
 fn gdb_on_cores_matches_the_cli_and_go() {
     let Some(pp) = ready("gdb") else { return };
-    let dir = tmpdir("gdbcore");
-    for (i, c) in core_cases().iter().enumerate() {
-        let exe = plain(&c.exe, &dir.join(format!("exe{i}")));
-        let core = plain(&c.core, &dir.join(format!("core{i}")));
+    for c in &core_cases() {
+        let (exe, core) = (uncompressed(&c.exe), uncompressed(&c.core));
         let want = analyze(c);
         let waiter = c.truth.scenarios["mutex_waiter"].tid;
         let m = want
@@ -250,7 +233,6 @@ fn gdb_on_cores_matches_the_cli_and_go() {
             ],
             &pp,
         );
-        let _ = std::fs::remove_file(&core);
         let out = text(&out);
         assert!(!out.contains("Traceback"), "{}: {out}", c.name);
         let rows = table(&out, "===THREADS===");
@@ -280,16 +262,13 @@ fn gdb_on_cores_matches_the_cli_and_go() {
             c.name
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn lldb_on_cores_matches_the_cli_and_go() {
     let Some(pp) = ready("lldb-16") else { return };
-    let dir = tmpdir("lldbcore");
-    for (i, c) in core_cases().iter().enumerate() {
-        let exe = plain(&c.exe, &dir.join(format!("exe{i}")));
-        let core = plain(&c.core, &dir.join(format!("core{i}")));
+    for c in &core_cases() {
+        let (exe, core) = (uncompressed(&c.exe), uncompressed(&c.core));
         let want = analyze(c);
         let out = lldb(
             &[
@@ -308,7 +287,6 @@ fn lldb_on_cores_matches_the_cli_and_go() {
             ],
             &pp,
         );
-        let _ = std::fs::remove_file(&core);
         let out = text(&out);
         assert!(!out.contains("Traceback"), "{}: {out}", c.name);
         let rows = table(&out, "===THREADS===");
@@ -332,7 +310,6 @@ fn lldb_on_cores_matches_the_cli_and_go() {
             c.name
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The newest generated scenario binary (it stops itself with SIGTRAP when
@@ -357,7 +334,7 @@ fn gdb_on_a_live_process_matches_a_core_of_the_same_state() {
         assert!(!require_generated(), "no generated scenario binary");
         return;
     };
-    let dir = tmpdir("gdblive");
+    let dir = Scratch::in_memory("dbg-gdblive");
     let core = dir.join("core");
     let out = gdb(
         &[
@@ -408,7 +385,6 @@ fn gdb_on_a_live_process_matches_a_core_of_the_same_state() {
         expected(&a.report),
         "live table vs the gcore of the same state"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

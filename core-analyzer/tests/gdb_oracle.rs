@@ -28,17 +28,13 @@ fn gdb_reads_the_same_m_fields() {
         eprintln!("gdb not installed; skipped");
         return;
     }
-    let tmp = std::env::temp_dir().join(format!("cgocore-gdb-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).unwrap();
+    let tmp = Scratch::new("gdb-oracle");
     let script = tmp.join("walk.py");
     std::fs::write(&script, WALK).unwrap();
     let mut checked = 0;
-    for (i, c) in fixtures().iter().enumerate() {
+    for c in &fixtures() {
         let a = analyze(c);
-        let core = tmp.join(format!("core{i}"));
-        let exe = tmp.join(format!("exe{i}"));
-        std::fs::write(&core, &cgocore::input::open(&c.core).unwrap().map[..]).unwrap();
-        std::fs::write(&exe, &cgocore::input::open(&c.exe).unwrap().map[..]).unwrap();
+        let (core, exe) = (uncompressed(&c.core), uncompressed(&c.exe));
         let out = Command::new("gdb")
             .args(["-nx", "-batch", "-ex", "set auto-load no"])
             .arg(&exe)
@@ -77,7 +73,6 @@ fn gdb_reads_the_same_m_fields() {
         checked += 1;
     }
     assert!(checked > 0);
-    let _ = std::fs::remove_dir_all(&tmp);
 }
 
 /// One frame of gdb's `bt`: function name and the pc it printed, if any.
@@ -171,8 +166,6 @@ fn gdb_backtraces_agree_on_c_frames() {
         eprintln!("gdb not installed; skipped");
         return;
     }
-    let tmp = std::env::temp_dir().join(format!("cgocore-gdbbt-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).unwrap();
     let mut cases = fixtures();
     cases.extend(
         generated()
@@ -180,18 +173,13 @@ fn gdb_backtraces_agree_on_c_frames() {
             .filter(|c| c.truth.variant != "stripped"),
     );
     let (mut threads, mut stitched, mut errs) = (0, 0, vec![]);
-    for (i, c) in cases.iter().enumerate() {
+    for c in &cases {
         let a = analyze(c);
         if a.report.warnings.iter().any(|w| w.contains("library")) {
             eprintln!("{}: libraries differ from this host's; skipped", c.name);
             continue;
         }
-        let core = tmp.join(format!("core{i}"));
-        let exe = tmp.join(format!("exe{i}"));
-        std::fs::write(&core, &cgocore::input::open(&c.core).unwrap().map[..]).unwrap();
-        std::fs::write(&exe, &cgocore::input::open(&c.exe).unwrap().map[..]).unwrap();
-        let gdb = gdb_backtraces(&exe, &core);
-        let _ = std::fs::remove_file(&core);
+        let gdb = gdb_backtraces(&uncompressed(&c.exe), &uncompressed(&c.core));
         assert!(!gdb.is_empty(), "{}: gdb printed no backtraces", c.name);
         for t in &a.report.threads {
             let Some(theirs) = gdb.get(&t.tid) else {
@@ -254,7 +242,6 @@ fn gdb_backtraces_agree_on_c_frames() {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&tmp);
     assert!(errs.is_empty(), "{}", errs.join("\n"));
     assert!(
         threads > 0 && stitched > 0,

@@ -14,8 +14,8 @@ fn darwin_executables_give_buildinfo_and_function_names() {
         assert!(!require_generated(), "Go 1.27.3 toolchain missing");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("cgocore-macho-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = Scratch::new("macho");
+    let dir = &tmp.0;
     std::fs::write(dir.join("go.mod"), "module machodemo\n\ngo 1.21\n").unwrap();
     std::fs::write(
         dir.join("main.go"),
@@ -28,7 +28,7 @@ fn darwin_executables_give_buildinfo_and_function_names() {
             .args(["build", "-o"])
             .arg(&exe)
             .arg(".")
-            .current_dir(&dir)
+            .current_dir(dir)
             .env("GOOS", "darwin")
             .env("GOARCH", arch)
             .env("CGO_ENABLED", "0")
@@ -54,5 +54,4 @@ fn darwin_executables_give_buildinfo_and_function_names() {
         let f = pcln.find(sym.address()).expect("main.main in the pclntab");
         assert_eq!(pcln.name(&f), "main.main", "darwin/{arch}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

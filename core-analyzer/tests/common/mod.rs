@@ -136,3 +136,111 @@ pub fn analyze(case: &CoreCase) -> cgocore::Analysis {
         .unwrap_or_else(|e| panic!("{}: {e:#}", case.name));
     cgocore::analyze(p, None).unwrap_or_else(|e| panic!("{}: {e:#}", case.name))
 }
+
+/// A scratch folder under cargo's per-target temp dir, removed when dropped
+/// (also when the test panics). Cores are hundreds of MB: one leaked per run
+/// fills a CI disk, so folders left by killed runs are removed on the next.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        Scratch::under(Path::new(env!("CARGO_TARGET_TMPDIR")), name)
+    }
+
+    /// In /dev/shm when it has room: gdb 13's gcore writes PROT_NONE
+    /// reservations as zeros (4 GB for the scenario), which on disk would be
+    /// written in full only to be deleted.
+    pub fn in_memory(name: &str) -> Scratch {
+        let shm = Path::new("/dev/shm");
+        if free_bytes(shm).is_some_and(|b| b > 8 << 30) {
+            Scratch::under(shm, &format!("cgocore-{name}"))
+        } else {
+            Scratch::new(name)
+        }
+    }
+
+    fn under(base: &Path, name: &str) -> Scratch {
+        remove_stale(base, name);
+        let d = base.join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Scratch(d)
+    }
+
+    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs fills the struct it is given; the path is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0)
+        .then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// `name-<pid>` folders whose process is gone.
+fn remove_stale(base: &Path, name: &str) {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    let prefix = format!("{name}-");
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(pid) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// `data` written to `path` with zero pages left as holes, as a core is.
+pub fn write_sparse(path: &Path, data: &[u8]) {
+    let mut f = std::fs::File::create(path).unwrap();
+    cgocore::input::write_sparse(&mut &data[..], &mut f).unwrap();
+}
+
+/// The uncompressed file behind a (possibly zstd) core or binary: the
+/// library's cached sparse copy, so a debugger reads it without another copy.
+pub fn uncompressed(p: &Path) -> PathBuf {
+    cgocore::input::open(p).unwrap().real_path.clone()
+}
+
+/// Who wrote a core, from its first note: the kernel starts with the crashing
+/// thread's NT_PRSTATUS, gdb's gcore with the process's NT_PRPSINFO.
+pub fn core_writer(core: &Path) -> &'static str {
+    use object::read::elf::{FileHeader, ProgramHeader};
+    let mapped = cgocore::input::open(core).unwrap();
+    let data = &mapped.map[..];
+    let hdr = object::elf::FileHeader64::<object::Endianness>::parse(data).unwrap();
+    let endian = hdr.endian().unwrap();
+    for ph in hdr.program_headers(endian, data).unwrap() {
+        if let Ok(Some(mut notes)) = ph.notes(endian, data) {
+            if let Ok(Some(note)) = notes.next() {
+                return match note.n_type(endian) {
+                    object::elf::NT_PRSTATUS => "kernel",
+                    object::elf::NT_PRPSINFO => "gdb gcore",
+                    _ => "unknown",
+                };
+            }
+        }
+    }
+    "unknown"
+}

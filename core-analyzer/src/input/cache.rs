@@ -1,0 +1,164 @@
+//! The decompression cache: each `.zst` input is streamed once into a sparse
+//! file keyed by the input's path, size and mtime. Least recently used
+//! entries go once the cache outgrows its budget, so a machine that opens
+//! many compressed cores (or a CI that clones the fixtures afresh each run)
+//! does not fill its disk.
+use anyhow::{Context, Result};
+use std::fs::{self, File};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// Disk the cache may hold (bytes actually allocated: entries are sparse).
+/// The newest entry stays whatever its size.
+const DEFAULT_BUDGET_MB: u64 = 8 * 1024;
+
+fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CGOCORE_CACHE") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(d).join("cgocore");
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        return PathBuf::from(h).join(".cache").join("cgocore");
+    }
+    std::env::temp_dir().join("cgocore-cache")
+}
+
+fn budget() -> u64 {
+    std::env::var("CGOCORE_CACHE_MAX_MB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(DEFAULT_BUDGET_MB)
+        .saturating_mul(1 << 20)
+}
+
+/// Path of the decompressed copy, creating it if needed.
+pub(super) fn decompressed(path: &Path) -> Result<PathBuf> {
+    let meta = fs::metadata(path)?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .hash(&mut h);
+    meta.len().hash(&mut h);
+    meta.modified().ok().hash(&mut h);
+    let dir = cache_dir();
+    let name = path
+        .file_name()
+        .map(|s| s.to_string_lossy().trim_end_matches(".zst").to_string())
+        .unwrap_or_default();
+    let out = dir.join(format!("{:016x}-{}", h.finish(), name));
+    if out.exists() {
+        touch(&out);
+        return Ok(out);
+    }
+    fs::create_dir_all(&dir).with_context(|| {
+        format!(
+            "cannot create cache folder {} (set CGOCORE_CACHE)",
+            dir.display()
+        )
+    })?;
+    // Unique per process *and* call: threads may decompress the same file at once.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{}.{}.{seq}.tmp", h.finish(), std::process::id()));
+    let result = (|| -> Result<()> {
+        let mut dec = zstd::stream::read::Decoder::new(File::open(path)?)?;
+        let mut w = File::create(&tmp)?;
+        super::write_sparse(&mut dec, &mut w)
+            .with_context(|| format!("{} is not a valid zstd stream", path.display()))?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fs::rename(&tmp, &out)?;
+    evict(&dir, &out, budget());
+    Ok(out)
+}
+
+/// Marks an entry as used (eviction goes by mtime; atime is often off).
+fn touch(p: &Path) {
+    if let Ok(f) = File::options().write(true).open(p) {
+        let _ = f.set_modified(SystemTime::now());
+    }
+}
+
+/// Bytes a file holds on disk (holes are free).
+fn allocated(m: &fs::Metadata) -> u64 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        m.blocks() * 512
+    }
+    #[cfg(not(unix))]
+    {
+        m.len()
+    }
+}
+
+/// Removes the least recently used entries until the cache fits `budget`,
+/// never `keep`. Removing a file another process has mapped is safe: the
+/// mapping keeps it until unmapped. Temporary files of writers at work are
+/// not entries.
+fn evict(dir: &Path, keep: &Path, budget: u64) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(SystemTime, u64, PathBuf)> = entries
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|e| {
+            let m = e.metadata().ok().filter(|m| m.is_file())?;
+            Some((m.modified().ok()?, allocated(&m), e.path()))
+        })
+        .collect();
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    files.sort_by_key(|f| f.0);
+    for (_, size, path) in files {
+        if total <= budget {
+            break;
+        }
+        if path != keep && fs::remove_file(&path).is_ok() {
+            total -= size;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn eviction_drops_least_recently_used_entries_but_not_the_new_one() {
+        let dir = std::env::temp_dir().join(format!("cgocore-evict-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let t0 = SystemTime::now() - Duration::from_secs(3600);
+        let mut paths = vec![];
+        for (i, name) in ["old", "mid", "new"].iter().enumerate() {
+            let p = dir.join(name);
+            fs::write(&p, vec![1u8; 64 << 10]).unwrap();
+            let f = File::options().write(true).open(&p).unwrap();
+            f.set_modified(t0 + Duration::from_secs(60 * i as u64))
+                .unwrap();
+            paths.push(p);
+        }
+        // A writer's temporary file is not an entry.
+        fs::write(dir.join(".x.tmp"), vec![1u8; 64 << 10]).unwrap();
+        let one = allocated(&fs::metadata(&paths[0]).unwrap());
+        // Room for two: the oldest goes.
+        evict(&dir, &paths[0], 2 * one);
+        assert!(paths[0].exists(), "kept although oldest");
+        assert!(!paths[1].exists());
+        assert!(paths[2].exists());
+        assert!(dir.join(".x.tmp").exists());
+        // No room at all: only the kept one stays.
+        evict(&dir, &paths[0], 0);
+        assert!(paths[0].exists() && !paths[2].exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
