@@ -391,6 +391,7 @@ pub fn analyze_with(
         core,
         pid: process.pid,
         signal: process.signal,
+        core_writer: process.core_writer.map(str::to_string),
         arch: format!("{:?}", process.arch).to_lowercase(),
         gomaxprocs: rt.roots.gomaxprocs,
         roots_from: rt.roots.source.to_string(),

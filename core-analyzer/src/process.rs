@@ -31,6 +31,8 @@ pub struct Process {
     /// Core-level facts (signal, command) for the report header.
     pub signal: Option<i32>,
     pub command: Option<String>,
+    /// `"kernel"` or `"gdb gcore"` for a core whose writer is known.
+    pub core_writer: Option<&'static str>,
     /// Problems that make the answer incomplete (a truncated core).
     pub warnings: Vec<String>,
     /// Problems that do not (a library missing for C frames).
@@ -160,6 +162,7 @@ impl Process {
             pid: t.pid,
             signal: None,
             command: None,
+            core_writer: None,
             warnings: vec![],
             notes,
             libraries,
@@ -227,6 +230,7 @@ impl Process {
             pid: core.pid,
             signal: core.siginfo.as_ref().map(|s| s.signo),
             command: core.command.clone(),
+            core_writer: core.writer,
             warnings: core.warnings.clone(),
             notes,
             libraries,

@@ -248,6 +248,16 @@ fn run_all(cases: &[CoreCase]) {
     for c in cases {
         let a = analyze(c);
         errs.extend(check(c, &a));
+        let r = &a.report;
+        if r.core_writer.as_deref() != Some(core_writer(&c.core)) {
+            errs.push(format!("{}: core_writer {:?}", c.name, r.core_writer));
+        }
+        // gdb attached with SIGSTOP: nothing ended the process. The kernel's
+        // core names the signal Go's crash relay died of.
+        let killed = r.signal.is_some_and(|s| s == 3 || s == 6);
+        if (c.truth.kind == "gcore") == killed {
+            errs.push(format!("{}: signal {:?}", c.name, r.signal));
+        }
     }
     assert!(
         errs.is_empty(),

@@ -19,6 +19,19 @@ const PRSTATUS_PID: usize = 32;
 /// `pr_sighold`: the signals the thread blocks (the first 64).
 const PRSTATUS_SIGHOLD: usize = 24;
 const PRSTATUS_REG: usize = 112;
+const SIGSTOP: i32 = 19;
+const KERNEL: &str = "kernel";
+const GDB: &str = "gdb gcore";
+
+/// The kernel opens a core with the crashing thread's `NT_PRSTATUS`, gdb's
+/// gcore with the process's `NT_PRPSINFO`.
+fn writer_of(first_note: u32) -> Option<&'static str> {
+    match first_note {
+        elf::NT_PRSTATUS => Some(KERNEL),
+        elf::NT_PRPSINFO => Some(GDB),
+        _ => None,
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct CoreThread {
@@ -53,7 +66,11 @@ pub struct CoreFile {
     pub threads: Vec<CoreThread>,
     pub files: Vec<MappedFile>,
     pub auxv: Vec<(u64, u64)>,
+    /// The signal that ended (or stopped) the process: the kernel's one
+    /// `NT_SIGINFO`; in a gcore, the first thread's that is not gdb's SIGSTOP.
     pub siginfo: Option<SigInfo>,
+    /// Who wrote the core (`"kernel"`, `"gdb gcore"`), from its first note.
+    pub writer: Option<&'static str>,
     pub pid: Option<u32>,
     pub command: Option<String>,
     pub warnings: Vec<String>,
@@ -98,11 +115,13 @@ impl CoreFile {
             files: vec![],
             auxv: vec![],
             siginfo: None,
+            writer: None,
             pid: None,
             command: None,
             warnings: vec![],
         };
         let mut truncated = 0u64;
+        let mut siginfos = vec![];
         for ph in phdrs {
             match ph.p_type(e) {
                 elf::PT_LOAD => {
@@ -127,7 +146,14 @@ impl CoreFile {
                     };
                     loop {
                         match notes.next() {
-                            Ok(Some(n)) => core.note(n.name(), n.n_type(e), n.desc()),
+                            Ok(Some(n)) => {
+                                if core.writer.is_none() {
+                                    core.writer = writer_of(n.n_type(e));
+                                }
+                                if let Some(s) = core.note(n.name(), n.n_type(e), n.desc()) {
+                                    siginfos.push(s);
+                                }
+                            }
                             Ok(None) => break,
                             Err(_) => {
                                 core.warnings
@@ -149,10 +175,13 @@ impl CoreFile {
         if core.threads.is_empty() {
             bail!("{name}: no NT_PRSTATUS notes, so no threads (truncated or corrupt core?)");
         }
+        core.siginfo = core.stop_signal(siginfos);
         Ok(core)
     }
 
-    fn note(&mut self, name: &[u8], ty: u32, desc: &[u8]) {
+    /// Keeps what a note says; returns an `NT_SIGINFO`'s signal (the kernel
+    /// writes one for the process, gdb one per thread).
+    fn note(&mut self, name: &[u8], ty: u32, desc: &[u8]) -> Option<SigInfo> {
         match (name, ty) {
             (b"CORE", elf::NT_PRSTATUS) => self.prstatus(desc),
             (b"CORE", elf::NT_FILE) => self.nt_file(desc),
@@ -163,7 +192,7 @@ impl CoreFile {
                     .collect();
             }
             (b"CORE", elf::NT_SIGINFO) if desc.len() >= 12 => {
-                self.siginfo = Some(SigInfo {
+                return Some(SigInfo {
                     signo: u32_at(desc, 0).unwrap() as i32,
                     errno: u32_at(desc, 4).unwrap() as i32,
                     code: u32_at(desc, 8).unwrap() as i32,
@@ -182,6 +211,19 @@ impl CoreFile {
                 }
             }
             _ => {}
+        }
+        None
+    }
+
+    /// The kernel's one siginfo is the signal that killed the process. gdb
+    /// writes each thread's: the one it attached with (SIGSTOP) says nothing
+    /// of the process, a fault it stopped on (SIGSEGV) does.
+    fn stop_signal(&self, siginfos: Vec<SigInfo>) -> Option<SigInfo> {
+        match self.writer {
+            Some(GDB) => siginfos
+                .into_iter()
+                .find(|s| s.signo != 0 && s.signo != SIGSTOP),
+            _ => siginfos.into_iter().next(),
         }
     }
 

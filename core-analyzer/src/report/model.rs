@@ -10,8 +10,11 @@ pub struct Report {
     pub binary: String,
     pub core: Option<String>,
     pub pid: Option<u32>,
-    /// Signal that killed the process (from `NT_SIGINFO`), e.g. 6 for SIGABRT.
+    /// Signal that killed the process (from `NT_SIGINFO`), e.g. 6 for SIGABRT;
+    /// for a gcore, a signal a thread had stopped on other than gdb's SIGSTOP.
     pub signal: Option<i32>,
+    /// `"kernel"` or `"gdb gcore"`, from the core's first note.
+    pub core_writer: Option<String>,
     pub arch: String,
     pub gomaxprocs: Option<i32>,
     /// "symbols" (from `.symtab`) or "heuristics" (stripped binary).

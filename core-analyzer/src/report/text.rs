@@ -179,9 +179,13 @@ pub fn render_with(r: &Report, filter: GoroutineFilter, full_stacks: bool) -> St
             .signal
             .map(|s| format!(", signal {s}"))
             .unwrap_or_default();
+        let by = match r.core_writer.as_deref() {
+            Some("gdb gcore") => ", gdb gcore of the live process",
+            _ => "",
+        };
         let _ = writeln!(
             o,
-            "core {core} (pid {}{sig}); roots from {}, layout from {}",
+            "core {core} (pid {}{sig}{by}); roots from {}, layout from {}",
             opt(r.pid),
             r.roots_from,
             r.layout_from
