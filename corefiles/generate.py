@@ -27,12 +27,16 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCENARIO = os.path.join(ROOT, "corefiles", "scenarios", "cgostuck")
 CUDA_STUB = os.path.join(ROOT, "corefiles", "scenarios", "cudastub", "cuda_stub.c")
+# A Go library (-buildmode=c-shared) loaded by a C program: the runtime is not
+# in the executable.
+CSHARED = os.path.join(ROOT, "corefiles", "scenarios", "cshared")
 CACHE = os.path.join(ROOT, ".cache")
 VERSIONS = ["1.21.13", "1.22.10", "1.23.9", "1.24.11", "1.25.5", "1.26.6", "1.27.3"]
 VARIANTS = {
     "plain": [],
     "stripped": ["-ldflags=-s -w"],
     "pie": ["-buildmode=pie"],
+    "cshared": ["-buildmode=c-shared"],
 }
 
 
@@ -52,16 +56,20 @@ def go_binary(version):
     return go
 
 
-def source_hash():
+def source_hash(variant):
     """Hash of the scenario sources: a changed scenario invalidates cached builds and cores."""
     import hashlib
     h = hashlib.sha256()
-    with open(CUDA_STUB, "rb") as f:
-        h.update(f.read())
-    for name in sorted(os.listdir(SCENARIO)):
-        path = os.path.join(SCENARIO, name)
+    if variant == "cshared":
+        sources = [os.path.join(CSHARED, n) for n in sorted(os.listdir(CSHARED))]
+        sources.append(os.path.join(CSHARED, "host", "host.c"))
+    else:
+        with open(CUDA_STUB, "rb") as f:
+            h.update(f.read())
+        sources = [os.path.join(SCENARIO, n) for n in sorted(os.listdir(SCENARIO))]
+    for path in sources:
         if os.path.isfile(path):
-            h.update(name.encode())
+            h.update(os.path.basename(path).encode())
             with open(path, "rb") as f:
                 h.update(f.read())
     return h.hexdigest()
@@ -70,7 +78,7 @@ def source_hash():
 def build(version, variant, out_dir, gocache):
     exe = os.path.join(out_dir, "cgostuck")
     stamp = os.path.join(out_dir, "source.sha256")
-    want = source_hash()
+    want = source_hash(variant)
     have = open(stamp).read().strip() if os.path.exists(stamp) else None
     if os.path.exists(exe) and have == want:
         return exe
@@ -79,15 +87,28 @@ def build(version, variant, out_dir, gocache):
     os.makedirs(out_dir, exist_ok=True)
     env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="1", GOFLAGS="-mod=mod",
                GOCACHE=gocache, GOPATH=os.path.join(CACHE, "gopath"))
-    cmd = [go_binary(version), "build", "-trimpath", "-o", exe] + VARIANTS[variant] + ["."]
     log("build", version, variant)
-    subprocess.check_call(cmd, cwd=SCENARIO, env=env)
+    if variant == "cshared":
+        build_cshared(version, out_dir, exe, env)
+    else:
+        cmd = [go_binary(version), "build", "-trimpath", "-o", exe] + VARIANTS[variant] + ["."]
+        subprocess.check_call(cmd, cwd=SCENARIO, env=env)
     # The CUDA stand-in the scenario dlopens (-cuda): no GPU here.
     subprocess.check_call(["gcc", "-shared", "-fPIC", "-O1", "-g", "-fdebug-prefix-map=%s=." % ROOT,
                            "-o", cuda_stub_path(out_dir), CUDA_STUB])
     with open(stamp, "w") as f:
         f.write(want + "\n")
     return exe
+
+
+def build_cshared(version, out_dir, exe, env):
+    """libcgostuck.so (Go, c-shared) and the C host `cgostuck` that links it."""
+    lib = os.path.join(out_dir, "libcgostuck.so")
+    subprocess.check_call([go_binary(version), "build", "-trimpath", "-o", lib] + VARIANTS["cshared"] + ["."],
+                          cwd=CSHARED, env=env)
+    subprocess.check_call(["gcc", "-O1", "-g", "-fdebug-prefix-map=%s=." % ROOT, "-I", out_dir,
+                           "-o", exe, os.path.join(CSHARED, "host", "host.c"), "-L", out_dir, "-lcgostuck",
+                           "-Wl,-rpath,$ORIGIN", "-lpthread"])
 
 
 def cuda_stub_path(build_dir):
@@ -282,7 +303,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(CACHE, "cores"), help="output folder (default .cache/cores)")
     ap.add_argument("--versions", default=",".join(VERSIONS), help="comma-separated Go versions")
-    ap.add_argument("--variants", default="plain,stripped,pie")
+    ap.add_argument("--variants", default="plain,stripped,pie,cshared")
     ap.add_argument("--kinds", default="kernel", help="kernel,gcore")
     ap.add_argument("--parked", type=int, default=40, help="ordinary parked goroutines")
     ap.add_argument("--cblocked", type=int, default=0, help="extra goroutines blocked in C")

@@ -82,9 +82,23 @@ fn bias_at(bin: &Binary, hdr: u64) -> Option<u64> {
 
 impl Process {
     /// A process image from a debugger's view of its target.
-    pub fn from_target(t: TargetDesc, mem: Box<dyn Memory + Send + Sync>) -> Result<Process> {
-        let exe = Binary::open(&t.exe)
+    pub fn from_target(mut t: TargetDesc, mem: Box<dyn Memory + Send + Sync>) -> Result<Process> {
+        let mut exe = Binary::open(&t.exe)
             .with_context(|| format!("cannot read the executable {}", t.exe.display()))?;
+        // A C program running a Go library: the library is the Go binary, the
+        // program one more module.
+        if exe.section(".go.buildinfo").is_none() {
+            let go = t.modules.iter().find_map(|(p, _)| {
+                let real = under_sysroot(&t.sysroot, p);
+                let bin = Binary::open(&real).ok()?;
+                bin.section(".go.buildinfo")?;
+                Some((real, bin))
+            });
+            if let Some((path, bin)) = go {
+                t.exe = path;
+                exe = bin;
+            }
+        }
         let same = |p: &str| {
             Path::new(p) == t.exe
                 || Path::new(p).file_name() == t.exe.file_name()
@@ -177,22 +191,7 @@ impl Process {
         let mut core_only = SplicedMemory::default();
         core_only.push_layer(core.segments.clone());
 
-        let exe_path = match &opts.exe {
-            Some(p) => p.clone(),
-            None => find_exe(&core, &core_only, &opts.sysroot)
-                .context("the core does not name its executable; pass --exe BINARY")?,
-        };
-        let exe = Binary::open(&exe_path)
-            .with_context(|| format!("cannot read the executable {} (pass --exe, or --sysroot for a core from another host)", exe_path.display()))?;
-        let bias = if exe.is_pie {
-            match core.auxv_get(AT_ENTRY) {
-                Some(entry) => entry.wrapping_sub(exe.entry),
-                None => bail!("{} is position-independent but the core has no NT_AUXV to find its load address", exe_path.display()),
-            }
-        } else {
-            0
-        };
-        verify_match(&exe, bias, &core_only, core_path)?;
+        let (exe, bias) = go_module(&core, &core_only, opts, core_path)?;
 
         let mut notes = vec![];
         let exe_segs = exe.segments(bias);
@@ -242,6 +241,88 @@ impl Process {
     pub fn rt(&self, link_addr: u64) -> u64 {
         link_addr.wrapping_add(self.bias)
     }
+}
+
+/// The binary that holds the Go runtime, and its load bias: the executable,
+/// or, when the executable is not Go (a C or Python program that loaded a Go
+/// library built with `-buildmode=c-shared`), the mapped library with a
+/// `.go.buildinfo`. `--exe` may name either: the host program leads to its Go
+/// library as the core names it.
+fn go_module(
+    core: &CoreFile,
+    mem: &SplicedMemory,
+    opts: &OpenOptions,
+    core_path: &Path,
+) -> Result<(Binary, u64)> {
+    let exe_path = match &opts.exe {
+        Some(p) => p.clone(),
+        None => find_exe(core, mem, &opts.sysroot)
+            .context("the core does not name its executable; pass --exe BINARY")?,
+    };
+    let exe = Binary::open(&exe_path).with_context(|| {
+        format!(
+            "cannot read the executable {} (pass --exe, or --sysroot for a core from another host)",
+            exe_path.display()
+        )
+    })?;
+    if exe.section(".go.buildinfo").is_none() {
+        if let Some(found) = mapped_go_library(core, mem, &opts.sysroot) {
+            return Ok(found);
+        }
+    }
+    if !exe.is_pie {
+        verify_match(&exe, 0, mem, core_path)?;
+        return Ok((exe, 0));
+    }
+    // A position-independent executable is where AT_ENTRY says; a shared
+    // library where the core maps a file of its name.
+    let name = exe_path.file_name();
+    let mut biases: Vec<u64> = core
+        .auxv_get(AT_ENTRY)
+        .map(|entry| entry.wrapping_sub(exe.entry))
+        .into_iter()
+        .collect();
+    biases.extend(
+        core.files
+            .iter()
+            .filter(|f| f.offset == 0 && Path::new(&f.path).file_name() == name)
+            .filter_map(|f| bias_at(&exe, f.start)),
+    );
+    let Some(&first) = biases.first() else {
+        bail!(
+            "{} is position-independent but the core has neither NT_AUXV nor a mapping of it to find its load address",
+            exe_path.display()
+        );
+    };
+    match biases
+        .iter()
+        .find(|&&b| verify_match(&exe, b, mem, core_path).is_ok())
+    {
+        Some(&b) => Ok((exe, b)),
+        None => verify_match(&exe, first, mem, core_path).map(|()| (exe, first)),
+    }
+}
+
+/// A mapped library (offset 0 of an ELF file in `NT_FILE`) that is Go.
+fn mapped_go_library(
+    core: &CoreFile,
+    mem: &SplicedMemory,
+    sysroot: &Option<PathBuf>,
+) -> Option<(Binary, u64)> {
+    core.files
+        .iter()
+        .filter(|f| f.offset == 0 && f.path.starts_with('/') && !f.path.starts_with("/dev/"))
+        .find_map(|f| {
+            let path = under_sysroot(sysroot, &f.path);
+            if !is_elf_file(&path) {
+                return None;
+            }
+            let bin = Binary::open(&path).ok()?;
+            bin.section(".go.buildinfo")?;
+            let bias = bias_at(&bin, f.start)?;
+            verify_match(&bin, bias, mem, Path::new("")).ok()?;
+            Some((bin, bias))
+        })
 }
 
 /// The executable, per `NT_FILE` (the mapping holding `AT_PHDR`) or `AT_EXECFN`.

@@ -264,6 +264,68 @@ fn gdb_on_cores_matches_the_cli_and_go() {
     }
 }
 
+/// The locked thread's row (lockedExt, lockedg, curg) as the program printed.
+fn check_cshared(rows: &Rows, c: &CoreCase) {
+    let s = &c.truth.scenarios["cshared_locked_in_c"];
+    let row = &rows[&s.tid];
+    assert_eq!(
+        (row[1].as_str(), row[3].as_str(), row[4].as_str()),
+        (
+            "1",
+            s.goid.to_string().as_str(),
+            s.goid.to_string().as_str()
+        ),
+        "{}: cshared_locked_in_c",
+        c.name
+    );
+}
+
+/// A C program running a Go library (-buildmode=c-shared): given the host
+/// program, gdb and lldb find the Go runtime in the library, and their tables
+/// equal the CLI's and the program's record.
+#[test]
+fn debuggers_find_a_go_library_in_a_c_program() {
+    let cases = generated_cshared();
+    for c in cases.iter().filter(|c| c.truth.kind == "kernel") {
+        let want = expected(&analyze(c).report);
+        let mut outs = vec![];
+        if let Some(pp) = ready("gdb") {
+            let (exe, core) = (c.exe.to_str().unwrap(), c.core.to_str().unwrap());
+            let args = [
+                exe,
+                core,
+                "-ex",
+                "echo ===THREADS===\\n",
+                "-ex",
+                "info cgo-threads",
+            ];
+            outs.push(("gdb", gdb(&args, &pp)));
+        }
+        if let Some(pp) = ready("lldb-16") {
+            let target = format!(
+                "target create {} --core {}",
+                c.exe.display(),
+                c.core.display()
+            );
+            let args = [
+                "-o",
+                &target,
+                "-o",
+                "script print('===THREADS===')",
+                "-o",
+                "cgo threads",
+            ];
+            outs.push(("lldb", lldb(&args, &pp)));
+        }
+        for (debugger, out) in outs {
+            let out = text(&out);
+            let rows = table(&out, "===THREADS===");
+            assert_eq!(rows, want, "{}: {debugger}\n{out}", c.name);
+            check_cshared(&rows, c);
+        }
+    }
+}
+
 #[test]
 fn lldb_on_cores_matches_the_cli_and_go() {
     let Some(pp) = ready("lldb-16") else { return };

@@ -405,3 +405,83 @@ fn tables_equal_dwarf() {
         );
     }
 }
+
+/// A C program that runs a Go library (`-buildmode=c-shared`): the runtime is
+/// found in the library the core maps, whether the executable is named or
+/// not; each thread has the M, lock state and goroutine the program printed.
+#[test]
+fn go_library_in_a_c_program() {
+    let cases = generated_cshared();
+    if require_generated() {
+        let versions: HashSet<_> = cases.iter().map(|c| c.truth.go_version.clone()).collect();
+        assert!(
+            versions.len() >= 2,
+            "c-shared cores of old and new Go: {versions:?}"
+        );
+    }
+    for c in &cases {
+        let lib = c.exe.with_file_name("libcgostuck.so");
+        let named = analyze(c);
+        let by_itself = cgocore::analyze(
+            cgocore::Process::from_core(&c.core, &cgocore::OpenOptions::default()).unwrap(),
+            None,
+        )
+        .unwrap();
+        let lib_named = analyze(&CoreCase {
+            name: c.name.clone(),
+            core: c.core.clone(),
+            exe: lib.clone(),
+            truth: c.truth.clone(),
+        });
+        for a in [&named, &by_itself, &lib_named] {
+            let r = &a.report;
+            assert!(
+                r.binary.ends_with("libcgostuck.so"),
+                "{}: {}",
+                c.name,
+                r.binary
+            );
+            let s = |n: &str| &c.truth.scenarios[n];
+            let t = |tid: u32| r.threads.iter().find(|t| t.tid == tid).unwrap();
+            let m = |t: &cgocore::report::ThreadInfo| minfo(r, t.m).unwrap().clone();
+            assert_eq!(
+                t(s("cshared_host_main").tid).kind,
+                ThreadKind::Foreign,
+                "{}",
+                c.name
+            );
+
+            let locked = t(s("cshared_locked_in_c").tid);
+            let goid = s("cshared_locked_in_c").goid;
+            let lm = m(locked);
+            assert_eq!(locked.kind, ThreadKind::Extra, "{}", c.name);
+            assert_eq!(
+                (lm.locked_ext, lm.lockedg, lm.curg),
+                (1, Some(goid), Some(goid))
+            );
+            assert_eq!(
+                locked.blocked.as_ref().unwrap().class,
+                "sleep",
+                "{}",
+                c.name
+            );
+            let names: Vec<&str> = locked
+                .frames
+                .iter()
+                .filter_map(|f| f.function.as_deref())
+                .collect();
+            let at = |n: &str| names.iter().position(|f| *f == n);
+            // C (pause) under Go (the exported function) under C (the host's thread).
+            assert!(
+                matches!((at("main.CgoLockedBlockInC"), at("locked")), (Some(g), Some(h)) if g < h)
+                    && names.iter().any(|f| f.contains("pause")),
+                "{}: {names:?}",
+                c.name
+            );
+
+            let parked = t(s("cshared_parked_in_go").tid);
+            assert_eq!(parked.kind, ThreadKind::Extra, "{}", c.name);
+            assert_eq!(m(parked).lockedg, Some(s("cshared_parked_in_go").goid));
+        }
+    }
+}

@@ -77,8 +77,22 @@ pub fn fixtures() -> Vec<CoreCase> {
     out
 }
 
-/// Generated cores: $CGOCORE_CORES (default .cache/cores)/go<ver>/<variant>/<kind>/.
+/// Generated cores of the cgostuck scenario: $CGOCORE_CORES (default
+/// .cache/cores)/go<ver>/<variant>/<kind>/.
 pub fn generated() -> Vec<CoreCase> {
+    let mut v = generated_all();
+    v.retain(|c| c.truth.variant != "cshared");
+    v
+}
+
+/// Generated cores of the c-shared scenario: a C program running a Go library.
+pub fn generated_cshared() -> Vec<CoreCase> {
+    let mut v = generated_all();
+    v.retain(|c| c.truth.variant == "cshared");
+    v
+}
+
+fn generated_all() -> Vec<CoreCase> {
     let base = std::env::var_os("CGOCORE_CORES")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join(".cache/cores"));
