@@ -444,10 +444,13 @@ fn go_library_in_a_c_program() {
             let s = |n: &str| &c.truth.scenarios[n];
             let t = |tid: u32| r.threads.iter().find(|t| t.tid == tid).unwrap();
             let m = |t: &cgocore::report::ThreadInfo| minfo(r, t.m).unwrap().clone();
-            assert_eq!(
-                t(s("cshared_host_main").tid).kind,
-                ThreadKind::Foreign,
-                "{}",
+            let host = t(s("cshared_host_main").tid);
+            assert_eq!(host.kind, ThreadKind::Foreign, "{}", c.name);
+            // An absolute deadline is named as one, not as a duration.
+            let detail = &host.blocked.as_ref().unwrap().detail;
+            assert!(
+                detail.starts_with("clock_nanosleep(until CLOCK_MONOTONIC "),
+                "{}: {detail}",
                 c.name
             );
 

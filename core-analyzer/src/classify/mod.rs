@@ -262,6 +262,13 @@ fn describe(cx: &Context, name: &str, args: Args, a: &[u64; 6]) -> String {
         }
         Args::Select => format!("{name}(nfds {})", a[0]),
         Args::Sleep => format!("{name}({})", timespec(a[0])),
+        // An absolute deadline (glibc's sleep passes a relative one; Python's
+        // time.sleep an absolute one) is a clock reading, not a duration.
+        Args::ClockSleep if a[1] & syscalls::TIMER_ABSTIME != 0 => format!(
+            "{name}(until {} {})",
+            syscalls::clock_name(a[0]),
+            timespec(a[2])
+        ),
         Args::ClockSleep => format!("{name}({})", timespec(a[2])),
         Args::Wait => format!("{name}(pid {})", a[0] as i32),
         Args::None => format!("{name}()"),

@@ -23,6 +23,26 @@ pub enum Args {
     None,
 }
 
+/// `clock_nanosleep`'s flag for an absolute deadline.
+pub const TIMER_ABSTIME: u64 = 1;
+
+/// Linux clock ids (the same on every architecture).
+pub fn clock_name(id: u64) -> String {
+    const NAMES: &[&str] = &[
+        "CLOCK_REALTIME",
+        "CLOCK_MONOTONIC",
+        "CLOCK_PROCESS_CPUTIME_ID",
+        "CLOCK_THREAD_CPUTIME_ID",
+        "CLOCK_MONOTONIC_RAW",
+        "CLOCK_REALTIME_COARSE",
+        "CLOCK_MONOTONIC_COARSE",
+        "CLOCK_BOOTTIME",
+    ];
+    NAMES
+        .get(id as usize)
+        .map_or_else(|| format!("clock {id}"), |n| n.to_string())
+}
+
 /// (name, x86_64 number, arm64 number, arguments).
 const TABLE: &[(&str, Option<u64>, Option<u64>, Args)] = &[
     ("read", Some(0), Some(63), Args::Fd),

@@ -1,10 +1,12 @@
 /* The C program that loads the Go library (linked against it) and calls
- * into Go from two threads of its own; its main thread never enters Go. */
+ * into Go from two threads of its own; its main thread never enters Go and
+ * sleeps to an absolute deadline (as Python's time.sleep does). */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
 #include <unistd.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include "libcgostuck.h"
 
 static void *locked(void *a) { (void)a; CgoLockedBlockInC(); return 0; }
@@ -18,5 +20,10 @@ int main(void) {
   pthread_create(&b, 0, parked, 0);
   sleep(1);
   printf("READY\n");
-  for (;;) pause();
+  for (;;) {
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += 1000000;
+    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, 0);
+  }
 }
