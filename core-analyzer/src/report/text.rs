@@ -177,7 +177,7 @@ pub fn render_with(r: &Report, filter: GoroutineFilter, full_stacks: bool) -> St
     if let Some(core) = &r.core {
         let sig = r
             .signal
-            .map(|s| format!(", signal {s}"))
+            .map(|s| format!(", signal {s} {}", crate::unwind::signal::signal_name(s)))
             .unwrap_or_default();
         let by = match r.core_writer.as_deref() {
             Some("gdb gcore") => ", gdb gcore of the live process",
