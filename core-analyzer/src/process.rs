@@ -303,15 +303,19 @@ fn go_module(
     }
 }
 
-/// A mapped library (offset 0 of an ELF file in `NT_FILE`) that is Go.
+/// A mapped library (offset 0 of an ELF file in `NT_FILE`) that is Go. Never
+/// the executable itself: a non-Go `--exe` for a Go executable's core is the
+/// wrong binary, and is refused as such.
 fn mapped_go_library(
     core: &CoreFile,
     mem: &SplicedMemory,
     sysroot: &Option<PathBuf>,
 ) -> Option<(Binary, u64)> {
+    let phdr = core.auxv_get(AT_PHDR);
     core.files
         .iter()
         .filter(|f| f.offset == 0 && f.path.starts_with('/') && !f.path.starts_with("/dev/"))
+        .filter(|f| !phdr.is_some_and(|a| f.start <= a && a < f.end))
         .find_map(|f| {
             let path = under_sysroot(sysroot, &f.path);
             if !is_elf_file(&path) {

@@ -30,7 +30,7 @@ Examples:\n  cgocore analyze core.1234 --exe ./server\n  cgocore analyze core.zs
     Analyze {
         /// The core file (optionally zstd-compressed)
         core: PathBuf,
-        /// The executable that produced the core (default: the path the core names)
+        /// The executable that produced the core (default: the path the core names), or the Go library (-buildmode=c-shared) a C or Python program ran
         #[arg(long)]
         exe: Option<PathBuf>,
         /// Root folder under which the core's file paths are looked up (core from another host)

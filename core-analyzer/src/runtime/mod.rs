@@ -38,7 +38,8 @@ impl GoRuntime {
         let exe = &proc_.exe;
         let (bi_addr, bi_bytes) = exe.section(".go.buildinfo").ok_or_else(|| {
             anyhow!(
-                "{} is not a Go program (it has no .go.buildinfo section); cgocore explains Go processes",
+                "{} is not a Go program (it has no .go.buildinfo section), nor is any library it mapped \
+                 (a Go -buildmode=c-shared library); cgocore explains Go processes",
                 exe.path().display()
             )
         })?;
