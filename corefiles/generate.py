@@ -93,9 +93,9 @@ def build(version, variant, out_dir, gocache):
     else:
         cmd = [go_binary(version), "build", "-trimpath", "-o", exe] + VARIANTS[variant] + ["."]
         subprocess.check_call(cmd, cwd=SCENARIO, env=env)
-    # The CUDA stand-in the scenario dlopens (-cuda): no GPU here.
-    subprocess.check_call(["gcc", "-shared", "-fPIC", "-O1", "-g", "-fdebug-prefix-map=%s=." % ROOT,
-                           "-o", cuda_stub_path(out_dir), CUDA_STUB])
+        # The CUDA stand-in the scenario dlopens (-cuda): no GPU here.
+        subprocess.check_call(["gcc", "-shared", "-fPIC", "-O1", "-g", "-fdebug-prefix-map=%s=." % ROOT,
+                               "-o", cuda_stub_path(out_dir), CUDA_STUB])
     with open(stamp, "w") as f:
         f.write(want + "\n")
     return exe
@@ -332,7 +332,9 @@ def main():
                 if not a.force and captured_by(d) == WRITER[kind]:
                     continue
                 log("capture", version, variant, kind)
-                run_args = args if a.no_cuda else args + ["-cuda", cuda_stub_path(base)]
+                # The c-shared host takes no arguments.
+                run_args = [] if variant == "cshared" else args if a.no_cuda else \
+                    args + ["-cuda", cuda_stub_path(base)]
                 core = capture_retrying(exe, kind, d, run_args)
                 with open(os.path.join(d, "truth.json")) as f:
                     truth = json.load(f)

@@ -414,9 +414,10 @@ fn go_library_in_a_c_program() {
     let cases = generated_cshared();
     if require_generated() {
         let versions: HashSet<_> = cases.iter().map(|c| c.truth.go_version.clone()).collect();
-        assert!(
-            versions.len() >= 2,
-            "c-shared cores of old and new Go: {versions:?}"
+        assert_eq!(
+            versions.len(),
+            7,
+            "c-shared cores of every Go version: {versions:?}"
         );
     }
     for c in &cases {

@@ -87,12 +87,10 @@ impl Process {
             .with_context(|| format!("cannot read the executable {}", t.exe.display()))?;
         // A C program running a Go library: the library is the Go binary, the
         // program one more module.
-        if exe.section(".go.buildinfo").is_none() {
+        if !is_go(&exe) {
             let go = t.modules.iter().find_map(|(p, _)| {
                 let real = under_sysroot(&t.sysroot, p);
-                let bin = Binary::open(&real).ok()?;
-                bin.section(".go.buildinfo")?;
-                Some((real, bin))
+                go_binary_at(&real).map(|bin| (real, bin))
             });
             if let Some((path, bin)) = go {
                 t.exe = path;
@@ -265,7 +263,7 @@ fn go_module(
             exe_path.display()
         )
     })?;
-    if exe.section(".go.buildinfo").is_none() {
+    if !is_go(&exe) {
         if let Some(found) = mapped_go_library(core, mem, &opts.sysroot) {
             return Ok(found);
         }
@@ -317,16 +315,23 @@ fn mapped_go_library(
         .filter(|f| f.offset == 0 && f.path.starts_with('/') && !f.path.starts_with("/dev/"))
         .filter(|f| !phdr.is_some_and(|a| f.start <= a && a < f.end))
         .find_map(|f| {
-            let path = under_sysroot(sysroot, &f.path);
-            if !is_elf_file(&path) {
-                return None;
-            }
-            let bin = Binary::open(&path).ok()?;
-            bin.section(".go.buildinfo")?;
+            let bin = go_binary_at(&under_sysroot(sysroot, &f.path))?;
             let bias = bias_at(&bin, f.start)?;
             verify_match(&bin, bias, mem, Path::new("")).ok()?;
             Some((bin, bias))
         })
+}
+
+fn is_go(bin: &Binary) -> bool {
+    bin.section(".go.buildinfo").is_some()
+}
+
+/// The ELF file at `path` if it is a Go binary (data files are not parsed).
+fn go_binary_at(path: &Path) -> Option<Binary> {
+    is_elf_file(path)
+        .then(|| Binary::open(path).ok())
+        .flatten()
+        .filter(is_go)
 }
 
 /// The executable, per `NT_FILE` (the mapping holding `AT_PHDR`) or `AT_EXECFN`.

@@ -20,8 +20,9 @@ const PRSTATUS_PID: usize = 32;
 const PRSTATUS_SIGHOLD: usize = 24;
 const PRSTATUS_REG: usize = 112;
 const SIGSTOP: i32 = 19;
-const KERNEL: &str = "kernel";
-const GDB: &str = "gdb gcore";
+/// `CoreFile::writer` values.
+pub const KERNEL: &str = "kernel";
+pub const GDB: &str = "gdb gcore";
 
 /// The kernel opens a core with the crashing thread's `NT_PRSTATUS`, gdb's
 /// gcore with the process's `NT_PRPSINFO`.

@@ -179,9 +179,10 @@ pub fn render_with(r: &Report, filter: GoroutineFilter, full_stacks: bool) -> St
             .signal
             .map(|s| format!(", signal {s} {}", crate::unwind::signal::signal_name(s)))
             .unwrap_or_default();
-        let by = match r.core_writer.as_deref() {
-            Some("gdb gcore") => ", gdb gcore of the live process",
-            _ => "",
+        let by = if r.core_writer.as_deref() == Some(crate::elf::core::GDB) {
+            ", gdb gcore of the live process"
+        } else {
+            ""
         };
         let _ = writeln!(
             o,
