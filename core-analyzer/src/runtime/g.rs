@@ -43,6 +43,11 @@ impl G {
     }
 }
 
+/// Go's `isSystemGoroutine` by start function: runtime internals, not user code.
+pub fn is_system_function(name: &str) -> bool {
+    name.starts_with("runtime.") && name != "runtime.main"
+}
+
 pub struct GLayout {
     size: u64,
     f: [Option<u64>; 19],

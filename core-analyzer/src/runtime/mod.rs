@@ -3,6 +3,7 @@
 //! code serves cores and live debuggers.
 mod fields;
 pub mod g;
+pub mod join;
 pub mod m;
 pub mod p;
 pub mod roots;

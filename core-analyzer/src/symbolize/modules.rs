@@ -115,3 +115,47 @@ impl<'a> Modules<'a> {
         self.list.iter()
     }
 }
+
+/// Debug info of the libraries threads are in (libc above all), loading on
+/// other cores: decompressing and indexing it is the slowest part of naming C
+/// frames, so it starts before anything else and is joined when frames are
+/// named.
+pub struct Preload(Vec<(u64, std::thread::JoinHandle<NativeSymbols>)>);
+
+impl Preload {
+    /// Start loading the symbols of every library (not the executable) that
+    /// holds one of `pcs`.
+    pub fn start(process: &Process, modules: &Modules, pcs: impl Iterator<Item = u64>) -> Preload {
+        let mut hit: Vec<(u64, PathBuf)> = pcs
+            .filter_map(|pc| modules.find(pc))
+            .filter(|m| !std::ptr::eq(m.binary, &process.exe))
+            .map(|m| (m.text.start, m.binary.path().to_path_buf()))
+            .collect();
+        hit.sort();
+        hit.dedup();
+        Preload(
+            hit.into_iter()
+                .map(|(start, path)| {
+                    let sysroot = process.sysroot.clone();
+                    let h = std::thread::spawn(move || {
+                        // Its own open of the file: nothing is shared with the caller.
+                        match Binary::open(&path) {
+                            Ok(b) => NativeSymbols::load(&b, debug_file(&b, &sysroot).as_ref()),
+                            Err(_) => NativeSymbols::empty(),
+                        }
+                    });
+                    (start, h)
+                })
+                .collect(),
+        )
+    }
+
+    /// Hand the loaded symbols to their modules.
+    pub fn finish(self, modules: &Modules) {
+        for (start, h) in self.0 {
+            if let (Some(m), Ok(syms)) = (modules.find(start), h.join()) {
+                m.preload(syms);
+            }
+        }
+    }
+}

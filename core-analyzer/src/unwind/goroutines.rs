@@ -1,0 +1,134 @@
+//! Every goroutine's stack: its Go frames from where Go's own traceback
+//! starts, with the C frames of the thread that serves it spliced in.
+use super::go::GoUnwinder;
+use super::thread::ThreadStack;
+use super::{Frame, Lang, Stack};
+use crate::elf::regs::Arch;
+use crate::memory::Memory;
+use crate::runtime::{g, G};
+use crate::symbolize::pclntab::Pclntab;
+use rustc_hash::FxHashMap as HashMap;
+
+/// How often a worker lets the core's pages go (see `Memory::release`).
+const RELEASE_EVERY_GOROUTINES: usize = 2048;
+
+/// Go frames of a goroutine, from where Go's own traceback starts: the syscall
+/// entry for goroutines in a syscall or cgo call, else the saved scheduler state.
+pub fn goroutine_stack(u: &GoUnwinder, g: &G) -> Stack {
+    if g.state() == g::GSYSCALL && g.syscallsp != 0 {
+        return u.unwind(g.syscallpc, g.syscallsp, 0);
+    }
+    if g.state() == g::GRUNNING {
+        return Stack {
+            frames: vec![],
+            truncated: Some("goroutine running on a thread; see the thread's stack".into()),
+        };
+    }
+    u.unwind(g.sched_pc, g.sched_sp, g.sched_lr)
+}
+
+/// Every goroutine's stack, on all cores: goroutines are independent, and on
+/// a 100k-goroutine core this is most of the work. `stack_of_g`: the thread
+/// stack that serves a goroutine, by its address. Returns the stacks in
+/// order, and warnings.
+pub fn unwind_goroutines(
+    pcln: &Pclntab,
+    mem: &(dyn Memory + Send + Sync),
+    arch: Arch,
+    live: &[&G],
+    stack_of_g: &HashMap<u64, &ThreadStack>,
+) -> (Vec<Stack>, Vec<String>) {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let chunk = live.len().div_ceil(workers).max(1024);
+    let parts: Vec<(Vec<Stack>, Vec<String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = live
+            .chunks(chunk)
+            .map(|part| {
+                let n = part.len();
+                let h = s.spawn(move || {
+                    let u = GoUnwinder {
+                        pcln,
+                        mem,
+                        arch,
+                        cache: Default::default(),
+                    };
+                    let mut notes = vec![];
+                    let stacks = part
+                        .iter()
+                        .enumerate()
+                        .map(|(i, g)| {
+                            if i % RELEASE_EVERY_GOROUTINES == RELEASE_EVERY_GOROUTINES - 1 {
+                                mem.release();
+                            }
+                            goroutine_frames(&u, g, stack_of_g.get(&g.addr).copied(), &mut notes)
+                        })
+                        .collect();
+                    (stacks, notes)
+                });
+                (h, n)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(h, n)| {
+                h.join().unwrap_or_else(|_| {
+                    let lost = Stack {
+                        frames: vec![],
+                        truncated: Some("internal error while unwinding".into()),
+                    };
+                    (
+                        vec![lost; n],
+                        vec!["internal error while unwinding goroutines".into()],
+                    )
+                })
+            })
+            .collect()
+    });
+    let mut stacks = Vec::with_capacity(live.len());
+    let mut notes = vec![];
+    for (s, n) in parts {
+        stacks.extend(s);
+        notes.extend(n);
+    }
+    (stacks, notes)
+}
+
+/// A goroutine's frames: stitched from its thread's stack (C frames included)
+/// when that agrees with its own Go stack, else the Go frames alone.
+fn goroutine_frames(
+    u: &GoUnwinder,
+    g: &G,
+    thread: Option<&ThreadStack>,
+    warnings: &mut Vec<String>,
+) -> Stack {
+    let go_only = goroutine_stack(u, g);
+    let Some(st) = thread else {
+        return go_only;
+    };
+    let mut own = st.own_frames();
+    let running = g.state() == g::GRUNNING;
+    let go_part: Vec<&Frame> = own.iter().filter(|f| f.lang == Lang::Go).collect();
+    let same = |a: &Frame, b: &Frame| a.function == b.function && a.line == b.line;
+    let prefix = go_part.len() <= go_only.frames.len()
+        && go_part.iter().zip(&go_only.frames).all(|(a, b)| same(a, b));
+    let rest = &go_only.frames[go_part.len().min(go_only.frames.len())..];
+    // A callback on a C-created thread: the thread's stack ends in C
+    // (`start_thread`), the goroutine at its fake `goexit` base.
+    let only_base = rest
+        .iter()
+        .all(|f| f.function.as_deref() == Some("runtime.goexit"));
+    if running || (prefix && only_base) {
+        own.extend(rest.iter().cloned());
+        return Stack {
+            frames: own,
+            truncated: st.truncated.clone(),
+        };
+    }
+    warnings.push(format!(
+        "goroutine {}: its thread's stack disagrees with its saved Go state; showing the Go frames",
+        g.goid
+    ));
+    go_only
+}
