@@ -104,7 +104,7 @@ fn run(cli: Cli) -> Result<u8> {
             let process = cgocore::Process::from_core(&core, &opts)?;
             let a = cgocore::analyze_with(process, Some(core.display().to_string()), &aopts)?;
             if let Some(path) = dot {
-                let g = cgocore::classify::findings::graph(&a.report).to_dot(&a.report);
+                let g = cgocore::report::dot::to_dot(&a.report);
                 if path.as_os_str() == "-" {
                     print!("{g}");
                     return Ok(0);

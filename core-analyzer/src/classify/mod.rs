@@ -126,18 +126,8 @@ pub fn classify(cx: &Context, c: &Call) -> Option<Blocked> {
         detail.push_str(&format!(" in {top}"));
     }
     // The lock: the futex word the thread sleeps on, when it waits for a lock.
-    let lock_classes = [
-        "mutex",
-        "rwlock",
-        "condvar",
-        "semaphore",
-        "malloc-lock",
-        "env-lock",
-        "loader-lock",
-        "stdio-lock",
-    ];
     let futex_wait = sc.as_ref().is_some_and(|(n, _)| n == "futex");
-    let lock = (futex_wait && lock_classes.contains(&class.as_str())).then_some(sys.args[0]);
+    let lock = (futex_wait && cx.rules.is_lock(&class)).then_some(sys.args[0]);
     let mut owner_tid = lock.and_then(|a| owner::owner(cx, &class, a));
     // A handler that waits for a lock of the very code it interrupted (malloc
     // inside malloc, setenv inside setenv) waits for its own thread.

@@ -39,6 +39,9 @@ pub struct LibraryRule {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Rules {
+    /// Classes whose futex word is a lock with a readable owner.
+    #[serde(default)]
+    pub lock_classes: Vec<String>,
     #[serde(default)]
     pub classes: Vec<ClassRule>,
     #[serde(default)]
@@ -46,6 +49,11 @@ pub struct Rules {
 }
 
 impl Rules {
+    /// Whether a thread of `class` waiting on a futex waits for a lock.
+    pub fn is_lock(&self, class: &str) -> bool {
+        self.lock_classes.iter().any(|c| c == class)
+    }
+
     pub fn builtin() -> Rules {
         serde_json::from_str(BUILTIN).expect("embedded rules.json is valid")
     }
@@ -62,6 +70,7 @@ impl Rules {
         })?;
         let mut r = user;
         let b = Rules::builtin();
+        r.lock_classes.extend(b.lock_classes);
         r.classes.extend(b.classes);
         r.libraries.extend(b.libraries);
         Ok(r)

@@ -1,5 +1,6 @@
 //! The report: serde types that *are* the `--json` schema (docs/json-schema.md),
 //! and the text rendering beside them.
+pub mod dot;
 pub mod model;
 pub mod text;
 

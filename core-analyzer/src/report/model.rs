@@ -236,10 +236,9 @@ pub enum Severity {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Finding {
-    /// `deadlock`, `lock-held-while-blocked`, `locked-thread-blocked-in-c`,
-    /// `signal-handler-unsafe`, `cuda-unlocked`, `nested-lockosthread`,
-    /// `foreign-threads`, `extra-ms`, `thread-pileup`.
-    pub kind: String,
+    /// What the finding is about, as a kebab-case string in JSON
+    /// (`deadlock`, `lock-held-while-blocked`, ...: see `FindingKind`).
+    pub kind: crate::classify::findings::FindingKind,
     pub severity: Severity,
     pub summary: String,
     /// `{tids, ms, goids}` the finding is about.

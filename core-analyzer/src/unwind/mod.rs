@@ -123,6 +123,23 @@ pub mod frame_json {
     }
 }
 
+/// `C.name` for the innermost `_Cfunc_name` frame: the C function called,
+/// even when the compiler's tail call left no C frame of that name.
+pub fn cgo_call(frames: &[Frame]) -> Option<String> {
+    // Only goroutines inside a cgo call have a _Cfunc_ frame below cgocall.
+    if !frames
+        .iter()
+        .any(|f| f.function.as_deref() == Some("runtime.cgocall"))
+    {
+        return None;
+    }
+    frames.iter().find_map(|f| {
+        let name = f.function.as_deref()?;
+        let (_, c) = name.split_once("._Cfunc_")?;
+        (f.lang == Lang::Go).then(|| format!("C.{c}"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,21 +171,4 @@ mod tests {
         assert_eq!(cached, plain);
         assert_eq!(serde_json::to_value(Wrapped(&frames)).unwrap(), plain);
     }
-}
-
-/// `C.name` for the innermost `_Cfunc_name` frame: the C function called,
-/// even when the compiler's tail call left no C frame of that name.
-pub fn cgo_call(frames: &[Frame]) -> Option<String> {
-    // Only goroutines inside a cgo call have a _Cfunc_ frame below cgocall.
-    if !frames
-        .iter()
-        .any(|f| f.function.as_deref() == Some("runtime.cgocall"))
-    {
-        return None;
-    }
-    frames.iter().find_map(|f| {
-        let name = f.function.as_deref()?;
-        let (_, c) = name.split_once("._Cfunc_")?;
-        (f.lang == Lang::Go).then(|| format!("C.{c}"))
-    })
 }

@@ -1,0 +1,260 @@
+//! Findings a person on call reads first, each with evidence (tids, M ids,
+//! goids) and advice. One detector per kind, each a small function over the
+//! report model alone, so the CLI, the JSON and the debugger faces agree.
+mod describe;
+mod handlers;
+mod locking;
+mod locks;
+mod threads;
+
+use crate::report::{Finding, Report, ThreadInfo};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// What a finding is about; serialized as the JSON `kind` string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum FindingKind {
+    /// Threads wait for C locks held by each other, or one for itself.
+    Deadlock,
+    /// A thread holds a C lock that others wait for.
+    LockHeldWhileBlocked,
+    /// Threads wait, through more than one holder, on one thread.
+    WaitChain,
+    /// A goroutine locked to its thread (LockOSThread) is blocked in C.
+    LockedThreadBlockedInC,
+    /// The CUDA driver is called from a goroutine not locked to its thread.
+    CudaUnlocked,
+    /// A C signal handler runs code that is not async-signal-safe.
+    SignalHandlerUnsafe,
+    /// An M's LockOSThread is nested more than once.
+    #[serde(rename = "nested-lockosthread")]
+    NestedLockOsThread,
+    /// A runtime-internal thread lock (lockedInt) held by a parked goroutine.
+    InternalLockParked,
+    /// Goroutines exited while locked to their threads.
+    ExitedWhileLocked,
+    /// Threads Go is creating, stuck before they run Go.
+    ThreadsStarting,
+    /// C-created threads Go does not know.
+    ForeignThreads,
+    /// C-created threads that called into Go and keep an extra M.
+    ExtraMs,
+    /// Many threads blocked in C for cgo calls.
+    ThreadPileup,
+}
+
+impl FindingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::Deadlock => "deadlock",
+            FindingKind::LockHeldWhileBlocked => "lock-held-while-blocked",
+            FindingKind::WaitChain => "wait-chain",
+            FindingKind::LockedThreadBlockedInC => "locked-thread-blocked-in-c",
+            FindingKind::CudaUnlocked => "cuda-unlocked",
+            FindingKind::SignalHandlerUnsafe => "signal-handler-unsafe",
+            FindingKind::NestedLockOsThread => "nested-lockosthread",
+            FindingKind::InternalLockParked => "internal-lock-parked",
+            FindingKind::ExitedWhileLocked => "exited-while-locked",
+            FindingKind::ThreadsStarting => "threads-starting",
+            FindingKind::ForeignThreads => "foreign-threads",
+            FindingKind::ExtraMs => "extra-ms",
+            FindingKind::ThreadPileup => "thread-pileup",
+        }
+    }
+}
+
+impl std::fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for FindingKind {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for FindingKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// What every detector may look at: the report, and what is derived from it
+/// once (threads by tid, the wait-for chains).
+pub struct Facts<'r> {
+    pub report: &'r Report,
+    pub by_tid: HashMap<u32, &'r ThreadInfo>,
+    pub wait: super::chains::WaitFor,
+}
+
+impl<'r> Facts<'r> {
+    pub fn new(report: &'r Report) -> Facts<'r> {
+        Facts {
+            report,
+            by_tid: report.threads.iter().map(|t| (t.tid, t)).collect(),
+            wait: super::chains::wait_for(&report.threads),
+        }
+    }
+
+    /// The position of a thread in the report (for ordering).
+    fn position(&self, tid: u32) -> usize {
+        self.report
+            .threads
+            .iter()
+            .position(|t| t.tid == tid)
+            .unwrap_or(usize::MAX)
+    }
+}
+
+/// A detector: one kind of finding, from the facts.
+pub struct Detector {
+    pub kind: FindingKind,
+    /// Its findings are each about one thread (`evidence.tids[0]`): those of
+    /// neighbouring per-thread detectors are listed thread by thread.
+    pub per_thread: bool,
+    pub run: fn(&Facts) -> Vec<Finding>,
+}
+
+/// Every detector, in the order their findings are listed within a severity.
+pub const DETECTORS: &[Detector] = &[
+    Detector {
+        kind: FindingKind::Deadlock,
+        per_thread: false,
+        run: locks::deadlocks,
+    },
+    Detector {
+        kind: FindingKind::LockHeldWhileBlocked,
+        per_thread: false,
+        run: locks::held_while_blocked,
+    },
+    Detector {
+        kind: FindingKind::WaitChain,
+        per_thread: false,
+        run: locks::wait_chains,
+    },
+    Detector {
+        kind: FindingKind::LockedThreadBlockedInC,
+        per_thread: true,
+        run: locking::locked_thread_blocked_in_c,
+    },
+    Detector {
+        kind: FindingKind::CudaUnlocked,
+        per_thread: true,
+        run: handlers::cuda_unlocked,
+    },
+    Detector {
+        kind: FindingKind::SignalHandlerUnsafe,
+        per_thread: true,
+        run: handlers::signal_handler_unsafe,
+    },
+    Detector {
+        kind: FindingKind::NestedLockOsThread,
+        per_thread: false,
+        run: locking::nested_lockosthread,
+    },
+    Detector {
+        kind: FindingKind::InternalLockParked,
+        per_thread: false,
+        run: locking::internal_lock_parked,
+    },
+    Detector {
+        kind: FindingKind::ExitedWhileLocked,
+        per_thread: false,
+        run: locking::exited_while_locked,
+    },
+    Detector {
+        kind: FindingKind::ThreadsStarting,
+        per_thread: false,
+        run: threads::threads_starting,
+    },
+    Detector {
+        kind: FindingKind::ForeignThreads,
+        per_thread: false,
+        run: threads::foreign_threads,
+    },
+    Detector {
+        kind: FindingKind::ExtraMs,
+        per_thread: false,
+        run: threads::extra_ms,
+    },
+    Detector {
+        kind: FindingKind::ThreadPileup,
+        per_thread: false,
+        run: threads::thread_pileup,
+    },
+];
+
+/// Every finding, most severe first; within a severity in detector order,
+/// with neighbouring per-thread detectors merged thread by thread.
+pub fn findings(r: &Report) -> Vec<Finding> {
+    let facts = Facts::new(r);
+    let mut ranked: Vec<((usize, usize, usize), Finding)> = vec![];
+    let mut group = 0;
+    for (i, d) in DETECTORS.iter().enumerate() {
+        if !(d.per_thread && i > 0 && DETECTORS[i - 1].per_thread) {
+            group = i;
+        }
+        for f in (d.run)(&facts) {
+            debug_assert_eq!(f.kind, d.kind);
+            let at = if d.per_thread {
+                first_tid(&f).map_or(usize::MAX, |t| facts.position(t))
+            } else {
+                0
+            };
+            ranked.push(((group, at, i), f));
+        }
+    }
+    // Stable: a detector's own findings keep their order.
+    ranked.sort_by_key(|(rank, f)| (f.severity, *rank));
+    ranked.into_iter().map(|(_, f)| f).collect()
+}
+
+fn first_tid(f: &Finding) -> Option<u32> {
+    f.evidence["tids"].get(0)?.as_u64()?.try_into().ok()
+}
+
+#[cfg(test)]
+pub(crate) mod sample;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_one_detector_and_serializes_as_its_name() {
+        let mut seen = std::collections::HashSet::new();
+        for d in DETECTORS {
+            assert!(seen.insert(d.kind), "{} twice", d.kind);
+            let json = serde_json::to_value(d.kind).unwrap();
+            assert_eq!(json, d.kind.as_str());
+            let back: FindingKind = serde_json::from_value(json).unwrap();
+            assert_eq!(back, d.kind);
+        }
+    }
+
+    #[test]
+    fn within_a_severity_per_thread_findings_go_thread_by_thread() {
+        use crate::unwind::Lang;
+        use sample::*;
+        // Thread 10: CUDA from an unlocked goroutine; thread 11: locked and
+        // blocked in C; both warnings. Thread order wins over detector order.
+        let mut a = waiting(10, "busy", 0, None);
+        a.blocked.as_mut().unwrap().library = Some("cuda".into());
+        let mut b = waiting(11, "read", 0, None);
+        (b.m, b.curg, b.lockedg, b.in_cgo) = (Some(1), Some(7), Some(7), true);
+        b.frames = vec![frame("read", Lang::C)];
+        let r = report(vec![a, b]);
+        let kinds: Vec<FindingKind> = findings(&r).iter().map(|f| f.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                FindingKind::CudaUnlocked,
+                FindingKind::LockedThreadBlockedInC
+            ]
+        );
+    }
+}

@@ -1,0 +1,209 @@
+//! Threads as a population: ones Go is still starting, C threads Go does not
+//! know or lends extra Ms, and pile-ups of threads blocked in C.
+use super::describe::{each_doing, evidence, plural};
+use super::{Facts, FindingKind};
+use crate::report::{Finding, Severity, ThreadInfo, ThreadKind};
+use crate::unwind::Lang;
+
+/// Threads blocked in C beyond this many per P are a pile-up.
+const PILEUP_PER_P: usize = 4;
+
+/// A thread Go created through cgo that has not reached `minit` (which
+/// records its tid in the M): runtime/cgo's `threadentry` is at its base.
+fn go_thread_starting(t: &ThreadInfo) -> bool {
+    t.frames.iter().rev().take(4).any(|f| {
+        f.lang == Lang::C
+            && (f.function.as_deref() == Some("threadentry")
+                || f.file
+                    .as_deref()
+                    .is_some_and(|p| p.contains("runtime/cgo/gcc_")))
+    })
+}
+
+fn foreign<'r>(x: &Facts<'r>, starting: bool) -> Vec<&'r ThreadInfo> {
+    x.report
+        .threads
+        .iter()
+        .filter(|t| t.kind == ThreadKind::Foreign && go_thread_starting(t) == starting)
+        .collect()
+}
+
+pub fn threads_starting(x: &Facts) -> Vec<Finding> {
+    let starting = foreign(x, true);
+    if starting.is_empty() {
+        return vec![];
+    }
+    let stuck = starting.iter().any(|t| t.blocked.is_some());
+    vec![Finding {
+        kind: FindingKind::ThreadsStarting,
+        severity: if stuck { Severity::Warning } else { Severity::Info },
+        summary: format!(
+            "{} thread{} Go is starting (in runtime/cgo's threadentry, no M yet){}: {}",
+            starting.len(),
+            plural(starting.len() == 1),
+            match (stuck, starting.len()) {
+                (false, _) => "",
+                (true, 1) => ", blocked before it could run Go",
+                (true, _) => ", blocked before they could run Go",
+            },
+            each_doing(&starting)
+        ),
+        evidence: evidence(&starting),
+        advice: "Go creates threads through C (pthread_create, malloc): a new thread stuck here means thread creation itself is wedged (a malloc arena or list_lock held for good), so the scheduler cannot add threads; find the lock's holder".into(),
+    }]
+}
+
+pub fn foreign_threads(x: &Facts) -> Vec<Finding> {
+    let ts = foreign(x, false);
+    if ts.is_empty() {
+        return vec![];
+    }
+    vec![Finding {
+        kind: FindingKind::ForeignThreads,
+        severity: Severity::Info,
+        summary: format!(
+            "{} thread{} created by C never entered Go: {}",
+            ts.len(),
+            plural(ts.len() == 1),
+            each_doing(&ts)
+        ),
+        evidence: evidence(&ts),
+        advice: "these threads belong to C libraries; Go cannot see or schedule them".into(),
+    }]
+}
+
+pub fn extra_ms(x: &Facts) -> Vec<Finding> {
+    let ts: Vec<&ThreadInfo> = x
+        .report
+        .threads
+        .iter()
+        .filter(|t| t.kind == ThreadKind::Extra)
+        .collect();
+    if ts.is_empty() {
+        return vec![];
+    }
+    let one = ts.len() == 1;
+    vec![Finding {
+        kind: FindingKind::ExtraMs,
+        severity: Severity::Info,
+        summary: format!(
+            "{} C-created thread{} called into Go and keep{} an extra M (bound since Go 1.21): {}",
+            ts.len(),
+            plural(one),
+            if one { "s" } else { "" },
+            each_doing(&ts)
+        ),
+        evidence: evidence(&ts),
+        advice: "each such thread holds an M and a goroutine (locked to it) until it exits".into(),
+    }]
+}
+
+/// Many Go threads blocked in C for cgo calls: each holds an OS thread, and
+/// the runtime's thread limit ends the process.
+pub fn thread_pileup(x: &Facts) -> Vec<Finding> {
+    let r = x.report;
+    let in_c: Vec<&ThreadInfo> = r
+        .threads
+        .iter()
+        .filter(|t| {
+            t.in_cgo
+                && t.kind == ThreadKind::Go
+                && t.blocked.as_ref().is_some_and(|b| b.class != "busy")
+        })
+        .collect();
+    let procs = usize::try_from(r.gomaxprocs.unwrap_or(1))
+        .unwrap_or(1)
+        .max(1);
+    if in_c.len() < PILEUP_PER_P.saturating_mul(procs) || in_c.len() < 8 {
+        return vec![];
+    }
+    // Counts read from the core: a corrupt one must not overflow.
+    let limit = r.sched.as_ref().map_or(10_000, |s| s.maxmcount);
+    let threads = r
+        .sched
+        .as_ref()
+        .map_or(r.threads.len(), |s| usize::try_from(s.mcount).unwrap_or(0));
+    let near = threads.saturating_mul(10) >= usize::try_from(limit).unwrap_or(0).saturating_mul(8);
+    vec![Finding {
+        kind: FindingKind::ThreadPileup,
+        severity: if near { Severity::Critical } else { Severity::Warning },
+        summary: format!(
+            "{} threads are blocked in C for cgo calls (GOMAXPROCS {procs}); the process has {threads} threads of at most {limit}",
+            in_c.len()
+        ),
+        evidence: evidence(&in_c),
+        advice: "every blocked cgo call holds an OS thread; bound concurrency into C (a semaphore around the calls) and add timeouts; at the limit Go aborts with 'thread exhaustion'".into(),
+    }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sample::*;
+    use super::*;
+    use crate::unwind::Lang;
+
+    #[test]
+    fn foreign_threads_and_threads_go_is_starting_are_told_apart() {
+        let mut starting = waiting(11, "malloc-lock", 0x10, None);
+        starting.kind = ThreadKind::Foreign;
+        starting.frames = vec![
+            frame("__lll_lock_wait_private", Lang::C),
+            frame("threadentry", Lang::C),
+        ];
+        let mut c_thread = thread(12);
+        c_thread.kind = ThreadKind::Foreign;
+        let r = report(vec![thread(10), starting, c_thread]);
+        let x = Facts::new(&r);
+        let s = threads_starting(&x);
+        assert_eq!((s.len(), s[0].severity), (1, Severity::Warning));
+        assert!(s[0].summary.starts_with("1 thread Go is starting (in runtime/cgo's threadentry, no M yet), blocked before it could run Go: 11: malloc-lock"), "{}", s[0].summary);
+        let f = foreign_threads(&x);
+        assert_eq!(f.iter().map(tids).collect::<Vec<_>>(), vec![vec![12]]);
+        assert!(extra_ms(&x).is_empty());
+    }
+
+    #[test]
+    fn extra_ms_lists_c_threads_that_called_into_go() {
+        let mut a = thread(20);
+        a.kind = ThreadKind::Extra;
+        let mut b = a.clone();
+        b.tid = 21;
+        let f = extra_ms(&Facts::new(&report(vec![a, b])));
+        assert!(
+            f[0].summary
+                .starts_with("2 C-created threads called into Go and keep an extra M"),
+            "{}",
+            f[0].summary
+        );
+    }
+
+    #[test]
+    fn a_pileup_needs_four_per_p_and_eight_threads_and_is_critical_near_the_limit() {
+        let blocked = |tid| {
+            let mut t = waiting(tid, "read", 0, None);
+            t.in_cgo = true;
+            t
+        };
+        let mut r = report((1..=7).map(blocked).collect());
+        r.gomaxprocs = Some(1);
+        assert!(thread_pileup(&Facts::new(&r)).is_empty(), "7 < 8");
+        r.threads.push(blocked(8));
+        let f = thread_pileup(&Facts::new(&r));
+        assert_eq!((f.len(), f[0].severity), (1, Severity::Warning));
+        r.gomaxprocs = Some(4);
+        assert!(thread_pileup(&Facts::new(&r)).is_empty(), "8 < 4 per P");
+        r.gomaxprocs = Some(2);
+        let mut s = sched(0);
+        (s.mcount, s.maxmcount) = (9000, 10_000);
+        r.sched = Some(s.clone());
+        assert_eq!(
+            thread_pileup(&Facts::new(&r))[0].severity,
+            Severity::Critical
+        );
+        // Corrupt counts from the core neither overflow nor panic.
+        (s.mcount, s.maxmcount) = (i64::MAX, -1);
+        r.sched = Some(s);
+        r.gomaxprocs = Some(i32::MIN);
+        assert_eq!(thread_pileup(&Facts::new(&r)).len(), 1);
+    }
+}
