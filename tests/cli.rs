@@ -22,8 +22,13 @@ fn cache() -> std::path::PathBuf {
 }
 
 fn fail_with(out: &Output, needle: &str) {
+    fail_with_code(out, 1, needle);
+}
+
+/// Exit codes scripts act on: 4 wrong binary, 5 not Go, 6 unknown Go release.
+fn fail_with_code(out: &Output, code: i32, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
     assert!(err.contains(needle), "expected {needle:?} in: {err}");
     assert!(!err.contains("panicked"), "{err}");
 }
@@ -86,7 +91,7 @@ fn wrong_binary_is_refused_naming_both() {
             .unwrap(),
     );
     let out = cgocore(&[&a.core, &"--exe", &b.exe]);
-    fail_with(&out, "does not match the core");
+    fail_with_code(&out, 4, "does not match the core");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&*a.core.to_string_lossy()) && err.contains(&*b.exe.to_string_lossy()),
@@ -151,12 +156,12 @@ fn unrelated_binary_is_refused() {
     let sh = "/bin/true";
     let c = &fixtures()[0];
     let out = cgocore(&[&c.core, &"--exe", &sh]);
-    fail_with(&out, "does not match");
+    fail_with_code(&out, 4, "does not match");
     // Where the executable the core names is on this host (a generated
     // core), a non-Go --exe is still refused, not swapped for that one (only
     // a Go library the program loaded stands in for a non-Go executable).
     if let Some(g) = generated().into_iter().find(|c| c.truth.variant == "plain") {
-        fail_with(&cgocore(&[&g.core, &"--exe", &sh]), "does not match");
+        fail_with_code(&cgocore(&[&g.core, &"--exe", &sh]), 4, "does not match");
     }
 }
 
@@ -316,7 +321,7 @@ fn core_of_a_c_program_is_not_go() {
         return;
     };
     let out = cgocore(&[&core]);
-    fail_with(&out, "not a Go program");
+    fail_with_code(&out, 5, "not a Go program");
 }
 
 /// `--sched`: one line per P and per M, numbers equal to the JSON report's;
@@ -364,4 +369,38 @@ fn sched_and_dot_on_a_fixture() {
         "{g}"
     );
     assert!(g.contains("mutex shared_mu"), "{g}");
+}
+
+/// A Go release newer than the built-in knowledge: exit 6, naming the
+/// version and what to read. The sample's version string is patched in the
+/// binary and in the core's copy of the build info alike.
+#[test]
+fn unknown_go_release_has_its_own_exit_code() {
+    let c = fixtures()
+        .into_iter()
+        .find(|c| c.truth.go_version == "go1.27.3")
+        .expect("the go1.27.3 fixture");
+    let tmp = Scratch::new("cli-newgo");
+    let patch = |src: &std::path::Path, name: &str| {
+        let mut data = cgocore::input::open(src).unwrap().map.to_vec();
+        let (old, new) = (b"go1.27.3", b"go1.99.3");
+        let mut n = 0;
+        for i in 0..data.len().saturating_sub(old.len()) {
+            if &data[i..i + old.len()] == old {
+                data[i..i + old.len()].copy_from_slice(new);
+                n += 1;
+            }
+        }
+        assert!(n > 0, "{name}: no version string");
+        tmpfile(&tmp, name, &data)
+    };
+    let exe = patch(&c.exe, "exe");
+    let core = patch(&c.core, "core");
+    let out = cgocore(&[&core, &"--exe", &exe]);
+    fail_with_code(&out, 6, "go1.99.3 is not supported");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("docs/adding-a-go-version.md"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -49,11 +49,6 @@ impl Default for AnalyzeOptions {
     }
 }
 
-/// Analyze with the default options.
-pub fn analyze(process: Process, core: Option<String>) -> Result<Analysis> {
-    analyze_with(process, core, &AnalyzeOptions::default())
-}
-
 /// Analyze a process image; `core` is the core's name for the report header.
 pub fn analyze_with(
     process: Process,

@@ -1,8 +1,8 @@
-//! Library errors. A fault names the address, so a report can say exactly which
-//! pointer led outside the core.
-use thiserror::Error;
+//! Library errors: `Error` at the library's boundary (one variant per kind
+//! a caller acts on), and `Fault` for memory reads, which names the address
+//! so a report can say exactly which pointer led outside the core.
 
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum Fault {
     #[error("address {addr:#x} ({len} bytes) is not in the core or any mapped file")]
     Unmapped { addr: u64, len: usize },
@@ -22,5 +22,99 @@ impl Fault {
             | Fault::TooLarge { addr, .. }
             | Fault::Target { addr, .. } => *addr,
         }
+    }
+}
+
+/// What went wrong, for a user of the library: each kind a caller may act
+/// on differently. The message says what to do next.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input is not a core file cgocore can read (not ELF, not a core,
+    /// corrupt, an unsupported machine).
+    #[error("{0}")]
+    NotACore(String),
+    /// Neither the executable nor any library it mapped is a Go binary.
+    #[error("{0}")]
+    NotGo(String),
+    /// The binary given (or found) is not the one the process ran.
+    #[error("{} does not match {target}: {detail}", binary.display())]
+    WrongBinary {
+        binary: std::path::PathBuf,
+        /// `the core core.123`, `process 42`.
+        target: String,
+        detail: String,
+    },
+    /// A Go release this cgocore has no knowledge of.
+    #[error("{0}")]
+    UnsupportedGoVersion(String),
+    /// The runtime's data in the process cannot be made sense of.
+    #[error("{0}")]
+    CorruptRuntime(String),
+    /// A file could not be opened or read.
+    #[error("{what}")]
+    Io {
+        path: std::path::PathBuf,
+        what: String,
+    },
+    /// A debugger or live target refused to read memory the analysis needs.
+    #[error("{0}")]
+    TargetMemory(String),
+    /// Anything else (a bad rules file, ...).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// The typed error behind an internal one: a typed error raised below
+    /// passes through, a refused debugger read is `TargetMemory`, anything
+    /// else becomes `fallback` with the whole message chain.
+    pub(crate) fn from_internal(e: anyhow::Error, fallback: fn(String) -> Error) -> Error {
+        if let Some(typed) = e.downcast_ref::<Error>() {
+            return typed.clone();
+        }
+        let msg = format!("{e:#}");
+        if matches!(e.downcast_ref::<Fault>(), Some(Fault::Target { .. })) {
+            return Error::TargetMemory(msg);
+        }
+        fallback(msg)
+    }
+
+    /// A short stable name for the kind (`wrong-binary`, ...), for scripts.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NotACore(_) => "not-a-core",
+            Error::NotGo(_) => "not-go",
+            Error::WrongBinary { .. } => "wrong-binary",
+            Error::UnsupportedGoVersion(_) => "unsupported-go-version",
+            Error::CorruptRuntime(_) => "corrupt-runtime",
+            Error::Io { .. } => "io",
+            Error::TargetMemory(_) => "target-memory",
+            Error::Other(_) => "other",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn typed_errors_pass_through_context_and_faults_are_named() {
+        let wrong = Error::NotGo("x is not a Go program".into());
+        let e = anyhow::Error::new(wrong.clone()).context("while opening");
+        assert_eq!(Error::from_internal(e, Error::Other), wrong);
+        let fault: anyhow::Result<()> = Err(Fault::Target {
+            addr: 0x10,
+            len: 8,
+            msg: "refused".into(),
+        })
+        .context("reading runtime.allm");
+        let e = Error::from_internal(fault.unwrap_err(), Error::CorruptRuntime);
+        assert_eq!(e.kind(), "target-memory");
+        assert!(e.to_string().starts_with("reading runtime.allm: "), "{e}");
+        let e = Error::from_internal(anyhow::anyhow!("bad"), Error::CorruptRuntime);
+        assert_eq!(e, Error::CorruptRuntime("bad".into()));
     }
 }

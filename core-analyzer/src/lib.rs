@@ -1,20 +1,112 @@
-//! cgocore: explain Go programs stuck in cgo, from core files or live debuggers.
+//! cgocore: explain Go programs stuck in cgo, from core files or live targets.
 //!
-//! Data flows up once: bytes (`memory`, `elf`) -> runtime objects (`runtime`,
-//! via `layout`) -> `analysis` -> `report`. Faces (CLI, Python) call `analysis`.
-pub mod analysis;
-pub mod classify;
-pub mod elf;
-pub mod error;
-pub mod input;
-pub mod layout;
-pub mod memory;
-pub mod process;
+//! For every OS thread of a Go process: which Go M it is, how it is locked
+//! (`m.lockedExt`, `m.lockedInt`, `m.lockedg`), which goroutine it carries,
+//! its C frames stitched to that goroutine's Go frames, what its C call waits
+//! for (a mutex and its holder, a read on an fd, a sleep, ...), and findings:
+//! deadlocks, lock holders, pinned threads, pile-ups.
+//!
+//! The way in:
+//! 1. open a process image: [`open_core`] (a kernel core, a `gcore`, a
+//!    `.zst`), or [`open_target`] (a debugger's or live target: memory
+//!    reader, threads with registers, modules);
+//! 2. [`analyze`] it (or [`analyze_with`] [`AnalyzeOptions`]: rules, whether
+//!    to unwind every goroutine);
+//! 3. read the [`Report`] (the `cgocore analyze --json` schema), or render it
+//!    with [`render`].
+//!
+//! Errors are an [`Error`], one variant per kind a caller may act on.
+//!
+//! ```no_run
+//! use cgocore::{analyze, open_core, OpenOptions};
+//! use std::path::Path;
+//!
+//! let opts = OpenOptions { exe: Some("./server".into()), ..Default::default() };
+//! let process = open_core(Path::new("core.1234"), &opts)?;
+//! let analysis = analyze(process, Some("core.1234".into()))?;
+//! for t in &analysis.report.threads {
+//!     let waits = t.blocked.as_ref().map(|b| b.class.as_str());
+//!     println!("thread {} M{:?} goroutine {:?}: {:?}", t.tid, t.m, t.curg, waits);
+//! }
+//! print!("{}", cgocore::render::findings(&analysis.report));
+//! # Ok::<(), cgocore::Error>(())
+//! ```
+//!
+//! Data flows up once: bytes (`memory`, `elf`) → runtime objects (`runtime`,
+//! via `layout`) → stacks (`unwind`) → classes and findings (`classify`) →
+//! the report. The modules below the facade are public for the project's own
+//! tests and tools, and are not a stable API.
+mod analysis;
+mod error;
+mod process;
+
 pub mod report;
+
+#[doc(hidden)]
+pub mod classify;
+#[doc(hidden)]
+pub mod elf;
+#[doc(hidden)]
+pub mod input;
+#[doc(hidden)]
+pub mod layout;
+#[doc(hidden)]
+pub mod memory;
+#[doc(hidden)]
 pub mod runtime;
+#[doc(hidden)]
 pub mod symbolize;
+#[doc(hidden)]
 pub mod unwind;
+#[doc(hidden)]
 pub mod varint;
 
-pub use analysis::{analyze, analyze_with, Analysis, AnalyzeOptions};
+pub use analysis::{Analysis, AnalyzeOptions};
+pub use classify::findings::FindingKind;
+pub use classify::rules::Rules;
+pub use elf::regs::Arch;
+pub use error::{Error, Fault};
+pub use memory::{Memory, PagedMemory};
 pub use process::{OpenOptions, Process, TargetDesc};
+pub use report::Report;
+
+/// Text renderings of a report (what the CLI and the debugger commands print).
+pub mod render {
+    pub use crate::report::dot::to_dot;
+    pub use crate::report::text::{
+        findings, goroutines, render_sched, render_with, thread_stack, threads_table,
+        write_goroutines, GoroutineFilter,
+    };
+}
+
+use std::path::Path;
+
+/// Open a core file (kernel core, `gcore`, or zstd-compressed `.zst`) and the
+/// binaries it names (`opts.exe` to give the executable, `opts.sysroot` for
+/// a core from another host).
+pub fn open_core(path: &Path, opts: &OpenOptions) -> Result<Process, Error> {
+    Process::from_core(path, opts).map_err(|e| Error::from_internal(e, Error::Other))
+}
+
+/// Open a target a debugger (or a live reader) describes: its memory, its
+/// threads with registers, its modules. The binaries are checked against its
+/// memory as a core's are.
+pub fn open_target(desc: TargetDesc, mem: Box<dyn Memory + Send + Sync>) -> Result<Process, Error> {
+    Process::from_target(desc, mem).map_err(|e| Error::from_internal(e, Error::Other))
+}
+
+/// Analyze with the default options (built-in rules, every goroutine's
+/// stack). `core` names the input in the report header.
+pub fn analyze(process: Process, core: Option<String>) -> Result<Analysis, Error> {
+    analyze_with(process, core, &AnalyzeOptions::default())
+}
+
+/// Analyze a process image.
+pub fn analyze_with(
+    process: Process,
+    core: Option<String>,
+    opts: &AnalyzeOptions,
+) -> Result<Analysis, Error> {
+    analysis::analyze_with(process, core, opts)
+        .map_err(|e| Error::from_internal(e, Error::CorruptRuntime))
+}

@@ -2,11 +2,8 @@
 //! JSON text (the `cgocore analyze --json` schema); the `cgocore` package turns
 //! them into Python objects. Errors and panics become `cgocore.CgocoreError`:
 //! nothing here may take a debugger down.
-use cgocore::elf::regs::Arch;
-use cgocore::memory::PagedMemory;
-use cgocore::report::text::{self, GoroutineFilter};
-use cgocore::report::Report;
-use cgocore::{AnalyzeOptions, OpenOptions, Process, TargetDesc};
+use cgocore::render::{self as text, GoroutineFilter};
+use cgocore::{AnalyzeOptions, Arch, OpenOptions, PagedMemory, Report, Rules, TargetDesc};
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -15,12 +12,33 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
 pyo3::create_exception!(_cgocore, CgocoreError, PyException);
+// One subclass per kind of cgocore::Error: callers catch what they act on.
+pyo3::create_exception!(_cgocore, NotACoreError, CgocoreError);
+pyo3::create_exception!(_cgocore, NotGoError, CgocoreError);
+pyo3::create_exception!(_cgocore, WrongBinaryError, CgocoreError);
+pyo3::create_exception!(_cgocore, UnsupportedGoVersionError, CgocoreError);
+pyo3::create_exception!(_cgocore, CorruptRuntimeError, CgocoreError);
+pyo3::create_exception!(_cgocore, TargetMemoryError, CgocoreError);
 
-/// Run `f`, turning errors and panics into `CgocoreError` with one clear line.
+/// The Python exception for an error.
+fn py_err(e: anyhow::Error) -> PyErr {
+    let msg = format!("{e:#}");
+    match e.downcast_ref::<cgocore::Error>() {
+        Some(cgocore::Error::NotACore(_)) => NotACoreError::new_err(msg),
+        Some(cgocore::Error::NotGo(_)) => NotGoError::new_err(msg),
+        Some(cgocore::Error::WrongBinary { .. }) => WrongBinaryError::new_err(msg),
+        Some(cgocore::Error::UnsupportedGoVersion(_)) => UnsupportedGoVersionError::new_err(msg),
+        Some(cgocore::Error::CorruptRuntime(_)) => CorruptRuntimeError::new_err(msg),
+        Some(cgocore::Error::TargetMemory(_)) => TargetMemoryError::new_err(msg),
+        _ => CgocoreError::new_err(msg),
+    }
+}
+
+/// Run `f`, turning errors and panics into `CgocoreError`s with one clear line.
 fn guard<T>(f: impl FnOnce() -> anyhow::Result<T>) -> PyResult<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(CgocoreError::new_err(format!("{e:#}"))),
+        Ok(Err(e)) => Err(py_err(e)),
         Err(p) => {
             let msg = p
                 .downcast_ref::<String>()
@@ -40,7 +58,7 @@ fn options(goroutine_frames: bool, rules: Option<PathBuf>) -> anyhow::Result<Ana
         ..Default::default()
     };
     if let Some(p) = rules {
-        o.rules = cgocore::classify::rules::Rules::with_user_file(&p)?;
+        o.rules = Rules::with_user_file(&p)?;
     }
     Ok(o)
 }
@@ -59,7 +77,7 @@ fn analyze_core_json(
     // Without the GIL: the analysis runs on several threads.
     py.detach(|| {
         guard(|| {
-            let p = Process::from_core(&core, &OpenOptions { exe, sysroot })?;
+            let p = cgocore::open_core(&core, &OpenOptions { exe, sysroot })?;
             let a = cgocore::analyze_with(
                 p,
                 Some(core.display().to_string()),
@@ -128,7 +146,7 @@ fn analyze_target_json(
                 pid,
                 sysroot,
             };
-            let p = Process::from_target(desc, Box::new(mem))?;
+            let p = cgocore::open_target(desc, Box::new(mem))?;
             let a = cgocore::analyze_with(p, None, &options(goroutine_frames, rules)?)?;
             let n = reads.load(std::sync::atomic::Ordering::Relaxed);
             Ok((serde_json::to_string(&a.report)?, n))
@@ -196,6 +214,15 @@ fn render_findings(report_json: &str) -> PyResult<String> {
 #[pymodule]
 fn _cgocore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CgocoreError", m.py().get_type::<CgocoreError>())?;
+    m.add("NotACoreError", m.py().get_type::<NotACoreError>())?;
+    m.add("NotGoError", m.py().get_type::<NotGoError>())?;
+    m.add("WrongBinaryError", m.py().get_type::<WrongBinaryError>())?;
+    m.add(
+        "UnsupportedGoVersionError",
+        m.py().get_type::<UnsupportedGoVersionError>(),
+    )?;
+    m.add("CorruptRuntimeError", m.py().get_type::<CorruptRuntimeError>())?;
+    m.add("TargetMemoryError", m.py().get_type::<TargetMemoryError>())?;
     m.add_function(wrap_pyfunction!(analyze_core_json, m)?)?;
     m.add_function(wrap_pyfunction!(analyze_target_json, m)?)?;
     m.add_function(wrap_pyfunction!(render, m)?)?;

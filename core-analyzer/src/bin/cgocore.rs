@@ -1,13 +1,27 @@
 //! `cgocore`: the offline CLI.
 use anyhow::{Context, Result};
-use cgocore::report::text::{render_sched, render_with, write_goroutines, GoroutineFilter};
+use cgocore::render::{render_sched, render_with, write_goroutines, GoroutineFilter};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Exit codes: 0 complete answer, 1 error, 2 usage, 3 answer printed but incomplete.
+/// Exit codes: 0 complete answer, 1 error, 2 usage, 3 answer printed but
+/// incomplete; errors a script may act on have their own.
 const EXIT_ERROR: u8 = 1;
 const EXIT_INCOMPLETE: u8 = 3;
+const EXIT_WRONG_BINARY: u8 = 4;
+const EXIT_NOT_GO: u8 = 5;
+const EXIT_UNSUPPORTED_GO: u8 = 6;
+
+fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<cgocore::Error>() {
+        Some(cgocore::Error::WrongBinary { .. }) => EXIT_WRONG_BINARY,
+        Some(cgocore::Error::NotGo(_)) => EXIT_NOT_GO,
+        Some(cgocore::Error::UnsupportedGoVersion(_)) => EXIT_UNSUPPORTED_GO,
+        _ => EXIT_ERROR,
+    }
+}
+
 
 #[derive(Parser)]
 #[command(
@@ -24,8 +38,9 @@ struct Cli {
 enum Cmd {
     /// Analyze a core file (kernel core, gcore, or zstd-compressed .zst)
     #[command(
-        after_help = "Exit status: 0 complete, 1 error, 2 bad usage, 3 printed but incomplete (see warnings).\n\n\
-Examples:\n  cgocore analyze core.1234 --exe ./server\n  cgocore analyze core.zst --json | jq '.threads[] | select(.kind==\"foreign\")'\n  cgocore analyze core --goroutines locked\n  cgocore analyze core --stacks       # every frame of every thread\n  cgocore analyze core --sched        # schedtrace-style summary\n  cgocore analyze core --dot wait.dot && dot -Tsvg wait.dot > wait.svg"
+        after_help = concat!("Exit status: 0 complete, 1 error, 2 bad usage, 3 printed but incomplete (see warnings), \
+4 the binary does not match the core, 5 not a Go program, 6 a Go release this cgocore does not know.", "\n\n\
+Examples:\n  cgocore analyze core.1234 --exe ./server\n  cgocore analyze core.zst --json | jq '.threads[] | select(.kind==\"foreign\")'\n  cgocore analyze core --goroutines locked\n  cgocore analyze core --stacks       # every frame of every thread\n  cgocore analyze core --sched        # schedtrace-style summary\n  cgocore analyze core --dot wait.dot && dot -Tsvg wait.dot > wait.svg")
     )]
     Analyze {
         /// The core file (optionally zstd-compressed)
@@ -95,16 +110,16 @@ fn run(cli: Cli) -> Result<u8> {
         } => {
             let mut aopts = cgocore::AnalyzeOptions::default();
             if let Some(path) = rules {
-                aopts.rules = cgocore::classify::rules::Rules::with_user_file(&path)?;
+                aopts.rules = cgocore::Rules::with_user_file(&path)?;
             }
             // Goroutine stacks cost most on big cores: only unwind them when
             // they are printed.
             aopts.goroutine_frames = json || goroutines.is_some();
             let opts = cgocore::OpenOptions { exe, sysroot };
-            let process = cgocore::Process::from_core(&core, &opts)?;
+            let process = cgocore::open_core(&core, &opts)?;
             let a = cgocore::analyze_with(process, Some(core.display().to_string()), &aopts)?;
             if let Some(path) = dot {
-                let g = cgocore::report::dot::to_dot(&a.report);
+                let g = cgocore::render::to_dot(&a.report);
                 if path.as_os_str() == "-" {
                     print!("{g}");
                     return Ok(0);
@@ -178,7 +193,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("cgocore: error: {e:#}");
-            ExitCode::from(EXIT_ERROR)
+            ExitCode::from(exit_code(&e))
         }
     }
 }

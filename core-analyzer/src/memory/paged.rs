@@ -83,9 +83,11 @@ impl Memory for PagedMemory {
         while done < buf.len() {
             let a = addr.wrapping_add(done as u64);
             let Some(p) = self.page(a / PAGE) else {
-                return Err(Fault::NotSaved {
+                // Not "not saved in the core": the debugger refused the read.
+                return Err(Fault::Target {
                     addr: a,
                     len: buf.len() - done,
+                    msg: "the debugger could not read it".into(),
                 });
             };
             let off = (a % PAGE) as usize;

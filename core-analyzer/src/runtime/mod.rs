@@ -11,6 +11,7 @@ pub mod sched;
 pub mod walk;
 
 use crate::elf::buildinfo::{self, BuildInfo};
+use crate::error::Error;
 use crate::layout::{self, table::VersionFacts, Layout};
 use crate::process::Process;
 use crate::symbolize::pclntab::Pclntab;
@@ -38,23 +39,23 @@ impl GoRuntime {
     pub fn load(proc_: &Process) -> Result<GoRuntime> {
         let exe = &proc_.exe;
         let (bi_addr, bi_bytes) = exe.section(".go.buildinfo").ok_or_else(|| {
-            anyhow!(
+            Error::NotGo(format!(
                 "{} is not a Go program (it has no .go.buildinfo section), nor is any library it mapped \
                  (a Go -buildmode=c-shared library); cgocore explains Go processes",
                 exe.path().display()
-            )
+            ))
         })?;
         let mut blob = bi_bytes.to_vec();
         // Prefer the copy in memory (relocated pointers for the pre-1.18 format).
         let _ = proc_.mem.read(proc_.rt(bi_addr), &mut blob);
-        let buildinfo =
-            buildinfo::parse(&blob, Some(&*proc_.mem)).context(".go.buildinfo is corrupt")?;
+        let buildinfo = buildinfo::parse(&blob, Some(&*proc_.mem))
+            .ok_or_else(|| Error::CorruptRuntime(".go.buildinfo is corrupt".into()))?;
         let version = buildinfo.go_version.clone();
         let facts = layout::table::facts(&version).ok_or_else(|| {
-            anyhow!(
+            Error::UnsupportedGoVersion(format!(
                 "{version} is not supported (supported: {}); see docs/adding-a-go-version.md",
                 layout::table::supported().collect::<Vec<_>>().join(", ")
-            )
+            ))
         })?;
         let mut warnings = vec![];
         let layout = match layout::dwarf::layout_from_dwarf(exe, &version) {

@@ -14,6 +14,12 @@ import json
 
 from ._cgocore import (  # noqa: F401
     CgocoreError,
+    CorruptRuntimeError,
+    NotACoreError,
+    NotGoError,
+    TargetMemoryError,
+    UnsupportedGoVersionError,
+    WrongBinaryError,
     __version__,
     analyze_core_json,
     analyze_target_json,

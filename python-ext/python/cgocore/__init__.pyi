@@ -5,6 +5,24 @@ __version__: str
 class CgocoreError(Exception):
     """A core or target cgocore cannot read, or an internal error: one line saying why."""
 
+class NotACoreError(CgocoreError):
+    """The input is not a core file cgocore can read."""
+
+class NotGoError(CgocoreError):
+    """Neither the executable nor any library it mapped is a Go binary."""
+
+class WrongBinaryError(CgocoreError):
+    """The binary is not the one the process ran (the message names both)."""
+
+class UnsupportedGoVersionError(CgocoreError):
+    """A Go release this cgocore has no knowledge of."""
+
+class CorruptRuntimeError(CgocoreError):
+    """The Go runtime's data in the process cannot be made sense of."""
+
+class TargetMemoryError(CgocoreError):
+    """The debugger or live target refused a read the analysis needs."""
+
 Report = Dict[str, Any]
 
 def analyze_core(core: str, exe: Optional[str] = ..., sysroot: Optional[str] = ...,

@@ -1,0 +1,240 @@
+//! A process image to analyze: memory, threads with registers, the Go binary
+//! and its load bias, the libraries. Built from a core file here, or from a
+//! target a debugger describes; `resolve` finds the binaries for both.
+pub mod resolve;
+
+use crate::elf::core::{CoreFile, AT_ENTRY, AT_EXECFN, AT_PHDR};
+use crate::elf::exe::Binary;
+use crate::elf::regs::{Arch, Registers};
+use crate::error::Error;
+use crate::memory::{Memory, SplicedMemory};
+use anyhow::Result;
+use resolve::{Inputs, Mapping};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Thread {
+    pub tid: u32,
+    pub regs: Registers,
+    /// Signal the thread was stopped with, if any (`pr_cursig`).
+    pub signal: Option<u16>,
+    /// Signals the thread blocked (`pr_sighold`; kernel and gcore cores both
+    /// record it), 0 where unknown (a live target read through a debugger).
+    pub sighold: u64,
+}
+
+pub struct Process {
+    pub mem: Box<dyn Memory + Send + Sync>,
+    pub threads: Vec<Thread>,
+    pub arch: Arch,
+    pub exe: Binary,
+    /// Runtime address minus link-time address (non-zero for PIE).
+    pub bias: u64,
+    pub pid: Option<u32>,
+    /// Core-level facts (signal, command) for the report header.
+    pub signal: Option<i32>,
+    pub command: Option<String>,
+    /// `"kernel"` or `"gdb gcore"` for a core whose writer is known.
+    pub core_writer: Option<&'static str>,
+    /// Problems that make the answer incomplete (a truncated core).
+    pub warnings: Vec<String>,
+    /// Problems that do not (a library missing for C frames).
+    pub notes: Vec<String>,
+    /// Shared libraries mapped in the process (from `NT_FILE`), with their bias.
+    pub libraries: Vec<Library>,
+    /// Where this host finds the target's files (`--sysroot`), for debug files too.
+    pub sysroot: Option<PathBuf>,
+}
+
+pub struct Library {
+    pub path: String,
+    pub binary: Binary,
+    pub bias: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct OpenOptions {
+    pub exe: Option<PathBuf>,
+    pub sysroot: Option<PathBuf>,
+}
+
+/// A live process or a core as a debugger sees it: the faces for gdb and lldb
+/// describe it with this and hand over a memory reader.
+#[derive(Debug, Clone)]
+pub struct TargetDesc {
+    pub arch: Arch,
+    /// The executable's path on this host.
+    pub exe: PathBuf,
+    /// Thread id and its registers by name (`rip`, `rsp`, `fs_base`, ... or
+    /// `pc`, `sp`, `x0`.. on arm64), for every thread.
+    pub threads: Vec<(u32, Vec<(String, u64)>)>,
+    /// TLS base per thread where the registers lack it (arm64 `TPIDR_EL0`).
+    pub tls: Vec<Option<u64>>,
+    /// Loaded modules: path and the address where its ELF header is mapped.
+    pub modules: Vec<(String, u64)>,
+    pub pid: Option<u32>,
+    pub sysroot: Option<PathBuf>,
+}
+
+impl Process {
+    /// A process image from a debugger's view of its target. The binaries
+    /// are resolved and checked as for a core.
+    pub fn from_target(t: TargetDesc, mem: Box<dyn Memory + Send + Sync>) -> Result<Process> {
+        let mut mappings: Vec<Mapping> = t
+            .modules
+            .iter()
+            .map(|(path, hdr)| Mapping {
+                path: path.clone(),
+                start: *hdr,
+                end: hdr.saturating_add(1),
+            })
+            .collect();
+        mappings.sort_by_key(|m| m.start);
+        let r = resolve::resolve(&Inputs {
+            mappings: &mappings,
+            mem: &*mem,
+            exe: t.exe.clone(),
+            exe_given: true,
+            sysroot: &t.sysroot,
+            at_entry: None,
+            at_phdr: None,
+            target: match t.pid {
+                Some(pid) => format!("process {pid}"),
+                None => "the debugger's target".into(),
+            },
+        })?;
+        // A debugger reads what the core saved or the process has; the
+        // binaries' file segments stand in where it cannot.
+        let mut files = SplicedMemory::default();
+        files.push_layer(r.go.segments(r.bias));
+        for lib in &r.libraries {
+            files.push_layer(lib.binary.segments(lib.bias));
+        }
+        let mem: Box<dyn Memory + Send + Sync> =
+            Box::new(crate::memory::FallbackMemory { first: mem, files });
+        let threads = t
+            .threads
+            .iter()
+            .enumerate()
+            .map(|(i, (tid, regs))| Thread {
+                tid: *tid,
+                regs: Registers::from_named(t.arch, regs, t.tls.get(i).copied().flatten()),
+                signal: None,
+                sighold: 0,
+            })
+            .collect();
+        Ok(Process {
+            mem,
+            threads,
+            arch: t.arch,
+            exe: r.go,
+            bias: r.bias,
+            pid: t.pid,
+            signal: None,
+            command: None,
+            core_writer: None,
+            warnings: vec![],
+            notes: r.notes,
+            libraries: r.libraries,
+            sysroot: t.sysroot,
+        })
+    }
+
+    pub fn from_core(core_path: &Path, opts: &OpenOptions) -> Result<Process> {
+        let mapped = crate::input::open(core_path).map_err(|e| {
+            let io = e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some());
+            if io {
+                Error::Io {
+                    path: core_path.to_path_buf(),
+                    what: format!("{e:#}"),
+                }
+            } else {
+                Error::NotACore(format!("{e:#}"))
+            }
+        })?;
+        crate::input::prefetch_data(&mapped);
+        let core = CoreFile::parse(mapped).map_err(|e| Error::NotACore(format!("{e:#}")))?;
+        let mut core_only = SplicedMemory::default();
+        core_only.push_layer(core.segments.clone());
+
+        // NT_FILE: each file's first mapping holds its ELF header.
+        let mappings: Vec<Mapping> = core
+            .files
+            .iter()
+            .filter(|f| f.offset == 0)
+            .map(|f| Mapping {
+                path: f.path.clone(),
+                start: f.start,
+                end: f.end,
+            })
+            .collect();
+        let (at_phdr, at_entry) = (core.auxv_get(AT_PHDR), core.auxv_get(AT_ENTRY));
+        let exe = match &opts.exe {
+            Some(p) => p.clone(),
+            None => {
+                // The executable's own mapping is at offset 0 too, but
+                // AT_PHDR may point past its first page.
+                let all: Vec<Mapping> = core
+                    .files
+                    .iter()
+                    .map(|f| Mapping {
+                        path: f.path.clone(),
+                        start: f.start,
+                        end: f.end,
+                    })
+                    .collect();
+                resolve::named_exe(&all, &core_only, at_phdr, core.auxv_get(AT_EXECFN), &opts.sysroot)
+                    .ok_or_else(|| {
+                        Error::Other("the core does not name its executable; pass --exe BINARY".into())
+                    })?
+            }
+        };
+        let r = resolve::resolve(&Inputs {
+            mappings: &mappings,
+            mem: &core_only,
+            exe,
+            exe_given: opts.exe.is_some(),
+            sysroot: &opts.sysroot,
+            at_entry,
+            at_phdr,
+            target: format!("the core {}", core_path.display()),
+        })?;
+
+        let mut mem = core_only;
+        mem.releasable.push(core.file.clone());
+        mem.push_layer(r.go.segments(r.bias));
+        for lib in &r.libraries {
+            mem.push_layer(lib.binary.segments(lib.bias));
+        }
+        let threads = core
+            .threads
+            .iter()
+            .map(|t| Thread {
+                tid: t.tid,
+                regs: t.regs.clone(),
+                signal: (t.signal != 0).then_some(t.signal),
+                sighold: t.sighold,
+            })
+            .collect();
+        Ok(Process {
+            mem: Box::new(mem),
+            threads,
+            arch: core.arch,
+            exe: r.go,
+            bias: r.bias,
+            pid: core.pid,
+            signal: core.siginfo.as_ref().map(|s| s.signo),
+            command: core.command.clone(),
+            core_writer: core.writer,
+            warnings: core.warnings.clone(),
+            notes: r.notes,
+            libraries: r.libraries,
+            sysroot: opts.sysroot.clone(),
+        })
+    }
+
+    /// Link-time address to runtime address.
+    pub fn rt(&self, link_addr: u64) -> u64 {
+        link_addr.wrapping_add(self.bias)
+    }
+}
