@@ -406,6 +406,64 @@ fn tables_equal_dwarf() {
     }
 }
 
+/// Facts `layouts/versions.json` holds that are not struct offsets, read
+/// back from every (non-PIE, unstripped) binary we have: the runtime's own
+/// status names and wait reasons, the funcID on `runtime.asmcgocall`. A new
+/// Go release that changes one fails here, not on a user's core.
+#[test]
+fn version_facts_equal_each_binary() {
+    use cgocore::memory::{ReadExt, SplicedMemory};
+    let mut cases: Vec<CoreCase> = fixtures();
+    cases.extend(generated());
+    let mut seen = HashSet::new();
+    for c in cases.iter().filter(|c| c.truth.variant == "plain") {
+        if !seen.insert(c.exe.clone()) {
+            continue;
+        }
+        let bin = cgocore::elf::exe::Binary::open(&c.exe).unwrap();
+        let facts = cgocore::layout::table::facts(&c.truth.go_version).expect("facts");
+        let mut pcln = cgocore::symbolize::pclntab::Pclntab::load(&bin, 0).unwrap();
+        // As the runtime sets it (moduledata.text): where Go's text starts.
+        pcln.text = bin.symbol("runtime.text").expect("runtime.text").0;
+        // The assembly body; `runtime.asmcgocall` may be Go's ABI wrapper.
+        let (asmcgocall, _) = bin
+            .symbol("runtime.asmcgocall.abi0")
+            .or_else(|| bin.symbol("runtime.asmcgocall"))
+            .expect("asmcgocall");
+        let f = pcln.find(asmcgocall).expect("asmcgocall in the pclntab");
+        assert_eq!(pcln.name(&f), "runtime.asmcgocall", "{}", c.name);
+        assert_eq!(
+            pcln.func_id(&f),
+            facts.funcid_asmcgocall,
+            "{}: funcID of runtime.asmcgocall",
+            c.name
+        );
+        // The binary's own data (a non-PIE binary's pointers need no relocation).
+        let mut file = SplicedMemory::default();
+        file.push_layer(bin.segments(0));
+        let strings = |sym: &str| -> Vec<String> {
+            let (addr, size) = bin.symbol(sym).unwrap_or_else(|| panic!("{sym}"));
+            (0..size / 16)
+                .map(|i| file.go_string(addr + 16 * i, 128).unwrap())
+                .collect()
+        };
+        let reasons = strings("runtime.waitReasonStrings");
+        assert_eq!(reasons.len(), facts.wait_reason_count, "{}", c.name);
+        assert_eq!(
+            reasons[facts.wait_reason_gc_assist_marking], "GC assist marking",
+            "{}",
+            c.name
+        );
+        assert_eq!(
+            strings("runtime.gStatusStrings"),
+            facts.g_status,
+            "{}: g status names",
+            c.name
+        );
+    }
+    assert!(seen.len() >= 3, "binaries checked: {}", seen.len());
+}
+
 /// A C program that runs a Go library (`-buildmode=c-shared`): the runtime is
 /// found in the library the core maps, whether the executable is named or
 /// not; each thread has the M, lock state and goroutine the program printed.

@@ -239,6 +239,7 @@ fn unwind_threads(
         glayout,
         gs: &ix.g,
         cgo: &cgo_frames,
+        funcid_asmcgocall: rt.facts.funcid_asmcgocall,
     };
     mem.release();
     let stacks = process
@@ -443,7 +444,7 @@ fn describe_goroutines(
             GoroutineInfo {
                 goid: g.goid,
                 status: rt.status_name(g.status),
-                wait_reason: if st == g::GWAITING || st == g::GLEAKED {
+                wait_reason: if st == g::GWAITING || Some(st) == rt.facts.status("leaked") {
                     rt.wait_reason(g.waitreason)
                 } else {
                     None

@@ -221,7 +221,10 @@ fn _cgocore(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "UnsupportedGoVersionError",
         m.py().get_type::<UnsupportedGoVersionError>(),
     )?;
-    m.add("CorruptRuntimeError", m.py().get_type::<CorruptRuntimeError>())?;
+    m.add(
+        "CorruptRuntimeError",
+        m.py().get_type::<CorruptRuntimeError>(),
+    )?;
     m.add("TargetMemoryError", m.py().get_type::<TargetMemoryError>())?;
     m.add_function(wrap_pyfunction!(analyze_core_json, m)?)?;
     m.add_function(wrap_pyfunction!(analyze_target_json, m)?)?;

@@ -22,7 +22,6 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
-
 #[derive(Parser)]
 #[command(
     name = "cgocore",

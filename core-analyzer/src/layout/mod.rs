@@ -116,6 +116,9 @@ pub const WANTED: &[(&str, &[&str])] = &[
         ],
     ),
     ("runtime.gQueue", &["head", "tail", "size"]),
+    // Where the pclntab's text start and the funcdata base are, in stripped
+    // binaries too.
+    ("runtime.moduledata", &["text", "gofunc"]),
 ];
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

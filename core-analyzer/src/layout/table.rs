@@ -37,6 +37,10 @@ pub struct VersionFacts {
     pub dead_status: Vec<u32>,
     /// Length of `runtime.waitReasonStrings`.
     pub wait_reason_count: usize,
+    /// Index of "GC assist marking" in it: how a stripped binary's table is found.
+    pub wait_reason_gc_assist_marking: usize,
+    /// `abi.FuncID_asmcgocall`: the pclntab's mark on `runtime.asmcgocall`.
+    pub funcid_asmcgocall: u8,
     /// Slots cgo's assembly keeps on g0, per architecture (`amd64`, `arm64`).
     pub cgo_frames: std::collections::BTreeMap<String, CgoFrames>,
 }
@@ -54,6 +58,14 @@ pub struct CgoFrames {
 }
 
 const FACTS: &str = include_str!("../../layouts/versions.json");
+
+impl VersionFacts {
+    /// The status value Go names `name` (`"leaked"`), if this release has it.
+    pub fn status(&self, name: &str) -> Option<u32> {
+        let i = self.g_status.iter().position(|s| s == name)?;
+        u32::try_from(i).ok()
+    }
+}
 
 pub fn facts(go_version: &str) -> Option<VersionFacts> {
     let (maj, min) = crate::elf::buildinfo::major_minor(go_version)?;

@@ -142,7 +142,9 @@ impl Process {
 
     pub fn from_core(core_path: &Path, opts: &OpenOptions) -> Result<Process> {
         let mapped = crate::input::open(core_path).map_err(|e| {
-            let io = e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some());
+            let io = e
+                .chain()
+                .any(|c| c.downcast_ref::<std::io::Error>().is_some());
             if io {
                 Error::Io {
                     path: core_path.to_path_buf(),
@@ -183,10 +185,16 @@ impl Process {
                         end: f.end,
                     })
                     .collect();
-                resolve::named_exe(&all, &core_only, at_phdr, core.auxv_get(AT_EXECFN), &opts.sysroot)
-                    .ok_or_else(|| {
-                        Error::Other("the core does not name its executable; pass --exe BINARY".into())
-                    })?
+                resolve::named_exe(
+                    &all,
+                    &core_only,
+                    at_phdr,
+                    core.auxv_get(AT_EXECFN),
+                    &opts.sysroot,
+                )
+                .ok_or_else(|| {
+                    Error::Other("the core does not name its executable; pass --exe BINARY".into())
+                })?
             }
         };
         let r = resolve::resolve(&Inputs {

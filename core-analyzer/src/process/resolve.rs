@@ -128,7 +128,11 @@ fn go_module(inp: &Inputs) -> Result<(Binary, u64)> {
         .mappings
         .iter()
         .filter(|m| Path::new(&m.path).file_name() != name && header_at(inp.mem, &exe, m.start));
-    biases.extend(by_name.chain(by_header).filter_map(|m| bias_at(&exe, m.start)));
+    biases.extend(
+        by_name
+            .chain(by_header)
+            .filter_map(|m| bias_at(&exe, m.start)),
+    );
     let Some(&first) = biases.first() else {
         return Err(Error::WrongBinary {
             binary: exe.path().to_path_buf(),
@@ -166,7 +170,12 @@ fn mapped_go_library(inp: &Inputs, exe: &Binary) -> Option<(Binary, u64)> {
 /// core leaves out (text, rodata). A library that is missing or differs from
 /// the one the process mapped (its ELF header in memory) is left out with a
 /// note.
-fn libraries(inp: &Inputs, go: &Binary, go_range: (u64, u64), notes: &mut Vec<String>) -> Vec<Library> {
+fn libraries(
+    inp: &Inputs,
+    go: &Binary,
+    go_range: (u64, u64),
+    notes: &mut Vec<String>,
+) -> Vec<Library> {
     let mut seen = std::collections::HashSet::new();
     let mut out = vec![];
     for m in inp.mappings {

@@ -10,7 +10,6 @@ pub const GIDLE: u32 = 0;
 pub const GRUNNING: u32 = 2;
 pub const GSYSCALL: u32 = 3;
 pub const GWAITING: u32 = 4;
-pub const GLEAKED: u32 = 10;
 
 #[derive(Debug, Clone, Default)]
 pub struct G {

@@ -73,7 +73,7 @@ impl GoRuntime {
             }
         };
         let mut pcln = load_pclntab(proc_)?;
-        let roots = Roots::find(proc_, &layout, &mut pcln, &facts, &mut warnings)?;
+        let roots = Roots::find(proc_, &layout, &mut pcln, &mut warnings)?;
         let wait_reasons = roots::wait_reason_strings(proc_, &roots, &facts).unwrap_or_else(|e| {
             warnings.push(format!(
                 "wait reason strings not found ({e:#}); wait reasons show as numbers"

@@ -106,7 +106,6 @@ impl Roots {
         p: &Process,
         layout: &Layout,
         pcln: &mut Pclntab,
-        facts: &VersionFacts,
         warnings: &mut Vec<String>,
     ) -> Result<Roots> {
         let o = Offs {
@@ -132,11 +131,18 @@ impl Roots {
             .or_else(|| p.exe.section_range(".go.module").map(|(a, _)| p.rt(a)))
             .or_else(|| find_moduledata(data(), &*p.mem, pcln));
         match moduledata {
-            // moduledata.text/gofunc (offsets 176, 320/344) are fixed in 1.21-1.27.
             Some(md) => {
-                pcln.text = p.mem.u64(md + 176).context("moduledata.text unreadable")?;
-                let gofunc_off = if facts.go == "go1.27" { 344 } else { 320 };
-                pcln.gofunc = p.mem.u64(md + gofunc_off).unwrap_or(0);
+                let field = |f: &str| {
+                    layout
+                        .field("runtime.moduledata", f)
+                        .map(|off| md.wrapping_add(off))
+                        .with_context(|| format!("layout lacks moduledata.{f}"))
+                };
+                pcln.text = p
+                    .mem
+                    .u64(field("text")?)
+                    .context("moduledata.text unreadable")?;
+                pcln.gofunc = p.mem.u64(field("gofunc")?).unwrap_or(0);
             }
             None => {
                 warnings.push("moduledata not found; using pcHeader.textStart".into());
@@ -282,8 +288,9 @@ fn find_allp(d: &DataWords, mem: &dyn Memory, o: &Offs) -> Option<(u64, u64)> {
     })
 }
 
-/// `runtime.waitReasonStrings`: by symbol, else found from its second entry,
-/// "GC assist marking", which is index 1 in every supported release.
+/// `runtime.waitReasonStrings`: by symbol, else found from the entry
+/// "GC assist marking" (at the index `versions.json` gives), after the
+/// empty string of `waitReasonZero`.
 pub fn wait_reason_strings(
     p: &Process,
     roots: &Roots,
@@ -305,16 +312,16 @@ pub fn wait_reason_strings(
                     Some(p.rt(s.address() + i as u64))
                 })
                 .context("string \"GC assist marking\" not in the binary")?;
+            let back = 16 * facts.wait_reason_gc_assist_marking as u64;
             let d = DataWords::read(p);
-            let found = d
-                .words()
-                .find(|&(a, v)| {
-                    v == text_addr
-                        && d.word_at(a + 8) == Some(17)
-                        && d.word_at(a.wrapping_sub(16)) == Some(0)
-                        && d.word_at(a.wrapping_sub(8)) == Some(0)
-                })
-                .map(|(a, _)| a - 16);
+            let found = d.words().find_map(|(a, v)| {
+                let base = a.checked_sub(back)?;
+                (v == text_addr
+                    && d.word_at(a.wrapping_add(8)) == Some(needle.len() as u64)
+                    && d.word_at(base) == Some(0)
+                    && d.word_at(base.wrapping_add(8)) == Some(0))
+                .then_some(base)
+            });
             found.context("waitReasonStrings table not found in data")?
         }
     };

@@ -9,8 +9,6 @@ pub const MAGIC_120: u32 = 0xFFFF_FFF1;
 /// FuncFlag bits.
 pub const FLAG_TOPFRAME: u8 = 1;
 pub const FLAG_SPWRITE: u8 = 2;
-/// `abi.FuncID_asmcgocall`: 2 in every release 1.21–1.27.
-pub const FUNCID_ASMCGOCALL: u8 = 2;
 
 /// pcdata / funcdata table indices.
 pub const PCDATA_INLTREE: usize = 2;

@@ -17,7 +17,7 @@ use crate::memory::{Memory, ReadExt};
 use crate::runtime::g::GLayout;
 use crate::runtime::{G, M};
 use crate::symbolize::modules::Modules;
-use crate::symbolize::pclntab::{Func, FUNCID_ASMCGOCALL};
+use crate::symbolize::pclntab::Func;
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
@@ -97,6 +97,8 @@ pub struct Stitcher<'a> {
     pub glayout: &'a GLayout,
     pub gs: &'a HashMap<u64, &'a G>,
     pub cgo: &'a CgoFrames,
+    /// The funcID the pclntab gives `runtime.asmcgocall` (`versions.json`).
+    pub funcid_asmcgocall: u8,
 }
 
 /// Where the walk is, and what it has learned about this thread's stacks.
@@ -243,7 +245,7 @@ impl Stitcher<'_> {
         self.go
             .pcln
             .find(pc)
-            .is_some_and(|f| self.go.pcln.func_id(&f) == FUNCID_ASMCGOCALL)
+            .is_some_and(|f| self.go.pcln.func_id(&f) == self.funcid_asmcgocall)
     }
 
     fn push(&self, out: &mut ThreadStack, frames: Vec<Frame>, role: Role) {
