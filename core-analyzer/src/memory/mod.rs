@@ -72,7 +72,10 @@ pub trait ReadExt: Memory {
     /// A Go string header `{ptr, len}` at `addr`, decoded lossily.
     fn go_string(&self, addr: u64, max: usize) -> Result<String, Fault> {
         let ptr = self.u64(addr)?;
-        let len = self.u64(addr + 8)? as usize;
+        let len_at = addr
+            .checked_add(8)
+            .ok_or(Fault::Unmapped { addr, len: 16 })?;
+        let len = usize::try_from(self.u64(len_at)?).unwrap_or(usize::MAX);
         if len == 0 {
             return Ok(String::new());
         }
@@ -86,8 +89,11 @@ pub trait ReadExt: Memory {
         while out.len() < max {
             let n = chunk.len().min(max - out.len());
             // Fall back to byte reads at the end of a mapping.
-            if self.read(addr + out.len() as u64, &mut chunk[..n]).is_err() {
-                let b = self.u8(addr + out.len() as u64)?;
+            let at = addr
+                .checked_add(out.len() as u64)
+                .ok_or(Fault::Unmapped { addr, len: max })?;
+            if self.read(at, &mut chunk[..n]).is_err() {
+                let b = self.u8(at)?;
                 if b == 0 {
                     break;
                 }
@@ -126,7 +132,7 @@ pub mod mock {
     impl MockMemory {
         pub fn put(&mut self, addr: u64, data: &[u8]) {
             for (i, b) in data.iter().enumerate() {
-                self.bytes.insert(addr + i as u64, *b);
+                self.bytes.insert(addr.wrapping_add(i as u64), *b);
             }
         }
         pub fn put_u64(&mut self, addr: u64, v: u64) {
@@ -140,12 +146,32 @@ pub mod mock {
     impl Memory for MockMemory {
         fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
             for (i, b) in buf.iter_mut().enumerate() {
-                *b = *self.bytes.get(&(addr + i as u64)).ok_or(Fault::Unmapped {
-                    addr: addr + i as u64,
-                    len: 1,
-                })?;
+                let a = addr.wrapping_add(i as u64);
+                *b = *self
+                    .bytes
+                    .get(&a)
+                    .ok_or(Fault::Unmapped { addr: a, len: 1 })?;
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mock::MockMemory;
+    use super::*;
+
+    #[test]
+    fn strings_at_the_top_of_the_address_space_are_faults_not_overflows() {
+        let mut m = MockMemory::default();
+        m.put(u64::MAX - 7, &[b'a'; 8]);
+        assert!(m.go_string(u64::MAX - 7, 64).is_err());
+        assert!(m.c_string(u64::MAX - 7, 64).is_err());
+        // A length the core claims is capped by `max`, not allocated.
+        m.put_u64(0x1000, 0x2000);
+        m.put_u64(0x1008, u64::MAX);
+        m.put(0x2000, b"abcd");
+        assert!(m.go_string(0x1000, 4).is_ok_and(|s| s == "abcd"));
     }
 }

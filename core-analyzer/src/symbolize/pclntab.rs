@@ -89,6 +89,10 @@ impl Pclntab {
         if magic != MAGIC_120 {
             bail!("pclntab magic {magic:#x} is not Go 1.20+ (0xfffffff1); Go older than 1.21 is not supported");
         }
+        // The header: magic, two pads, quantum, pointer size, 8 words.
+        if data.len() < 8 + 8 * 8 {
+            bail!("pclntab is truncated ({} bytes)", data.len());
+        }
         if data[7] != 8 {
             bail!(
                 "pclntab pointer size {} is not 8 (only 64-bit targets are supported)",
@@ -292,6 +296,19 @@ impl Pclntab {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_header_cut_short_is_an_error() {
+        let mut blob = MAGIC_120.to_le_bytes().to_vec();
+        for len in [4, 7, 8, 40, 71] {
+            blob.resize(len, 0);
+            if len > 7 {
+                blob[7] = 8;
+            }
+            assert!(Pclntab::parse(blob.clone(), 0).is_err(), "{len} bytes");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -68,9 +68,15 @@ impl GoUnwinder<'_> {
             let Some(tree) = self.pcln.funcdata_off(f, FUNCDATA_INLTREE) else {
                 break;
             };
-            let entry = self.pcln.gofunc.wrapping_add(tree as u64 + 16 * ix as u64);
-            let (Ok(name_off), Ok(parent_pc)) = (self.mem.u32(entry + 4), self.mem.u32(entry + 8))
-            else {
+            let entry = self
+                .pcln
+                .gofunc
+                .wrapping_add(tree as u64)
+                .wrapping_add((ix as u64).wrapping_mul(16));
+            let (Ok(name_off), Ok(parent_pc)) = (
+                self.mem.u32(entry.wrapping_add(4)),
+                self.mem.u32(entry.wrapping_add(8)),
+            ) else {
                 break;
             };
             out.push(self.frame(f, pc, at, self.pcln.name_at(name_off), true));

@@ -91,12 +91,14 @@ pub struct Saved {
 pub fn interrupted(mem: &dyn Memory, arch: Arch, sp: u64) -> Option<Saved> {
     let a = abi(arch);
     let mc = sp.checked_add(a.mcontext)?;
+    // A stack pointer from the core may sit anywhere: no slot may wrap.
+    let slot = |off: u64| mem.u64(mc.checked_add(off)?).ok();
     let regs = Regs {
-        pc: mem.u64(mc + a.pc).ok()?,
-        sp: mem.u64(mc + a.sp).ok()?,
-        fp: mem.u64(mc + a.fp).ok()?,
+        pc: slot(a.pc)?,
+        sp: slot(a.sp)?,
+        fp: slot(a.fp)?,
         lr: match a.lr {
-            Some(off) => mem.u64(mc + off).ok()?,
+            Some(off) => slot(off)?,
             None => 0,
         },
     };
@@ -105,7 +107,7 @@ pub fn interrupted(mem: &dyn Memory, arch: Arch, sp: u64) -> Option<Saved> {
     let signo = if (1..=64).contains(&signo) { signo } else { 0 };
     let mut args = [0u64; 6];
     for (v, off) in args.iter_mut().zip(a.args) {
-        *v = mem.u64(mc + off).unwrap_or(0);
+        *v = slot(off).unwrap_or(0);
     }
     // A restartable syscall is rewound to its instruction with the number back
     // in place (x86_64 rax); one that returned (-EINTR) is just past it, its
@@ -117,8 +119,8 @@ pub fn interrupted(mem: &dyn Memory, arch: Arch, sp: u64) -> Option<Saved> {
     };
     let n = a.syscall_insn.len() as u64;
     let nr = match arch {
-        Arch::X86_64 if at(regs.pc) => mem.u64(mc + a.nr).ok(),
-        Arch::Aarch64 if at(regs.pc) || at(regs.pc.wrapping_sub(n)) => mem.u64(mc + a.nr).ok(),
+        Arch::X86_64 if at(regs.pc) => slot(a.nr),
+        Arch::Aarch64 if at(regs.pc) || at(regs.pc.wrapping_sub(n)) => slot(a.nr),
         _ => None,
     };
     Some(Saved {
@@ -228,6 +230,17 @@ pub fn syscall_nr_from_code(mem: &dyn Memory, arch: Arch, pc: u64) -> Option<u64
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_signal_frame_at_the_top_of_the_address_space_is_none() {
+        let m = crate::memory::mock::MockMemory::default();
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            for sp in [u64::MAX, u64::MAX - 200, u64::MAX - 4096] {
+                assert!(interrupted(&m, arch, sp).is_none());
+            }
+        }
+    }
+
     use super::*;
     use crate::unwind::thread::SignalFrame;
 

@@ -473,7 +473,9 @@ impl Stitcher<'_> {
     /// `runtime.cgocallback` on the goroutine: the C code that called into Go
     /// is on g0, above the k-th `cgocallback` frame of the chain.
     fn enter_callback_c(&self, f: &Func, lookup: u64, w: &mut Walk) -> Result<(), Option<String>> {
-        let m = w.m.expect("checked by the caller");
+        let Some(m) = w.m else {
+            return Err(Some("a callback on a thread without an M".into()));
+        };
         let go_caller = match self.go.step(f, w.regs.pc, lookup, w.regs.sp, 0, false) {
             GoStep::Caller { pc, sp, fp } => Some(Regs {
                 pc,
