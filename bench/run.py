@@ -248,7 +248,7 @@ def main():
                 cmds += anchors(a.go, exe, core)
             ref = None
             for name, cmd in cmds:
-                before = (lambda: evict(core)) if name == COLD else None
+                before = (lambda core=core: evict(core)) if name == COLD else None
                 r, err = measure(cmd, a.runs if name.startswith("cgocore") else a.anchor_runs, before=before)
                 # Instructions do not depend on the page cache or on text vs JSON much:
                 # count the table and everything as JSON.
@@ -263,9 +263,9 @@ def main():
                                 "wall_s": r and r[0], "cpu_s": r and r[1], "rss_mb": r and r[2],
                                 "instructions": ir, "error": err})
                 if r:
+                    instr = "" if ir is None else "%.3g instr" % ir
                     print("  %-45s %8.3f s %8.3f s cpu %9.1f MB %s%s" % (
-                        name, r[0], r[1], r[2], ratio and ratio + " of cgocore --json  ", "" if ir is None else "%.3g instr" % ir),
-                        flush=True)
+                        name, r[0], r[1], r[2], ratio and ratio + " of cgocore --json  ", instr), flush=True)
                 else:
                     print("  %-45s failed: %s" % (name, err), flush=True)
             write_results(a, rows, records)

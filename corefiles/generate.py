@@ -282,7 +282,7 @@ def parse(dump, scenario_lines):
         m = re.match(r"^SCENARIO (\S+) tid=(\d+) goid=(\d+)", line)
         if m:
             scen[m.group(1)] = {"tid": int(m.group(2)), "goid": int(m.group(3))}
-    ready = next((l for l in scenario_lines if l.startswith("READY")), "")
+    ready = next((line for line in scenario_lines if line.startswith("READY")), "")
     main_goid = re.search(r"main_goid=(\d+)", ready)
     return {"goroutines": goroutines, "scenarios": scen,
             "go_version": None, "main_goid": int(main_goid.group(1)) if main_goid else None}

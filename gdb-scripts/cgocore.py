@@ -11,8 +11,10 @@ Commands:
     cgo-bt [THREAD | m M | g GOID]     one stitched stack: C frames flowing into the goroutine's Go frames
     cgo-diagnose                       findings: deadlocks, lock holders, locked threads in C, pile-ups
 
-The Rust core is the `cgocore` Python package (python-ext/, built with maturin). The
-script finds it on sys.path, in $CGOCORE_PYTHONPATH, or in the repository's .cache/python.
+The Rust core and the logic every debugger shares are the `cgocore` Python
+package (python-ext/, built with maturin; cgocore.debugger). This file only
+tells it what gdb sees. The package is found on sys.path, in
+$CGOCORE_PYTHONPATH, or in the repository's .cache/python.
 """
 import os
 import sys
@@ -21,30 +23,20 @@ import time
 import gdb
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_X86_REGS = ["rip", "rsp", "rbp", "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10",
-             "r11", "r12", "r13", "r14", "r15", "orig_rax", "fs_base", "eflags"]
-_ARM_REGS = ["pc", "sp", "x29", "x30"] + ["x%d" % i for i in range(29)] + ["tpidr"]
 
 
-def _cgocore():
-    try:
-        import cgocore
-        return cgocore
-    except ImportError:
-        pass
+def _package():
+    """The cgocore package and its debugger helpers."""
     for p in (os.environ.get("CGOCORE_PYTHONPATH"), os.path.join(_HERE, "..", ".cache", "python")):
         if p and os.path.isdir(p) and p not in sys.path:
-            sys.path.insert(0, p)
+            sys.path.append(p)
     try:
         import cgocore
-        return cgocore
+        import cgocore.debugger
     except ImportError as e:
         raise gdb.GdbError("cgocore: the cgocore Python package is not installed (%s); build python-ext "
-                           "with maturin, or set CGOCORE_PYTHONPATH" % e)
-
-
-def _u64(v):
-    return int(v) & 0xFFFFFFFFFFFFFFFF
+                           "with maturin, or set CGOCORE_PYTHONPATH" % e) from None
+    return cgocore
 
 
 def _modules():
@@ -71,7 +63,8 @@ def _modules():
 class _Target:
     """What the Rust side needs from gdb: memory, threads with registers, modules."""
 
-    def __init__(self):
+    def __init__(self, dbg):
+        begun = time.perf_counter()
         inf = gdb.selected_inferior()
         threads = inf.threads() if inf is not None else ()
         if inf is None or not threads:
@@ -84,22 +77,23 @@ class _Target:
             raise gdb.GdbError("cgocore: gdb has no executable for this inferior; use `file BINARY`")
         self.inf, self.exe, self.pid = inf, exe, inf.pid or None
         self.arch = gdb.newest_frame().architecture().name()
-        regs = _ARM_REGS if "aarch64" in self.arch else _X86_REGS
+        names = dbg.register_names(self.arch)
         self.threads, self.labels = [], {}
         selected = gdb.selected_thread()
+        self.selected_tid = (selected.ptid[1] or selected.ptid[2]) if selected is not None else None
         frame = gdb.selected_frame() if selected is not None else None
         try:
             for t in sorted(threads, key=lambda t: t.num):
                 t.switch()
                 f = gdb.newest_frame()
-                values = {}
-                for r in regs:
+
+                def read(name, f=f):
                     try:
-                        values[r] = _u64(f.read_register(r))
+                        return int(f.read_register(name))
                     except (gdb.error, ValueError):
-                        pass
+                        return None
                 tid = t.ptid[1] or t.ptid[2] or t.ptid[0]
-                self.threads.append((tid, values))
+                self.threads.append((tid, dbg.collect_registers(names, read)))
                 self.labels[tid] = str(t.num)
         finally:
             if selected is not None and selected.is_valid():
@@ -107,6 +101,7 @@ class _Target:
                 if frame is not None and frame.is_valid():
                     frame.select()
         self.modules = _modules()
+        self.collect_seconds = time.perf_counter() - begun
 
     def read(self, addr, size):
         try:
@@ -115,32 +110,25 @@ class _Target:
             return None
 
 
-def _analyze(goroutine_frames):
-    cg = _cgocore()
-    begun = time.perf_counter()
-    t = _Target()
-    started = time.perf_counter()
-    try:
-        a = cg.analyze_target(t.read, t.threads, t.modules, t.exe, arch=t.arch, pid=t.pid,
-                              goroutine_frames=goroutine_frames)
-    except cg.CgocoreError as e:
-        raise gdb.GdbError("cgocore: %s" % str(e).splitlines()[0])
-    except Exception as e:  # never let a bug take the session down
-        raise gdb.GdbError("cgocore: internal error: %s" % e)
-    a.seconds = time.perf_counter() - started
-    a.collect_seconds = started - begun
-    return a, t
-
-
 def _run(fn):
+    """Run a command body: every failure is one `cgocore: ...` line, never a traceback."""
+    cg = _package()
     try:
-        fn()
+        fn(cg.debugger)
     except gdb.GdbError:
         raise
     except KeyboardInterrupt:
-        raise gdb.GdbError("cgocore: interrupted")
-    except Exception as e:
-        raise gdb.GdbError("cgocore: %s" % str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise gdb.GdbError("cgocore: interrupted") from None
+    except (cg.CgocoreError, cg.debugger.UsageError) as e:
+        raise gdb.GdbError("cgocore: %s" % str(e).splitlines()[0]) from None
+    except Exception as e:  # never let a bug take the session down
+        raise gdb.GdbError("cgocore: internal error: %s" % (str(e).splitlines()[0] if str(e) else
+                                                            type(e).__name__)) from None
+
+
+def _analyze(dbg, goroutine_frames):
+    t = _Target(dbg)
+    return dbg.analyze(t, goroutine_frames), t
 
 
 class InfoCgoThreads(gdb.Command):
@@ -158,16 +146,12 @@ Works on a stopped live process and on a core (gdb BINARY CORE)."""
         super().__init__("info cgo-threads", gdb.COMMAND_STATUS)
 
     def invoke(self, arg, from_tty):
-        def go():
-            a, t = _analyze(False)
-            r = a.report
-            gdb.write("%s · %d threads · %d goroutines · %d threads in cgo · %d findings (cgo-diagnose)\n"
-                      % (r["go_version"], len(r["threads"]), len(r["goroutines"]),
-                         r["counts"]["threads_in_cgo"], len(r["findings"])))
+        def go(dbg):
+            a, t = _analyze(dbg, False)
+            gdb.write(dbg.threads_header(a.report, "cgo-diagnose"))
             gdb.write(a.threads_table(t.labels))
             if os.environ.get("CGOCORE_TIMING"):
-                gdb.write("cgocore: threads and registers %.3f s, analysis %.3f s, %d bridged reads\n"
-                          % (a.collect_seconds, a.seconds, a.bridged_reads))
+                gdb.write(dbg.timing_line(a))
         _run(go)
 
 
@@ -182,12 +166,9 @@ cgo: goroutines in a cgo call; locked: goroutines locked to their thread; all (d
         super().__init__("info cgo-goroutines", gdb.COMMAND_STATUS)
 
     def invoke(self, arg, from_tty):
-        which = (arg or "all").strip()
-        if which not in ("all", "cgo", "locked"):
-            raise gdb.GdbError("usage: info cgo-goroutines [cgo|locked|all]")
-
-        def go():
-            a, _ = _analyze(True)
+        def go(dbg):
+            which = dbg.goroutine_filter((arg or "").split(), "info cgo-goroutines [cgo|locked|all]")
+            a, _ = _analyze(dbg, True)
             gdb.write(a.goroutines(which))
         _run(go)
 
@@ -209,40 +190,9 @@ Signal handler frames, runtime.asmcgocall (where gdb's own backtrace gives up) a
     def invoke(self, arg, from_tty):
         words = (arg or "").split()
 
-        def go():
-            need_g = len(words) == 2 and words[0] == "g"
-            a, t = _analyze(need_g)
-            r = a.report
-            tid = None
-            try:
-                if not words:
-                    sel = gdb.selected_thread()
-                    tid = sel.ptid[1] or sel.ptid[2]
-                elif len(words) == 1:
-                    num = words[0]
-                    tid = next((k for k, v in t.labels.items() if v == num), None)
-                    if tid is None:
-                        raise gdb.GdbError("cgocore: no gdb thread %s" % num)
-                elif words[0] == "m":
-                    m = int(words[1])
-                    tid = next((x["tid"] for x in r["threads"] if x["m"] == m), None)
-                    if tid is None:
-                        raise gdb.GdbError("cgocore: M%d has no thread in this process" % m)
-                elif words[0] == "g":
-                    g = int(words[1])
-                    tid = next((x["tid"] for x in r["threads"]
-                                if x["stack_goroutine"] == g or x["curg"] == g), None)
-                    if tid is None:
-                        if not any(x["goid"] == g for x in r["goroutines"]):
-                            raise gdb.GdbError("cgocore: no goroutine %d" % g)
-                        gdb.write(a.goroutines("all").split("\n\n")[
-                            [x["goid"] for x in r["goroutines"]].index(g)] + "\n")
-                        return
-                else:
-                    raise ValueError
-            except ValueError:
-                raise gdb.GdbError("usage: cgo-bt [THREAD | m M | g GOID]")
-            gdb.write(a.thread_stack(tid))
+        def go(dbg):
+            a, t = _analyze(dbg, dbg.bt_needs_goroutines(words))
+            gdb.write(dbg.bt(a, words, t.labels, t.selected_tid, "cgo-bt " + dbg.BT_USAGE))
         _run(go)
 
 
@@ -257,8 +207,8 @@ Usage: cgo-diagnose"""
         super().__init__("cgo-diagnose", gdb.COMMAND_STATUS)
 
     def invoke(self, arg, from_tty):
-        def go():
-            a, _ = _analyze(False)
+        def go(dbg):
+            a, _ = _analyze(dbg, False)
             text = a.findings()
             gdb.write(text if text else "cgocore: no findings\n")
         _run(go)

@@ -15,6 +15,8 @@ Everything goes through the command's execution context (exe_ctx), never the glo
 lldb.process, and through the SB API only, so nothing here is Linux-specific: on macOS
 the same adapter hands the Rust core the Mach-O executable, threads and modules (the
 core library reads Mach-O through `object`; see docs/debuggers.md for what is verified).
+The logic every debugger shares is in the `cgocore` package (cgocore.debugger); this
+file only tells it what lldb sees.
 """
 import os
 import shlex
@@ -24,21 +26,15 @@ import time
 import lldb
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_X86_REGS = ["rip", "rsp", "rbp", "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10",
-             "r11", "r12", "r13", "r14", "r15", "orig_rax", "fs_base", "eflags"]
-_ARM_REGS = ["pc", "sp", "fp", "lr"] + ["x%d" % i for i in range(29)] + ["tpidr"]
 
 
-def _cgocore():
-    try:
-        import cgocore
-        return cgocore
-    except ImportError:
-        pass
+def _package():
+    """The cgocore package and its debugger helpers (ImportError says why not)."""
     for p in (os.environ.get("CGOCORE_PYTHONPATH"), os.path.join(_HERE, "..", ".cache", "python")):
         if p and os.path.isdir(p) and p not in sys.path:
-            sys.path.insert(0, p)
-    import cgocore  # raises ImportError with the reason; the command reports it
+            sys.path.append(p)
+    import cgocore
+    import cgocore.debugger
     return cgocore
 
 
@@ -47,7 +43,10 @@ class _Error(Exception):
 
 
 class _Target:
-    def __init__(self, exe_ctx):
+    """What the Rust side needs from lldb: memory, threads with registers, modules."""
+
+    def __init__(self, exe_ctx, dbg):
+        begun = time.perf_counter()
         target = exe_ctx.GetTarget()
         process = exe_ctx.GetProcess()
         if not target.IsValid() or not process.IsValid() or process.GetNumThreads() == 0:
@@ -63,28 +62,24 @@ class _Target:
         self.exe = exe.fullpath
         self.arch = target.GetTriple().split("-")[0]
         self.pid = process.GetProcessID() or None
+        self.selected_tid = exe_ctx.GetThread().GetThreadID() if exe_ctx.GetThread().IsValid() else None
         self.threads, self.labels = [], {}
-        names = _ARM_REGS if self.arch in ("aarch64", "arm64") else _X86_REGS
+        # Only the registers the analysis reads: walking every register set
+        # (FPU, AVX...) costs lldb far more.
+        names = dbg.register_names(self.arch)
         for i in range(process.GetNumThreads()):
             th = process.GetThreadAtIndex(i)
             frame = th.GetFrameAtIndex(0)
-            regs = {}
-            # Only the registers the analysis reads: walking every register set
-            # (FPU, AVX...) costs lldb far more.
-            for name in names:
+
+            def read(name, frame=frame):
                 r = frame.FindRegister(name)
                 if not r.IsValid():
-                    continue
+                    return None
                 err = lldb.SBError()
                 v = r.GetValueAsUnsigned(err, 0)
-                if err.Success():
-                    regs[name] = v & 0xFFFFFFFFFFFFFFFF
-            if "fp" in regs and "x29" not in regs:
-                regs["x29"] = regs["fp"]
-            if "lr" in regs and "x30" not in regs:
-                regs["x30"] = regs["lr"]
+                return v if err.Success() else None
             tid = th.GetThreadID()
-            self.threads.append((tid, regs))
+            self.threads.append((tid, dbg.collect_registers(names, read)))
             self.labels[tid] = str(th.GetIndexID())
         self.modules = []
         for m in target.module_iter():
@@ -92,6 +87,7 @@ class _Target:
             hdr = m.GetObjectFileHeaderAddress().GetLoadAddress(target)
             if path and hdr != lldb.LLDB_INVALID_ADDRESS:
                 self.modules.append((path, hdr))
+        self.collect_seconds = time.perf_counter() - begun
 
     def read(self, addr, size):
         err = lldb.SBError()
@@ -99,27 +95,15 @@ class _Target:
         return bytes(data) if err.Success() and data is not None else None
 
 
-def _analyze(exe_ctx, goroutine_frames):
-    cg = _cgocore()
-    begun = time.perf_counter()
-    t = _Target(exe_ctx)
-    started = time.perf_counter()
-    try:
-        # lldb reads a live process by the byte: small blocks (measured: 64 KiB
-        # blocks cost 4.6 s on 10k goroutines, single pages far less).
-        a = cg.analyze_target(t.read, t.threads, t.modules, t.exe, arch=t.arch, pid=t.pid,
-                              goroutine_frames=goroutine_frames,
-                              read_pages=int(os.environ.get("CGOCORE_READ_PAGES", "1")))
-    except cg.CgocoreError as e:
-        raise _Error(str(e).splitlines()[0])
-    a.seconds = time.perf_counter() - started
-    a.collect_seconds = started - begun
-    return a, t
+def _analyze(dbg, exe_ctx, goroutine_frames):
+    t = _Target(exe_ctx, dbg)
+    # lldb reads a live process by the byte: small blocks (measured: 64 KiB
+    # blocks cost 4.6 s on 10k goroutines, single pages far less).
+    pages = int(os.environ.get("CGOCORE_READ_PAGES", "1"))
+    return dbg.analyze(t, goroutine_frames, read_pages=pages), t
 
 
 class _Command:
-    usage = ""
-
     def __init__(self, debugger, internal_dict):
         pass
 
@@ -130,13 +114,20 @@ class _Command:
         return self.__doc__
 
     def __call__(self, debugger, command, exe_ctx, result):
+        """Every failure is one `cgocore: ...` error, never a traceback."""
         try:
-            result.AppendMessage(self.run(shlex.split(command or ""), exe_ctx).rstrip("\n"))
-        except _Error as e:
-            result.SetError("cgocore: %s" % e)
+            cg = _package()
         except ImportError as e:
             result.SetError("cgocore: the cgocore Python package is not installed (%s); build "
                             "python-ext with maturin, or set CGOCORE_PYTHONPATH" % e)
+            return
+        try:
+            out = self.run(cg.debugger, shlex.split(command or ""), exe_ctx)
+            result.AppendMessage(out.rstrip("\n"))
+        except (_Error, cg.debugger.UsageError) as e:
+            result.SetError("cgocore: %s" % e)
+        except cg.CgocoreError as e:
+            result.SetError("cgocore: %s" % str(e).splitlines()[0])
         except Exception as e:  # never let a bug take the session down
             result.SetError("cgocore: internal error: %s" % e)
 
@@ -150,16 +141,11 @@ Columns: # (lldb thread index), TID, KIND (go / extra: a C thread that called in
 foreign), M, LOCKEXT/LOCKINT (m.lockedExt, m.lockedInt), LOCKEDG, CURG, STATE, IN-CGO,
 BLOCKED (what its C call waits for, and who holds the lock)."""
 
-    def run(self, args, exe_ctx):
-        a, t = _analyze(exe_ctx, False)
-        r = a.report
-        head = "%s · %d threads · %d goroutines · %d threads in cgo · %d findings (cgo diagnose)\n" % (
-            r["go_version"], len(r["threads"]), len(r["goroutines"]),
-            r["counts"]["threads_in_cgo"], len(r["findings"]))
-        out = head + a.threads_table(t.labels)
+    def run(self, dbg, args, exe_ctx):
+        a, t = _analyze(dbg, exe_ctx, False)
+        out = dbg.threads_header(a.report, "cgo diagnose") + a.threads_table(t.labels)
         if os.environ.get("CGOCORE_TIMING"):
-            out += "cgocore: threads and registers %.3f s, analysis %.3f s, %d bridged reads\n" % (
-                a.collect_seconds, a.seconds, a.bridged_reads)
+            out += dbg.timing_line(a)
         return out
 
 
@@ -168,11 +154,9 @@ class Goroutines(_Command):
 
 Usage: cgo goroutines [cgo|locked|all]"""
 
-    def run(self, args, exe_ctx):
-        which = args[0] if args else "all"
-        if which not in ("all", "cgo", "locked") or len(args) > 1:
-            raise _Error("usage: cgo goroutines [cgo|locked|all]")
-        a, _ = _analyze(exe_ctx, True)
+    def run(self, dbg, args, exe_ctx):
+        which = dbg.goroutine_filter(args, "cgo goroutines [cgo|locked|all]")
+        a, _ = _analyze(dbg, exe_ctx, True)
         return a.goroutines(which)
 
 
@@ -184,36 +168,9 @@ Usage: cgo bt             the selected thread
        cgo bt m M         the thread of Go's M number M
        cgo bt g GOID      the thread serving goroutine GOID (else its own stack)"""
 
-    def run(self, args, exe_ctx):
-        need_g = len(args) == 2 and args[0] == "g"
-        a, t = _analyze(exe_ctx, need_g)
-        r = a.report
-        try:
-            if not args:
-                tid = exe_ctx.GetThread().GetThreadID()
-            elif len(args) == 1:
-                tid = next((k for k, v in t.labels.items() if v == args[0]), None)
-                if tid is None:
-                    raise _Error("no thread %s" % args[0])
-            elif args[0] == "m":
-                m = int(args[1])
-                tid = next((x["tid"] for x in r["threads"] if x["m"] == m), None)
-                if tid is None:
-                    raise _Error("M%d has no thread in this process" % m)
-            elif args[0] == "g":
-                g = int(args[1])
-                tid = next((x["tid"] for x in r["threads"]
-                            if x["stack_goroutine"] == g or x["curg"] == g), None)
-                if tid is None:
-                    ids = [x["goid"] for x in r["goroutines"]]
-                    if g not in ids:
-                        raise _Error("no goroutine %d" % g)
-                    return a.goroutines("all").split("\n\n")[ids.index(g)]
-            else:
-                raise ValueError
-        except ValueError:
-            raise _Error("usage: cgo bt [THREAD | m M | g GOID]")
-        return a.thread_stack(tid)
+    def run(self, dbg, args, exe_ctx):
+        a, t = _analyze(dbg, exe_ctx, dbg.bt_needs_goroutines(args))
+        return dbg.bt(a, args, t.labels, t.selected_tid, "cgo bt " + dbg.BT_USAGE)
 
 
 class Diagnose(_Command):
@@ -225,8 +182,8 @@ Deadlocks across C locks, threads holding a C lock others wait for, LockOSThread
 goroutines blocked in C, unsafe C signal handlers, thread pile-ups, nested LockOSThread,
 foreign threads and extra Ms."""
 
-    def run(self, args, exe_ctx):
-        a, _ = _analyze(exe_ctx, False)
+    def run(self, dbg, args, exe_ctx):
+        a, _ = _analyze(dbg, exe_ctx, False)
         return a.findings() or "cgocore: no findings"
 
 

@@ -74,7 +74,7 @@ pub use report::Report;
 pub mod render {
     pub use crate::report::dot::to_dot;
     pub use crate::report::text::{
-        findings, goroutines, render_sched, render_with, thread_stack, threads_table,
+        findings, goroutine, goroutines, render_sched, render_with, thread_stack, threads_table,
         write_goroutines, GoroutineFilter,
     };
 }

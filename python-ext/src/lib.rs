@@ -196,6 +196,15 @@ fn render_goroutines(report_json: &str, which: &str) -> PyResult<String> {
     guard(|| Ok(text::goroutines(&report(report_json)?, filter(which)?)))
 }
 
+/// One goroutine in the shape of Go's dump.
+#[pyfunction]
+fn render_goroutine(report_json: &str, goid: u64) -> PyResult<String> {
+    guard(|| {
+        text::goroutine(&report(report_json)?, goid)
+            .ok_or_else(|| anyhow::anyhow!("no goroutine {goid} in the report"))
+    })
+}
+
 /// One thread's stitched stack, every frame.
 #[pyfunction]
 fn render_thread_stack(report_json: &str, tid: u32) -> PyResult<String> {
@@ -232,6 +241,7 @@ fn _cgocore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(render_threads, m)?)?;
     m.add_function(wrap_pyfunction!(render_goroutines, m)?)?;
     m.add_function(wrap_pyfunction!(render_thread_stack, m)?)?;
+    m.add_function(wrap_pyfunction!(render_goroutine, m)?)?;
     m.add_function(wrap_pyfunction!(render_findings, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -10,6 +10,8 @@ pub enum GoroutineFilter {
     All,
     Cgo,
     Locked,
+    /// The goroutine with this id.
+    One(u64),
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -336,6 +338,7 @@ pub fn write_goroutines(
     for g in r.goroutines.iter().filter(|g| match filter {
         GoroutineFilter::Cgo => g.in_cgo,
         GoroutineFilter::Locked => g.locked,
+        GoroutineFilter::One(id) => g.goid == id,
         _ => true,
     }) {
         let mut o = String::new();
@@ -370,6 +373,14 @@ pub fn write_goroutines(
         out.write_all(o.as_bytes())?;
     }
     Ok(())
+}
+
+/// One goroutine as Go's dump shows it, or `None` when there is no such one.
+pub fn goroutine(r: &Report, goid: u64) -> Option<String> {
+    r.goroutines
+        .iter()
+        .any(|g| g.goid == goid)
+        .then(|| goroutines(r, GoroutineFilter::One(goid)))
 }
 
 /// The stack of one thread, every frame.

@@ -25,6 +25,7 @@ from ._cgocore import (  # noqa: F401
     analyze_target_json,
     render,
     render_findings,
+    render_goroutine,
     render_goroutines,
     render_thread_stack,
     render_threads,
@@ -52,6 +53,9 @@ class Analysis:
 
     def thread_stack(self, tid):
         return render_thread_stack(self.json, tid)
+
+    def goroutine(self, goid):
+        return render_goroutine(self.json, goid)
 
     def findings(self):
         return render_findings(self.json)
