@@ -594,3 +594,64 @@ fn python_api_matches_the_cli() {
     assert_eq!(got, serde_json::Value::Array(want));
     assert!(s.contains("ERR ") && !s.contains("Traceback"), "{s}");
 }
+
+/// Python errors are typed (a subclass per kind of `cgocore::Error`, all
+/// `CgocoreError`s), and the `bt` resolver the gdb and lldb commands share
+/// answers each form and says what is wrong with a bad one.
+#[test]
+fn python_errors_are_typed_and_the_shared_bt_resolver_answers() {
+    let Some(pp) = python_path() else {
+        assert!(!require_generated(), "cgocore Python package not built");
+        return;
+    };
+    let f = fixtures();
+    let (c, other) = (&f[0], &f[1]);
+    let script = [
+        "import cgocore, cgocore.debugger as d",
+        "try:",
+        "    cgocore.analyze_core(@CORE@, exe=@OTHER@)",
+        "except cgocore.WrongBinaryError as e:",
+        "    print('WRONG', isinstance(e, cgocore.CgocoreError))",
+        "try:",
+        "    cgocore.analyze_core('/dev/null')",
+        "except cgocore.NotACoreError as e:",
+        "    print('NOTCORE', isinstance(e, cgocore.CgocoreError))",
+        "class A:",
+        "    report = {'threads': [{'tid': 7, 'm': 3, 'curg': 5, 'stack_goroutine': None}],",
+        "              'goroutines': [{'goid': 5}, {'goid': 9}]}",
+        "    def thread_stack(self, tid):",
+        "        return 'T%d' % tid",
+        "    def goroutine(self, goid):",
+        "        return 'G%d\\n\\n' % goid",
+        "print('BT', d.bt(A(), ['m', '3'], {}, None, 'u'), d.bt(A(), ['g', '5'], {}, None, 'u'),",
+        "      repr(d.bt(A(), ['g', '9'], {}, None, 'u')), d.bt(A(), ['2'], {7: '2'}, None, 'u'),",
+        "      d.bt(A(), [], {}, 7, 'u'))",
+        "for w in (['m', 'x'], ['m', '4'], ['g', '8'], ['2'], ['q', '1', '2']):",
+        "    try:",
+        "        d.bt(A(), w, {}, None, 'u')",
+        "    except d.UsageError as e:",
+        "        print('USAGE', e)",
+    ]
+    .join("\n")
+    .replace("@CORE@", &format!("{:?}", c.core.display().to_string()))
+    .replace("@OTHER@", &format!("{:?}", other.exe.display().to_string()));
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .env("PYTHONPATH", &pp)
+        .output()
+        .unwrap();
+    let s = text(&out);
+    assert!(!s.contains("Traceback"), "{s}");
+    for want in [
+        "WRONG True",
+        "NOTCORE True",
+        "BT T7 T7 'G9\\n' T7 T7",
+        "USAGE usage: u",
+        "USAGE M4 has no thread in this process",
+        "USAGE no goroutine 8",
+        "USAGE no thread 2",
+    ] {
+        assert!(s.contains(want), "{want:?} in:\n{s}");
+    }
+    assert_eq!(s.matches("USAGE").count(), 5, "{s}");
+}
