@@ -66,15 +66,7 @@ fn thread(r: &Report, tid: u32) -> &ThreadInfo {
 }
 
 fn tids(f: &Finding) -> BTreeSet<u32> {
-    f.evidence["tids"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_u64())
-                .map(|v| v as u32)
-                .collect()
-        })
-        .unwrap_or_default()
+    f.tids().into_iter().collect()
 }
 
 /// The first tid of a finding's evidence: the subject (a lock's holder).

@@ -554,6 +554,16 @@ fn debuggers_say_one_line_when_there_is_nothing_to_explain() {
     }
 }
 
+/// What a Python script prints (stdout and stderr), with the package on its path.
+fn python(script: &str, pp: &Path) -> String {
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .env("PYTHONPATH", pp)
+        .output()
+        .unwrap();
+    text(&out)
+}
+
 /// The Python API returns the CLI's JSON report as Python objects.
 #[test]
 fn python_api_matches_the_cli() {
@@ -570,12 +580,7 @@ fn python_api_matches_the_cli() {
         core = c.core.display().to_string(),
         exe = c.exe.display().to_string()
     );
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .env("PYTHONPATH", &pp)
-        .output()
-        .unwrap();
-    let s = text(&out);
+    let s = python(&script, &pp);
     let first = s.lines().next().unwrap_or_default();
     let got: serde_json::Value = serde_json::from_str(first).unwrap_or_else(|e| panic!("{e}: {s}"));
     let r = analyze(c).report;
@@ -635,12 +640,7 @@ fn python_errors_are_typed_and_the_shared_bt_resolver_answers() {
     .join("\n")
     .replace("@CORE@", &format!("{:?}", c.core.display().to_string()))
     .replace("@OTHER@", &format!("{:?}", other.exe.display().to_string()));
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .env("PYTHONPATH", &pp)
-        .output()
-        .unwrap();
-    let s = text(&out);
+    let s = python(&script, &pp);
     assert!(!s.contains("Traceback"), "{s}");
     for want in [
         "WRONG True",

@@ -246,6 +246,20 @@ pub struct Finding {
     pub advice: String,
 }
 
+impl Finding {
+    /// The threads the finding names (`evidence.tids`), subject first.
+    pub fn tids(&self) -> Vec<u32> {
+        self.evidence["tids"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| u32::try_from(v.as_u64()?).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PInfo {
     pub id: i32,

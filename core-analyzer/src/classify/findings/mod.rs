@@ -201,7 +201,7 @@ pub fn findings(r: &Report) -> Vec<Finding> {
         for f in (d.run)(&facts) {
             debug_assert_eq!(f.kind, d.kind);
             let at = if d.per_thread {
-                first_tid(&f).map_or(usize::MAX, |t| facts.position(t))
+                f.tids().first().map_or(usize::MAX, |&t| facts.position(t))
             } else {
                 0
             };
@@ -211,10 +211,6 @@ pub fn findings(r: &Report) -> Vec<Finding> {
     // Stable: a detector's own findings keep their order.
     ranked.sort_by_key(|(rank, f)| (f.severity, *rank));
     ranked.into_iter().map(|(_, f)| f).collect()
-}
-
-fn first_tid(f: &Finding) -> Option<u32> {
-    f.evidence["tids"].get(0)?.as_u64()?.try_into().ok()
 }
 
 #[cfg(test)]

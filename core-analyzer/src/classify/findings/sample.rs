@@ -142,13 +142,5 @@ pub fn report(threads: Vec<ThreadInfo>) -> Report {
 
 /// The tids a finding names, subject first.
 pub fn tids(f: &Finding) -> Vec<u32> {
-    f.evidence["tids"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_u64())
-                .map(|v| v as u32)
-                .collect()
-        })
-        .unwrap_or_default()
+    f.tids()
 }
