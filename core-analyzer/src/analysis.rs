@@ -10,7 +10,7 @@ use crate::process::Process;
 use crate::report::*;
 use crate::runtime::join::{ThreadJoin, ThreadSp};
 use crate::runtime::{self, g, sched::Sched, GoRuntime, G, M, P};
-use crate::symbolize::modules::{Modules, Preload};
+use crate::symbolize::modules::{Modules, Preload, SymbolCache};
 use crate::unwind::goroutines::unwind_goroutines;
 use crate::unwind::native::NativeUnwinder;
 use crate::unwind::thread::{arch_key, SignalFrame, Stitcher, ThreadStack};
@@ -38,6 +38,9 @@ pub struct AnalyzeOptions {
     /// Unwind every goroutine's stack (thread stacks are always unwound). A
     /// debugger's thread table does without, over a slow memory bridge.
     pub goroutine_frames: bool,
+    /// C symbols already loaded (a live capture loads them before it stops
+    /// the process); shared with the caller.
+    pub symbols: SymbolCache,
 }
 
 impl Default for AnalyzeOptions {
@@ -45,6 +48,7 @@ impl Default for AnalyzeOptions {
         AnalyzeOptions {
             rules: Rules::builtin(),
             goroutine_frames: true,
+            symbols: SymbolCache::default(),
         }
     }
 }
@@ -57,7 +61,7 @@ pub fn analyze_with(
 ) -> Result<Analysis> {
     // load: the Go runtime, and (on other cores) the C symbols of the
     // libraries the threads are in.
-    let modules = Modules::new(&process);
+    let modules = Modules::new(&process, &opts.symbols);
     let preload = Preload::start(
         &process,
         &modules,
@@ -293,12 +297,15 @@ fn classify_threads(
         .map(|t| (t.tid, t.regs.thread_pointer().unwrap_or(0)))
         .collect();
     let data_symbol = |a: u64| modules.data_symbol(a);
+    let no_fds = Default::default();
+    let live = process.live.as_ref();
     let ccx = classify::Context {
         arch: process.arch,
         mem: &*process.mem,
         rules: &opts.rules,
         threads: &tids_tp,
         data_symbol: &data_symbol,
+        fds: live.map_or(&no_fds, |l| &l.fds),
     };
     process
         .threads
@@ -354,6 +361,7 @@ fn classify_threads(
                 cgo_call: cgo_call(&st.frames),
                 goroutine_frame: st.goroutine_frame,
                 blocked,
+                name: live.and_then(|l| l.thread_names.get(&t.tid).cloned()),
             }
         })
         .collect()
@@ -533,6 +541,7 @@ fn assemble(process: &Process, rt: &GoRuntime, core: Option<String>, p: Parts) -
         findings: vec![],
         warnings: p.warnings,
         incomplete: p.incomplete,
+        stopped_ms: process.live.as_ref().map(|l| l.stopped_ms),
     };
     report.findings = classify::findings::findings(&report);
     report

@@ -60,6 +60,10 @@ pub enum Error {
     /// A debugger or live target refused to read memory the analysis needs.
     #[error("{0}")]
     TargetMemory(String),
+    /// A live process cannot be stopped: none with that pid, no permission,
+    /// or another tracer holds it.
+    #[error("{0}")]
+    Attach(String),
     /// Anything else (a bad rules file, ...).
     #[error("{0}")]
     Other(String),
@@ -77,6 +81,11 @@ impl Error {
         if matches!(e.downcast_ref::<Fault>(), Some(Fault::Target { .. })) {
             return Error::TargetMemory(msg);
         }
+        if e.downcast_ref::<crate::live::ptrace::AttachError>()
+            .is_some()
+        {
+            return Error::Attach(msg);
+        }
         fallback(msg)
     }
 
@@ -90,6 +99,7 @@ impl Error {
             Error::CorruptRuntime(_) => "corrupt-runtime",
             Error::Io { .. } => "io",
             Error::TargetMemory(_) => "target-memory",
+            Error::Attach(_) => "attach",
             Error::Other(_) => "other",
         }
     }

@@ -36,7 +36,7 @@
 //! via `layout`) → stacks (`unwind`) → classes and findings (`classify`) →
 //! the report. The modules below the facade are public for the project's own
 //! tests and tools, and are not a stable API.
-mod analysis;
+pub(crate) mod analysis;
 mod error;
 mod process;
 
@@ -50,6 +50,8 @@ pub mod elf;
 pub mod input;
 #[doc(hidden)]
 pub mod layout;
+#[doc(hidden)]
+pub mod live;
 #[doc(hidden)]
 pub mod memory;
 #[doc(hidden)]
@@ -66,6 +68,7 @@ pub use classify::findings::FindingKind;
 pub use classify::rules::Rules;
 pub use elf::regs::Arch;
 pub use error::{Error, Fault};
+pub use live::{Capture, LiveOptions};
 pub use memory::{Memory, PagedMemory};
 pub use process::{OpenOptions, Process, TargetDesc};
 pub use report::Report;
@@ -93,6 +96,13 @@ pub fn open_core(path: &Path, opts: &OpenOptions) -> Result<Process, Error> {
 /// memory as a core's are.
 pub fn open_target(desc: TargetDesc, mem: Box<dyn Memory + Send + Sync>) -> Result<Process, Error> {
     Process::from_target(desc, mem).map_err(|e| Error::from_internal(e, Error::Other))
+}
+
+/// Stop a live process (every thread, ptrace), analyze it while reading its
+/// memory, and let it go: the report (`stopped_ms` says for how long) and
+/// the snapshot core of what was read (`Capture::snapshot.write`).
+pub fn capture_pid(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<Capture, Error> {
+    live::capture(pid, opts, aopts).map_err(|e| Error::from_internal(e, Error::Other))
 }
 
 /// Analyze with the default options (built-in rules, every goroutine's

@@ -1,7 +1,9 @@
-//! `cgocore`: the offline CLI.
+//! `cgocore`: the CLI. `analyze` a core or a live process, `snapshot` a live
+//! process into a small core.
 use anyhow::{Context, Result};
 use cgocore::render::{render_sched, render_with, write_goroutines, GoroutineFilter};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -26,7 +28,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 #[command(
     name = "cgocore",
     version,
-    about = "Explain Go programs stuck in cgo: threads, Ms, locking and goroutines from a core file"
+    about = "Explain Go programs stuck in cgo: threads, Ms, locking and goroutines from a core file or a live process"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -35,42 +37,44 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Analyze a core file (kernel core, gcore, or zstd-compressed .zst)
-    #[command(
-        after_help = concat!("Exit status: 0 complete, 1 error, 2 bad usage, 3 printed but incomplete (see warnings), \
-4 the binary does not match the core, 5 not a Go program, 6 a Go release this cgocore does not know.", "\n\n\
-Examples:\n  cgocore analyze core.1234 --exe ./server\n  cgocore analyze core.zst --json | jq '.threads[] | select(.kind==\"foreign\")'\n  cgocore analyze core --goroutines locked\n  cgocore analyze core --stacks       # every frame of every thread\n  cgocore analyze core --sched        # schedtrace-style summary\n  cgocore analyze core --dot wait.dot && dot -Tsvg wait.dot > wait.svg")
-    )]
+    /// Analyze a core file (kernel core, gcore, or zstd-compressed .zst) or a live process (--pid)
+    #[command(after_help = concat!(
+        "Exit status: 0 complete, 1 error, 2 bad usage, 3 printed but incomplete (see warnings), \
+4 the binary does not match the core, 5 not a Go program, 6 a Go release this cgocore does not know.",
+        "\n\nExamples:\n  cgocore analyze core.1234 --exe ./server\n  cgocore analyze --pid 4242            # a live process: stopped for milliseconds, then let go\n  cgocore analyze core.zst --json | jq '.threads[] | select(.kind==\"foreign\")'\n  cgocore analyze core --goroutines locked\n  cgocore analyze core --stacks       # every frame of every thread\n  cgocore analyze core --sched        # schedtrace-style summary\n  cgocore analyze core --dot wait.dot && dot -Tsvg wait.dot > wait.svg"
+    ))]
     Analyze {
         /// The core file (optionally zstd-compressed)
-        core: PathBuf,
+        #[arg(required_unless_present = "pid", conflicts_with = "pid")]
+        core: Option<PathBuf>,
+        /// Analyze the live process PID instead: every thread is stopped (ptrace) while its memory is read, then let go
+        #[arg(long, value_name = "PID")]
+        pid: Option<u32>,
         /// The executable that produced the core (default: the path the core names), or the Go library (-buildmode=c-shared) a C or Python program ran
-        #[arg(long)]
+        #[arg(long, conflicts_with = "pid")]
         exe: Option<PathBuf>,
-        /// Root folder under which the core's file paths are looked up (core from another host)
+        /// Root folder under which the target's file paths are looked up (a core from another host; a live process in a container defaults to /proc/PID/root)
         #[arg(long)]
         sysroot: Option<PathBuf>,
-        /// Print JSON (schema: docs/json-schema.md) instead of text
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Write a small core of a live process: only what an analysis reads (its threads' registers and stacks, the runtime's data, the goroutines' stacks), zstd-compressed when FILE ends in .zst; `cgocore analyze FILE` and gdb open it
+    #[command(after_help = concat!(
+        "Exit status: 0 written, 1 error, 2 bad usage, 3 written but the analysis was incomplete, \
+4 the binary does not match the process, 5 not a Go program, 6 a Go release this cgocore does not know.",
+        "\n\nExample:\n  cgocore snapshot --pid 4242 -o stuck.core.zst && cgocore analyze stuck.core.zst"
+    ))]
+    Snapshot {
+        /// The live process
+        #[arg(long, value_name = "PID")]
+        pid: u32,
+        /// Where to write the core (FILE.zst: compressed)
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        /// Root folder under which the process's file paths are looked up (default: /proc/PID/root for a process in another mount namespace)
         #[arg(long)]
-        json: bool,
-        /// Indent the JSON for reading
-        #[arg(long, requires = "json")]
-        pretty: bool,
-        /// Also list goroutines, like Go's own dump
-        #[arg(long, value_enum)]
-        goroutines: Option<Which>,
-        /// Show every frame of every thread (signal handlers included), not the first few
-        #[arg(long)]
-        stacks: bool,
-        /// Print a GODEBUG=schedtrace=1,scheddetail=1-style summary (per P, M and goroutine)
-        #[arg(long)]
-        sched: bool,
-        /// Write the wait-for graph (threads, goroutines, locks) as Graphviz DOT to FILE (- for stdout)
-        #[arg(long, value_name = "FILE")]
-        dot: Option<PathBuf>,
-        /// Extra classification rules (JSON, same shape as the built-in rules.json), tried first
-        #[arg(long, value_name = "FILE")]
-        rules: Option<PathBuf>,
+        sysroot: Option<PathBuf>,
     },
     /// Developer tools
     #[command(hide = true)]
@@ -78,6 +82,32 @@ Examples:\n  cgocore analyze core.1234 --exe ./server\n  cgocore analyze core.zs
         #[command(subcommand)]
         cmd: DevCmd,
     },
+}
+
+/// How `analyze` prints its report.
+#[derive(Args)]
+struct Output {
+    /// Print JSON (schema: docs/json-schema.md) instead of text
+    #[arg(long)]
+    json: bool,
+    /// Indent the JSON for reading
+    #[arg(long, requires = "json")]
+    pretty: bool,
+    /// Also list goroutines, like Go's own dump
+    #[arg(long, value_enum)]
+    goroutines: Option<Which>,
+    /// Show every frame of every thread (signal handlers included), not the first few
+    #[arg(long)]
+    stacks: bool,
+    /// Print a GODEBUG=schedtrace=1,scheddetail=1-style summary (per P, M and goroutine)
+    #[arg(long)]
+    sched: bool,
+    /// Write the wait-for graph (threads, goroutines, locks) as Graphviz DOT to FILE (- for stdout)
+    #[arg(long, value_name = "FILE")]
+    dot: Option<PathBuf>,
+    /// Extra classification rules (JSON, same shape as the built-in rules.json), tried first
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -97,73 +127,60 @@ fn run(cli: Cli) -> Result<u8> {
     match cli.cmd {
         Cmd::Analyze {
             core,
+            pid,
             exe,
             sysroot,
-            json,
-            pretty,
-            goroutines,
-            stacks,
-            sched,
-            dot,
-            rules,
+            out,
         } => {
             let mut aopts = cgocore::AnalyzeOptions::default();
-            if let Some(path) = rules {
-                aopts.rules = cgocore::Rules::with_user_file(&path)?;
+            if let Some(path) = &out.rules {
+                aopts.rules = cgocore::Rules::with_user_file(path)?;
             }
             // Goroutine stacks cost most on big cores: only unwind them when
             // they are printed.
-            aopts.goroutine_frames = json || goroutines.is_some();
-            let opts = cgocore::OpenOptions { exe, sysroot };
-            let process = cgocore::open_core(&core, &opts)?;
-            let a = cgocore::analyze_with(process, Some(core.display().to_string()), &aopts)?;
-            if let Some(path) = dot {
-                let g = cgocore::render::to_dot(&a.report);
-                if path.as_os_str() == "-" {
-                    print!("{g}");
-                    return Ok(0);
+            aopts.goroutine_frames = out.json || out.goroutines.is_some();
+            let report = match (pid, core) {
+                (Some(pid), _) => {
+                    let opts = cgocore::LiveOptions {
+                        sysroot,
+                        ..Default::default()
+                    };
+                    cgocore::capture_pid(pid, &opts, &aopts)?.analysis.report
                 }
-                std::fs::write(&path, g)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            use std::io::Write;
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            if json {
-                // Streamed: a 100k-goroutine report never sits in memory as
-                // text. Compact unless --pretty (jq formats it anyway).
-                if pretty {
-                    serde_json::to_writer_pretty(&mut out, &a.report)?;
-                } else {
-                    serde_json::to_writer(&mut out, &a.report)?;
+                (None, Some(core)) => {
+                    let process =
+                        cgocore::open_core(&core, &cgocore::OpenOptions { exe, sysroot })?;
+                    cgocore::analyze_with(process, Some(core.display().to_string()), &aopts)?.report
                 }
-                writeln!(out)?;
-            } else {
-                let f = match goroutines {
-                    None => GoroutineFilter::None,
-                    Some(Which::All) => GoroutineFilter::All,
-                    Some(Which::Cgo) => GoroutineFilter::Cgo,
-                    Some(Which::Locked) => GoroutineFilter::Locked,
-                };
-                if sched {
-                    write!(out, "{}", render_sched(&a.report))?;
-                } else {
-                    write!(
-                        out,
-                        "{}",
-                        render_with(&a.report, GoroutineFilter::None, stacks)
-                    )?;
-                    if f != GoroutineFilter::None {
-                        writeln!(out)?;
-                        write_goroutines(&a.report, f, &mut out)?;
-                    }
-                }
-            }
-            out.flush()?;
-            Ok(if a.report.incomplete {
-                EXIT_INCOMPLETE
-            } else {
-                0
-            })
+                (None, None) => unreachable!("clap requires CORE or --pid"),
+            };
+            print_report(&report, &out)
+        }
+        Cmd::Snapshot {
+            pid,
+            output,
+            sysroot,
+        } => {
+            let opts = cgocore::LiveOptions {
+                sysroot,
+                ..Default::default()
+            };
+            // The goroutines' stacks are part of what an analysis reads.
+            let c = cgocore::capture_pid(pid, &opts, &cgocore::AnalyzeOptions::default())?;
+            let bytes = c
+                .snapshot
+                .write(&output)
+                .with_context(|| format!("cannot write the snapshot {}", output.display()))?;
+            let r = &c.analysis.report;
+            println!(
+                "wrote {}: {:.1} MB, {} threads, {} goroutines; process {pid} was stopped {:.1} ms",
+                output.display(),
+                bytes as f64 / 1e6,
+                r.counts.threads,
+                r.counts.goroutines,
+                c.stopped.as_secs_f64() * 1e3
+            );
+            Ok(if r.incomplete { EXIT_INCOMPLETE } else { 0 })
         }
         Cmd::Dev {
             cmd: DevCmd::Layout { binary },
@@ -184,6 +201,46 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// The report as asked: text (with goroutines, stacks or the sched view),
+/// JSON, and the wait-for graph.
+fn print_report(r: &cgocore::Report, out: &Output) -> Result<u8> {
+    if let Some(path) = &out.dot {
+        let g = cgocore::render::to_dot(r);
+        if path.as_os_str() == "-" {
+            print!("{g}");
+            return Ok(0);
+        }
+        std::fs::write(path, g).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+    if out.json {
+        // Streamed: a 100k-goroutine report never sits in memory as text.
+        // Compact unless --pretty (jq formats it anyway).
+        if out.pretty {
+            serde_json::to_writer_pretty(&mut w, r)?;
+        } else {
+            serde_json::to_writer(&mut w, r)?;
+        }
+        writeln!(w)?;
+    } else if out.sched {
+        write!(w, "{}", render_sched(r))?;
+    } else {
+        write!(w, "{}", render_with(r, GoroutineFilter::None, out.stacks))?;
+        let f = match out.goroutines {
+            None => GoroutineFilter::None,
+            Some(Which::All) => GoroutineFilter::All,
+            Some(Which::Cgo) => GoroutineFilter::Cgo,
+            Some(Which::Locked) => GoroutineFilter::Locked,
+        };
+        if f != GoroutineFilter::None {
+            writeln!(w)?;
+            write_goroutines(r, f, &mut w)?;
+        }
+    }
+    w.flush()?;
+    Ok(if r.incomplete { EXIT_INCOMPLETE } else { 0 })
 }
 
 fn main() -> ExitCode {

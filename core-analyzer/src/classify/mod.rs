@@ -25,6 +25,8 @@ pub struct Context<'a> {
     pub threads: &'a [(u32, u64)],
     /// `name+off` for a data address, if a module has a symbol for it.
     pub data_symbol: &'a dyn Fn(u64) -> Option<String>,
+    /// What each file descriptor is (live captures; empty for cores).
+    pub fds: &'a std::collections::BTreeMap<i32, String>,
 }
 
 /// Where a thread's blocked C call is on its stack.
@@ -230,7 +232,13 @@ fn describe(cx: &Context, name: &str, args: Args, a: &[u64; 6]) -> String {
         }
     };
     match args {
-        Args::Fd => format!("{name}(fd {})", a[0] as i32),
+        Args::Fd => {
+            let fd = a[0] as i32;
+            match cx.fds.get(&fd) {
+                Some(what) => format!("{name}(fd {fd}: {what})"),
+                None => format!("{name}(fd {fd})"),
+            }
+        }
         Args::Futex => {
             let sym = (cx.data_symbol)(a[0])
                 .map(|s| format!(" <{s}>"))

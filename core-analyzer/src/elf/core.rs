@@ -23,15 +23,31 @@ const SIGSTOP: i32 = 19;
 /// `CoreFile::writer` values.
 pub const KERNEL: &str = "kernel";
 pub const GDB: &str = "gdb gcore";
+pub const SNAPSHOT: &str = "cgocore snapshot";
+/// The note `cgocore snapshot` opens its cores with (name, type): what the
+/// live process told beyond its memory, as JSON (`SnapshotNote`).
+pub const SNAPSHOT_NOTE: (&[u8], u32) = (b"CGOCORE", 1);
 
 /// The kernel opens a core with the crashing thread's `NT_PRSTATUS`, gdb's
-/// gcore with the process's `NT_PRPSINFO`.
-fn writer_of(first_note: u32) -> Option<&'static str> {
-    match first_note {
-        elf::NT_PRSTATUS => Some(KERNEL),
-        elf::NT_PRPSINFO => Some(GDB),
+/// gcore with the process's `NT_PRPSINFO`, cgocore's snapshot with its own.
+fn writer_of(name: &[u8], first_note: u32) -> Option<&'static str> {
+    match (name, first_note) {
+        (b"CORE", elf::NT_PRSTATUS) => Some(KERNEL),
+        (b"CORE", elf::NT_PRPSINFO) => Some(GDB),
+        (n, t) if (n, t) == SNAPSHOT_NOTE => Some(SNAPSHOT),
         _ => None,
     }
+}
+
+/// What a live capture knew that memory does not say.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct SnapshotNote {
+    /// How long the process was stopped.
+    pub stopped_ms: f64,
+    /// Each file descriptor: a path, a pipe, a socket with its addresses.
+    pub fds: std::collections::BTreeMap<i32, String>,
+    /// Each thread's name (`comm`).
+    pub thread_names: std::collections::BTreeMap<u32, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +90,8 @@ pub struct CoreFile {
     pub writer: Option<&'static str>,
     pub pid: Option<u32>,
     pub command: Option<String>,
+    /// A cgocore snapshot's account of the live process.
+    pub snapshot: Option<SnapshotNote>,
     pub warnings: Vec<String>,
 }
 
@@ -119,6 +137,7 @@ impl CoreFile {
             writer: None,
             pid: None,
             command: None,
+            snapshot: None,
             warnings: vec![],
         };
         let mut truncated = 0u64;
@@ -149,7 +168,7 @@ impl CoreFile {
                         match notes.next() {
                             Ok(Some(n)) => {
                                 if core.writer.is_none() {
-                                    core.writer = writer_of(n.n_type(e));
+                                    core.writer = writer_of(n.name(), n.n_type(e));
                                 }
                                 if let Some(s) = core.note(n.name(), n.n_type(e), n.desc()) {
                                     siginfos.push(s);
@@ -205,6 +224,9 @@ impl CoreFile {
                     let end = f.iter().position(|&b| b == 0).unwrap_or(f.len());
                     self.command = Some(String::from_utf8_lossy(&f[..end]).into_owned());
                 }
+            }
+            (n, t) if (n, t) == SNAPSHOT_NOTE => {
+                self.snapshot = serde_json::from_slice(desc).ok();
             }
             (b"LINUX", NT_ARM_TLS) => {
                 if let (Some(t), Some(v)) = (self.threads.last_mut(), u64_at(desc, 0)) {

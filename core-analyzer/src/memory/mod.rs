@@ -118,6 +118,15 @@ impl<T: Memory + ?Sized> Memory for &T {
     }
 }
 
+impl<T: Memory + ?Sized> Memory for std::sync::Arc<T> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        (**self).read(addr, buf)
+    }
+    fn release(&self) {
+        (**self).release()
+    }
+}
+
 #[cfg(test)]
 pub mod mock {
     //! A sparse byte map for decoder unit tests.

@@ -1,6 +1,7 @@
 //! A process image to analyze: memory, threads with registers, the Go binary
 //! and its load bias, the libraries. Built from a core file here, or from a
 //! target a debugger describes; `resolve` finds the binaries for both.
+pub mod linkmap;
 pub mod resolve;
 
 use crate::elf::core::{CoreFile, AT_ENTRY, AT_EXECFN, AT_PHDR};
@@ -44,12 +45,31 @@ pub struct Process {
     pub libraries: Vec<Library>,
     /// Where this host finds the target's files (`--sysroot`), for debug files too.
     pub sysroot: Option<PathBuf>,
+    /// What a live capture knew beyond memory (fds, thread names, stopped
+    /// time): from `cgocore analyze --pid`, or a snapshot's note.
+    pub live: Option<crate::elf::core::SnapshotNote>,
 }
 
 pub struct Library {
     pub path: String,
     pub binary: Binary,
     pub bias: u64,
+}
+
+/// What a live capture hands over to become a process image.
+pub struct LiveParts {
+    pub pid: u32,
+    pub arch: Arch,
+    /// The executable on this host (under the process's root in a container).
+    pub exe: PathBuf,
+    pub threads: Vec<Thread>,
+    /// `(path, start, end, file offset)` of every mapping.
+    pub maps: Vec<(String, u64, u64, u64)>,
+    pub auxv: Vec<(u64, u64)>,
+    pub mem: Box<dyn Memory + Send + Sync>,
+    pub sysroot: Option<PathBuf>,
+    pub command: Option<String>,
+    pub facts: crate::elf::core::SnapshotNote,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -137,6 +157,50 @@ impl Process {
             notes: r.notes,
             libraries: r.libraries,
             sysroot: t.sysroot,
+            live: None,
+        })
+    }
+
+    /// A stopped live process: its threads, its mappings (`/proc/PID/maps`
+    /// as `(path, start, end, offset)`), its memory. Binaries are resolved and
+    /// checked as for a core.
+    pub fn from_live(live: LiveParts) -> Result<Process> {
+        let mappings: Vec<Mapping> = live
+            .maps
+            .iter()
+            .filter(|(path, _, _, offset)| *offset == 0 && path.starts_with('/'))
+            .map(|(path, start, end, _)| Mapping {
+                path: path.clone(),
+                start: *start,
+                end: *end,
+            })
+            .collect();
+        let auxv = |k: u64| live.auxv.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+        let r = resolve::resolve(&Inputs {
+            mappings: &mappings,
+            mem: &*live.mem,
+            exe: live.exe,
+            exe_given: false,
+            sysroot: &live.sysroot,
+            at_entry: auxv(AT_ENTRY),
+            at_phdr: auxv(AT_PHDR),
+            target: format!("process {}", live.pid),
+        })?;
+        Ok(Process {
+            mem: live.mem,
+            threads: live.threads,
+            arch: live.arch,
+            exe: r.go,
+            bias: r.bias,
+            pid: Some(live.pid),
+            signal: None,
+            command: live.command,
+            core_writer: Some("live"),
+            warnings: vec![],
+            notes: r.notes,
+            libraries: r.libraries,
+            sysroot: live.sysroot,
+            live: Some(live.facts),
         })
     }
 
@@ -238,6 +302,7 @@ impl Process {
             notes: r.notes,
             libraries: r.libraries,
             sysroot: opts.sysroot.clone(),
+            live: core.snapshot.clone(),
         })
     }
 

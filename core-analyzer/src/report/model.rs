@@ -37,6 +37,10 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// True when some runtime data could not be read: the lists may be partial.
     pub incomplete: bool,
+    /// A live capture (`analyze --pid`, `snapshot`): how long the process was
+    /// stopped, in milliseconds. Absent for cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -114,6 +118,9 @@ pub struct ThreadInfo {
     /// goroutine parked, `systemstack`): index in `frames` where that
     /// goroutine's own stack begins.
     pub goroutine_frame: Option<usize>,
+    /// The thread's name (`comm`), where a live capture read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl ThreadInfo {

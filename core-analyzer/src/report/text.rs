@@ -181,14 +181,25 @@ pub fn render_with(r: &Report, filter: GoroutineFilter, full_stacks: bool) -> St
             .signal
             .map(|s| format!(", signal {s} {}", crate::unwind::signal::signal_name(s)))
             .unwrap_or_default();
-        let by = if r.core_writer.as_deref() == Some(crate::elf::core::GDB) {
-            ", gdb gcore of the live process"
-        } else {
-            ""
+        let by = match r.core_writer.as_deref() {
+            Some(crate::elf::core::GDB) => ", gdb gcore of the live process".to_string(),
+            Some(crate::elf::core::SNAPSHOT) => format!(
+                ", cgocore snapshot of the live process, stopped {:.1} ms",
+                r.stopped_ms.unwrap_or(0.0)
+            ),
+            _ => String::new(),
         };
         let _ = writeln!(
             o,
             "core {core} (pid {}{sig}{by}); roots from {}, layout from {}",
+            opt(r.pid),
+            r.roots_from,
+            r.layout_from
+        );
+    } else if let Some(ms) = r.stopped_ms {
+        let _ = writeln!(
+            o,
+            "live process {} (stopped {ms:.1} ms, then let go); roots from {}, layout from {}",
             opt(r.pid),
             r.roots_from,
             r.layout_from

@@ -5,9 +5,45 @@ use super::native::{NativeFrame, NativeSymbols};
 use crate::elf::exe::{debug_file, Binary};
 use crate::process::Process;
 use object::{Object, ObjectSegment, SegmentFlags};
+use std::collections::HashMap;
 use std::ops::Range;
-use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// C symbols loaded ahead, by binary path: a live capture loads them while
+/// the process still runs, so they cost nothing while it is stopped. The
+/// analysis takes each out when a module first needs it. A clone shares the
+/// same cache.
+#[derive(Clone, Default)]
+pub struct SymbolCache(Arc<Mutex<HashMap<PathBuf, NativeSymbols>>>);
+
+impl SymbolCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, NativeSymbols>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn contains(&self, path: &Path) -> bool {
+        self.lock().contains_key(path)
+    }
+
+    fn take(&self, path: &Path) -> Option<NativeSymbols> {
+        self.lock().remove(path)
+    }
+
+    /// Load the symbols of each binary (and its debug file), on all cores.
+    pub fn warm(&self, paths: &[PathBuf], sysroot: &Option<PathBuf>) {
+        std::thread::scope(|s| {
+            for path in paths.iter().filter(|p| !self.contains(p)) {
+                s.spawn(move || {
+                    if let Ok(b) = Binary::open(path) {
+                        let syms = NativeSymbols::load(&b, debug_file(&b, sysroot).as_ref());
+                        self.lock().insert(path.clone(), syms);
+                    }
+                });
+            }
+        });
+    }
+}
 
 pub struct CodeModule<'a> {
     /// File name as the report shows it (`libc.so.6`).
@@ -20,10 +56,17 @@ pub struct CodeModule<'a> {
     sysroot: Option<PathBuf>,
     debug: OnceLock<Option<Binary>>,
     syms: OnceLock<NativeSymbols>,
+    cache: SymbolCache,
 }
 
 impl<'a> CodeModule<'a> {
-    fn new(binary: &'a Binary, bias: u64, path: &str, sysroot: &Option<PathBuf>) -> Option<Self> {
+    fn new(
+        binary: &'a Binary,
+        bias: u64,
+        path: &str,
+        sysroot: &Option<PathBuf>,
+        cache: &SymbolCache,
+    ) -> Option<Self> {
         let obj = binary.object();
         let exec = obj.segments().filter(|s| match s.flags() {
             SegmentFlags::Elf { p_flags } => p_flags & object::elf::PF_X != 0,
@@ -47,6 +90,7 @@ impl<'a> CodeModule<'a> {
             sysroot: sysroot.clone(),
             debug: OnceLock::new(),
             syms: OnceLock::new(),
+            cache: cache.clone(),
         })
     }
 
@@ -63,8 +107,11 @@ impl<'a> CodeModule<'a> {
     }
 
     pub fn symbols(&self) -> &NativeSymbols {
-        self.syms
-            .get_or_init(|| NativeSymbols::load(self.binary, self.debug()))
+        self.syms.get_or_init(|| {
+            self.cache
+                .take(self.binary.path())
+                .unwrap_or_else(|| NativeSymbols::load(self.binary, self.debug()))
+        })
     }
 
     /// Frames for a runtime `lookup` address (inside the call for return addresses).
@@ -78,14 +125,15 @@ pub struct Modules<'a> {
 }
 
 impl<'a> Modules<'a> {
-    pub fn new(process: &'a Process) -> Modules<'a> {
+    pub fn new(process: &'a Process, cache: &SymbolCache) -> Modules<'a> {
         let exe_path = process.exe.path().display().to_string();
+        let sysroot = &process.sysroot;
         let mut list: Vec<CodeModule<'a>> =
-            CodeModule::new(&process.exe, process.bias, &exe_path, &process.sysroot)
+            CodeModule::new(&process.exe, process.bias, &exe_path, sysroot, cache)
                 .into_iter()
                 .chain(
                     process.libraries.iter().filter_map(|l| {
-                        CodeModule::new(&l.binary, l.bias, &l.path, &process.sysroot)
+                        CodeModule::new(&l.binary, l.bias, &l.path, sysroot, cache)
                     }),
                 )
                 .collect();
@@ -129,6 +177,7 @@ impl Preload {
         let mut hit: Vec<(u64, PathBuf)> = pcs
             .filter_map(|pc| modules.find(pc))
             .filter(|m| !std::ptr::eq(m.binary, &process.exe))
+            .filter(|m| !m.cache.contains(m.binary.path()))
             .map(|m| (m.text.start, m.binary.path().to_path_buf()))
             .collect();
         hit.sort();

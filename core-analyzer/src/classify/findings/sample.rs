@@ -23,6 +23,7 @@ pub fn thread(tid: u32) -> ThreadInfo {
         cgo_call: None,
         blocked: None,
         goroutine_frame: None,
+        name: None,
     }
 }
 
@@ -137,6 +138,7 @@ pub fn report(threads: Vec<ThreadInfo>) -> Report {
         findings: vec![],
         warnings: vec![],
         incomplete: false,
+        stopped_ms: None,
     }
 }
 

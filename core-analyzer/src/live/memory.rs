@@ -1,0 +1,143 @@
+//! A stopped process's memory, read page by page (`process_vm_readv`, else
+//! `/proc/PID/mem`) and kept: the analysis reads each page once, and the
+//! pages it read are what a snapshot saves.
+use crate::error::Fault;
+use crate::memory::Memory;
+use nix::sys::uio::{process_vm_readv, RemoteIoVec};
+use nix::unistd::Pid;
+use std::collections::HashMap;
+use std::io::IoSliceMut;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, RwLock};
+
+pub const PAGE: u64 = 4096;
+pub type Page = Arc<[u8]>;
+
+pub struct RecordingMemory {
+    pid: Pid,
+    mem_file: Option<std::fs::File>,
+    /// Page number -> its bytes, or `None` where the process has none.
+    pages: RwLock<HashMap<u64, Option<Page>>>,
+    /// Most pages kept: a bound on what one capture may hold.
+    max_pages: usize,
+}
+
+impl RecordingMemory {
+    pub fn new(pid: u32, max_bytes: u64) -> RecordingMemory {
+        RecordingMemory {
+            pid: Pid::from_raw(pid as i32),
+            mem_file: std::fs::File::open(format!("/proc/{pid}/mem")).ok(),
+            pages: RwLock::new(HashMap::new()),
+            max_pages: usize::try_from(max_bytes / PAGE).unwrap_or(usize::MAX),
+        }
+    }
+
+    fn fetch(&self, n: u64) -> Option<Page> {
+        let addr = n.checked_mul(PAGE)?;
+        let mut buf = vec![0u8; PAGE as usize];
+        let remote = [RemoteIoVec {
+            base: usize::try_from(addr).ok()?,
+            len: PAGE as usize,
+        }];
+        let got = process_vm_readv(self.pid, &mut [IoSliceMut::new(&mut buf)], &remote);
+        if got == Ok(PAGE as usize) {
+            return Some(Arc::from(buf));
+        }
+        // Pages process_vm_readv refuses (PROT_NONE guard pages, ...) may
+        // still be readable the way a debugger reads them.
+        let f = self.mem_file.as_ref()?;
+        (f.read_at(&mut buf, addr).ok()? == PAGE as usize).then(|| Arc::from(buf))
+    }
+
+    fn page(&self, n: u64) -> Result<Option<Page>, ()> {
+        if let Some(p) = self.pages.read().unwrap_or_else(|e| e.into_inner()).get(&n) {
+            return Ok(p.clone());
+        }
+        let p = self.fetch(n);
+        let mut pages = self.pages.write().unwrap_or_else(|e| e.into_inner());
+        if pages.len() >= self.max_pages {
+            return Err(());
+        }
+        Ok(pages.entry(n).or_insert(p).clone())
+    }
+
+    /// Every page read so far, by address.
+    pub fn saved_pages(&self) -> Vec<(u64, Page)> {
+        let pages = self.pages.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(u64, Page)> = pages
+            .iter()
+            .filter_map(|(&n, p)| Some((n * PAGE, p.clone()?)))
+            .collect();
+        out.sort_unstable_by_key(|(a, _)| *a);
+        out
+    }
+
+    /// Read `[addr, addr + len)` into the record (a snapshot keeps it).
+    pub fn keep(&self, addr: u64, len: u64) {
+        let (first, last) = (addr / PAGE, addr.saturating_add(len).div_ceil(PAGE));
+        for n in first..last {
+            if self.page(n).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+impl Memory for RecordingMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let a = addr.checked_add(done as u64).ok_or(Fault::Unmapped {
+                addr,
+                len: buf.len(),
+            })?;
+            let len = buf.len() - done;
+            let p = match self.page(a / PAGE) {
+                Ok(Some(p)) => p,
+                Ok(None) => return Err(Fault::Unmapped { addr: a, len }),
+                Err(()) => {
+                    return Err(Fault::Target {
+                        addr: a,
+                        len,
+                        msg: "the capture reached its memory bound".into(),
+                    })
+                }
+            };
+            let off = (a % PAGE) as usize;
+            let n = (PAGE as usize - off).min(len);
+            buf[done..done + n].copy_from_slice(&p[off..off + n]);
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::ReadExt;
+
+    #[test]
+    fn reads_this_process_and_keeps_what_it_read() {
+        let data: Vec<u64> = (0..2048).collect(); // 16 KiB: crosses pages
+        let m = RecordingMemory::new(std::process::id(), 1 << 20);
+        let at = data.as_ptr() as u64;
+        assert_eq!(m.u64(at + 8 * 1000).unwrap(), 1000);
+        let mut buf = vec![0u8; 16384];
+        m.read(at, &mut buf).unwrap();
+        assert_eq!(&buf[8..16], &1u64.to_le_bytes());
+        let kept = m.saved_pages();
+        assert!(kept.len() >= 4 && kept.iter().all(|(a, p)| a % PAGE == 0 && p.len() == 4096));
+        assert!(m.u64(8).is_err(), "page zero is not mapped");
+    }
+
+    #[test]
+    fn the_bound_is_a_fault_not_growth() {
+        let data = vec![7u8; 64 * 1024];
+        let m = RecordingMemory::new(std::process::id(), 2 * PAGE);
+        let mut buf = vec![0u8; data.len()];
+        let err = m.read(data.as_ptr() as u64, &mut buf).unwrap_err();
+        assert!(matches!(err, Fault::Target { .. }), "{err}");
+        assert!(m.saved_pages().len() <= 2);
+    }
+}

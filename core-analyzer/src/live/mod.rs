@@ -1,0 +1,216 @@
+//! Live processes (`cgocore analyze --pid`, `cgocore snapshot`): stop every
+//! thread, analyze while reading memory through a page record, let the
+//! process go, and keep what was read (a snapshot writes it as a core that
+//! gives the same report). No debugger process: ptrace, `process_vm_readv`
+//! and `/proc` only.
+pub mod memory;
+pub mod procfs;
+pub mod ptrace;
+pub mod snapshot;
+
+use crate::analysis::{self, Analysis, AnalyzeOptions};
+use crate::elf::core::SnapshotNote;
+use crate::elf::regs::{Arch, Registers};
+use crate::input::under_sysroot;
+use crate::process::{LiveParts, Process, Thread};
+use anyhow::Result;
+use memory::{RecordingMemory, PAGE};
+use snapshot::{SnapThread, Snapshot};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `NT_PRSTATUS` words: x86_64's `user_regs_struct`, arm64's `user_pt_regs`.
+const NT_PRSTATUS: u32 = 1;
+const NT_ARM_TLS: u32 = 0x401;
+/// A module's writable data (`.data`, `.got`, `.bss` of an ELF) up to this
+/// size is kept whole: a debugger opening the snapshot finds the shared
+/// libraries through it (`r_debug`).
+const KEEP_DATA_MAX: u64 = 16 << 20;
+
+pub struct LiveOptions {
+    /// Where this host finds the process's files; default: its root when it
+    /// runs in another mount namespace (a container).
+    pub sysroot: Option<PathBuf>,
+    /// Most bytes of memory one capture may read.
+    pub max_bytes: u64,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        LiveOptions {
+            sysroot: None,
+            max_bytes: 4 << 30,
+        }
+    }
+}
+
+/// A finished capture: the analysis of the process as it was, and the core a
+/// snapshot writes.
+pub struct Capture {
+    pub analysis: Analysis,
+    pub snapshot: Snapshot,
+    pub stopped: Duration,
+}
+
+/// The architecture this build of cgocore runs on: ptrace reads only its own.
+fn native_arch() -> Result<Arch> {
+    if cfg!(target_arch = "x86_64") {
+        Ok(Arch::X86_64)
+    } else if cfg!(target_arch = "aarch64") {
+        Ok(Arch::Aarch64)
+    } else {
+        anyhow::bail!("live processes are read on x86_64 and aarch64 Linux only")
+    }
+}
+
+pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<Capture> {
+    let arch = native_arch()?;
+    if !procfs::dir(pid).exists() {
+        return Err(ptrace::AttachError::NoSuchProcess(pid).into());
+    }
+    // What /proc tells of the running process, read before it stops. Its
+    // maps are as private as its memory: refused means no ptrace rights.
+    let maps = procfs::maps(pid).map_err(|e| {
+        let denied = e
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied);
+        if denied {
+            ptrace::AttachError::permission_denied(pid).into()
+        } else {
+            e
+        }
+    })?;
+    ptrace::check_free(pid)?;
+    let auxv = procfs::auxv(pid);
+    let root = opts.sysroot.clone().or_else(|| procfs::root(pid));
+    let exe = procfs::exe(pid)?;
+    let exe = under_sysroot(&root, &exe.to_string_lossy());
+    let mut note = SnapshotNote {
+        stopped_ms: 0.0,
+        fds: procfs::fds(pid),
+        thread_names: Default::default(),
+    };
+    let command = procfs::comm(pid, pid).unwrap_or_default();
+    // Not Go: say so without stopping it.
+    let is_go = |p: &std::path::Path| crate::process::resolve::go_binary_at(p).is_some();
+    if !is_go(&exe)
+        && !maps.iter().any(|m| {
+            m.offset == 0 && m.path.starts_with('/') && is_go(&under_sysroot(&root, &m.path))
+        })
+    {
+        return Err(crate::error::Error::NotGo(format!(
+            "process {pid} ({}) is not a Go program, nor is any library it mapped (a Go -buildmode=c-shared library); cgocore explains Go processes",
+            exe.display()
+        ))
+        .into());
+    }
+    // Naming C frames needs each library's symbols and debug info: loaded
+    // now, while the process runs, not while it is stopped.
+    let mut code: Vec<PathBuf> = maps
+        .iter()
+        .filter(|m| m.executable && m.path.starts_with('/'))
+        .map(|m| under_sysroot(&root, &m.path))
+        .collect();
+    code.sort();
+    code.dedup();
+    aopts.symbols.warm(&code, &root);
+
+    let stopped = ptrace::Stopped::stop(pid)?;
+    let mut threads = vec![];
+    let mut snap_threads = vec![];
+    for tid in stopped.tids() {
+        let words = ptrace::regset(tid, NT_PRSTATUS, 34)?;
+        let tls = match arch {
+            Arch::Aarch64 => ptrace::regset(tid, NT_ARM_TLS, 1)?.first().copied(),
+            Arch::X86_64 => None,
+        };
+        let sighold = procfs::sigblk(pid, tid);
+        if let Some(name) = procfs::comm(pid, tid) {
+            note.thread_names.insert(tid, name);
+        }
+        threads.push(Thread {
+            tid,
+            regs: Registers {
+                arch,
+                words: words.clone(),
+                tls,
+            },
+            signal: None,
+            sighold,
+        });
+        snap_threads.push(SnapThread {
+            tid,
+            regs: words,
+            tls,
+            sighold,
+        });
+    }
+    let mem = Arc::new(RecordingMemory::new(pid, opts.max_bytes));
+    let process = Process::from_live(LiveParts {
+        pid,
+        arch,
+        exe,
+        threads,
+        maps: maps
+            .iter()
+            .map(|m| (m.path.clone(), m.start, m.end, m.offset))
+            .collect(),
+        auxv: auxv.clone(),
+        mem: Box::new(mem.clone()),
+        sysroot: root,
+        command: Some(command.clone()),
+        facts: note.clone(),
+    })?;
+    let t_proc = stopped.elapsed();
+    let mut a = analysis::analyze_with(process, None, aopts)?;
+    // What a debugger opening the snapshot reads to find the libraries.
+    crate::process::linkmap::loaded(&*mem, &a.process.exe, a.process.bias);
+    if std::env::var_os("CGOCORE_TIMING").is_some() {
+        eprintln!(
+            "cgocore: stopped: registers and binaries {:.1} ms, analysis {:.1} ms",
+            t_proc.as_secs_f64() * 1e3,
+            (stopped.elapsed() - t_proc).as_secs_f64() * 1e3
+        );
+    }
+    keep_for_debuggers(&mem, &maps);
+    let stopped_for = stopped.release();
+
+    let ms = stopped_for.as_secs_f64() * 1e3;
+    note.stopped_ms = ms;
+    a.report.stopped_ms = Some(ms);
+    if let Some(l) = a.process.live.as_mut() {
+        l.stopped_ms = ms;
+    }
+    let snapshot = Snapshot {
+        arch,
+        pid,
+        command,
+        threads: snap_threads,
+        maps,
+        auxv,
+        pages: mem.saved_pages(),
+        note,
+    };
+    Ok(Capture {
+        analysis: a,
+        snapshot,
+        stopped: stopped_for,
+    })
+}
+
+/// Beyond what the analysis read: each file's first page (ELF header and
+/// build-id notes), modules' writable data, the vDSO — what a kernel core
+/// holds and a debugger opening the snapshot looks for.
+fn keep_for_debuggers(mem: &RecordingMemory, maps: &[procfs::Map]) {
+    for m in maps {
+        let file = m.path.starts_with('/');
+        if file && m.offset == 0 {
+            mem.keep(m.start, PAGE);
+        }
+        let small = m.end - m.start <= KEEP_DATA_MAX;
+        if (file && m.writable && small) || m.path == "[vdso]" {
+            mem.keep(m.start, m.end - m.start);
+        }
+    }
+}

@@ -1,0 +1,578 @@
+//! Live processes: `cgocore analyze --pid` and `cgocore snapshot` on the
+//! running scenario program (generated builds of Go 1.21 and 1.27, plain,
+//! PIE, stripped, and the C host of a Go library). The answers equal a gdb
+//! `gcore` of the same state, the program's own record and Go's own dump;
+//! the process goes on as if nothing happened, through a hundred snapshots.
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// The scenario program, running until READY, killed when dropped.
+struct Scenario {
+    child: Child,
+    pid: u32,
+    /// name -> (tid, goid) as the program recorded them.
+    record: BTreeMap<String, (u32, u64)>,
+    /// Go's dump goes here (stderr).
+    stderr: PathBuf,
+    _dir: Scratch,
+}
+
+impl Scenario {
+    /// `tag`: the test's own name for its scratch folder (tests run at once).
+    fn start(case: &CoreCase, tag: &str) -> Scenario {
+        let dir = Scratch::new(&format!("live-{tag}-{}", case.name.replace('/', "-")));
+        let stderr = dir.join("stderr.txt");
+        let base = case.exe.parent().unwrap();
+        let args: Vec<String> = if case.truth.variant == "cshared" {
+            vec![]
+        } else {
+            let cuda = base.join("libcuda.so.1");
+            ["-parked", "40", "-cblocked", "0", "-cuda"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain([cuda.display().to_string()])
+                .collect()
+        };
+        let mut cmd = Command::new(&case.exe);
+        cmd.args(&args)
+            .current_dir(&dir.0)
+            .env_clear()
+            .envs([
+                ("PATH", "/usr/bin:/bin"),
+                ("LANG", "C"),
+                ("GOTRACEBACK", "crash"),
+                ("GOMAXPROCS", "2"),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        // SAFETY: setrlimit is async-signal-safe; no core when it ends.
+        unsafe {
+            cmd.pre_exec(|| {
+                let zero = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::setrlimit(libc::RLIMIT_CORE, &zero);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
+        let pid = child.id();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut record = BTreeMap::new();
+        loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(120))
+                .unwrap_or_else(|_| panic!("{}: no READY", case.name));
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.first() == Some(&"SCENARIO") && f.len() >= 4 {
+                let num = |s: &str| s.split('=').nth(1).and_then(|v| v.parse::<u64>().ok());
+                if let (Some(tid), Some(goid)) = (num(f[2]), num(f[3])) {
+                    record.insert(f[1].to_string(), (tid as u32, goid));
+                }
+            }
+            if line.starts_with("READY") {
+                break;
+            }
+        }
+        // The thread that wrote READY settles in its last wait.
+        std::thread::sleep(Duration::from_millis(300));
+        Scenario {
+            child,
+            pid,
+            record,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    /// Go's own dump (SIGQUIT with GOTRACEBACK=crash), then the process ends.
+    fn dump(mut self) -> String {
+        let _ = nix_kill(self.pid, libc::SIGQUIT);
+        let _ = self.child.wait();
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nix_kill(pid: u32, sig: i32) -> i32 {
+    // SAFETY: kill(2) on a pid this test started.
+    unsafe { libc::kill(pid as i32, sig) }
+}
+
+fn cgocore(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cgocore"))
+        .args(args)
+        .env(
+            "CGOCORE_CACHE",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-cache"),
+        )
+        .output()
+        .unwrap()
+}
+
+fn json_of(out: &Output, what: &str) -> Value {
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(3)),
+        "{what}: exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{what}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn live_json(pid: u32) -> Value {
+    json_of(
+        &cgocore(&["analyze", "--pid", &pid.to_string(), "--json"]),
+        "analyze --pid",
+    )
+}
+
+/// A gdb gcore of the process as it is now (sparse, in memory when there is room).
+fn gcore(pid: u32, dir: &Scratch) -> PathBuf {
+    let raw = dir.join("gcore");
+    let st = Command::new("gdb")
+        .args(["-nx", "-batch", "-p", &pid.to_string(), "-ex"])
+        .arg(format!("gcore {}", raw.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success() && raw.exists(), "gdb gcore of {pid}");
+    raw
+}
+
+/// What must be the same in two reports of one state: each thread's M,
+/// goroutine, lock state and what it waits for (and whom for); each
+/// goroutine's state and Go frames; the findings.
+fn state(r: &Value) -> Value {
+    let threads: BTreeMap<String, Value> = r["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let b = &t["blocked"];
+            (
+                t["tid"].to_string(),
+                serde_json::json!([
+                    t["kind"],
+                    t["m"],
+                    t["curg"],
+                    t["lockedg"],
+                    t["in_cgo"],
+                    b["class"],
+                    b["owner_tid"],
+                    t["stack_goroutine"]
+                ]),
+            )
+        })
+        .collect();
+    let goroutines: BTreeMap<String, Value> = r["goroutines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let go: Vec<&Value> = g["frames"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|f| f["lang"] == "go")
+                .map(|f| &f["function"])
+                .collect();
+            (
+                g["goid"].to_string(),
+                serde_json::json!([g["status"], g["wait_reason"], g["locked"], g["lockedm"], go]),
+            )
+        })
+        .collect();
+    let findings: BTreeSet<String> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| format!("{} {}", f["kind"], f["evidence"]["tids"]))
+        .collect();
+    serde_json::json!({"threads": threads, "goroutines": goroutines, "findings": findings})
+}
+
+/// Where two states differ, briefly.
+fn diff(a: &Value, b: &Value) -> Vec<String> {
+    let mut out = vec![];
+    for part in ["threads", "goroutines"] {
+        let (x, y) = (a[part].as_object().unwrap(), b[part].as_object().unwrap());
+        for k in x.keys().chain(y.keys()).collect::<BTreeSet<_>>() {
+            if x.get(k) != y.get(k) {
+                out.push(format!("{part} {k}: {:?} vs {:?}", x.get(k), y.get(k)));
+            }
+        }
+    }
+    if a["findings"] != b["findings"] {
+        out.push(format!("findings: {} vs {}", a["findings"], b["findings"]));
+    }
+    out
+}
+
+fn cases() -> Vec<CoreCase> {
+    let mut v: Vec<CoreCase> = generated()
+        .into_iter()
+        .chain(generated_cshared())
+        .filter(|c| c.truth.kind == "kernel")
+        .filter(|c| ["go1.21.13", "go1.27.3"].contains(&c.truth.go_version.as_str()))
+        .filter(|c| c.truth.variant != "cshared" || c.truth.go_version == "go1.27.3")
+        .collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+fn have_gdb() -> bool {
+    Command::new("gdb").arg("--version").output().is_ok()
+}
+
+/// `analyze --pid` equals a gcore of the same state, the program's record
+/// and Go's dump, on each build.
+#[test]
+fn live_analysis_equals_a_gcore_and_the_program() {
+    let cases = cases();
+    if cases.is_empty() || !have_gdb() {
+        assert!(
+            !require_generated(),
+            "generated builds and gdb are required"
+        );
+        eprintln!("skipped: no generated scenario builds or no gdb");
+        return;
+    }
+    if require_generated() {
+        assert_eq!(cases.len(), 7, "1.21/1.27 x plain/pie/stripped + cshared");
+    }
+    let mut errs = vec![];
+    for c in &cases {
+        let s = Scenario::start(c, "equal");
+        let live = live_json(s.pid);
+        assert_eq!(live["core_writer"], "live", "{}", c.name);
+        let ms = live["stopped_ms"].as_f64().unwrap_or(-1.0);
+        assert!(ms > 0.0, "{}: stopped_ms {ms}", c.name);
+        // Every thread of the process is in the report.
+        let tasks: BTreeSet<u64> = std::fs::read_dir(format!("/proc/{}/task", s.pid))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        let tids: BTreeSet<u64> = live["threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["tid"].as_u64().unwrap())
+            .collect();
+        assert_eq!(tids, tasks, "{}: threads", c.name);
+        // The program's record: each scenario's goroutine is on its thread.
+        for (name, (tid, goid)) in &s.record {
+            let t = live["threads"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["tid"] == *tid);
+            let Some(t) = t else {
+                errs.push(format!("{}: {name}: no thread {tid}", c.name));
+                continue;
+            };
+            let on = [&t["curg"], &t["stack_goroutine"], &t["lockedg"]];
+            if *goid != 0 && !on.iter().any(|v| **v == *goid) {
+                errs.push(format!(
+                    "{}: {name}: thread {tid} does not serve goroutine {goid}",
+                    c.name
+                ));
+            }
+        }
+        // A gcore of the same state gives the same answers.
+        let dir = Scratch::in_memory(&format!("live-gcore-{}", c.name.replace('/', "-")));
+        let core = gcore(s.pid, &dir);
+        let exe = c.exe.display().to_string();
+        let from_core = json_of(
+            &cgocore(&["analyze", core.to_str().unwrap(), "--exe", &exe, "--json"]),
+            "analyze gcore",
+        );
+        for d in diff(&state(&live), &state(&from_core)) {
+            errs.push(format!("{}: live vs gcore: {d}", c.name));
+        }
+        // Go's dump lists the same goroutines in the same states (a C host
+        // running a Go library leaves SIGQUIT to C: no dump there).
+        if c.truth.variant == "cshared" {
+            continue;
+        }
+        let dump = s.dump();
+        let go: BTreeMap<u64, String> = dump
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix("goroutine ")?;
+                let goid = rest.split_whitespace().next()?.parse().ok()?;
+                let st = rest.split_once('[')?.1.split_once(']')?.0;
+                Some((goid, st.split(',').next()?.trim().to_string()))
+            })
+            .collect();
+        for g in live["goroutines"].as_array().unwrap() {
+            let goid = g["goid"].as_u64().unwrap();
+            let want = g["wait_reason"]
+                .as_str()
+                .unwrap_or(g["status"].as_str().unwrap());
+            match go.get(&goid) {
+                Some(st) if st == want || st.starts_with(want) => {}
+                // Go's dump runs the crash: the goroutine that prints it is
+                // running then, not as it was.
+                Some(_) if g["status"] == "running" => {}
+                other => errs.push(format!(
+                    "{}: goroutine {goid}: {want} vs dump {other:?}",
+                    c.name
+                )),
+            }
+        }
+    }
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+}
+
+/// A snapshot is megabytes, reopens as the same report, and gdb reads it.
+#[test]
+fn snapshot_is_small_and_reopens_as_the_same_report() {
+    let Some(c) = cases()
+        .into_iter()
+        .find(|c| c.name.starts_with("go1.27.3/plain/"))
+    else {
+        assert!(!require_generated(), "generated builds are required");
+        return;
+    };
+    let s = Scenario::start(&c, "snapshot");
+    let dir = Scratch::new("live-snapshot");
+    let live = live_json(s.pid);
+    for file in ["snap.core", "snap.core.zst"] {
+        let path = dir.join(file);
+        let out = cgocore(&[
+            "snapshot",
+            "--pid",
+            &s.pid.to_string(),
+            "-o",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.starts_with("wrote ") && said.contains("was stopped"),
+            "{said}"
+        );
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size < 8 << 20, "{file}: {size} bytes");
+        let exe = c.exe.display().to_string();
+        let snap = json_of(
+            &cgocore(&["analyze", path.to_str().unwrap(), "--exe", &exe, "--json"]),
+            "analyze snapshot",
+        );
+        assert_eq!(snap["core_writer"], "cgocore snapshot");
+        assert!(snap["stopped_ms"].as_f64().is_some_and(|v| v > 0.0));
+        let d = diff(&state(&live), &state(&snap));
+        assert!(d.is_empty(), "{file}: {}", d.join("\n"));
+        // Live-only knowledge survives: fds and thread names.
+        let reader = s.record["read_pipe"].0;
+        let t = snap["threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tid"] == reader)
+            .unwrap();
+        let detail = t["blocked"]["detail"].as_str().unwrap();
+        assert!(detail.contains(": pipe:["), "{detail}");
+        assert!(t["name"].as_str().is_some_and(|n| !n.is_empty()));
+    }
+    // gdb opens it: every thread, and the mutex waiter's libc frames.
+    if have_gdb() {
+        let waiter = s.record["mutex_waiter"].0;
+        let out = Command::new("gdb")
+            .args(["-nx", "-batch", c.exe.to_str().unwrap()])
+            .arg(dir.join("snap.core"))
+            .args(["-ex", "info threads", "-ex", "thread apply all bt 4"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let n = live["threads"].as_array().unwrap().len();
+        // `info threads` rows: "* 1    LWP 123  ...".
+        let rows = text
+            .lines()
+            .filter(|l| {
+                let mut w = l.trim_start_matches(['*', ' ']).split_whitespace();
+                w.next().is_some_and(|id| id.parse::<u32>().is_ok()) && w.next() == Some("LWP")
+            })
+            .count();
+        assert_eq!(rows, n, "{text}");
+        let bt = text.split(&format!("(LWP {waiter})")).nth(1).unwrap_or("");
+        assert!(
+            bt.contains("__lll_lock_wait") || bt.contains("pthread_mutex_lock"),
+            "{text}"
+        );
+    }
+}
+
+/// A hundred snapshots in a row, and the process goes on: goroutines and
+/// threads where they were, a blocked read returns when its pipe is written,
+/// Go's own dump is whole.
+#[test]
+fn a_live_process_is_never_harmed() {
+    let Some(c) = cases()
+        .into_iter()
+        .find(|c| c.name.starts_with("go1.27.3/plain/"))
+    else {
+        assert!(!require_generated(), "generated builds are required");
+        return;
+    };
+    let s = Scenario::start(&c, "harm");
+    let before = live_json(s.pid);
+    let dir = Scratch::new("live-harm");
+    let snap = dir.join("s.core");
+    for i in 0..100 {
+        let out = cgocore(&[
+            "snapshot",
+            "--pid",
+            &s.pid.to_string(),
+            "-o",
+            snap.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "snapshot {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let after = live_json(s.pid);
+    let d = diff(&state(&before), &state(&after));
+    assert!(d.is_empty(), "after 100 snapshots: {}", d.join("\n"));
+    // The pipe reader's other end is in the process: write one byte to it.
+    let (reader, goid) = s.record["read_pipe"];
+    let t = after["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tid"] == reader)
+        .unwrap();
+    let detail = t["blocked"]["detail"].as_str().unwrap().to_string();
+    let write_fd: u32 = detail
+        .split("other end here: fd ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no write end in {detail:?}"));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/{}/fd/{write_fd}", s.pid))
+        .and_then(|mut f| f.write_all(b"x"))
+        .unwrap();
+    // The read returns, and its goroutine ends.
+    let mut gone = false;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = live_json(s.pid);
+        if !now["goroutines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["goid"] == goid)
+        {
+            gone = true;
+            break;
+        }
+    }
+    assert!(
+        gone,
+        "the reader (goroutine {goid}) did not return from read"
+    );
+    let dump = s.dump();
+    assert!(
+        dump.contains("SIGQUIT") && dump.contains("goroutine 1 "),
+        "{dump}"
+    );
+    let n = dump.lines().filter(|l| l.starts_with("goroutine ")).count();
+    assert_eq!(
+        n + 1,
+        before["goroutines"].as_array().unwrap().len(),
+        "Go's dump has every goroutine but the reader"
+    );
+}
+
+/// One line that says what to do: no such process, not Go, already traced,
+/// no permission.
+#[test]
+fn live_errors_say_what_to_do() {
+    let fail = |out: Output, code: i32, needle: &str| {
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(code), "{err}");
+        assert!(err.contains(needle), "{needle:?} in {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    };
+    fail(
+        cgocore(&["analyze", "--pid", "999999999"]),
+        1,
+        "no process 999999999",
+    );
+    let mut sleep = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = sleep.id().to_string();
+    fail(cgocore(&["analyze", "--pid", &pid]), 5, "not a Go program");
+    // Another user may not trace it.
+    let nobody = Command::new(env!("CARGO_BIN_EXE_cgocore"))
+        .args(["analyze", "--pid", &pid])
+        .uid(65534)
+        .gid(65534)
+        .output();
+    match nobody {
+        Ok(out) if unsafe { libc::geteuid() } == 0 => fail(out, 1, "ptrace_scope"),
+        _ => eprintln!("the permission case needs root to switch users; skipped"),
+    }
+    if have_gdb() {
+        let mut gdb = Command::new("gdb")
+            .args(["-nx", "-batch", "-p", &pid, "-ex", "shell sleep 20"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let status = format!("/proc/{pid}/status");
+        for _ in 0..100 {
+            let traced = std::fs::read_to_string(&status)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.starts_with("TracerPid:") && !l.ends_with("\t0"));
+            if traced {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        fail(
+            cgocore(&["analyze", "--pid", &pid]),
+            1,
+            &format!("already traced by process {}", gdb.id()),
+        );
+        let _ = gdb.kill();
+        let _ = gdb.wait();
+    }
+    let _ = sleep.kill();
+    let _ = sleep.wait();
+}
