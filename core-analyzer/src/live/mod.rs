@@ -116,6 +116,16 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
     code.dedup();
     aopts.symbols.warm(&code, &root);
 
+    // Names and signal masks of the threads there are now (one read each
+    // of /proc): a thread started since is read while stopped.
+    let mut sighold: std::collections::HashMap<u32, u64> = Default::default();
+    for tid in procfs::tasks(pid)? {
+        sighold.insert(tid, procfs::sigblk(pid, tid));
+        if let Some(name) = procfs::comm(pid, tid) {
+            note.thread_names.insert(tid, name);
+        }
+    }
+
     let stopped = ptrace::Stopped::stop(pid)?;
     let mut threads = vec![];
     let mut snap_threads = vec![];
@@ -125,9 +135,13 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
             Arch::Aarch64 => ptrace::regset(tid, NT_ARM_TLS, 1)?.first().copied(),
             Arch::X86_64 => None,
         };
-        let sighold = procfs::sigblk(pid, tid);
-        if let Some(name) = procfs::comm(pid, tid) {
-            note.thread_names.insert(tid, name);
+        let sighold = *sighold
+            .entry(tid)
+            .or_insert_with(|| procfs::sigblk(pid, tid));
+        if !note.thread_names.contains_key(&tid) {
+            if let Some(name) = procfs::comm(pid, tid) {
+                note.thread_names.insert(tid, name);
+            }
         }
         threads.push(Thread {
             tid,
