@@ -138,9 +138,9 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
         let sighold = *sighold
             .entry(tid)
             .or_insert_with(|| procfs::sigblk(pid, tid));
-        if !note.thread_names.contains_key(&tid) {
+        if let std::collections::btree_map::Entry::Vacant(e) = note.thread_names.entry(tid) {
             if let Some(name) = procfs::comm(pid, tid) {
-                note.thread_names.insert(tid, name);
+                e.insert(name);
             }
         }
         threads.push(Thread {
