@@ -576,3 +576,57 @@ fn live_errors_say_what_to_do() {
     let _ = sleep.kill();
     let _ = sleep.wait();
 }
+
+/// cgocore killed while the process is stopped (SIGTERM, SIGINT, SIGKILL):
+/// the kernel lets every thread go, and the process goes on where it was.
+#[test]
+fn killing_cgocore_mid_stop_lets_the_process_go() {
+    let Some(c) = cases()
+        .into_iter()
+        .find(|c| c.name.starts_with("go1.27.3/plain/"))
+    else {
+        assert!(!require_generated(), "generated builds are required");
+        return;
+    };
+    let s = Scenario::start(&c, "kill");
+    let before = live_json(s.pid);
+    let status = format!("/proc/{}/status", s.pid);
+    let field = |name: &str| -> String {
+        std::fs::read_to_string(&status)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+            .unwrap_or_default()
+    };
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGKILL] {
+        let mut held = Command::new(env!("CARGO_BIN_EXE_cgocore"))
+            .args(["analyze", "--pid", &s.pid.to_string()])
+            .env("CGOCORE_HOLD_STOPPED_MS", "30000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait until it holds the process stopped.
+        let mut stopped = false;
+        for _ in 0..200 {
+            if field("TracerPid:") == held.id().to_string() && field("State:").starts_with('t') {
+                stopped = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        assert!(stopped, "cgocore did not stop the process");
+        nix_kill(held.id(), sig);
+        let _ = held.wait();
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(field("TracerPid:"), "0", "signal {sig}: still traced");
+        assert!(
+            !field("State:").starts_with('t'),
+            "signal {sig}: {}",
+            field("State:")
+        );
+        let after = live_json(s.pid);
+        let d = diff(&state(&before), &state(&after));
+        assert!(d.is_empty(), "after signal {sig}: {}", d.join("\n"));
+    }
+}

@@ -188,6 +188,13 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
         );
     }
     keep_for_debuggers(&mem, &maps);
+    // For tests of what happens when cgocore dies mid-stop: hold it.
+    if let Some(ms) = std::env::var("CGOCORE_HOLD_STOPPED_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms.min(60_000)));
+    }
     let stopped_for = stopped.release();
 
     let ms = stopped_for.as_secs_f64() * 1e3;
