@@ -83,6 +83,18 @@ pub fn analyze_with(
     let mut threads = classify_threads(&process, &modules, opts, &d.ms, &join, &ix, &stacks);
     classify::share_owners(&mut threads);
 
+    // Debug sections left out as implausible (a corrupt or hostile file).
+    let mut refused: Vec<String> = process
+        .exe
+        .refused()
+        .into_iter()
+        .chain(modules.warnings())
+        .collect();
+    refused.sort();
+    refused.dedup();
+    let incomplete = incomplete || !refused.is_empty();
+    warnings.extend(refused);
+
     let live = live_goroutines(&rt, &d, &ix, &join);
     let goroutine_stacks = if opts.goroutine_frames {
         let stack_of_g = stack_of_goroutine(&stacks);

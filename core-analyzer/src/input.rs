@@ -8,6 +8,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod bounded;
 mod cache;
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -86,14 +87,45 @@ fn prefetch_extents(file: &File, len: u64, budget: u64) {
 #[cfg(not(target_os = "linux"))]
 fn prefetch_extents(_file: &File, _len: u64, _budget: u64) {}
 
+/// Open a file for reading only if it is a regular file: never blocks (a
+/// FIFO, a device or a socket named by a user or by a core from another host
+/// is refused, not waited on).
+pub fn open_file(path: &Path) -> Result<File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let t = f
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .file_type();
+    let what = if t.is_file() {
+        return Ok(f);
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    bail!("{} is {what}, not a file", path.display())
+}
+
 pub fn open(path: &Path) -> Result<Arc<Mapped>> {
-    let mut f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut f = open_file(path)?;
     let mut magic = [0u8; 4];
     let n = f.read(&mut magic).unwrap_or(0);
     let (real, file) = if n == 4 && magic == ZSTD_MAGIC {
         let p = cache::decompressed(path)?;
-        let file = File::open(&p).with_context(|| format!("cannot open {}", p.display()))?;
-        (p, file)
+        (p.clone(), open_file(&p)?)
     } else {
         (path.to_path_buf(), f)
     };

@@ -60,7 +60,12 @@ impl Rules {
 
     /// The built-in rules with `user` rules (a JSON file) in front.
     pub fn with_user_file(path: &Path) -> Result<Rules> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::input::open_file(path)
+            .and_then(|mut f| {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut f, &mut s)?;
+                Ok(s)
+            })
             .with_context(|| format!("cannot read rules file {}", path.display()))?;
         let user: Rules = serde_json::from_str(&text).with_context(|| {
             format!(

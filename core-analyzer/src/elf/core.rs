@@ -93,6 +93,8 @@ pub struct CoreFile {
     /// A cgocore snapshot's account of the live process.
     pub snapshot: Option<SnapshotNote>,
     pub warnings: Vec<String>,
+    tids: std::collections::HashSet<u32>,
+    repeated_threads: usize,
 }
 
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
@@ -139,6 +141,8 @@ impl CoreFile {
             command: None,
             snapshot: None,
             warnings: vec![],
+            tids: Default::default(),
+            repeated_threads: 0,
         };
         let mut truncated = 0u64;
         let mut siginfos = vec![];
@@ -194,6 +198,12 @@ impl CoreFile {
         }
         if core.threads.is_empty() {
             bail!("{name}: no NT_PRSTATUS notes, so no threads (truncated or corrupt core?)");
+        }
+        if core.repeated_threads > 0 {
+            core.warnings.push(format!(
+                "{} thread status notes repeat a thread already seen (corrupt core); each thread is counted once",
+                core.repeated_threads
+            ));
         }
         core.siginfo = core.stop_signal(siginfos);
         Ok(core)
@@ -271,6 +281,12 @@ impl CoreFile {
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
             .collect();
+        // A thread has one status note; a repeat is corruption, and memory
+        // must not follow what a crafted core repeats.
+        if !self.tids.insert(tid) {
+            self.repeated_threads += 1;
+            return;
+        }
         let sighold = desc
             .get(PRSTATUS_SIGHOLD..PRSTATUS_SIGHOLD + 8)
             .map(|b| u64::from_le_bytes(b.try_into().unwrap()))

@@ -14,6 +14,46 @@ pub struct Binary {
     symbols: OnceLock<HashMap<String, (u64, u64)>>,
     /// Decompressed sections, shared by every reader (layouts, C line info).
     sections: std::sync::Mutex<HashMap<String, Arc<[u8]>>>,
+    /// Sections left out because they claim an implausible size.
+    refused: std::sync::Mutex<Vec<String>>,
+}
+
+/// Most bytes a compressed section may claim to inflate to: a multiple of
+/// its compressed size (zlib cannot do better than ~1032:1) and an absolute
+/// cap. The decompressor reserves what the header claims before inflating,
+/// so an unbounded claim is unbounded memory.
+const MAX_INFLATION: u64 = 1100;
+const MAX_SECTION: u64 = 2 << 30;
+
+/// A section's bytes, decompressed only when its claimed size is plausible;
+/// a refused one is remembered in `bin` (see `Binary::refused`).
+pub fn bounded_uncompressed<'d>(
+    bin: &Binary,
+    s: &object::Section<'d, '_>,
+) -> Option<std::borrow::Cow<'d, [u8]>> {
+    use object::ObjectSection;
+    let r = s.compressed_file_range().ok()?;
+    if r.format != object::CompressionFormat::None {
+        let cap = r
+            .compressed_size
+            .saturating_mul(MAX_INFLATION)
+            .min(MAX_SECTION);
+        if r.uncompressed_size > cap {
+            let what = format!(
+                "{}: section {} claims {} bytes compressed into {}; left out (corrupt?)",
+                bin.path().display(),
+                s.name().unwrap_or("?"),
+                r.uncompressed_size,
+                r.compressed_size
+            );
+            bin.refused
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(what);
+            return None;
+        }
+    }
+    s.uncompressed_data().ok()
 }
 
 impl Binary {
@@ -33,7 +73,16 @@ impl Binary {
             is_pie,
             symbols: OnceLock::new(),
             sections: Default::default(),
+            refused: Default::default(),
         })
+    }
+
+    /// What was left out of this binary as implausible, for the report.
+    pub fn refused(&self) -> Vec<String> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn object(&self) -> object::File<'_> {
@@ -90,7 +139,7 @@ impl Binary {
         let obj = self.object();
         let b: Arc<[u8]> = obj
             .section_by_name(name)
-            .and_then(|s| s.uncompressed_data().ok())
+            .and_then(|s| bounded_uncompressed(self, &s))
             .map(|d| Arc::from(&*d))
             .unwrap_or_else(|| Arc::from(&[][..]));
         cache.insert(name.to_string(), b.clone());

@@ -63,13 +63,22 @@ pub(super) fn decompressed(path: &Path) -> Result<PathBuf> {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(".{}.{}.{seq}.tmp", h.finish(), std::process::id()));
+    remove_orphans(&dir);
+    let guard = super::bounded::TmpGuard::new(&tmp);
     let result = (|| -> Result<()> {
-        let mut dec = zstd::stream::read::Decoder::new(File::open(path)?)?;
-        let mut w = File::create(&tmp)?;
-        super::write_sparse(&mut dec, &mut w)
+        let dec = zstd::stream::read::Decoder::new(super::open_file(path)?)?;
+        let mut dec = super::bounded::Bounded::new(dec, path)
             .with_context(|| format!("{} is not a valid zstd stream", path.display()))?;
+        let mut w = File::create(&tmp)?;
+        super::write_sparse(&mut dec, &mut w).with_context(|| {
+            format!(
+                "{} is not a valid zstd stream of an ELF file; stopped, nothing kept",
+                path.display()
+            )
+        })?;
         Ok(())
     })();
+    drop(guard);
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
         return Err(e);
@@ -77,6 +86,28 @@ pub(super) fn decompressed(path: &Path) -> Result<PathBuf> {
     fs::rename(&tmp, &out)?;
     evict(&dir, &out, budget());
     Ok(out)
+}
+
+/// Temporary files of decompressions whose process is gone (killed before
+/// its signal handler could run, SIGKILL): removed.
+fn remove_orphans(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        // .<hash>.<pid>.<seq>.tmp
+        let pid = name
+            .strip_suffix(".tmp")
+            .and_then(|n| n.split('.').nth(2))
+            .and_then(|p| p.parse::<i32>().ok());
+        // SAFETY: kill with signal 0 only asks whether the process exists.
+        let gone = pid.is_some_and(|p| unsafe { libc::kill(p, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH));
+        if gone {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Marks an entry as used (eviction goes by mtime; atime is often off).
@@ -107,15 +138,21 @@ fn evict(dir: &Path, keep: &Path, budget: u64) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
-    let mut files: Vec<(SystemTime, u64, PathBuf)> = entries
+    let (tmp, mut files): (Vec<_>, Vec<_>) = entries
         .flatten()
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         .filter_map(|e| {
             let m = e.metadata().ok().filter(|m| m.is_file())?;
-            Some((m.modified().ok()?, allocated(&m), e.path()))
+            let is_tmp = e.file_name().to_string_lossy().starts_with('.');
+            Some((is_tmp, (m.modified().ok()?, allocated(&m), e.path())))
         })
-        .collect();
-    let mut total: u64 = files.iter().map(|f| f.1).sum();
+        .partition(|(is_tmp, _)| *is_tmp);
+    let mut files: Vec<(SystemTime, u64, PathBuf)> = files.drain(..).map(|(_, f)| f).collect();
+    // Writers' temporary files are not entries, but take room all the same.
+    let mut total: u64 = files
+        .iter()
+        .chain(tmp.iter().map(|(_, f)| f))
+        .map(|f| f.1)
+        .sum();
     files.sort_by_key(|f| f.0);
     for (_, size, path) in files {
         if total <= budget {
@@ -150,8 +187,9 @@ mod tests {
         // A writer's temporary file is not an entry.
         fs::write(dir.join(".x.tmp"), vec![1u8; 64 << 10]).unwrap();
         let one = allocated(&fs::metadata(&paths[0]).unwrap());
-        // Room for two: the oldest goes.
-        evict(&dir, &paths[0], 2 * one);
+        // Room for two and the writer's temporary file (it takes room
+        // too): the oldest entry goes.
+        evict(&dir, &paths[0], 3 * one);
         assert!(paths[0].exists(), "kept although oldest");
         assert!(!paths[1].exists());
         assert!(paths[2].exists());

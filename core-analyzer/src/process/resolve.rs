@@ -250,9 +250,7 @@ pub fn go_binary_at(path: &Path) -> Option<Binary> {
 fn is_elf_file(path: &Path) -> bool {
     use std::io::Read;
     let mut magic = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok()
+    crate::input::open_file(path).is_ok_and(|mut f| f.read_exact(&mut magic).is_ok())
         && &magic == b"\x7fELF"
 }
 

@@ -131,14 +131,21 @@ pub fn all_gs(rt: &GoRuntime, mem: &dyn Memory, warnings: &mut Vec<String>) -> R
     let ptrs = mem
         .bytes(ptr, len as usize * 8)
         .with_context(|| format!("reading runtime.allgs ({len} pointers at {ptr:#x})"))?;
-    let mut out = Vec::with_capacity(len as usize);
-    let mut bad = 0usize;
+    // Memory follows what is real: one entry per distinct g (the runtime
+    // lists each once; a repeat is corruption), never what `len` claims.
+    let mut out = Vec::new();
+    let mut seen = rustc_hash::FxHashSet::default();
+    let (mut bad, mut repeated) = (0usize, 0usize);
     for (i, c) in ptrs.chunks_exact(8).enumerate() {
         // 100k g structs spread over the heap: let their pages go as we go.
         if i % 4096 == 4095 {
             mem.release();
         }
-        let a = u64::from_le_bytes(c.try_into().unwrap());
+        let a = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+        if !seen.insert(a) {
+            repeated += 1;
+            continue;
+        }
         match gl.read(mem, a) {
             Ok(g) => out.push(g),
             Err(_) => bad += 1,
@@ -146,6 +153,11 @@ pub fn all_gs(rt: &GoRuntime, mem: &dyn Memory, warnings: &mut Vec<String>) -> R
     }
     if bad > 0 {
         warnings.push(format!("{bad} of {len} goroutines in runtime.allgs could not be read (pointers outside the core)"));
+    }
+    if repeated > 0 {
+        warnings.push(format!(
+            "runtime.allgs lists {repeated} of its {len} entries more than once (corrupt core); each goroutine is counted once"
+        ));
     }
     Ok(out)
 }

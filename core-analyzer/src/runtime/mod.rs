@@ -46,10 +46,17 @@ impl GoRuntime {
             ))
         })?;
         let mut blob = bi_bytes.to_vec();
-        // Prefer the copy in memory (relocated pointers for the pre-1.18 format).
+        // Prefer the copy in memory (relocated pointers for the pre-1.18
+        // format); the file's when memory's is corrupt.
         let _ = proc_.mem.read(proc_.rt(bi_addr), &mut blob);
-        let buildinfo = buildinfo::parse(&blob, Some(&*proc_.mem))
+        let mut buildinfo = buildinfo::parse(&blob, Some(&*proc_.mem))
+            .or_else(|| buildinfo::parse(bi_bytes, None))
             .ok_or_else(|| Error::CorruptRuntime(".go.buildinfo is corrupt".into()))?;
+        // A version string is printed and put in one-line errors: no
+        // control characters from a corrupt file reach a terminal.
+        if buildinfo.go_version.chars().any(char::is_control) {
+            buildinfo.go_version = buildinfo.go_version.escape_debug().to_string();
+        }
         let version = buildinfo.go_version.clone();
         let facts = layout::table::facts(&version).ok_or_else(|| {
             Error::UnsupportedGoVersion(format!(

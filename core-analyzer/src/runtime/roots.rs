@@ -150,13 +150,18 @@ impl Roots {
             }
         }
 
-        if let Some(allm_sym) = sym("runtime.allm") {
+        // By symbol; a symbol table that lacks a root or names one that
+        // cannot be read (a corrupt binary) falls back to the heuristics.
+        let by_symbols = || -> Result<Option<Roots>> {
+            let Some(allm_sym) = sym("runtime.allm") else {
+                return Ok(None);
+            };
             let allgs = sym("runtime.allgs").context("runtime.allgs symbol missing")?;
             let allp = sym("runtime.allp");
             let mem = &*p.mem;
-            return Ok(Roots {
+            Ok(Some(Roots {
                 allm: mem.u64(allm_sym).context("reading runtime.allm")?,
-                allgs: (mem.u64(allgs)?, mem.u64(allgs + 8)?),
+                allgs: (mem.u64(allgs)?, mem.u64(allgs.wrapping_add(8))?),
                 allp: match allp {
                     Some(a) => (mem.u64(a)?, mem.u64(a.wrapping_add(8))?),
                     None => (0, 0),
@@ -169,7 +174,14 @@ impl Roots {
                 moduledata,
                 extra_m: sym("runtime.extraM").and_then(|a| mem.u64(a).ok()),
                 source: "symbols",
-            });
+            }))
+        };
+        match by_symbols() {
+            Ok(Some(r)) => return Ok(r),
+            Ok(None) => {}
+            Err(e) => warnings.push(format!(
+                "runtime roots by symbol failed ({e:#}); found by what the runtime guarantees instead"
+            )),
         }
         let d = data();
         let mem = &*p.mem;

@@ -159,6 +159,15 @@ impl<'a> Modules<'a> {
         })
     }
 
+    /// What the loaded symbols of every module could not use.
+    pub fn warnings(&self) -> Vec<String> {
+        self.list
+            .iter()
+            .filter_map(|m| m.syms.get())
+            .flat_map(|s| s.warnings.iter().cloned())
+            .collect()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &CodeModule<'a>> {
         self.list.iter()
     }

@@ -29,6 +29,8 @@ pub struct NativeSymbols {
     /// Sized data objects (locks, globals), sorted by address.
     data: Vec<Sym>,
     dwarf: Option<addr2line::Context<Reader>>,
+    /// What could not be used (an implausible section), for the report.
+    pub warnings: Vec<String>,
 }
 
 impl NativeSymbols {
@@ -86,7 +88,16 @@ impl NativeSymbols {
         let dwarf = debug
             .and_then(dwarf_context)
             .or_else(|| dwarf_context(binary));
-        NativeSymbols { syms, data, dwarf }
+        let warnings = std::iter::once(binary)
+            .chain(debug)
+            .flat_map(|b| b.refused())
+            .collect();
+        NativeSymbols {
+            syms,
+            data,
+            dwarf,
+            warnings,
+        }
     }
 
     /// No names at all (a module that could not be read).
@@ -95,6 +106,7 @@ impl NativeSymbols {
             syms: vec![],
             data: vec![],
             dwarf: None,
+            warnings: vec![],
         }
     }
 

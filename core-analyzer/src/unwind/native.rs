@@ -60,7 +60,9 @@ fn section_info(b: &Binary) -> ExplicitModuleSectionInfo<Bytes> {
                 (off.checked_add(size)? <= b.file.map.len())
                     .then(|| Bytes::Mapped(b.file.clone(), off..off + size))
             }
-            _ => Some(Bytes::Owned(s.uncompressed_data().ok()?.into_owned())),
+            _ => Some(Bytes::Owned(
+                crate::elf::exe::bounded_uncompressed(b, &s)?.into_owned(),
+            )),
         }
     };
     ExplicitModuleSectionInfo {
