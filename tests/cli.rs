@@ -33,12 +33,6 @@ fn fail_with_code(out: &Output, code: i32, needle: &str) {
     assert!(!err.contains("panicked"), "{err}");
 }
 
-fn tmpfile(dir: &Scratch, name: &str, data: &[u8]) -> std::path::PathBuf {
-    let p = dir.join(name);
-    write_sparse(&p, data);
-    p
-}
-
 #[test]
 fn text_and_json_on_a_fixture() {
     let c = &fixtures()[0];
@@ -163,31 +157,6 @@ fn unrelated_binary_is_refused() {
     if let Some(g) = generated().into_iter().find(|c| c.truth.variant == "plain") {
         fail_with_code(&cgocore(&[&g.core, &"--exe", &sh]), 4, "does not match");
     }
-}
-
-/// A (sparse) copy of a fixture core with 8-byte values patched at runtime
-/// addresses.
-fn patched_core(
-    c: &CoreCase,
-    dir: &Scratch,
-    name: &str,
-    patches: &[(u64, u64)],
-) -> std::path::PathBuf {
-    use std::os::unix::fs::FileExt;
-    let mapped = cgocore::input::open(&c.core).unwrap();
-    let path = tmpfile(dir, name, &mapped.map[..]);
-    let core = cgocore::elf::core::CoreFile::parse(mapped).unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    for &(addr, val) in patches {
-        let seg = core
-            .segments
-            .iter()
-            .find(|s| s.vaddr <= addr && addr + 8 <= s.vaddr + s.filesz)
-            .expect("address saved in core");
-        f.write_all_at(&val.to_le_bytes(), seg.offset + addr - seg.vaddr)
-            .unwrap();
-    }
-    path
 }
 
 fn plain_fixture() -> CoreCase {

@@ -258,3 +258,30 @@ pub fn core_writer(core: &Path) -> &'static str {
     }
     "unknown"
 }
+
+/// `data` as the file `name` in `dir`, written sparse.
+pub fn tmpfile(dir: &Scratch, name: &str, data: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    write_sparse(&p, data);
+    p
+}
+
+/// A (sparse) copy of a fixture core with 8-byte values patched at runtime
+/// addresses.
+pub fn patched_core(c: &CoreCase, dir: &Scratch, name: &str, patches: &[(u64, u64)]) -> PathBuf {
+    use std::os::unix::fs::FileExt;
+    let mapped = cgocore::input::open(&c.core).unwrap();
+    let path = tmpfile(dir, name, &mapped.map[..]);
+    let core = cgocore::elf::core::CoreFile::parse(mapped).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    for &(addr, val) in patches {
+        let seg = core
+            .segments
+            .iter()
+            .find(|s| s.vaddr <= addr && addr + 8 <= s.vaddr + s.filesz)
+            .expect("address saved in core");
+        f.write_all_at(&val.to_le_bytes(), seg.offset + addr - seg.vaddr)
+            .unwrap();
+    }
+    path
+}

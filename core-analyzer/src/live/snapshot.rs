@@ -343,4 +343,38 @@ mod tests {
         mem.read(0x20000, &mut b).unwrap();
         assert_eq!(b, [3, 3]);
     }
+
+    #[test]
+    fn repeated_thread_notes_count_once() {
+        let s = Snapshot {
+            arch: Arch::X86_64,
+            pid: 7,
+            command: "x".into(),
+            threads: (0..20_000)
+                .map(|i| SnapThread {
+                    tid: 7 + (i % 2),
+                    regs: vec![0; 27],
+                    tls: None,
+                    sighold: 0,
+                })
+                .collect(),
+            maps: vec![],
+            auxv: vec![],
+            pages: vec![],
+            note: SnapshotNote::default(),
+        };
+        let path = std::env::temp_dir().join(format!("cgocore-dup-test-{}", std::process::id()));
+        s.write(&path).unwrap();
+        let core = CoreFile::parse(crate::input::open(&path).unwrap());
+        let _ = std::fs::remove_file(&path);
+        let core = core.unwrap();
+        assert_eq!(core.threads.len(), 2);
+        assert!(
+            core.warnings
+                .iter()
+                .any(|w| w.contains("19998 thread status notes repeat")),
+            "{:?}",
+            core.warnings
+        );
+    }
 }

@@ -1,0 +1,389 @@
+//! Mutation fuzzing over real cores, on the stable toolchain: each run
+//! stacks one to four mutations (ELF and program headers, notes, runtime
+//! words the analysis follows, the binary's pclntab, build info, DWARF and
+//! unwind tables, random flips) on a sparse copy of a fixture and runs the
+//! CLI on it, bounded in memory and time, with a random mix of options
+//! (`--json`, `--sched`, `--dot -`, `--goroutines all`, a `--rules` file),
+//! and now and then the Python API. Every run must end in a report (exit 0
+//! or 3, valid JSON) or one clear error (1, 4, 5, 6): never a panic, a
+//! signal, a hang or a blown memory limit.
+//!
+//! `cargo test --test fuzz` runs a short budget with a fixed seed;
+//! scripts/test-all runs longer. A long run, with a fresh seed:
+//!
+//!     CGOCORE_FUZZ_SECONDS=3600 CGOCORE_FUZZ_SEED=$RANDOM cargo test --release --test fuzz -- --nocapture
+//!
+//! A failing input is kept under target/fuzz-failures/ with the command
+//! that failed.
+mod common;
+
+use common::*;
+use std::os::unix::fs::FileExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DATA_LIMIT: u64 = 1 << 30;
+const DEADLINE: Duration = Duration::from_secs(30);
+const EXTREMES: [u64; 8] = [
+    0,
+    1,
+    u64::MAX,
+    u64::MAX - 7,
+    1 << 32,
+    1 << 47,
+    0x7fff_ffff_ffff,
+    0xdead_beef_dead_beef,
+];
+
+/// One input: a writable sparse copy of a core and of its binary, with what
+/// the mutators aim at.
+struct Target {
+    name: String,
+    core: PathBuf,
+    exe: PathBuf,
+    /// (file offset, len) of the core's program headers and notes.
+    core_meta: Vec<(u64, u64)>,
+    /// File offsets of saved words the runtime roots point at.
+    core_words: Vec<u64>,
+    /// (file offset, len) of the binary's sections the analysis parses.
+    exe_sections: Vec<(u64, u64)>,
+}
+
+impl Target {
+    fn new(c: &CoreCase, dir: &Scratch, i: usize) -> Target {
+        use object::{Object, ObjectSection};
+        let core_map = cgocore::input::open(&c.core).unwrap();
+        let exe_map = cgocore::input::open(&c.exe).unwrap();
+        let core = tmpfile(dir, &format!("core{i}"), &core_map.map[..]);
+        let exe = tmpfile(dir, &format!("exe{i}"), &exe_map.map[..]);
+        let obj = object::File::parse(&exe_map.map[..]).unwrap();
+        let exe_sections = [
+            ".gopclntab",
+            ".go.buildinfo",
+            ".eh_frame",
+            ".eh_frame_hdr",
+            ".debug_info",
+            ".debug_abbrev",
+            ".note.go.buildid",
+            ".dynsym",
+            ".symtab",
+        ]
+        .iter()
+        .filter_map(|n| obj.section_by_name(n)?.file_range())
+        .collect();
+        let parsed = cgocore::elf::core::CoreFile::parse(core_map.clone()).unwrap();
+        let data = &core_map.map[..];
+        let phoff = u64::from_le_bytes(data[0x20..0x28].try_into().unwrap());
+        let phnum = u16::from_le_bytes(data[0x38..0x3a].try_into().unwrap()) as u64;
+        let mut core_meta = vec![(0, 64), (phoff, phnum * 56)];
+        for i in 0..phnum {
+            let ph = (phoff + i * 56) as usize;
+            if u32::from_le_bytes(data[ph..ph + 4].try_into().unwrap()) == 4 {
+                let off = u64::from_le_bytes(data[ph + 8..ph + 16].try_into().unwrap());
+                let size = u64::from_le_bytes(data[ph + 32..ph + 40].try_into().unwrap());
+                core_meta.push((off, size));
+            }
+        }
+        // Words the analysis follows first: the roots and what they point at.
+        let bin = cgocore::elf::exe::Binary::open(&c.exe).unwrap();
+        let file_off = |addr: u64| {
+            parsed
+                .segments
+                .iter()
+                .find(|s| s.vaddr <= addr && addr + 8 <= s.vaddr + s.filesz)
+                .map(|s| s.offset + addr - s.vaddr)
+        };
+        let word = |addr: u64| {
+            file_off(addr)
+                .map(|o| u64::from_le_bytes(data[o as usize..o as usize + 8].try_into().unwrap()))
+        };
+        let mut core_words = vec![];
+        for root in [
+            "runtime.allm",
+            "runtime.allgs",
+            "runtime.allp",
+            "runtime.sched",
+            "runtime.m0",
+            "runtime.g0",
+        ] {
+            let Some((a, _)) = bin.symbol(root) else {
+                continue;
+            };
+            for k in 0..32 {
+                core_words.extend(file_off(a + 8 * k));
+            }
+            if let Some(p) = word(a) {
+                for k in 0..64 {
+                    core_words.extend(file_off(p.wrapping_add(8 * k)));
+                }
+            }
+        }
+        Target {
+            name: c.name.clone(),
+            core,
+            exe,
+            core_meta,
+            core_words,
+            exe_sections,
+        }
+    }
+}
+
+/// Patches applied to a target, undone after its run.
+struct Patch {
+    file: PathBuf,
+    off: u64,
+    old: Vec<u8>,
+}
+
+fn patch(file: &Path, off: u64, new: &[u8]) -> Option<Patch> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+        .ok()?;
+    let len = f.metadata().ok()?.len();
+    if off.checked_add(new.len() as u64)? > len {
+        return None;
+    }
+    let mut old = vec![0u8; new.len()];
+    f.read_exact_at(&mut old, off).ok()?;
+    f.write_all_at(new, off).ok()?;
+    Some(Patch {
+        file: file.to_path_buf(),
+        off,
+        old,
+    })
+}
+
+fn undo(patches: Vec<Patch>) {
+    for p in patches.into_iter().rev() {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p.file)
+            .unwrap();
+        f.write_all_at(&p.old, p.off).unwrap();
+    }
+}
+
+fn in_range(rng: &mut fastrand::Rng, (off, len): (u64, u64)) -> u64 {
+    off + rng.u64(0..len.max(1))
+}
+
+/// One to four mutations.
+fn mutate(rng: &mut fastrand::Rng, t: &Target) -> (Vec<Patch>, Vec<String>) {
+    let mut patches = vec![];
+    let mut said = vec![];
+    for _ in 0..rng.usize(1..=4) {
+        let (file, off, bytes, what): (&Path, u64, Vec<u8>, &str) = match rng.u8(0..6) {
+            0 => {
+                let r = t.core_meta[rng.usize(..t.core_meta.len())];
+                let v = EXTREMES[rng.usize(..EXTREMES.len())];
+                (
+                    &t.core,
+                    in_range(rng, r) & !7,
+                    v.to_le_bytes().to_vec(),
+                    "core header/note word",
+                )
+            }
+            1 => {
+                let r = t.core_meta[rng.usize(..t.core_meta.len())];
+                (
+                    &t.core,
+                    in_range(rng, r),
+                    vec![rng.u8(..)],
+                    "core header/note byte",
+                )
+            }
+            2 if !t.core_words.is_empty() => {
+                let o = t.core_words[rng.usize(..t.core_words.len())];
+                let v = if rng.bool() {
+                    EXTREMES[rng.usize(..EXTREMES.len())]
+                } else {
+                    rng.u64(..)
+                };
+                (&t.core, o, v.to_le_bytes().to_vec(), "runtime word")
+            }
+            3 if !t.exe_sections.is_empty() => {
+                let r = t.exe_sections[rng.usize(..t.exe_sections.len())];
+                let n = rng.usize(1..=8);
+                (
+                    &t.exe,
+                    in_range(rng, r),
+                    (0..n).map(|_| rng.u8(..)).collect(),
+                    "binary section bytes",
+                )
+            }
+            4 if !t.exe_sections.is_empty() => {
+                let r = t.exe_sections[rng.usize(..t.exe_sections.len())];
+                let v = EXTREMES[rng.usize(..EXTREMES.len())];
+                (
+                    &t.exe,
+                    in_range(rng, r) & !7,
+                    v.to_le_bytes().to_vec(),
+                    "binary section word",
+                )
+            }
+            _ => {
+                let len = std::fs::metadata(&t.core).unwrap().len();
+                (
+                    &t.core,
+                    rng.u64(..len.saturating_sub(8)),
+                    vec![rng.u8(..)],
+                    "random core byte",
+                )
+            }
+        };
+        if let Some(p) = patch(file, off, &bytes) {
+            said.push(format!("{what} at {off:#x} = {bytes:02x?}"));
+            patches.push(p);
+        }
+    }
+    (patches, said)
+}
+
+fn run(args: &[String]) -> (std::process::Output, Duration) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cgocore"));
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: DATA_LIMIT,
+                rlim_max: DATA_LIMIT,
+            };
+            libc::setrlimit(libc::RLIMIT_DATA, &lim);
+            Ok(())
+        });
+    }
+    let start = Instant::now();
+    let child = cmd.spawn().unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if rx.recv_timeout(DEADLINE).is_err() {
+            // SAFETY: kill(2) of the child started above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = tx.send(());
+    (out, start.elapsed())
+}
+
+/// What is wrong with a run, if anything.
+fn judge(out: &std::process::Output, took: Duration, json: bool) -> Option<String> {
+    let err = String::from_utf8_lossy(&out.stderr);
+    if took >= DEADLINE {
+        return Some(format!("hung: killed after {took:?}"));
+    }
+    if err.contains("panicked") {
+        return Some(format!("panic: {err}"));
+    }
+    match out.status.code() {
+        Some(0) | Some(3) if json => serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .err()
+            .map(|e| format!("bad JSON: {e}")),
+        Some(0) | Some(3) | Some(4) | Some(5) | Some(6) => None,
+        Some(1) if err.trim().lines().count() == 1 => None,
+        Some(1) => Some(format!("an error of more than one line: {err}")),
+        other => Some(format!(
+            "exit {other:?}, signal {:?}: {err}",
+            std::os::unix::process::ExitStatusExt::signal(&out.status)
+        )),
+    }
+}
+
+#[test]
+fn mutated_cores_end_in_a_report_or_one_clear_error() {
+    let seconds: u64 = std::env::var("CGOCORE_FUZZ_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let seed: u64 = std::env::var("CGOCORE_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let dir = Scratch::new("fuzz");
+    let targets: Vec<Target> = fixtures()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Target::new(c, &dir, i))
+        .collect();
+    let rules = dir.join("rules.json");
+    std::fs::write(
+        &rules,
+        r#"{"lock_classes": ["my-lock"], "classes": [{"class": "my-lock", "frames": [["*lll_lock_wait*"]], "explain": "x", "advice": "y"}]}"#,
+    )
+    .unwrap();
+    let python = std::env::var_os("CGOCORE_PYTHONPATH").filter(|p| Path::new(p).is_dir());
+    let failures = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../fuzz-failures");
+    let start = Instant::now();
+    let (mut runs, mut found) = (0usize, vec![]);
+    while start.elapsed() < Duration::from_secs(seconds) {
+        let t = &targets[rng.usize(..targets.len())];
+        let (patches, said) = mutate(&mut rng, t);
+        let mut args: Vec<String> = vec!["analyze".into(), t.core.display().to_string()];
+        args.extend(["--exe".into(), t.exe.display().to_string()]);
+        let json = rng.bool();
+        match rng.u8(0..5) {
+            _ if json => args.push("--json".into()),
+            0 => args.push("--sched".into()),
+            1 => args.extend(["--dot".into(), "-".into()]),
+            2 => args.extend(["--goroutines".into(), "all".into()]),
+            3 => args.extend(["--rules".into(), rules.display().to_string()]),
+            _ => args.push("--stacks".into()),
+        }
+        let (out, took) = run(&args);
+        let mut problem = judge(&out, took, json);
+        // The Python API on the same input: errors are CgocoreErrors.
+        if problem.is_none() && runs % 8 == 0 {
+            if let Some(pp) = &python {
+                let script = format!(
+                    "import cgocore\ntry:\n    cgocore.analyze_core({:?}, exe={:?})\nexcept cgocore.CgocoreError:\n    pass\nprint('OK')\n",
+                    t.core.display().to_string(),
+                    t.exe.display().to_string()
+                );
+                let o = Command::new("python3")
+                    .args(["-c", &script])
+                    .env("PYTHONPATH", pp)
+                    .output()
+                    .unwrap();
+                if !String::from_utf8_lossy(&o.stdout).contains("OK") {
+                    problem = Some(format!("Python: {}", String::from_utf8_lossy(&o.stderr)));
+                }
+            }
+        }
+        if let Some(p) = problem {
+            let keep = failures.join(format!("seed{seed}-run{runs}"));
+            let _ = std::fs::create_dir_all(&keep);
+            let _ = std::fs::copy(&t.exe, keep.join("exe"));
+            let _ = std::process::Command::new("cp")
+                .args([
+                    "--sparse=always",
+                    t.core.to_str().unwrap(),
+                    keep.join("core").to_str().unwrap(),
+                ])
+                .status();
+            found.push(format!(
+                "{} run {runs}: {p}\n  mutations: {}\n  kept in {}",
+                t.name,
+                said.join("; "),
+                keep.display()
+            ));
+        }
+        undo(patches);
+        runs += 1;
+    }
+    eprintln!("fuzz: {runs} runs in {:?}, seed {seed}", start.elapsed());
+    assert!(runs > 0);
+    assert!(
+        found.is_empty(),
+        "{} of {runs} runs failed:\n{}",
+        found.len(),
+        found.join("\n")
+    );
+}
