@@ -366,12 +366,98 @@ fn check_findings(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
     errs
 }
 
+/// Each root cause once: every waiter of the scenario is a victim of the
+/// incident rooted where its chain of holders ends (a cycle: one of its
+/// threads), with its goroutine; no thread is a victim twice, every
+/// critical finding is evidence under exactly one incident, and incidents
+/// come most harm first.
+fn check_incidents(case: &CoreCase, r: &Report) -> Vec<String> {
+    let mut errs = vec![];
+    let mut e = |s: String| errs.push(format!("{}: incidents: {s}", case.name));
+    let holder: std::collections::HashMap<&str, &str> = CLASSES
+        .iter()
+        .filter_map(|(s, _, h)| Some((*s, (*h)?)))
+        .collect();
+    for (scn, h) in &holder {
+        if scn == h || !case.truth.scenarios.contains_key(*scn) {
+            continue;
+        }
+        // Follow the holders to the end of the chain (or around a cycle).
+        let mut ends = vec![*h];
+        while let Some(next) = holder.get(ends.last().unwrap()) {
+            if ends.contains(next) {
+                break;
+            }
+            ends.push(next);
+        }
+        let roots: BTreeSet<u32> = match ends
+            .iter()
+            .position(|x| holder.get(x) == Some(x) || !holder.contains_key(x))
+        {
+            Some(i) => [tid(case, ends[i])].into(),
+            None => ends.iter().map(|s| tid(case, s)).collect(), // a cycle
+        };
+        let me = tid(case, scn);
+        let hit: Vec<_> = r
+            .incidents
+            .iter()
+            .filter(|i| i.victims.tids.contains(&me))
+            .collect();
+        match hit[..] {
+            [i] => {
+                let root = i.root.as_ref().and_then(|s| s.tid).unwrap_or(0);
+                let in_cycle = i.kind == "deadlock" && i.chain.contains(&me);
+                if !(roots.contains(&root) || in_cycle) {
+                    e(format!(
+                        "{scn}: victim of an incident rooted at {root}, not {roots:?}"
+                    ));
+                }
+                let g = case.truth.scenarios[*scn].goid;
+                if g != 0 && !i.victims.goids.contains(&g) {
+                    e(format!(
+                        "{scn}: goroutine {g} not among the victims {:?}",
+                        i.victims.goids
+                    ));
+                }
+            }
+            _ if roots.contains(&me) => {} // in a cycle, the root itself
+            _ => e(format!("{scn}: victim of {} incidents", hit.len())),
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for i in &r.incidents {
+        for f in &i.findings {
+            if !seen.insert(*f) {
+                e(format!("finding {f} is under two incidents"));
+            }
+        }
+    }
+    for (k, f) in r.findings.iter().enumerate() {
+        if f.severity == cgocore::report::Severity::Critical && !seen.contains(&k) {
+            e(format!(
+                "critical finding {k} ({}) is under no incident",
+                f.kind
+            ));
+        }
+    }
+    let harm: Vec<usize> = r
+        .incidents
+        .iter()
+        .map(|i| i.victims.tids.len() + i.victims.goids.len())
+        .collect();
+    if harm.windows(2).any(|w| w[0] < w[1]) {
+        e(format!("not ordered by harm: {harm:?}"));
+    }
+    errs
+}
+
 fn run(cases: &[CoreCase]) {
     let mut errs = vec![];
     for c in cases {
         let a = analyze(c);
         errs.extend(check_classes(c, &a.report, a.process.arch));
         errs.extend(check_findings(c, &a));
+        errs.extend(check_incidents(c, &a.report));
     }
     assert!(errs.is_empty(), "{}", errs.join("\n"));
 }

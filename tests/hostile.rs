@@ -284,3 +284,30 @@ fn one_goroutine_listed_four_million_times_stays_small() {
         out.stdout.len()
     );
 }
+
+/// An `.eh_frame_hdr` whose search table points outside `.eh_frame` (found
+/// by the fuzzer: the unwinder subtracted one from the other and wrapped):
+/// left out with a warning, the report still made.
+#[test]
+fn a_corrupt_unwind_table_header_is_left_out() {
+    use object::{Object, ObjectSection};
+    let c = plain_fixture();
+    let tmp = Scratch::new("hostile-ehhdr");
+    let mut exe = cgocore::input::open(&c.exe).unwrap().map.to_vec();
+    let off = {
+        let obj = object::File::parse(&exe[..]).unwrap();
+        let s = obj.section_by_name(".eh_frame_hdr").expect(".eh_frame_hdr");
+        s.file_range().unwrap().0 as usize
+    };
+    // version, encodings, eh_frame_ptr, fde_count, then (initial loc, fde) pairs.
+    exe[off + 16..off + 20].copy_from_slice(&(-0x40_0000i32).to_le_bytes()); // before .eh_frame
+    let exe = tmpfile(&tmp, "exe", &exe);
+    let (out, took) = bounded(&[&c.core, &"--exe", &exe, &"--json"], &tmp.join("cache"));
+    check(
+        &out,
+        took,
+        &[3],
+        "eh_frame_hdr points outside .eh_frame",
+        "eh_frame_hdr",
+    );
+}

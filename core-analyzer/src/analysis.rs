@@ -88,6 +88,7 @@ pub fn analyze_with(
         .exe
         .refused()
         .into_iter()
+        .chain(process.libraries.iter().flat_map(|l| l.binary.refused()))
         .chain(modules.warnings())
         .collect();
     refused.sort();
@@ -550,11 +551,13 @@ fn assemble(process: &Process, rt: &GoRuntime, core: Option<String>, p: Parts) -
         ms: p.ms,
         ps: p.ps,
         goroutines: p.goroutines,
+        incidents: vec![],
         findings: vec![],
         warnings: p.warnings,
         incomplete: p.incomplete,
         stopped_ms: process.live.as_ref().map(|l| l.stopped_ms),
     };
     report.findings = classify::findings::findings(&report);
+    report.incidents = classify::incidents::incidents(&report);
     report
 }

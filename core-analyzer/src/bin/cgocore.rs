@@ -99,6 +99,9 @@ struct Output {
     /// Show every frame of every thread (signal handlers included), not the first few
     #[arg(long)]
     stacks: bool,
+    /// Also print the findings (the evidence under each problem), most severe first
+    #[arg(long)]
+    findings: bool,
     /// Print a GODEBUG=schedtrace=1,scheddetail=1-style summary (per P, M and goroutine)
     #[arg(long)]
     sched: bool,
@@ -228,6 +231,10 @@ fn print_report(r: &cgocore::Report, out: &Output) -> Result<u8> {
         write!(w, "{}", render_sched(r))?;
     } else {
         write!(w, "{}", render_with(r, GoroutineFilter::None, out.stacks))?;
+        if out.findings && !r.findings.is_empty() {
+            writeln!(w, "\nFindings (most severe first):")?;
+            write!(w, "{}", cgocore::render::findings(r))?;
+        }
         let f = match out.goroutines {
             None => GoroutineFilter::None,
             Some(Which::All) => GoroutineFilter::All,

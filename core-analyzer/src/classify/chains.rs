@@ -23,6 +23,12 @@ pub struct WaitFor {
     pub cycles: Vec<Vec<u32>>,
     /// Chains in which some thread waits through at least one other thread.
     pub chains: Vec<Chain>,
+    /// Every thread others wait on (a chain's root, or a thread of a cycle
+    /// where chains enter it): who waits on it, directly or through others,
+    /// nearest first.
+    pub waiters: BTreeMap<u32, Vec<(u32, usize)>>,
+    /// Each thread's owner: the thread holding the lock it waits for.
+    pub owner: BTreeMap<u32, u32>,
 }
 
 pub fn wait_for(threads: &[ThreadInfo]) -> WaitFor {
@@ -85,11 +91,14 @@ pub fn wait_for_links(links: &[(u32, Option<u32>)]) -> WaitFor {
             by_root.entry(root).or_default().push((tid, hops));
         }
     }
+    for ws in by_root.values_mut() {
+        ws.sort_by_key(|&(t, h)| (h, t));
+    }
     let chains = by_root
+        .clone()
         .into_iter()
         .filter(|(_, ws)| ws.iter().any(|&(_, h)| h >= 2))
-        .map(|(root, mut waiting)| {
-            waiting.sort_by_key(|&(t, h)| (h, t));
+        .map(|(root, waiting)| {
             let far = waiting.last().map_or(root, |&(t, _)| t);
             let mut longest = vec![far];
             let mut cur = far;
@@ -106,7 +115,12 @@ pub fn wait_for_links(links: &[(u32, Option<u32>)]) -> WaitFor {
         })
         .collect();
     cycles.sort();
-    WaitFor { cycles, chains }
+    WaitFor {
+        cycles,
+        chains,
+        waiters: by_root,
+        owner: succ,
+    }
 }
 
 #[cfg(test)]

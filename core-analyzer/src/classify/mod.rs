@@ -4,6 +4,7 @@
 //! graph and the findings (`findings.rs`).
 pub mod chains;
 pub mod findings;
+pub mod incidents;
 pub mod owner;
 pub mod rules;
 pub mod syscalls;

@@ -77,6 +77,14 @@ impl Binary {
         })
     }
 
+    /// Record that part of this binary was left out as implausible.
+    pub fn refuse(&self, what: String) {
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(what);
+    }
+
     /// What was left out of this binary as implausible, for the report.
     pub fn refused(&self) -> Vec<String> {
         self.refused

@@ -32,7 +32,10 @@ pub struct Report {
     pub ps: Vec<PInfo>,
     #[serde(serialize_with = "crate::unwind::frame_json::serialize_report")]
     pub goroutines: Vec<GoroutineInfo>,
-    /// What a person on call should read first, most severe first.
+    /// Root causes, each once, most harm first: what to read first.
+    #[serde(default)]
+    pub incidents: Vec<Incident>,
+    /// The evidence under them, most severe first.
     pub findings: Vec<Finding>,
     pub warnings: Vec<String>,
     /// True when some runtime data could not be read: the lists may be partial.
@@ -251,6 +254,41 @@ pub struct Finding {
     /// `{tids, ms, goids}` the finding is about.
     pub evidence: serde_json::Value,
     pub advice: String,
+}
+
+/// One root cause: where to look, who is held up behind it, and the
+/// findings that are its evidence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Incident {
+    /// `deadlock`, `self-deadlock`, `lock-holder`, or the kind of the one
+    /// finding it stands for (`locked-thread-blocked-in-c`, `thread-pileup`, ...).
+    pub kind: String,
+    pub severity: Severity,
+    /// Where to look: the thread (its M and goroutine); null for a pile-up.
+    pub root: Option<Subject>,
+    /// A deadlock's cycle, or the longest wait chain ending at the root
+    /// (farthest waiter first).
+    pub chain: Vec<u32>,
+    /// Threads held up behind the root, directly or through others, and
+    /// their goroutines.
+    pub victims: Victims,
+    pub summary: String,
+    pub advice: String,
+    /// Indexes into `findings`: the evidence.
+    pub findings: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Subject {
+    pub tid: Option<u32>,
+    pub m: Option<i64>,
+    pub goid: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Victims {
+    pub tids: Vec<u32>,
+    pub goids: Vec<u64>,
 }
 
 impl Finding {

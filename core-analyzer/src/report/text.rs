@@ -219,9 +219,8 @@ pub fn render_with(r: &Report, filter: GoroutineFilter, full_stacks: bool) -> St
     for w in &r.warnings {
         let _ = writeln!(o, "warning: {w}");
     }
-    if !r.findings.is_empty() {
-        let _ = writeln!(o, "\nFindings (most severe first):");
-        o.push_str(&findings(r));
+    if !r.incidents.is_empty() {
+        o.push_str(&incidents(r));
     }
     let _ = writeln!(o, "\nThreads:");
     o.push_str(&threads_table(r, &|_| None));
@@ -257,6 +256,33 @@ pub fn render_with(r: &Report, filter: GoroutineFilter, full_stacks: bool) -> St
     if filter != GoroutineFilter::None {
         let _ = writeln!(o);
         o.push_str(&goroutines(r, filter));
+    }
+    o
+}
+
+/// The problems, most harm first: one short paragraph each.
+pub fn incidents(r: &Report) -> String {
+    let mut o = String::new();
+    let n = r.incidents.len();
+    let _ = writeln!(
+        o,
+        "\n{n} problem{} (most harm first; the {} findings under them: --json, cgo-diagnose):",
+        if n == 1 { "" } else { "s" },
+        r.findings.len()
+    );
+    for (i, inc) in r.incidents.iter().enumerate() {
+        let sev = format!("{:?}", inc.severity).to_uppercase();
+        let _ = writeln!(o, "  {}. [{sev}] {}: {}", i + 1, inc.kind, inc.summary);
+        if inc.chain.len() > 1 {
+            let arrow = if inc.kind == "deadlock" {
+                " ⇄ "
+            } else {
+                " → "
+            };
+            let chain: Vec<String> = inc.chain.iter().map(|t| t.to_string()).collect();
+            let _ = writeln!(o, "     chain: {}", chain.join(arrow));
+        }
+        let _ = writeln!(o, "     what to do: {}", inc.advice);
     }
     o
 }

@@ -46,6 +46,41 @@ pub struct NativeUnwinder {
     inner: Inner,
 }
 
+/// Whether every FDE pointer in an `.eh_frame_hdr` search table lands in
+/// `.eh_frame`: the unwinder subtracts one from the other, and a corrupt
+/// binary must not make that wrap.
+fn hdr_table_is_sound(
+    hdr: &[u8],
+    hdr_svma: &Option<std::ops::Range<u64>>,
+    eh_frame: &Option<std::ops::Range<u64>>,
+    text: &Option<std::ops::Range<u64>>,
+) -> bool {
+    use gimli::{BaseAddresses, EhFrameHdr, LittleEndian, Pointer};
+    let (Some(hdr_svma), Some(eh_frame)) = (hdr_svma, eh_frame) else {
+        return false;
+    };
+    let mut bases = BaseAddresses::default()
+        .set_eh_frame_hdr(hdr_svma.start)
+        .set_eh_frame(eh_frame.start);
+    if let Some(t) = text {
+        bases = bases.set_text(t.start);
+    }
+    let Ok(parsed) = EhFrameHdr::new(hdr, LittleEndian).parse(&bases, 8) else {
+        return false;
+    };
+    let Some(table) = parsed.table() else {
+        return true; // no table: the unwinder does not use one
+    };
+    let mut it = table.iter(&bases);
+    loop {
+        match it.next() {
+            Ok(Some((_, Pointer::Direct(fde)))) if eh_frame.contains(&fde) => {}
+            Ok(None) => return true,
+            _ => return false,
+        }
+    }
+}
+
 fn section_info(b: &Binary) -> ExplicitModuleSectionInfo<Bytes> {
     let obj = b.object();
     let svma = |name: &str| {
@@ -65,15 +100,26 @@ fn section_info(b: &Binary) -> ExplicitModuleSectionInfo<Bytes> {
             )),
         }
     };
+    let (eh_frame_svma, eh_frame_hdr_svma) = (svma(".eh_frame"), svma(".eh_frame_hdr"));
+    let eh_frame_hdr = data(".eh_frame_hdr").filter(|hdr| {
+        let ok = hdr_table_is_sound(hdr.as_ref(), &eh_frame_hdr_svma, &eh_frame_svma, &svma(".text"));
+        if !ok {
+            b.refuse(format!(
+                "{}: its .eh_frame_hdr points outside .eh_frame (corrupt?); its C frames unwind by frame pointers",
+                b.path().display()
+            ));
+        }
+        ok
+    });
     ExplicitModuleSectionInfo {
         base_svma: 0,
         text_svma: svma(".text"),
         text: data(".text"),
         got_svma: svma(".got"),
-        eh_frame_svma: svma(".eh_frame"),
+        eh_frame_svma,
         eh_frame: data(".eh_frame"),
-        eh_frame_hdr_svma: svma(".eh_frame_hdr"),
-        eh_frame_hdr: data(".eh_frame_hdr"),
+        eh_frame_hdr_svma,
+        eh_frame_hdr,
         // Go binaries have only a (compressed) .debug_frame, for Go code, which
         // the pclntab unwinds; C objects bring .eh_frame.
         debug_frame: if obj.section_by_name(".eh_frame").is_some() {

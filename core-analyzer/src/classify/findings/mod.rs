@@ -1,7 +1,7 @@
 //! Findings a person on call reads first, each with evidence (tids, M ids,
 //! goids) and advice. One detector per kind, each a small function over the
 //! report model alone, so the CLI, the JSON and the debugger faces agree.
-mod describe;
+pub(crate) mod describe;
 mod handlers;
 mod locking;
 mod locks;

@@ -135,6 +135,7 @@ pub fn report(threads: Vec<ThreadInfo>) -> Report {
         ms: vec![],
         ps: vec![],
         goroutines: vec![],
+        incidents: vec![],
         findings: vec![],
         warnings: vec![],
         incomplete: false,

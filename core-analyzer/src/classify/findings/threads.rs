@@ -117,18 +117,20 @@ pub fn thread_pileup(x: &Facts) -> Vec<Finding> {
     if in_c.len() < PILEUP_PER_P.saturating_mul(procs) || in_c.len() < 8 {
         return vec![];
     }
-    // Counts read from the core: a corrupt one must not overflow.
+    // Go's limit counts Ms (sched.maxmcount against mcount()), not OS
+    // threads; counts read from the core must not overflow.
     let limit = r.sched.as_ref().map_or(10_000, |s| s.maxmcount);
-    let threads = r
+    let ms = r
         .sched
         .as_ref()
-        .map_or(r.threads.len(), |s| usize::try_from(s.mcount).unwrap_or(0));
-    let near = threads.saturating_mul(10) >= usize::try_from(limit).unwrap_or(0).saturating_mul(8);
+        .map_or(r.ms.len(), |s| usize::try_from(s.mcount).unwrap_or(0));
+    let threads = r.threads.len();
+    let near = ms.saturating_mul(10) >= usize::try_from(limit).unwrap_or(0).saturating_mul(8);
     vec![Finding {
         kind: FindingKind::ThreadPileup,
         severity: if near { Severity::Critical } else { Severity::Warning },
         summary: format!(
-            "{} threads are blocked in C for cgo calls (GOMAXPROCS {procs}); the process has {threads} threads of at most {limit}",
+            "{} threads are blocked in C for cgo calls (GOMAXPROCS {procs}); the process has {threads} OS threads and {ms} Ms, of at most {limit} Ms",
             in_c.len()
         ),
         evidence: evidence(&in_c),
