@@ -14,6 +14,7 @@ See corefiles/README.md.
 import argparse
 import json
 import os
+import random
 import re
 import resource
 import shutil
@@ -30,6 +31,11 @@ CUDA_STUB = os.path.join(ROOT, "corefiles", "scenarios", "cudastub", "cuda_stub.
 # A Go library (-buildmode=c-shared) loaded by a C program: the runtime is not
 # in the executable.
 CSHARED = os.path.join(ROOT, "corefiles", "scenarios", "cshared")
+# A program caught at random moments while it runs (GC, preemption, stack
+# growth, short cgo calls, callbacks): kernel cores of these releases.
+BUSY = os.path.join(ROOT, "corefiles", "scenarios", "busy")
+BUSY_VERSIONS = ["1.21.13", "1.27.3"]
+BUSY_CAPTURES = 3
 CACHE = os.path.join(ROOT, ".cache")
 VERSIONS = ["1.21.13", "1.22.10", "1.23.9", "1.24.11", "1.25.5", "1.26.6", "1.27.3"]
 VARIANTS = {
@@ -37,6 +43,7 @@ VARIANTS = {
     "stripped": ["-ldflags=-s -w"],
     "pie": ["-buildmode=pie"],
     "cshared": ["-buildmode=c-shared"],
+    "busy": [],
 }
 
 
@@ -63,6 +70,8 @@ def source_hash(variant):
     if variant == "cshared":
         sources = [os.path.join(CSHARED, n) for n in sorted(os.listdir(CSHARED))]
         sources.append(os.path.join(CSHARED, "host", "host.c"))
+    elif variant == "busy":
+        sources = [os.path.join(BUSY, n) for n in sorted(os.listdir(BUSY))]
     else:
         with open(CUDA_STUB, "rb") as f:
             h.update(f.read())
@@ -90,6 +99,8 @@ def build(version, variant, out_dir, gocache):
     log("build", version, variant)
     if variant == "cshared":
         build_cshared(version, out_dir, exe, env)
+    elif variant == "busy":
+        subprocess.check_call([go_binary(version), "build", "-trimpath", "-o", exe, "."], cwd=BUSY, env=env)
     else:
         cmd = [go_binary(version), "build", "-trimpath", "-o", exe] + VARIANTS[variant] + ["."]
         subprocess.check_call(cmd, cwd=SCENARIO, env=env)
@@ -115,7 +126,7 @@ def cuda_stub_path(build_dir):
     return os.path.join(build_dir, "libcuda.so.1")
 
 
-def start(exe, cwd, args, kernel_core=True):
+def start(exe, cwd, args, kernel_core=True, extra_env=None):
     # For a gcore the crash that ends the run (SIGQUIT's dump) must not write a
     # kernel core: it would land on gdb's, under the same name.
     core_limit = resource.RLIM_INFINITY if kernel_core else 0
@@ -124,6 +135,7 @@ def start(exe, cwd, args, kernel_core=True):
         resource.setrlimit(resource.RLIMIT_CORE, (core_limit, core_limit))
     # A bare environment: the core keeps it, and fixtures are committed.
     env = {"PATH": "/usr/bin:/bin", "LANG": "C", "GOTRACEBACK": "crash", "GOMAXPROCS": "2"}
+    env.update(extra_env or {})
     err = open(os.path.join(cwd, "dump.txt"), "wb")
     p = subprocess.Popen([exe] + args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=err,
                          preexec_fn=limits)
@@ -167,14 +179,15 @@ def capture_retrying(exe, kind, out_dir, args):
         return capture(exe, kind, out_dir, args)
 
 
-def capture(exe, kind, out_dir, args):
+def capture(exe, kind, out_dir, args, delay=0.2, extra_env=None):
     os.makedirs(out_dir, exist_ok=True)
     for f in os.listdir(out_dir):
         os.unlink(os.path.join(out_dir, f))
-    p, lines, err = start(exe, out_dir, args, kernel_core=(kind == "kernel"))
+    p, lines, err = start(exe, out_dir, args, kernel_core=(kind == "kernel"), extra_env=extra_env)
     # Let the thread that wrote READY settle in its final wait: Go's dump and
-    # the core are taken moments apart, and must see the same stacks.
-    time.sleep(0.2)
+    # the core are taken moments apart, and must see the same stacks. (A
+    # busy program is caught at a random moment instead.)
+    time.sleep(delay)
     core = os.path.join(out_dir, "core")
     if kind == "gcore":
         gcore(p.pid, core)
@@ -196,6 +209,30 @@ def capture(exe, kind, out_dir, args):
     with open(os.path.join(out_dir, "truth.json"), "w") as f:
         json.dump(truth, f, indent=1)
     return core
+
+
+def capture_busy(version, base, gocache, force):
+    """Kernel cores of the busy program at seeded random moments. Only
+    kernel cores: Go's dump is printed from the crash itself, so it shows
+    the moment the core holds (a gcore's dump would come after it)."""
+    exe = build(version, "busy", base, gocache)
+    rng = random.Random("%s-busy" % version)
+    for i in range(1, BUSY_CAPTURES + 1):
+        d = os.path.join(base, "kernel-%d" % i)
+        delay = rng.uniform(0.2, 1.5)
+        if not force and captured_by(d) == WRITER["kernel"]:
+            continue
+        log("capture", version, "busy", "kernel #%d after %.2f s" % (i, delay))
+        try:
+            capture(exe, "kernel", d, [], delay=delay, extra_env={"GOGC": "5"})
+        except ScenarioFailed as e:
+            log("retry after failure:", e)
+            capture(exe, "kernel", d, [], delay=delay, extra_env={"GOGC": "5"})
+        with open(os.path.join(d, "truth.json")) as f:
+            truth = json.load(f)
+        truth.update(go_version="go" + version, variant="busy")
+        with open(os.path.join(d, "truth.json"), "w") as f:
+            json.dump(truth, f, indent=1)
 
 
 def gcore(pid, core):
@@ -270,7 +307,11 @@ def parse(dump, scenario_lines):
         if not line:
             cur = None
             continue
-        if line.startswith("\t") or line.startswith("created by") or line.startswith("..."):
+        if line.startswith("..."):
+            # Go prints the first and last 50 frames of a deep stack.
+            cur["elided"] = True
+            continue
+        if line.startswith("\t") or line.startswith("created by"):
             continue
         fm = re.match(r"^(.+)\((.*)\)$", line)
         if fm and i + 1 < len(lines) and lines[i + 1].startswith("\t"):
@@ -303,7 +344,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(CACHE, "cores"), help="output folder (default .cache/cores)")
     ap.add_argument("--versions", default=",".join(VERSIONS), help="comma-separated Go versions")
-    ap.add_argument("--variants", default="plain,stripped,pie,cshared")
+    ap.add_argument("--variants", default="plain,stripped,pie,cshared,busy")
     ap.add_argument("--kinds", default="kernel", help="kernel,gcore")
     ap.add_argument("--parked", type=int, default=40, help="ordinary parked goroutines")
     ap.add_argument("--cblocked", type=int, default=0, help="extra goroutines blocked in C")
@@ -325,6 +366,10 @@ def main():
         # version's variants: it is hundreds of MB per version, then dropped.
         gocache = tempfile.TemporaryDirectory(prefix="cgocore-gocache-")
         for variant in a.variants.split(","):
+            if variant == "busy":
+                if version in BUSY_VERSIONS and "kernel" in a.kinds.split(","):
+                    capture_busy(version, os.path.join(a.out, "go" + version, "busy"), gocache.name, a.force)
+                continue
             base = os.path.join(a.out, "go" + version, variant)
             exe = build(version, variant, base, gocache.name)
             for kind in a.kinds.split(","):

@@ -547,3 +547,87 @@ fn go_library_in_a_c_program() {
         }
     }
 }
+
+/// A busy program (GC, preemption, deep stacks, short cgo calls, callbacks
+/// from C threads) caught at random moments: every goroutine Go's dump
+/// shows is there in the same state, with the same Go frames (the first and
+/// last 50 where Go elides the middle), and a stack never ends early without
+/// saying why.
+#[test]
+fn busy_cores_match_go_dump() {
+    let cases = generated_busy();
+    if cases.is_empty() {
+        assert!(!require_generated(), "no busy cores");
+        return;
+    }
+    let mut errs = vec![];
+    let (mut compared, mut frames_checked) = (0usize, 0usize);
+    for c in &cases {
+        let a = analyze(c);
+        let ours: std::collections::HashMap<u64, &cgocore::report::GoroutineInfo> =
+            a.report.goroutines.iter().map(|g| (g.goid, g)).collect();
+        for tg in &c.truth.goroutines {
+            let mut e = |s: String| errs.push(format!("{}: goroutine {}: {s}", c.name, tg.goid));
+            let Some(g) = ours.get(&tg.goid) else {
+                e(format!("in Go's dump ({}), not in ours", tg.state));
+                continue;
+            };
+            compared += 1;
+            // Go's dump is printed by the crash: goroutines it shows running
+            // are caught mid-flight on their threads.
+            if tg.state == "running" {
+                continue;
+            }
+            if g.state() != tg.state {
+                e(format!("state {:?} != Go's {:?}", g.state(), tg.state));
+            }
+            let go: Vec<(&str, Option<i64>)> = g
+                .frames
+                .iter()
+                .filter(|f| f.lang == cgocore::unwind::Lang::Go)
+                .map(|f| (f.function.as_deref().unwrap_or(""), f.line.map(i64::from)))
+                .collect();
+            let want: Vec<(&str, Option<i64>)> = tg
+                .frames
+                .iter()
+                .map(|f| (f.function.as_str(), f.line))
+                .collect();
+            let same = if tg.elided {
+                let n = want.len() / 2;
+                go.len() >= want.len()
+                    && go[..n] == want[..n]
+                    && go[go.len() - (want.len() - n)..] == want[n..]
+            } else {
+                go == want
+            };
+            frames_checked += want.len();
+            if !same {
+                e(format!(
+                    "frames differ (elided: {}):\n  ours   {} {:?}\n  theirs {} {:?}",
+                    tg.elided,
+                    go.len(),
+                    &go[..go.len().min(8)],
+                    want.len(),
+                    &want[..want.len().min(8)]
+                ));
+            }
+            if go.len() < want.len() && g.stack_truncated.is_none() {
+                e(format!(
+                    "stack ends after {} of {} frames without a reason",
+                    go.len(),
+                    want.len()
+                ));
+            }
+        }
+    }
+    eprintln!(
+        "busy: {compared} goroutines, {frames_checked} frames compared over {} cores",
+        cases.len()
+    );
+    assert!(
+        errs.is_empty(),
+        "{} differences:\n{}",
+        errs.len(),
+        errs.join("\n")
+    );
+}

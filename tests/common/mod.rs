@@ -13,6 +13,9 @@ pub struct TruthGoroutine {
     pub m: Option<i64>,
     pub m_known: bool,
     pub frames: Vec<TruthFrame>,
+    /// Go printed only the first and last 50 frames.
+    #[serde(default)]
+    pub elided: bool,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -81,7 +84,14 @@ pub fn fixtures() -> Vec<CoreCase> {
 /// .cache/cores)/go<ver>/<variant>/<kind>/.
 pub fn generated() -> Vec<CoreCase> {
     let mut v = generated_all();
-    v.retain(|c| c.truth.variant != "cshared");
+    v.retain(|c| c.truth.variant != "cshared" && c.truth.variant != "busy");
+    v
+}
+
+/// Kernel cores of the busy program, caught at random moments.
+pub fn generated_busy() -> Vec<CoreCase> {
+    let mut v = generated_all();
+    v.retain(|c| c.truth.variant == "busy");
     v
 }
 

@@ -106,6 +106,9 @@ impl GoUnwinder<'_> {
     pub fn unwind(&self, mut pc: u64, mut sp: u64, lr: u64) -> Stack {
         let mut frames = vec![];
         let mut innermost = true;
+        // The frame above was injected by a signal (Go's `unwindTrap`): this
+        // frame's pc is the interrupted instruction, not a return address.
+        let mut trap = false;
         loop {
             if frames.len() >= MAX_FRAMES {
                 return Stack {
@@ -120,8 +123,9 @@ impl GoUnwinder<'_> {
                 };
             };
             // Return addresses point after the call: look up the call itself.
-            let lookup = if pc > f.entry { pc - 1 } else { pc };
+            let lookup = if pc > f.entry && !trap { pc - 1 } else { pc };
             self.symbolize(&f, pc, lookup, &mut frames);
+            trap = is_injected(self.pcln.name(&f));
             match self.step(&f, pc, lookup, sp, lr, innermost) {
                 GoStep::Caller { pc: p, sp: s, .. } => {
                     pc = p;
@@ -172,8 +176,12 @@ impl GoUnwinder<'_> {
         let Ok(ret) = ret else {
             return GoStep::Stop(format!("stack unreadable at {sp:#x}"));
         };
+        // Only a top frame (goexit, mstart) ends a stack; a zero return
+        // address anywhere else means the walk went wrong, and says so.
         if ret == 0 {
-            return GoStep::Top;
+            return GoStep::Stop(format!(
+                "{name} has no return address (the stack ends before its top frame)"
+            ));
         }
         if cfa <= sp && !innermost {
             return GoStep::Stop("stack pointer did not advance".into());
@@ -218,6 +226,15 @@ impl GoUnwinder<'_> {
             }
         }
     }
+}
+
+/// Functions a signal makes a goroutine "call" (Go's injected calls): the
+/// frame below them was interrupted, not calling.
+pub fn is_injected(name: &str) -> bool {
+    matches!(
+        name,
+        "runtime.asyncPreempt" | "runtime.sigpanic" | "runtime.debugCallV2"
+    )
 }
 
 pub enum GoStep {

@@ -12,17 +12,19 @@ use rustc_hash::FxHashMap as HashMap;
 /// How often a worker lets the core's pages go (see `Memory::release`).
 const RELEASE_EVERY_GOROUTINES: usize = 2048;
 
-/// Go frames of a goroutine, from where Go's own traceback starts: the syscall
-/// entry for goroutines in a syscall or cgo call, else the saved scheduler state.
+/// Go frames of a goroutine, from where Go's own traceback starts: the
+/// syscall entry while `syscallsp` is set (in a syscall or cgo call, and
+/// still while leaving one: runnable in `exitsyscall`, waiting for a P),
+/// else the saved scheduler state.
 pub fn goroutine_stack(u: &GoUnwinder, g: &G) -> Stack {
-    if g.state() == g::GSYSCALL && g.syscallsp != 0 {
-        return u.unwind(g.syscallpc, g.syscallsp, 0);
-    }
     if g.state() == g::GRUNNING {
         return Stack {
             frames: vec![],
             truncated: Some("goroutine running on a thread; see the thread's stack".into()),
         };
+    }
+    if g.syscallsp != 0 {
+        return u.unwind(g.syscallpc, g.syscallsp, 0);
     }
     u.unwind(g.sched_pc, g.sched_sp, g.sched_lr)
 }
