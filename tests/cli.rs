@@ -373,3 +373,127 @@ fn unknown_go_release_has_its_own_exit_code() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `--pprof`: the real `go tool pprof` (from the Go toolchains the tests
+/// install) lists one trace per goroutine, with the frames and labels the
+/// report has: C frames (with their library) on top of the Go frames.
+#[test]
+fn pprof_profile_reads_in_go_tool_pprof() {
+    let go = std::fs::read_dir(root().join(".cache/go"))
+        .ok()
+        .and_then(|d| {
+            d.flatten()
+                .map(|e| e.path().join("bin/go"))
+                .find(|p| p.exists())
+        });
+    let Some(go) = go else {
+        assert!(
+            !require_generated(),
+            "the Go toolchains are installed in the full run"
+        );
+        eprintln!("skipped: no Go toolchain in .cache/go");
+        return;
+    };
+    let c = plain_fixture();
+    let tmp = Scratch::new("cli-pprof");
+    let prof = tmp.join("goroutines.pb.gz");
+    let out = cgocore(&[&c.core, &"--exe", &c.exe, &"--pprof", &prof, &"--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: cgocore::Report = serde_json::from_slice(&out.stdout).unwrap();
+    let traces = Command::new(&go)
+        .args(["tool", "pprof", "-symbolize=none", "-traces"])
+        .arg(&prof)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&traces.stdout);
+    assert!(
+        traces.status.success(),
+        "{}",
+        String::from_utf8_lossy(&traces.stderr)
+    );
+    // goid -> (frames, state) as pprof prints them.
+    let mut got: std::collections::HashMap<u64, (Vec<String>, String)> = Default::default();
+    for block in text.split("-----------+").skip(1) {
+        let (mut goid, mut state, mut frames) = (None, String::new(), vec![]);
+        for line in block.lines().skip(1) {
+            let t = line.trim();
+            if let Some(v) = t.strip_prefix("goid:") {
+                goid = v.trim().parse::<u64>().ok();
+            } else if let Some(v) = t.strip_prefix("state:") {
+                state = v.trim().to_string();
+            } else if line.starts_with("         1   ") {
+                frames.push(t.trim_start_matches('1').trim().to_string());
+            } else if line.starts_with("             ") && !t.is_empty() {
+                frames.push(t.to_string());
+            }
+        }
+        if let Some(g) = goid {
+            got.insert(g, (frames, state));
+        }
+    }
+    assert_eq!(
+        got.len(),
+        r.goroutines.len(),
+        "one trace per goroutine:\n{text}"
+    );
+    for g in &r.goroutines {
+        let want: Vec<String> = g
+            .frames
+            .iter()
+            .map(cgocore::report::pprof::frame_name)
+            .collect();
+        let (frames, state) = &got[&g.goid];
+        assert_eq!(frames, &want, "goroutine {}", g.goid);
+        assert_eq!(state, g.state(), "goroutine {}", g.goid);
+    }
+    assert!(text.contains("(libc.so.6)"), "C frames with their library");
+}
+
+/// Completions for bash, zsh and fish, and a man page, from the CLI's own
+/// definitions; bash accepts the script.
+#[test]
+fn completions_and_man_page() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_cgocore"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for shell in ["bash", "zsh", "fish"] {
+        let s = run(&["completions", shell]);
+        assert!(
+            s.contains("analyze") && s.contains("snapshot") && s.contains("--pid"),
+            "{shell}"
+        );
+    }
+    let script = run(&["completions", "bash"]);
+    let tmp = Scratch::new("cli-completions");
+    let path = tmp.join("cgocore.bash");
+    std::fs::write(&path, script).unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p cgocore", path.display()))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("_cgocore cgocore"),
+        "{out:?}"
+    );
+    let man = run(&["man"]);
+    assert!(
+        man.contains(".TH cgocore 1") && man.contains("analyze"),
+        "{man}"
+    );
+}

@@ -76,6 +76,7 @@ pub use report::Report;
 /// Text renderings of a report (what the CLI and the debugger commands print).
 pub mod render {
     pub use crate::report::dot::to_dot;
+    pub use crate::report::pprof::write as write_pprof;
     pub use crate::report::text::{
         findings, goroutine, goroutines, render_sched, render_with, thread_stack, threads_table,
         write_goroutines, GoroutineFilter,

@@ -76,6 +76,13 @@ enum Cmd {
         #[arg(long)]
         sysroot: Option<PathBuf>,
     },
+    /// Print a completion script for SHELL (e.g. `source <(cgocore completions bash)`)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `cgocore man > cgocore.1`
+    Man,
     /// Developer tools
     #[command(hide = true)]
     Dev {
@@ -108,6 +115,9 @@ struct Output {
     /// Write the wait-for graph (threads, goroutines, locks) as Graphviz DOT to FILE (- for stdout)
     #[arg(long, value_name = "FILE")]
     dot: Option<PathBuf>,
+    /// Write the goroutines as a pprof goroutine profile to FILE (C frames on top of Go frames; read with go tool pprof)
+    #[arg(long, value_name = "FILE")]
+    pprof: Option<PathBuf>,
     /// Extra classification rules (JSON, same shape as the built-in rules.json), tried first
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
@@ -141,7 +151,7 @@ fn run(cli: Cli) -> Result<u8> {
             }
             // Goroutine stacks cost most on big cores: only unwind them when
             // they are printed.
-            aopts.goroutine_frames = out.json || out.goroutines.is_some();
+            aopts.goroutine_frames = out.json || out.goroutines.is_some() || out.pprof.is_some();
             let report = match (pid, core) {
                 (Some(pid), _) => {
                     let opts = cgocore::LiveOptions {
@@ -185,6 +195,21 @@ fn run(cli: Cli) -> Result<u8> {
             );
             Ok(if r.incomplete { EXIT_INCOMPLETE } else { 0 })
         }
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "cgocore",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
+        Cmd::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(0)
+        }
         Cmd::Dev {
             cmd: DevCmd::Layout { binary },
         } => {
@@ -209,6 +234,12 @@ fn run(cli: Cli) -> Result<u8> {
 /// The report as asked: text (with goroutines, stacks or the sched view),
 /// JSON, and the wait-for graph.
 fn print_report(r: &cgocore::Report, out: &Output) -> Result<u8> {
+    if let Some(path) = &out.pprof {
+        let f = std::fs::File::create(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        cgocore::render::write_pprof(r, std::io::BufWriter::new(f))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     if let Some(path) = &out.dot {
         let g = cgocore::render::to_dot(r);
         if path.as_os_str() == "-" {
@@ -254,6 +285,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
+        // The reader went away (`| head`): not an error of ours.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("cgocore: error: {e:#}");
             ExitCode::from(exit_code(&e))

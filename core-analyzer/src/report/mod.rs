@@ -2,6 +2,7 @@
 //! and the text rendering beside them.
 pub mod dot;
 pub mod model;
+pub mod pprof;
 pub mod text;
 
 pub use model::*;
