@@ -497,3 +497,57 @@ fn completions_and_man_page() {
         "{man}"
     );
 }
+
+/// `--goroutines all` has the shape of Go's own dump: the parser that reads
+/// Go's real dumps for the tests' ground truth (corefiles/generate.py) reads
+/// ours into the same goroutines, states, locks, Ms and Go frames.
+#[test]
+fn goroutine_dump_reads_like_gos_own() {
+    let c = plain_fixture();
+    let out = cgocore(&[&c.core, &"--exe", &c.exe, &"--goroutines", &"all"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dump = &text[text.find("\ngoroutine ").expect("goroutines") + 1..];
+    let script = "import json, sys\nsys.path.insert(0, sys.argv[1])\nimport generate\n\
+                  print(json.dumps(generate.parse(sys.stdin.read(), [])['goroutines']))\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .arg(root().join("corefiles"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dump.as_bytes())
+        .unwrap();
+    let parsed = child.wait_with_output().unwrap();
+    let ours: Vec<serde_json::Value> = serde_json::from_slice(&parsed.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&parsed.stdout)));
+    assert_eq!(ours.len(), c.truth.goroutines.len());
+    let by_goid: std::collections::HashMap<u64, &serde_json::Value> = ours
+        .iter()
+        .map(|o| (o["goid"].as_u64().unwrap(), o))
+        .collect();
+    for t in &c.truth.goroutines {
+        let o = by_goid[&t.goid];
+        assert_eq!(o["state"], t.state.as_str(), "goroutine {}", t.goid);
+        assert_eq!(o["locked"], t.locked, "goroutine {}", t.goid);
+        if t.m_known {
+            assert_eq!(o["m"].as_i64(), t.m, "goroutine {}", t.goid);
+        }
+        // Ours carry the C frames too, marked [C].
+        let go: Vec<&str> = o["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| f["function"].as_str())
+            .filter(|f| !f.starts_with("[C] "))
+            .collect();
+        let want: Vec<&str> = t.frames.iter().map(|f| f.function.as_str()).collect();
+        assert_eq!(go, want, "goroutine {}", t.goid);
+    }
+}

@@ -372,6 +372,7 @@ pub fn write_goroutines(
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
     let mut lines: FrameLines = HashMap::default();
+    let m_addr: HashMap<i64, u64> = r.ms.iter().map(|m| (m.id, m.addr)).collect();
     for g in r.goroutines.iter().filter(|g| match filter {
         GoroutineFilter::Cgo => g.in_cgo,
         GoroutineFilter::Locked => g.locked,
@@ -380,11 +381,17 @@ pub fn write_goroutines(
     }) {
         let mut o = String::new();
         let lock = if g.locked { ", locked to thread" } else { "" };
+        // The header of Go's own crash dump (Go 1.23+), so the tools that
+        // read Go tracebacks read this too.
+        let m = match g.m {
+            Some(m) => format!("m={m} mp={:#x}", m_addr.get(&m).copied().unwrap_or(0)),
+            None => "m=nil".into(),
+        };
         let _ = writeln!(
             o,
-            "goroutine {} m={} [{}{lock}]:",
+            "goroutine {} gp={:#x} {m} [{}{lock}]:",
             g.goid,
-            opt(g.m),
+            g.addr,
             g.state()
         );
         for f in &g.frames {
