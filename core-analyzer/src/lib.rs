@@ -45,6 +45,8 @@ pub mod report;
 #[doc(hidden)]
 pub mod classify;
 #[doc(hidden)]
+pub mod cli;
+#[doc(hidden)]
 pub mod elf;
 #[doc(hidden)]
 pub mod input;

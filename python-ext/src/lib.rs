@@ -220,8 +220,16 @@ fn render_findings(report_json: &str) -> PyResult<String> {
     guard(|| Ok(text::findings(&report(report_json)?)))
 }
 
+/// Run the `cgocore` command line (`argv[0]` is the program name); returns
+/// its exit status. The `cgocore` console script of the wheel calls this.
+#[pyfunction]
+fn cli_main(py: Python<'_>, argv: Vec<String>) -> u8 {
+    py.detach(|| cgocore::cli::main_with(argv))
+}
+
 #[pymodule]
 fn _cgocore(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add("CgocoreError", m.py().get_type::<CgocoreError>())?;
     m.add("NotACoreError", m.py().get_type::<NotACoreError>())?;
     m.add("NotGoError", m.py().get_type::<NotGoError>())?;

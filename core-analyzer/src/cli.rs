@@ -1,0 +1,329 @@
+//! The `cgocore` command: `analyze` a core or a live process, `snapshot` a
+//! live process into a small core. In the library so the Rust binary and
+//! the Python package's `cgocore` command run the same code.
+use crate as cgocore;
+use anyhow::{Context, Result};
+use cgocore::render::{render_sched, render_with, write_goroutines, GoroutineFilter};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Exit codes: 0 complete answer, 1 error, 2 usage, 3 answer printed but
+/// incomplete; errors a script may act on have their own.
+const EXIT_ERROR: u8 = 1;
+const EXIT_INCOMPLETE: u8 = 3;
+const EXIT_WRONG_BINARY: u8 = 4;
+const EXIT_NOT_GO: u8 = 5;
+const EXIT_UNSUPPORTED_GO: u8 = 6;
+
+fn exit_code(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<cgocore::Error>() {
+        Some(cgocore::Error::WrongBinary { .. }) => EXIT_WRONG_BINARY,
+        Some(cgocore::Error::NotGo(_)) => EXIT_NOT_GO,
+        Some(cgocore::Error::UnsupportedGoVersion(_)) => EXIT_UNSUPPORTED_GO,
+        _ => EXIT_ERROR,
+    }
+}
+
+#[derive(Parser)]
+#[command(
+    name = "cgocore",
+    version,
+    about = "Explain Go programs stuck in cgo: threads, Ms, locking and goroutines from a core file or a live process"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Analyze a core file (kernel core, gcore, or zstd-compressed .zst) or a live process (--pid)
+    #[command(after_help = concat!(
+        "Exit status: 0 complete, 1 error, 2 bad usage, 3 printed but incomplete (see warnings), \
+4 the binary does not match the core, 5 not a Go program, 6 a Go release this cgocore does not know.",
+        "\n\nExamples:\n  cgocore analyze core.1234 --exe ./server\n  cgocore analyze --pid 4242            # a live process: stopped for milliseconds, then let go\n  cgocore analyze core.zst --json | jq '.threads[] | select(.kind==\"foreign\")'\n  cgocore analyze core --goroutines locked\n  cgocore analyze core --stacks       # every frame of every thread\n  cgocore analyze core --sched        # schedtrace-style summary\n  cgocore analyze core --dot wait.dot && dot -Tsvg wait.dot > wait.svg"
+    ))]
+    Analyze {
+        /// The core file (optionally zstd-compressed)
+        #[arg(required_unless_present = "pid", conflicts_with = "pid")]
+        core: Option<PathBuf>,
+        /// Analyze the live process PID instead: every thread is stopped (ptrace) while its memory is read, then let go
+        #[arg(long, value_name = "PID")]
+        pid: Option<u32>,
+        /// The executable that produced the core (default: the path the core names), or the Go library (-buildmode=c-shared) a C or Python program ran
+        #[arg(long, conflicts_with = "pid")]
+        exe: Option<PathBuf>,
+        /// Root folder under which the target's file paths are looked up (a core from another host; a live process in a container defaults to /proc/PID/root)
+        #[arg(long)]
+        sysroot: Option<PathBuf>,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Write a small core of a live process: only what an analysis reads (its threads' registers and stacks, the runtime's data, the goroutines' stacks), zstd-compressed when FILE ends in .zst; `cgocore analyze FILE` and gdb open it
+    #[command(after_help = concat!(
+        "Exit status: 0 written, 1 error, 2 bad usage, 3 written but the analysis was incomplete, \
+4 the binary does not match the process, 5 not a Go program, 6 a Go release this cgocore does not know.",
+        "\n\nExample:\n  cgocore snapshot --pid 4242 -o stuck.core.zst && cgocore analyze stuck.core.zst"
+    ))]
+    Snapshot {
+        /// The live process
+        #[arg(long, value_name = "PID")]
+        pid: u32,
+        /// Where to write the core (FILE.zst: compressed)
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        /// Root folder under which the process's file paths are looked up (default: /proc/PID/root for a process in another mount namespace)
+        #[arg(long)]
+        sysroot: Option<PathBuf>,
+    },
+    /// Print a completion script for SHELL (e.g. `source <(cgocore completions bash)`)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `cgocore man > cgocore.1`
+    Man,
+    /// Print the line that loads the gdb or lldb commands (from the Python package: pip install cgocore)
+    DebuggerInit {
+        #[arg(value_parser = ["gdb", "lldb"])]
+        debugger: String,
+        /// Print only the script's path
+        #[arg(long)]
+        path: bool,
+    },
+    /// Developer tools
+    #[command(hide = true)]
+    Dev {
+        #[command(subcommand)]
+        cmd: DevCmd,
+    },
+}
+
+/// How `analyze` prints its report.
+#[derive(Args)]
+struct Output {
+    /// Print JSON (schema: docs/json-schema.md) instead of text
+    #[arg(long)]
+    json: bool,
+    /// Indent the JSON for reading
+    #[arg(long, requires = "json")]
+    pretty: bool,
+    /// Also list goroutines, like Go's own dump
+    #[arg(long, value_enum)]
+    goroutines: Option<Which>,
+    /// Show every frame of every thread (signal handlers included), not the first few
+    #[arg(long)]
+    stacks: bool,
+    /// Also print the findings (the evidence under each problem), most severe first
+    #[arg(long)]
+    findings: bool,
+    /// Print a GODEBUG=schedtrace=1,scheddetail=1-style summary (per P, M and goroutine)
+    #[arg(long)]
+    sched: bool,
+    /// Write the wait-for graph (threads, goroutines, locks) as Graphviz DOT to FILE (- for stdout)
+    #[arg(long, value_name = "FILE")]
+    dot: Option<PathBuf>,
+    /// Write the goroutines as a pprof goroutine profile to FILE (C frames on top of Go frames; read with go tool pprof)
+    #[arg(long, value_name = "FILE")]
+    pprof: Option<PathBuf>,
+    /// Extra classification rules (JSON, same shape as the built-in rules.json), tried first
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum DevCmd {
+    /// Print the runtime struct layout read from BINARY's DWARF, as a layout table
+    Layout { binary: PathBuf },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Which {
+    All,
+    Cgo,
+    Locked,
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    match cli.cmd {
+        Cmd::Analyze {
+            core,
+            pid,
+            exe,
+            sysroot,
+            out,
+        } => {
+            let mut aopts = cgocore::AnalyzeOptions::default();
+            if let Some(path) = &out.rules {
+                aopts.rules = cgocore::Rules::with_user_file(path)?;
+            }
+            // Goroutine stacks cost most on big cores: only unwind them when
+            // they are printed.
+            aopts.goroutine_frames = out.json || out.goroutines.is_some() || out.pprof.is_some();
+            let report = match (pid, core) {
+                (Some(pid), _) => {
+                    let opts = cgocore::LiveOptions {
+                        sysroot,
+                        ..Default::default()
+                    };
+                    cgocore::capture_pid(pid, &opts, &aopts)?.analysis.report
+                }
+                (None, Some(core)) => {
+                    let process =
+                        cgocore::open_core(&core, &cgocore::OpenOptions { exe, sysroot })?;
+                    cgocore::analyze_with(process, Some(core.display().to_string()), &aopts)?.report
+                }
+                (None, None) => unreachable!("clap requires CORE or --pid"),
+            };
+            print_report(&report, &out)
+        }
+        Cmd::Snapshot {
+            pid,
+            output,
+            sysroot,
+        } => {
+            let opts = cgocore::LiveOptions {
+                sysroot,
+                ..Default::default()
+            };
+            // The goroutines' stacks are part of what an analysis reads.
+            let c = cgocore::capture_pid(pid, &opts, &cgocore::AnalyzeOptions::default())?;
+            let bytes = c
+                .snapshot
+                .write(&output)
+                .with_context(|| format!("cannot write the snapshot {}", output.display()))?;
+            let r = &c.analysis.report;
+            println!(
+                "wrote {}: {:.1} MB, {} threads, {} goroutines; process {pid} was stopped {:.1} ms",
+                output.display(),
+                bytes as f64 / 1e6,
+                r.counts.threads,
+                r.counts.goroutines,
+                c.stopped.as_secs_f64() * 1e3
+            );
+            Ok(if r.incomplete { EXIT_INCOMPLETE } else { 0 })
+        }
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "cgocore",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
+        // The Python package's `cgocore` answers this itself; this binary
+        // does not know where a package is installed.
+        Cmd::DebuggerInit { .. } => anyhow::bail!(
+            "the debugger commands come with the Python package: pip install cgocore, then run its \
+             `cgocore debugger-init gdb|lldb` (or, from a checkout, source gdb-scripts/cgocore.py)"
+        ),
+        Cmd::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(0)
+        }
+        Cmd::Dev {
+            cmd: DevCmd::Layout { binary },
+        } => {
+            let bin = cgocore::elf::exe::Binary::open(&binary)?;
+            let (_, bi) = bin.section(".go.buildinfo").context("not a Go binary")?;
+            let info = cgocore::elf::buildinfo::parse(bi, None).context("bad .go.buildinfo")?;
+            let mut l = cgocore::layout::dwarf::layout_from_dwarf(&bin, &info.go_version)?
+                .context("binary has no DWARF")?;
+            let (maj, min) =
+                cgocore::elf::buildinfo::major_minor(&info.go_version).context("bad version")?;
+            l.source = format!(
+                "generated from the DWARF of a cgo binary built by {}",
+                info.go_version
+            );
+            l.go = format!("go{maj}.{min}");
+            println!("{}", serde_json::to_string_pretty(&l)?);
+            Ok(0)
+        }
+    }
+}
+
+/// The report as asked: text (with goroutines, stacks or the sched view),
+/// JSON, and the wait-for graph.
+fn print_report(r: &cgocore::Report, out: &Output) -> Result<u8> {
+    if let Some(path) = &out.pprof {
+        let f = std::fs::File::create(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        cgocore::render::write_pprof(r, std::io::BufWriter::new(f))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &out.dot {
+        let g = cgocore::render::to_dot(r);
+        if path.as_os_str() == "-" {
+            print!("{g}");
+            return Ok(0);
+        }
+        std::fs::write(path, g).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+    if out.json {
+        // Streamed: a 100k-goroutine report never sits in memory as text.
+        // Compact unless --pretty (jq formats it anyway).
+        if out.pretty {
+            serde_json::to_writer_pretty(&mut w, r)?;
+        } else {
+            serde_json::to_writer(&mut w, r)?;
+        }
+        writeln!(w)?;
+    } else if out.sched {
+        write!(w, "{}", render_sched(r))?;
+    } else {
+        write!(w, "{}", render_with(r, GoroutineFilter::None, out.stacks))?;
+        if out.findings && !r.findings.is_empty() {
+            writeln!(w, "\nFindings (most severe first):")?;
+            write!(w, "{}", cgocore::render::findings(r))?;
+        }
+        let f = match out.goroutines {
+            None => GoroutineFilter::None,
+            Some(Which::All) => GoroutineFilter::All,
+            Some(Which::Cgo) => GoroutineFilter::Cgo,
+            Some(Which::Locked) => GoroutineFilter::Locked,
+        };
+        if f != GoroutineFilter::None {
+            writeln!(w)?;
+            write_goroutines(r, f, &mut w)?;
+        }
+    }
+    w.flush()?;
+    Ok(if r.incomplete { EXIT_INCOMPLETE } else { 0 })
+}
+
+/// Run the command line `args` (the program name first); returns the exit
+/// status. Usage errors and `--help` print as clap does.
+pub fn main_with<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code().clamp(0, 255) as u8;
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        // The reader went away (`| head`): not an error of ours.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            0
+        }
+        Err(e) => {
+            eprintln!("cgocore: error: {e:#}");
+            exit_code(&e)
+        }
+    }
+}
