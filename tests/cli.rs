@@ -551,3 +551,48 @@ fn goroutine_dump_reads_like_gos_own() {
         assert_eq!(go, want, "goroutine {}", t.goid);
     }
 }
+
+/// Progress: on a terminal (a pty from `script`), long phases show a bar
+/// (here at once: CGOCORE_PROGRESS_AFTER_MS=0); `--quiet` and a pipe show
+/// nothing.
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let c = plain_fixture();
+    let tmp = Scratch::new("cli-progress");
+    let bin = env!("CARGO_BIN_EXE_cgocore");
+    let run_in_pty = |quiet: &str, cache: &str| {
+        let cmd = format!(
+            "CGOCORE_PROGRESS_AFTER_MS=0 CGOCORE_CACHE={} {bin} analyze {quiet} {} --exe {} --goroutines all > /dev/null",
+            tmp.join(cache).display(),
+            c.core.display(),
+            c.exe.display()
+        );
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let Ok(shown) = run_in_pty("", "a") else {
+        assert!(!require_generated(), "script (util-linux) is needed");
+        return;
+    };
+    assert!(
+        shown.contains("decompressing") && shown.contains("core.zst"),
+        "{shown:?}"
+    );
+    assert_eq!(run_in_pty("--quiet", "b").unwrap(), "", "--quiet");
+    let piped = Command::new(bin)
+        .args(["analyze"])
+        .arg(&c.core)
+        .arg("--exe")
+        .arg(&c.exe)
+        .env("CGOCORE_PROGRESS_AFTER_MS", "0")
+        .env("CGOCORE_CACHE", tmp.join("c"))
+        .output()
+        .unwrap();
+    assert!(
+        piped.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+}

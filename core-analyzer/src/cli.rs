@@ -32,6 +32,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     about = "Explain Go programs stuck in cgo: threads, Ms, locking and goroutines from a core file or a live process"
 )]
 struct Cli {
+    /// No progress bars (they show on a terminal for work that takes over half a second)
+    #[arg(long, short, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -310,6 +313,9 @@ where
             return e.exit_code().clamp(0, 255) as u8;
         }
     };
+    if !cli.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        cgocore::progress::set(Box::new(Bar::new()));
+    }
     match run(cli) {
         Ok(code) => code,
         // The reader went away (`| head`): not an error of ours.
@@ -325,5 +331,69 @@ where
             eprintln!("cgocore: error: {e:#}");
             exit_code(&e)
         }
+    }
+}
+
+/// Progress on a terminal: a bar (or a spinner when the size is unknown)
+/// that appears only once a phase has run for half a second
+/// (`CGOCORE_PROGRESS_AFTER_MS`).
+struct Bar {
+    bar: indicatif::ProgressBar,
+    /// Which phase is running: a delayed show applies only to its own.
+    phase: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    after: std::time::Duration,
+}
+
+impl Bar {
+    fn new() -> Bar {
+        let ms = std::env::var("CGOCORE_PROGRESS_AFTER_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(500);
+        Bar {
+            bar: indicatif::ProgressBar::hidden(),
+            phase: Default::default(),
+            after: std::time::Duration::from_millis(ms),
+        }
+    }
+}
+
+impl cgocore::progress::Sink for Bar {
+    fn begin(&self, what: &str, total: Option<u64>) {
+        use std::sync::atomic::Ordering;
+        let style = match total {
+            Some(_) => {
+                indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {percent}% {elapsed}")
+            }
+            None => indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}"),
+        };
+        if let Ok(style) = style {
+            self.bar.set_style(style.progress_chars("=> "));
+        }
+        self.bar
+            .set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        self.bar.reset();
+        self.bar.set_length(total.unwrap_or(0));
+        self.bar.set_message(what.to_string());
+        let me = self.phase.fetch_add(1, Ordering::SeqCst) + 1;
+        let (bar, phase, after) = (self.bar.clone(), self.phase.clone(), self.after);
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            if phase.load(Ordering::SeqCst) == me {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            }
+        });
+    }
+
+    fn advance(&self, n: u64) {
+        self.bar.inc(n);
+    }
+
+    fn end(&self) {
+        // A later phase (or none) is running now: no delayed show for this one.
+        self.phase.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.bar.disable_steady_tick();
+        self.bar.finish_and_clear();
     }
 }

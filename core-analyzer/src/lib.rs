@@ -56,6 +56,7 @@ pub mod layout;
 pub mod live;
 #[doc(hidden)]
 pub mod memory;
+pub mod progress;
 #[doc(hidden)]
 pub mod runtime;
 #[doc(hidden)]

@@ -67,8 +67,13 @@ pub(super) fn decompressed(path: &Path) -> Result<PathBuf> {
     let guard = super::bounded::TmpGuard::new(&tmp);
     let result = (|| -> Result<()> {
         let dec = zstd::stream::read::Decoder::new(super::open_file(path)?)?;
-        let mut dec = super::bounded::Bounded::new(dec, path)
+        let dec = super::bounded::Bounded::new(dec, path)
             .with_context(|| format!("{} is not a valid zstd stream", path.display()))?;
+        let _phase = crate::progress::Phase::new(
+            &format!("decompressing {}", path.display()),
+            Some(dec.limit),
+        );
+        let mut dec = crate::progress::Reader(dec);
         let mut w = File::create(&tmp)?;
         super::write_sparse(&mut dec, &mut w).with_context(|| {
             format!(

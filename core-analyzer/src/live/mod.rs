@@ -126,6 +126,7 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
         }
     }
 
+    let phase = crate::progress::Phase::new(&format!("reading process {pid} (stopped)"), None);
     let stopped = ptrace::Stopped::stop(pid)?;
     let mut threads = vec![];
     let mut snap_threads = vec![];
@@ -196,6 +197,7 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
         std::thread::sleep(Duration::from_millis(ms.min(60_000)));
     }
     let stopped_for = stopped.release();
+    drop(phase);
 
     let ms = stopped_for.as_secs_f64() * 1e3;
     note.stopped_ms = ms;

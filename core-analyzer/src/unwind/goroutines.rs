@@ -44,6 +44,7 @@ pub fn unwind_goroutines(
         .map_or(1, |n| n.get())
         .clamp(1, 8);
     let chunk = live.len().div_ceil(workers).max(1024);
+    let phase = crate::progress::Phase::new("unwinding goroutines", Some(live.len() as u64));
     let parts: Vec<(Vec<Stack>, Vec<String>)> = std::thread::scope(|s| {
         let handles: Vec<_> = live
             .chunks(chunk)
@@ -63,6 +64,7 @@ pub fn unwind_goroutines(
                         .map(|(i, g)| {
                             if i % RELEASE_EVERY_GOROUTINES == RELEASE_EVERY_GOROUTINES - 1 {
                                 mem.release();
+                                crate::progress::advance(RELEASE_EVERY_GOROUTINES as u64);
                             }
                             goroutine_frames(&u, g, stack_of_g.get(&g.addr).copied(), &mut notes)
                         })
@@ -88,6 +90,7 @@ pub fn unwind_goroutines(
             })
             .collect()
     });
+    drop(phase);
     let mut stacks = Vec::with_capacity(live.len());
     let mut notes = vec![];
     for (s, n) in parts {
