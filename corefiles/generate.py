@@ -212,22 +212,24 @@ def capture(exe, kind, out_dir, args, delay=0.2, extra_env=None):
 
 
 def capture_busy(version, base, gocache, force):
-    """Kernel cores of the busy program at seeded random moments. Only
-    kernel cores: Go's dump is printed from the crash itself, so it shows
-    the moment the core holds (a gcore's dump would come after it)."""
+    """Cores of the busy program at seeded random moments: kernel cores,
+    whose Go dump is printed by the crash itself (the moment the core
+    holds), and one gcore of the running program (its dump comes after it:
+    only what the core says of itself can be checked there)."""
     exe = build(version, "busy", base, gocache)
     rng = random.Random("%s-busy" % version)
-    for i in range(1, BUSY_CAPTURES + 1):
-        d = os.path.join(base, "kernel-%d" % i)
+    shots = [("kernel", i) for i in range(1, BUSY_CAPTURES + 1)] + [("gcore", 1)]
+    for kind, i in shots:
+        d = os.path.join(base, "%s-%d" % (kind, i))
         delay = rng.uniform(0.2, 1.5)
-        if not force and captured_by(d) == WRITER["kernel"]:
+        if not force and captured_by(d) == WRITER[kind]:
             continue
-        log("capture", version, "busy", "kernel #%d after %.2f s" % (i, delay))
+        log("capture", version, "busy", "%s #%d after %.2f s" % (kind, i, delay))
         try:
-            capture(exe, "kernel", d, [], delay=delay, extra_env={"GOGC": "5"})
+            capture(exe, kind, d, [], delay=delay, extra_env={"GOGC": "5"})
         except ScenarioFailed as e:
             log("retry after failure:", e)
-            capture(exe, "kernel", d, [], delay=delay, extra_env={"GOGC": "5"})
+            capture(exe, kind, d, [], delay=delay, extra_env={"GOGC": "5"})
         with open(os.path.join(d, "truth.json")) as f:
             truth = json.load(f)
         truth.update(go_version="go" + version, variant="busy")
@@ -348,6 +350,9 @@ def main():
     ap.add_argument("--kinds", default="kernel", help="kernel,gcore")
     ap.add_argument("--parked", type=int, default=40, help="ordinary parked goroutines")
     ap.add_argument("--cblocked", type=int, default=0, help="extra goroutines blocked in C")
+    ap.add_argument("--no-arena", action="store_true",
+                    help="leave out the wedged malloc arena's fork and waiter (they need an arena no other thread "
+                         "uses: the benchmark's programs with hundreds of threads)")
     ap.add_argument("--compress", action="store_true", help="zstd -19 each core and executable, deleting the raw core")
     ap.add_argument("--force", action="store_true", help="recapture even if a core exists")
     ap.add_argument("--no-cuda", action="store_true",
@@ -356,7 +361,7 @@ def main():
     ap.add_argument("--write-layouts", action="store_true",
                     help="regenerate core-analyzer/layouts/go1.NN.json from the DWARF of each plain build")
     a = ap.parse_args()
-    args = ["-parked", str(a.parked), "-cblocked", str(a.cblocked)]
+    args = ["-parked", str(a.parked), "-cblocked", str(a.cblocked)] + (["-no-arena"] if a.no_arena else [])
     # Toolchain installs are network-bound: fetch them all at once.
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(max_workers=7) as pool:
@@ -368,6 +373,7 @@ def main():
         for variant in a.variants.split(","):
             if variant == "busy":
                 if version in BUSY_VERSIONS and "kernel" in a.kinds.split(","):
+                    # (its gcore is taken with the kernel cores: one pass)
                     capture_busy(version, os.path.join(a.out, "go" + version, "busy"), gocache.name, a.force)
                 continue
             base = os.path.join(a.out, "go" + version, variant)

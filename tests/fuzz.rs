@@ -308,7 +308,20 @@ fn mutated_cores_end_in_a_report_or_one_clear_error() {
         .unwrap_or(1);
     let mut rng = fastrand::Rng::with_seed(seed);
     let dir = Scratch::new("fuzz");
-    let targets: Vec<Target> = fixtures()
+    // The fixtures (kernel cores), and where generated: a gdb gcore and a
+    // core of the busy program caught mid-run.
+    let mut inputs = fixtures();
+    inputs.extend(
+        generated()
+            .into_iter()
+            .find(|c| c.truth.kind == "gcore" && c.truth.variant == "plain"),
+    );
+    inputs.extend(
+        generated_busy()
+            .into_iter()
+            .find(|c| c.truth.kind == "kernel"),
+    );
+    let targets: Vec<Target> = inputs
         .iter()
         .enumerate()
         .map(|(i, c)| Target::new(c, &dir, i))
