@@ -570,3 +570,18 @@ fn user_rules_come_first() {
     let s = thread(&a.report, tid(&case, "read_pipe"));
     assert_eq!(s.blocked.as_ref().unwrap().class, "read");
 }
+
+/// `poll` names each fd with its events (read from the `pollfd` array in
+/// the core): the scenario polls one pipe's read end for input.
+#[test]
+fn poll_names_each_fd_and_its_events() {
+    let mut cases = fixtures();
+    cases.extend(generated());
+    for c in &cases {
+        let r = analyze(c).report;
+        let t = thread(&r, tid(c, "poll"));
+        let d = &t.blocked.as_ref().expect("poll blocked").detail;
+        let ok = d.contains("poll(fd ") && d.contains(" POLLIN");
+        assert!(ok, "{}: {d}", c.name);
+    }
+}

@@ -225,6 +225,51 @@ fn owners_from_stacks(threads: &mut [ThreadInfo]) {
 }
 
 /// `read(fd 5)`, `futex(0x5b8700 <shared_mu>, FUTEX_WAIT_PRIVATE)`, ...
+/// Most `pollfd` entries named; more are counted.
+const MAX_POLLFDS: u64 = 8;
+
+/// A `poll` set from memory: each `struct pollfd {int fd; short events;
+/// short revents;}` as `fd 5 POLLIN`, named where a live capture knows the fd.
+fn poll_fds(cx: &Context, at: u64, n: u64) -> String {
+    let one = |i: u64| -> Option<String> {
+        let p = at.checked_add(i.checked_mul(8)?)?;
+        let fd = cx.mem.u32(p).ok()? as i32;
+        let events = cx.mem.u16(p.checked_add(4)?).ok()?;
+        let mut names: Vec<&str> = [
+            (0x001, "POLLIN"),
+            (0x002, "POLLPRI"),
+            (0x004, "POLLOUT"),
+            (0x2000, "POLLRDHUP"),
+        ]
+        .iter()
+        .filter(|(bit, _)| events & bit != 0)
+        .map(|(_, n)| *n)
+        .collect();
+        if names.is_empty() {
+            names.push("no events");
+        }
+        let what = cx
+            .fds
+            .get(&fd)
+            .map(|w| format!(" ({w})"))
+            .unwrap_or_default();
+        Some(format!("fd {fd}{what} {}", names.join("|")))
+    };
+    let shown: Option<Vec<String>> = (0..n.min(MAX_POLLFDS)).map(one).collect();
+    match shown {
+        Some(v) if !v.is_empty() => {
+            let more = n.saturating_sub(MAX_POLLFDS);
+            let tail = if more > 0 {
+                format!(", {more} more")
+            } else {
+                String::new()
+            };
+            format!("{}{tail}", v.join(", "))
+        }
+        _ => format!("{n} fds"),
+    }
+}
+
 fn describe(cx: &Context, name: &str, args: Args, a: &[u64; 6]) -> String {
     let timespec = |p: u64| -> String {
         match (cx.mem.u64(p), cx.mem.u64(p.wrapping_add(8))) {
@@ -257,7 +302,7 @@ fn describe(cx: &Context, name: &str, args: Args, a: &[u64; 6]) -> String {
             } else {
                 format!("timeout {}", timespec(a[2]))
             };
-            format!("{name}({} fds, {timeout})", a[1])
+            format!("{name}({}, {timeout})", poll_fds(cx, a[0], a[1]))
         }
         Args::Select => format!("{name}(nfds {})", a[0]),
         Args::Sleep => format!("{name}({})", timespec(a[0])),

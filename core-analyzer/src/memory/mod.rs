@@ -47,6 +47,11 @@ pub trait ReadExt: Memory {
         self.read(addr, &mut b)?;
         Ok(b[0])
     }
+    fn u16(&self, addr: u64) -> Result<u16, Fault> {
+        let mut b = [0u8; 2];
+        self.read(addr, &mut b)?;
+        Ok(u16::from_le_bytes(b))
+    }
     fn u32(&self, addr: u64) -> Result<u32, Fault> {
         let mut b = [0u8; 4];
         self.read(addr, &mut b)?;
