@@ -184,6 +184,26 @@ impl Binary {
             .collect()
     }
 
+    /// The read-only segments (text, rodata): what the file and the running
+    /// process hold alike.
+    pub fn readonly_segments(&self, bias: u64) -> Vec<Segment> {
+        use object::{ObjectSegment, SegmentFlags};
+        let writable: Vec<bool> = self
+            .object()
+            .segments()
+            .map(|s| match s.flags() {
+                SegmentFlags::Elf { p_flags } => p_flags & object::elf::PF_W != 0,
+                _ => true,
+            })
+            .collect();
+        self.segments(bias)
+            .into_iter()
+            .zip(writable)
+            .filter(|(_, w)| !w)
+            .map(|(s, _)| s)
+            .collect()
+    }
+
     /// Link-time address and size of the `PT_TLS` segment template, if any.
     pub fn tls_segment(&self) -> Option<(u64, u64, u64)> {
         use object::read::elf::{FileHeader, ProgramHeader};

@@ -20,6 +20,9 @@ pub struct RecordingMemory {
     pages: RwLock<HashMap<u64, Option<Page>>>,
     /// Most pages kept: a bound on what one capture may hold.
     max_pages: usize,
+    /// The process has been let go: only what was read counts now (a page
+    /// not read then is not saved, never read from the running process).
+    frozen: std::sync::atomic::AtomicBool,
 }
 
 impl RecordingMemory {
@@ -29,6 +32,7 @@ impl RecordingMemory {
             mem_file: std::fs::File::open(format!("/proc/{pid}/mem")).ok(),
             pages: RwLock::new(HashMap::new()),
             max_pages: usize::try_from(max_bytes / PAGE).unwrap_or(usize::MAX),
+            frozen: Default::default(),
         }
     }
 
@@ -53,6 +57,9 @@ impl RecordingMemory {
         if let Some(p) = self.pages.read().unwrap_or_else(|e| e.into_inner()).get(&n) {
             return Ok(p.clone());
         }
+        if self.frozen.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(None);
+        }
         let p = self.fetch(n);
         let mut pages = self.pages.write().unwrap_or_else(|e| e.into_inner());
         if pages.len() >= self.max_pages {
@@ -72,14 +79,59 @@ impl RecordingMemory {
         out
     }
 
-    /// Read `[addr, addr + len)` into the record (a snapshot keeps it).
+    /// Read `[addr, addr + len)` into the record (a snapshot keeps it),
+    /// the pages not read yet in one system call where they are mapped.
     pub fn keep(&self, addr: u64, len: u64) {
         let (first, last) = (addr / PAGE, addr.saturating_add(len).div_ceil(PAGE));
+        if last > first + 1 && !self.frozen.load(std::sync::atomic::Ordering::Relaxed) {
+            let missing: Vec<u64> = {
+                let pages = self.pages.read().unwrap_or_else(|e| e.into_inner());
+                (first..last).filter(|n| !pages.contains_key(n)).collect()
+            };
+            if let (Some(&lo), Some(&hi)) = (missing.first(), missing.last()) {
+                // One remote iovec per page: at most IOV_MAX (1024) a call.
+                let block = self.fetch_run(lo, ((hi - lo + 1) as usize).min(512));
+                let mut pages = self.pages.write().unwrap_or_else(|e| e.into_inner());
+                for (i, p) in block.into_iter().enumerate() {
+                    if pages.len() >= self.max_pages {
+                        return;
+                    }
+                    pages.entry(lo + i as u64).or_insert(Some(p));
+                }
+            }
+        }
         for n in first..last {
             if self.page(n).is_err() {
                 break;
             }
         }
+    }
+
+    /// Pages `n..n + count` in one read, as far as they are mapped.
+    fn fetch_run(&self, n: u64, count: usize) -> Vec<Page> {
+        let Some(base) = n.checked_mul(PAGE).and_then(|a| usize::try_from(a).ok()) else {
+            return vec![];
+        };
+        let mut buf = vec![0u8; count * PAGE as usize];
+        let remote: Vec<RemoteIoVec> = (0..count)
+            .map(|i| RemoteIoVec {
+                base: base.wrapping_add(i * PAGE as usize),
+                len: PAGE as usize,
+            })
+            .collect();
+        // The kernel stops at the first page it cannot read.
+        let got =
+            process_vm_readv(self.pid, &mut [IoSliceMut::new(&mut buf)], &remote).unwrap_or(0);
+        buf[..got - got % PAGE as usize]
+            .chunks(PAGE as usize)
+            .map(Arc::from)
+            .collect()
+    }
+
+    /// From now on only what was read counts.
+    pub fn freeze(&self) {
+        self.frozen
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

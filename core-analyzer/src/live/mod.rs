@@ -162,32 +162,43 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
         });
     }
     let mem = Arc::new(RecordingMemory::new(pid, opts.max_bytes));
-    let process = Process::from_live(LiveParts {
+    let parts = || LiveParts {
         pid,
         arch,
-        exe,
-        threads,
+        exe: exe.clone(),
+        threads: threads.clone(),
         maps: maps
             .iter()
             .map(|m| (m.path.clone(), m.start, m.end, m.offset))
             .collect(),
         auxv: auxv.clone(),
         mem: Box::new(mem.clone()),
-        sysroot: root,
+        sysroot: root.clone(),
         command: Some(command.clone()),
         facts: note.clone(),
-    })?;
+    };
+    // While stopped: the threads, Ms and goroutines, and a copy of each
+    // goroutine's stack; the goroutines are unwound after the process goes
+    // on, from that copy (at 100k goroutines most of the work).
     let t_proc = stopped.elapsed();
-    let mut a = analysis::analyze_with(process, None, aopts)?;
-    // What a debugger opening the snapshot reads to find the libraries.
-    crate::process::linkmap::loaded(&*mem, &a.process.exe, a.process.bias);
+    let first = AnalyzeOptions {
+        rules: aopts.rules.clone(),
+        goroutine_frames: false,
+        symbols: aopts.symbols.clone(),
+    };
+    let mut a = analysis::analyze_with(Process::from_live(parts())?, None, &first)?;
+    if aopts.goroutine_frames {
+        keep_goroutine_stacks(&mem, &a);
+    }
     if std::env::var_os("CGOCORE_TIMING").is_some() {
         eprintln!(
-            "cgocore: stopped: registers and binaries {:.1} ms, analysis {:.1} ms",
+            "cgocore: stopped: registers and binaries {:.1} ms, analysis and copy {:.1} ms",
             t_proc.as_secs_f64() * 1e3,
             (stopped.elapsed() - t_proc).as_secs_f64() * 1e3
         );
     }
+    // What a debugger opening the snapshot reads to find the libraries.
+    crate::process::linkmap::loaded(&*mem, &a.process.exe, a.process.bias);
     keep_for_debuggers(&mem, &maps);
     // For tests of what happens when cgocore dies mid-stop: hold it.
     if let Some(ms) = std::env::var("CGOCORE_HOLD_STOPPED_MS")
@@ -198,6 +209,10 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
     }
     let stopped_for = stopped.release();
     drop(phase);
+    mem.freeze();
+    if aopts.goroutine_frames {
+        a = analysis::analyze_with(frozen(Process::from_live(parts())?), None, aopts)?;
+    }
 
     let ms = stopped_for.as_secs_f64() * 1e3;
     note.stopped_ms = ms;
@@ -220,6 +235,40 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
         snapshot,
         stopped: stopped_for,
     })
+}
+
+/// Each goroutine's live stack, from its saved stack pointer to the top,
+/// copied in one read each (at most 1 MiB a goroutine).
+fn keep_goroutine_stacks(mem: &RecordingMemory, a: &Analysis) {
+    let dead = &a.runtime.facts.dead_status;
+    for g in a.gs.iter().filter(|g| !dead.contains(&g.state())) {
+        let sp = [g.syscallsp, g.sched_sp]
+            .into_iter()
+            .filter(|&sp| g.stack_lo <= sp && sp < g.stack_hi)
+            .min()
+            .unwrap_or(g.stack_lo);
+        let len = g.stack_hi.saturating_sub(sp).min(1 << 20);
+        if len > 0 {
+            mem.keep(sp, len);
+        }
+    }
+}
+
+/// A process image over the frozen copy, where read-only file segments
+/// (text, rodata: inline trees, strings) stand in for pages the stopped pass
+/// did not read; writable ones never do (the file holds their first values).
+fn frozen(mut p: Process) -> Process {
+    let mut files = crate::memory::SplicedMemory::default();
+    files.push_layer(p.exe.readonly_segments(p.bias));
+    for lib in &p.libraries {
+        files.push_layer(lib.binary.readonly_segments(lib.bias));
+    }
+    let first = std::mem::replace(
+        &mut p.mem,
+        Box::new(crate::memory::SplicedMemory::default()),
+    );
+    p.mem = Box::new(crate::memory::FallbackMemory { first, files });
+    p
 }
 
 /// Beyond what the analysis read: each file's first page (ELF header and
