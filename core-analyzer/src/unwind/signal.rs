@@ -87,6 +87,14 @@ pub struct Saved {
     pub mask: Option<u64>,
 }
 
+/// An `si_code` the kernel sets: sent by a process (SI_USER, SI_KERNEL,
+/// SI_QUEUE, SI_TIMER, SI_MESGQ, SI_ASYNCIO, SI_SIGIO, SI_TKILL) or a
+/// signal's own reason (1..=9: ILL_*, FPE_*, SEGV_*, BUS_*, TRAP_*, CLD_*,
+/// POLL_*).
+fn plausible_si_code(code: i32) -> bool {
+    matches!(code, -6..=0 | 0x80 | 1..=9)
+}
+
 /// What the frame saved, given the stack pointer the trampoline would run with.
 pub fn interrupted(mem: &dyn Memory, arch: Arch, sp: u64) -> Option<Saved> {
     let a = abi(arch);
@@ -102,9 +110,19 @@ pub fn interrupted(mem: &dyn Memory, arch: Arch, sp: u64) -> Option<Saved> {
             None => 0,
         },
     };
-    // Without SA_SIGINFO the kernel leaves the slot as the stack had it.
-    let signo = mem.u32(sp.checked_add(a.siginfo)?).ok()? as i32;
-    let signo = if (1..=64).contains(&signo) { signo } else { 0 };
+    // Without SA_SIGINFO the kernel leaves the slot as the stack had it:
+    // stale bytes may look like a signal number. A real siginfo also has
+    // si_errno 0 and an si_code the kernel uses; else the number is unknown
+    // (the signal masks may still tell it).
+    let info = sp.checked_add(a.siginfo)?;
+    let signo = mem.u32(info).ok()? as i32;
+    let errno = info.checked_add(4).and_then(|p| mem.u32(p).ok());
+    let code = info
+        .checked_add(8)
+        .and_then(|p| mem.u32(p).ok())
+        .map(|c| c as i32);
+    let real = (1..=64).contains(&signo) && errno == Some(0) && code.is_some_and(plausible_si_code);
+    let signo = if real { signo } else { 0 };
     let mut args = [0u64; 6];
     for (v, off) in args.iter_mut().zip(a.args) {
         *v = slot(off).unwrap_or(0);
@@ -230,6 +248,22 @@ pub fn syscall_nr_from_code(mem: &dyn Memory, arch: Arch, pc: u64) -> Option<u64
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_stale_siginfo_slot_is_no_signal_number() {
+        // A handler without SA_SIGINFO: the slot holds whatever the stack had.
+        let sp = 0x10_000;
+        let a = abi(Arch::X86_64);
+        let mut m = crate::memory::mock::MockMemory::default();
+        m.put(sp, &[0u8; 0x400]);
+        m.put_u32(sp + a.siginfo, 61);
+        m.put_u32(sp + a.siginfo + 4, 0x7f12);
+        assert_eq!(interrupted(&m, Arch::X86_64, sp).unwrap().signo, 0, "stale");
+        // A real one: si_errno 0, si_code SI_TKILL.
+        m.put_u32(sp + a.siginfo + 4, 0);
+        m.put_u32(sp + a.siginfo + 8, (-6i32) as u32);
+        assert_eq!(interrupted(&m, Arch::X86_64, sp).unwrap().signo, 61, "real");
+    }
 
     #[test]
     fn a_signal_frame_at_the_top_of_the_address_space_is_none() {
