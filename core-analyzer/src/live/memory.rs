@@ -128,6 +128,59 @@ impl RecordingMemory {
             .collect()
     }
 
+    /// Read many ranges into the record: the pages not read yet, in batches
+    /// of up to 512 per system call (one remote iovec per page; the kernel
+    /// stops at a page it cannot read, which is skipped, and the batch goes
+    /// on after it). 100k goroutine stacks: hundreds of calls, not 100k.
+    pub fn keep_many(&self, ranges: &[(u64, u64)]) {
+        if self.frozen.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let mut want: Vec<u64> = {
+            let pages = self.pages.read().unwrap_or_else(|e| e.into_inner());
+            ranges
+                .iter()
+                .flat_map(|&(addr, len)| addr / PAGE..addr.saturating_add(len).div_ceil(PAGE))
+                .filter(|n| !pages.contains_key(n))
+                .collect()
+        };
+        want.sort_unstable();
+        want.dedup();
+        let mut rest = &want[..];
+        while !rest.is_empty() {
+            let batch = &rest[..rest.len().min(512)];
+            let mut buf = vec![0u8; batch.len() * PAGE as usize];
+            let remote: Vec<RemoteIoVec> = batch
+                .iter()
+                .filter_map(|&n| {
+                    Some(RemoteIoVec {
+                        base: usize::try_from(n.checked_mul(PAGE)?).ok()?,
+                        len: PAGE as usize,
+                    })
+                })
+                .collect();
+            let got = process_vm_readv(self.pid, &mut [IoSliceMut::new(&mut buf)], &remote)
+                .unwrap_or(0)
+                / PAGE as usize;
+            let mut pages = self.pages.write().unwrap_or_else(|e| e.into_inner());
+            for (i, &n) in batch.iter().take(got).enumerate() {
+                if pages.len() >= self.max_pages {
+                    return;
+                }
+                let at = i * PAGE as usize;
+                pages
+                    .entry(n)
+                    .or_insert(Some(Arc::from(&buf[at..at + PAGE as usize])));
+            }
+            drop(pages);
+            // The page that stopped the batch is read alone (or found unreadable).
+            if got < batch.len() {
+                let _ = self.page(batch[got]);
+            }
+            rest = &rest[(got + 1).min(batch.len()).max(1).min(rest.len())..];
+        }
+    }
+
     /// From now on only what was read counts.
     pub fn freeze(&self) {
         self.frozen

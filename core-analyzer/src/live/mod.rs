@@ -241,17 +241,20 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
 /// copied in one read each (at most 1 MiB a goroutine).
 fn keep_goroutine_stacks(mem: &RecordingMemory, a: &Analysis) {
     let dead = &a.runtime.facts.dead_status;
-    for g in a.gs.iter().filter(|g| !dead.contains(&g.state())) {
-        let sp = [g.syscallsp, g.sched_sp]
-            .into_iter()
-            .filter(|&sp| g.stack_lo <= sp && sp < g.stack_hi)
-            .min()
-            .unwrap_or(g.stack_lo);
-        let len = g.stack_hi.saturating_sub(sp).min(1 << 20);
-        if len > 0 {
-            mem.keep(sp, len);
-        }
-    }
+    let ranges: Vec<(u64, u64)> =
+        a.gs.iter()
+            .filter(|g| !dead.contains(&g.state()))
+            .map(|g| {
+                let sp = [g.syscallsp, g.sched_sp]
+                    .into_iter()
+                    .filter(|&sp| g.stack_lo <= sp && sp < g.stack_hi)
+                    .min()
+                    .unwrap_or(g.stack_lo);
+                (sp, g.stack_hi.saturating_sub(sp).min(1 << 20))
+            })
+            .filter(|&(_, len)| len > 0)
+            .collect();
+    mem.keep_many(&ranges);
 }
 
 /// A process image over the frozen copy, where read-only file segments
