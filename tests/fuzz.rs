@@ -19,9 +19,8 @@ mod common;
 
 use common::*;
 use std::os::unix::fs::FileExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const DATA_LIMIT: u64 = 1 << 30;
@@ -245,32 +244,11 @@ fn mutate(rng: &mut fastrand::Rng, t: &Target) -> (Vec<Patch>, Vec<String>) {
 }
 
 fn run(args: &[String]) -> (std::process::Output, Duration) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cgocore"));
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    // SAFETY: setrlimit is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: DATA_LIMIT,
-                rlim_max: DATA_LIMIT,
-            };
-            libc::setrlimit(libc::RLIMIT_DATA, &lim);
-            Ok(())
-        });
-    }
-    let start = Instant::now();
-    let child = cmd.spawn().unwrap();
-    let pid = child.id() as i32;
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if rx.recv_timeout(DEADLINE).is_err() {
-            // SAFETY: kill(2) of the child started above.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    });
-    let out = child.wait_with_output().unwrap();
-    let _ = tx.send(());
-    (out, start.elapsed())
+    run_limited(
+        Command::new(env!("CARGO_BIN_EXE_cgocore")).args(args),
+        DATA_LIMIT,
+        DEADLINE,
+    )
 }
 
 /// What is wrong with a run, if anything.

@@ -4,10 +4,9 @@
 mod common;
 
 use common::*;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Heap and private memory a run may use (RLIMIT_DATA; the mmap'd core
 /// does not count): past it, an allocation fails and the run aborts.
@@ -19,31 +18,8 @@ fn bounded(args: &[&dyn AsRef<std::ffi::OsStr>], cache: &Path) -> (Output, Durat
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cgocore"));
     cmd.arg("analyze")
         .args(args.iter().map(|a| a.as_ref()))
-        .env("CGOCORE_CACHE", cache)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: setrlimit is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: DATA_LIMIT,
-                rlim_max: DATA_LIMIT,
-            };
-            libc::setrlimit(libc::RLIMIT_DATA, &lim);
-            Ok(())
-        });
-    }
-    let start = Instant::now();
-    let child = cmd.spawn().unwrap();
-    let pid = child.id() as i32;
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(DEADLINE);
-        // SAFETY: kill(2) of a child this test started (harmless if gone).
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    });
-    let out = child.wait_with_output().unwrap();
-    drop(killer);
-    (out, start.elapsed())
+        .env("CGOCORE_CACHE", cache);
+    run_limited(&mut cmd, DATA_LIMIT, DEADLINE)
 }
 
 fn check(out: &Output, took: Duration, codes: &[i32], needle: &str, what: &str) {

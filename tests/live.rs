@@ -144,6 +144,24 @@ fn json_of(out: &Output, what: &str) -> Value {
         .unwrap_or_else(|e| panic!("{what}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
+/// `cgocore snapshot --pid PID -o PATH`, which must succeed.
+fn snapshot(pid: u32, path: &Path, what: &str) -> Output {
+    let out = cgocore(&[
+        "snapshot",
+        "--pid",
+        &pid.to_string(),
+        "-o",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn live_json(pid: u32) -> Value {
     json_of(
         &cgocore(&["analyze", "--pid", &pid.to_string(), "--json"]),
@@ -365,19 +383,7 @@ fn snapshot_is_small_and_reopens_as_the_same_report() {
     let live = live_json(s.pid);
     for file in ["snap.core", "snap.core.zst"] {
         let path = dir.join(file);
-        let out = cgocore(&[
-            "snapshot",
-            "--pid",
-            &s.pid.to_string(),
-            "-o",
-            path.to_str().unwrap(),
-        ]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = snapshot(s.pid, &path, file);
         let said = String::from_utf8_lossy(&out.stdout);
         assert!(
             said.starts_with("wrote ") && said.contains("was stopped"),
@@ -451,19 +457,7 @@ fn a_live_process_is_never_harmed() {
     let dir = Scratch::new("live-harm");
     let snap = dir.join("s.core");
     for i in 0..100 {
-        let out = cgocore(&[
-            "snapshot",
-            "--pid",
-            &s.pid.to_string(),
-            "-o",
-            snap.to_str().unwrap(),
-        ]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "snapshot {i}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        snapshot(s.pid, &snap, &format!("snapshot {i}"));
     }
     let after = live_json(s.pid);
     let d = diff(&state(&before), &state(&after));

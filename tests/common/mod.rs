@@ -295,3 +295,40 @@ pub fn patched_core(c: &CoreCase, dir: &Scratch, name: &str, patches: &[(u64, u6
     }
     path
 }
+
+/// Run `cmd` with its heap and private memory capped (RLIMIT_DATA; mapped
+/// files do not count) and killed past `deadline`; its output and how long
+/// it took. The killer stands down as soon as the child is done.
+pub fn run_limited(
+    cmd: &mut std::process::Command,
+    data_limit: u64,
+    deadline: std::time::Duration,
+) -> (std::process::Output, std::time::Duration) {
+    use std::os::unix::process::CommandExt;
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: data_limit,
+                rlim_max: data_limit,
+            };
+            libc::setrlimit(libc::RLIMIT_DATA, &lim);
+            Ok(())
+        });
+    }
+    let start = std::time::Instant::now();
+    let child = cmd.spawn().unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if rx.recv_timeout(deadline).is_err() {
+            // SAFETY: kill(2) of the child started above, still running.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = tx.send(());
+    (out, start.elapsed())
+}

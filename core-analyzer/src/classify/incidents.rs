@@ -19,7 +19,7 @@ pub fn incidents(r: &Report) -> Vec<Incident> {
     let mut of_thread: HashMap<u32, usize> = HashMap::new();
 
     for cyc in &wf.cycles {
-        let inc = cycle(r, &by_tid, &wf, cyc);
+        let inc = cycle(&by_tid, &wf, cyc);
         claim(&mut of_thread, &inc, out.len());
         out.push(inc);
     }
@@ -43,7 +43,7 @@ pub fn incidents(r: &Report) -> Vec<Incident> {
             // Context, not a problem: foreign threads, extra Ms, ...
             None if f.severity == Severity::Info => {}
             None => {
-                let mut inc = from_finding(r, &by_tid, f, i);
+                let mut inc = from_finding(&by_tid, f, i);
                 if own {
                     // A pile-up counts the threads no other cause holds up.
                     let tids: Vec<u32> = inc
@@ -83,8 +83,7 @@ fn claim(of_thread: &mut HashMap<u32, usize>, inc: &Incident, idx: usize) {
     }
 }
 
-fn subject(r: &Report, t: &ThreadInfo) -> Subject {
-    let _ = r;
+fn subject(t: &ThreadInfo) -> Subject {
     Subject {
         tid: Some(t.tid),
         m: t.m,
@@ -153,7 +152,7 @@ fn longest(wf: &WaitFor, root: u32) -> Vec<u32> {
     chain
 }
 
-fn cycle(r: &Report, by_tid: &HashMap<u32, &ThreadInfo>, wf: &WaitFor, cyc: &[u32]) -> Incident {
+fn cycle(by_tid: &HashMap<u32, &ThreadInfo>, wf: &WaitFor, cyc: &[u32]) -> Incident {
     let ts: Vec<&ThreadInfo> = cyc.iter().filter_map(|t| by_tid.get(t).copied()).collect();
     let mut held: Vec<u32> = cyc.iter().skip(1).copied().collect();
     held.extend(behind(wf, cyc));
@@ -184,7 +183,7 @@ fn cycle(r: &Report, by_tid: &HashMap<u32, &ThreadInfo>, wf: &WaitFor, cyc: &[u3
     Incident {
         kind: kind.into(),
         severity: Severity::Critical,
-        root: ts.first().map(|t| subject(r, t)),
+        root: ts.first().map(|t| subject(t)),
         // A deadlock's cycle; who waits longest behind a self-deadlock.
         chain: if cyc.len() == 1 {
             longest(wf, cyc[0])
@@ -211,13 +210,7 @@ fn lock_holder(
         .iter()
         .filter_map(|(t, _)| by_tid.get(t)?.blocked.as_ref())
         .find(|b| b.owner_tid == Some(root.tid))
-        .map(|b| {
-            let name = b
-                .lock_symbol
-                .clone()
-                .unwrap_or_else(|| format!("{:#x}", b.lock.unwrap_or(0)));
-            format!("{} {name}", b.class)
-        })
+        .map(|b| b.lock_name())
         .unwrap_or_else(|| "a C lock".into());
     let through = if ws.iter().any(|&(_, h)| h > 1) {
         ", directly or through other holders"
@@ -242,7 +235,7 @@ fn lock_holder(
     Incident {
         kind: "lock-holder".into(),
         severity: super::findings::describe::holder_severity(root),
-        root: Some(subject(r, root)),
+        root: Some(subject(root)),
         chain: longest(wf, root.tid),
         summary: format!(
             "{} holds {lock} that {} for{through}; it is {}{goroutine_state}; {}",
@@ -261,15 +254,13 @@ fn lock_holder(
     }
 }
 
-fn from_finding(r: &Report, by_tid: &HashMap<u32, &ThreadInfo>, f: &Finding, i: usize) -> Incident {
+fn from_finding(by_tid: &HashMap<u32, &ThreadInfo>, f: &Finding, i: usize) -> Incident {
     let tids = f.tids();
     let pileup = matches!(f.kind, FindingKind::ThreadPileup);
     let root = if pileup {
         None
     } else {
-        tids.first()
-            .and_then(|t| by_tid.get(t))
-            .map(|t| subject(r, t))
+        tids.first().and_then(|t| by_tid.get(t)).map(|t| subject(t))
     };
     let held: Vec<u32> = if pileup {
         tids

@@ -28,11 +28,7 @@ pub fn graph(r: &Report) -> Graph {
         if let Some(lock) = b.lock {
             g.edges
                 .push((Node::Thread(t.tid), Node::Lock(lock), b.class.clone()));
-            let name = b
-                .lock_symbol
-                .clone()
-                .unwrap_or_else(|| format!("{lock:#x}"));
-            g.lock_names.insert(lock, format!("{} {name}", b.class));
+            g.lock_names.insert(lock, b.lock_name());
             if let Some(o) = b.owner_tid {
                 g.edges
                     .push((Node::Lock(lock), Node::Thread(o), "held by".into()));

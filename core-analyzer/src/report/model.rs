@@ -236,6 +236,18 @@ pub struct Blocked {
     pub lock_symbol: Option<String>,
 }
 
+impl Blocked {
+    /// The lock waited for as reports name it: `mutex shared_mu`, or its
+    /// address where no symbol names it.
+    pub fn lock_name(&self) -> String {
+        let name = self
+            .lock_symbol
+            .clone()
+            .unwrap_or_else(|| format!("{:#x}", self.lock.unwrap_or(0)));
+        format!("{} {name}", self.class)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {

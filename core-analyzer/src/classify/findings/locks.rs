@@ -60,13 +60,7 @@ pub fn held_while_blocked(x: &Facts) -> Vec<Finding> {
         let lock = ws[0]
             .blocked
             .as_ref()
-            .map(|b| {
-                let name = b
-                    .lock_symbol
-                    .clone()
-                    .unwrap_or_else(|| format!("{:#x}", b.lock.unwrap_or(0)));
-                format!("{} {name}", b.class)
-            })
+            .map(|b| b.lock_name())
             .unwrap_or_default();
         let mut ts = vec![*o];
         ts.extend(ws.iter().copied());
