@@ -159,13 +159,6 @@ fn unrelated_binary_is_refused() {
     }
 }
 
-fn plain_fixture() -> CoreCase {
-    fixtures()
-        .into_iter()
-        .find(|c| c.truth.variant == "plain")
-        .unwrap()
-}
-
 #[test]
 fn cycle_in_allm_gives_partial_report() {
     let c = plain_fixture();

@@ -39,13 +39,6 @@ fn check(out: &Output, took: Duration, codes: &[i32], needle: &str, what: &str) 
     );
 }
 
-fn plain_fixture() -> CoreCase {
-    fixtures()
-        .into_iter()
-        .find(|c| c.truth.variant == "plain")
-        .unwrap()
-}
-
 /// A compressed `.debug_info` whose header claims 3 GB: left out with a
 /// warning, memory stays small.
 #[test]

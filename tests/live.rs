@@ -252,6 +252,13 @@ fn diff(a: &Value, b: &Value) -> Vec<String> {
     out
 }
 
+/// The Go 1.27 plain build, where one build is enough.
+fn go127_plain() -> Option<CoreCase> {
+    cases()
+        .into_iter()
+        .find(|c| c.name.starts_with("go1.27.3/plain/"))
+}
+
 fn cases() -> Vec<CoreCase> {
     let mut v: Vec<CoreCase> = generated()
         .into_iter()
@@ -371,10 +378,7 @@ fn live_analysis_equals_a_gcore_and_the_program() {
 /// A snapshot is megabytes, reopens as the same report, and gdb reads it.
 #[test]
 fn snapshot_is_small_and_reopens_as_the_same_report() {
-    let Some(c) = cases()
-        .into_iter()
-        .find(|c| c.name.starts_with("go1.27.3/plain/"))
-    else {
+    let Some(c) = go127_plain() else {
         assert!(!require_generated(), "generated builds are required");
         return;
     };
@@ -445,10 +449,7 @@ fn snapshot_is_small_and_reopens_as_the_same_report() {
 /// Go's own dump is whole.
 #[test]
 fn a_live_process_is_never_harmed() {
-    let Some(c) = cases()
-        .into_iter()
-        .find(|c| c.name.starts_with("go1.27.3/plain/"))
-    else {
+    let Some(c) = go127_plain() else {
         assert!(!require_generated(), "generated builds are required");
         return;
     };
@@ -575,10 +576,7 @@ fn live_errors_say_what_to_do() {
 /// the kernel lets every thread go, and the process goes on where it was.
 #[test]
 fn killing_cgocore_mid_stop_lets_the_process_go() {
-    let Some(c) = cases()
-        .into_iter()
-        .find(|c| c.name.starts_with("go1.27.3/plain/"))
-    else {
+    let Some(c) = go127_plain() else {
         assert!(!require_generated(), "generated builds are required");
         return;
     };
@@ -623,4 +621,41 @@ fn killing_cgocore_mid_stop_lets_the_process_go() {
         let d = diff(&state(&before), &state(&after));
         assert!(d.is_empty(), "after signal {sig}: {}", d.join("\n"));
     }
+}
+
+/// A process whose binary was replaced on disk since it started (a deploy):
+/// /proc/PID/exe still holds the file it runs, and the answers are the same.
+#[test]
+fn a_process_whose_binary_was_removed() {
+    let Some(c) = go127_plain() else {
+        assert!(!require_generated(), "generated builds are required");
+        return;
+    };
+    let dir = Scratch::new("live-removed");
+    let copy = CoreCase {
+        name: c.name.clone(),
+        core: c.core.clone(),
+        exe: dir.join("cgostuck"),
+        truth: c.truth.clone(),
+    };
+    std::fs::copy(&c.exe, &copy.exe).unwrap();
+    let cuda = c.exe.parent().unwrap().join("libcuda.so.1");
+    std::fs::copy(&cuda, dir.join("libcuda.so.1")).unwrap();
+    let s = Scenario::start(&copy, "removed");
+    std::fs::remove_file(&copy.exe).unwrap();
+    let live = live_json(s.pid);
+    let (tid, goid) = s.record["mutex_waiter"];
+    let t = live["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tid"] == tid)
+        .unwrap();
+    assert_eq!(t["curg"], goid, "{t}");
+    assert_eq!(t["blocked"]["class"], "mutex");
+    assert!(
+        live["binary"].as_str().unwrap().ends_with("/exe"),
+        "{}",
+        live["binary"]
+    );
 }

@@ -125,6 +125,7 @@ pub fn analyze_with(
             incomplete,
         },
     );
+    drop(modules); // its symbols go back to the shared cache
     Ok(Analysis {
         process,
         runtime: rt,

@@ -147,6 +147,14 @@ fn generated_all() -> Vec<CoreCase> {
     out
 }
 
+/// The first committed fixture of a plain (not PIE, not stripped) build.
+pub fn plain_fixture() -> CoreCase {
+    fixtures()
+        .into_iter()
+        .find(|c| c.truth.variant == "plain")
+        .unwrap()
+}
+
 pub fn require_generated() -> bool {
     std::env::var("CGOCORE_REQUIRE_GENERATED").is_ok_and(|v| v == "1")
 }

@@ -94,7 +94,9 @@ pub(super) fn decompressed(path: &Path) -> Result<PathBuf> {
 }
 
 /// Temporary files of decompressions whose process is gone (killed before
-/// its signal handler could run, SIGKILL): removed.
+/// its signal handler could run, SIGKILL) and that have not grown for ten
+/// minutes (a writer in another PID namespace sharing the cache looks gone
+/// too, but its file still grows): removed.
 fn remove_orphans(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
@@ -109,7 +111,13 @@ fn remove_orphans(dir: &Path) {
         // SAFETY: kill with signal 0 only asks whether the process exists.
         let gone = pid.is_some_and(|p| unsafe { libc::kill(p, 0) } != 0
             && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH));
-        if gone {
+        let stale = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(600));
+        if gone && stale {
             let _ = fs::remove_file(e.path());
         }
     }

@@ -79,53 +79,9 @@ impl RecordingMemory {
         out
     }
 
-    /// Read `[addr, addr + len)` into the record (a snapshot keeps it),
-    /// the pages not read yet in one system call where they are mapped.
+    /// Read `[addr, addr + len)` into the record (a snapshot keeps it).
     pub fn keep(&self, addr: u64, len: u64) {
-        let (first, last) = (addr / PAGE, addr.saturating_add(len).div_ceil(PAGE));
-        if last > first + 1 && !self.frozen.load(std::sync::atomic::Ordering::Relaxed) {
-            let missing: Vec<u64> = {
-                let pages = self.pages.read().unwrap_or_else(|e| e.into_inner());
-                (first..last).filter(|n| !pages.contains_key(n)).collect()
-            };
-            if let (Some(&lo), Some(&hi)) = (missing.first(), missing.last()) {
-                // One remote iovec per page: at most IOV_MAX (1024) a call.
-                let block = self.fetch_run(lo, ((hi - lo + 1) as usize).min(512));
-                let mut pages = self.pages.write().unwrap_or_else(|e| e.into_inner());
-                for (i, p) in block.into_iter().enumerate() {
-                    if pages.len() >= self.max_pages {
-                        return;
-                    }
-                    pages.entry(lo + i as u64).or_insert(Some(p));
-                }
-            }
-        }
-        for n in first..last {
-            if self.page(n).is_err() {
-                break;
-            }
-        }
-    }
-
-    /// Pages `n..n + count` in one read, as far as they are mapped.
-    fn fetch_run(&self, n: u64, count: usize) -> Vec<Page> {
-        let Some(base) = n.checked_mul(PAGE).and_then(|a| usize::try_from(a).ok()) else {
-            return vec![];
-        };
-        let mut buf = vec![0u8; count * PAGE as usize];
-        let remote: Vec<RemoteIoVec> = (0..count)
-            .map(|i| RemoteIoVec {
-                base: base.wrapping_add(i * PAGE as usize),
-                len: PAGE as usize,
-            })
-            .collect();
-        // The kernel stops at the first page it cannot read.
-        let got =
-            process_vm_readv(self.pid, &mut [IoSliceMut::new(&mut buf)], &remote).unwrap_or(0);
-        buf[..got - got % PAGE as usize]
-            .chunks(PAGE as usize)
-            .map(Arc::from)
-            .collect()
+        self.keep_many(&[(addr, len)]);
     }
 
     /// Read many ranges into the record: the pages not read yet, in batches
@@ -190,30 +146,15 @@ impl RecordingMemory {
 
 impl Memory for RecordingMemory {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
-        let mut done = 0usize;
-        while done < buf.len() {
-            let a = addr.checked_add(done as u64).ok_or(Fault::Unmapped {
-                addr,
-                len: buf.len(),
-            })?;
-            let len = buf.len() - done;
-            let p = match self.page(a / PAGE) {
-                Ok(Some(p)) => p,
-                Ok(None) => return Err(Fault::Unmapped { addr: a, len }),
-                Err(()) => {
-                    return Err(Fault::Target {
-                        addr: a,
-                        len,
-                        msg: "the capture reached its memory bound".into(),
-                    })
-                }
-            };
-            let off = (a % PAGE) as usize;
-            let n = (PAGE as usize - off).min(len);
-            buf[done..done + n].copy_from_slice(&p[off..off + n]);
-            done += n;
-        }
-        Ok(())
+        crate::memory::read_from_pages(addr, buf, |a, len| match self.page(a / PAGE) {
+            Ok(Some(p)) => Ok(p),
+            Ok(None) => Err(Fault::Unmapped { addr: a, len }),
+            Err(()) => Err(Fault::Target {
+                addr: a,
+                len,
+                msg: "the capture reached its memory bound".into(),
+            }),
+        })
     }
 }
 

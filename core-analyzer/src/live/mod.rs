@@ -15,7 +15,7 @@ use crate::input::under_sysroot;
 use crate::process::{LiveParts, Process, Thread};
 use anyhow::Result;
 use memory::{RecordingMemory, PAGE};
-use snapshot::{SnapThread, Snapshot};
+use snapshot::Snapshot;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +86,13 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
     let root = opts.sysroot.clone().or_else(|| procfs::root(pid));
     let exe = procfs::exe(pid)?;
     let exe = under_sysroot(&root, &exe.to_string_lossy());
+    // Replaced or removed since it started (a deploy): the kernel still
+    // holds the file the process runs.
+    let exe = if exe.is_file() {
+        exe
+    } else {
+        procfs::dir(pid).join("exe")
+    };
     let mut note = SnapshotNote {
         stopped_ms: 0.0,
         fds: procfs::fds(pid),
@@ -129,7 +136,6 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
     let phase = crate::progress::Phase::new(&format!("reading process {pid} (stopped)"), None);
     let stopped = ptrace::Stopped::stop(pid)?;
     let mut threads = vec![];
-    let mut snap_threads = vec![];
     for tid in stopped.tids() {
         let words = ptrace::regset(tid, NT_PRSTATUS, 34)?;
         let tls = match arch {
@@ -146,26 +152,16 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
         }
         threads.push(Thread {
             tid,
-            regs: Registers {
-                arch,
-                words: words.clone(),
-                tls,
-            },
+            regs: Registers { arch, words, tls },
             signal: None,
-            sighold,
-        });
-        snap_threads.push(SnapThread {
-            tid,
-            regs: words,
-            tls,
             sighold,
         });
     }
     let mem = Arc::new(RecordingMemory::new(pid, opts.max_bytes));
-    let parts = || LiveParts {
+    let process = Process::from_live(LiveParts {
         pid,
         arch,
-        exe: exe.clone(),
+        exe,
         threads: threads.clone(),
         maps: maps
             .iter()
@@ -173,10 +169,10 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
             .collect(),
         auxv: auxv.clone(),
         mem: Box::new(mem.clone()),
-        sysroot: root.clone(),
+        sysroot: root,
         command: Some(command.clone()),
         facts: note.clone(),
-    };
+    })?;
     // While stopped: the threads, Ms and goroutines, and a copy of each
     // goroutine's stack; the goroutines are unwound after the process goes
     // on, from that copy (at 100k goroutines most of the work).
@@ -186,7 +182,7 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
         goroutine_frames: false,
         symbols: aopts.symbols.clone(),
     };
-    let mut a = analysis::analyze_with(Process::from_live(parts())?, None, &first)?;
+    let mut a = analysis::analyze_with(process, None, &first)?;
     if aopts.goroutine_frames {
         keep_goroutine_stacks(&mem, &a);
     }
@@ -211,7 +207,8 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
     drop(phase);
     mem.freeze();
     if aopts.goroutine_frames {
-        a = analysis::analyze_with(frozen(Process::from_live(parts())?), None, aopts)?;
+        // The same process image (binaries resolved once), over the copy.
+        a = analysis::analyze_with(frozen(a.process), None, aopts)?;
     }
 
     let ms = stopped_for.as_secs_f64() * 1e3;
@@ -224,7 +221,7 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
         arch,
         pid,
         command,
-        threads: snap_threads,
+        threads,
         maps,
         auxv,
         pages: mem.saved_pages(),

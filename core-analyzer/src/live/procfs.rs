@@ -114,15 +114,20 @@ pub fn root(pid: u32) -> Option<PathBuf> {
 /// 127.0.0.1:43210`) from `/proc/PID/net/*`.
 pub fn fds(pid: u32) -> BTreeMap<i32, String> {
     let raw = raw_fds(pid);
+    // Every fd of each pipe, once: a process with thousands of fds is one pass.
+    let mut ends: HashMap<&str, Vec<i32>> = HashMap::new();
+    for (fd, what) in raw.iter().filter(|(_, w)| w.starts_with("pipe:")) {
+        ends.entry(what.as_str()).or_default().push(*fd);
+    }
     let mut out = raw.clone();
     for (fd, what) in out.iter_mut() {
-        if !what.starts_with("pipe:") {
+        let Some(all) = ends.get(raw[fd].as_str()) else {
             continue;
-        }
-        let others: Vec<String> = raw
+        };
+        let others: Vec<String> = all
             .iter()
-            .filter(|(o, w)| *o != fd && *w == what)
-            .map(|(o, _)| match write_mode(pid, *o) {
+            .filter(|o| *o != fd)
+            .map(|o| match write_mode(pid, *o) {
                 Some(true) => format!("fd {o} (write end)"),
                 Some(false) => format!("fd {o} (read end)"),
                 None => format!("fd {o}"),

@@ -9,6 +9,7 @@ use super::memory::{Page, PAGE};
 use super::procfs::Map;
 use crate::elf::core::{SnapshotNote, SNAPSHOT_NOTE};
 use crate::elf::regs::Arch;
+use crate::process::Thread;
 use anyhow::{Context, Result};
 use object::elf;
 use object::write::elf::{FileHeader, ProgramHeader, Writer};
@@ -25,21 +26,12 @@ const NT_ARM_TLS: u32 = 0x401;
 /// `e_phnum` is 16 bits; past this, runs of unsaved pages are left out.
 const MAX_SEGMENTS: usize = 0xfff0;
 
-/// A thread as the snapshot records it.
-pub struct SnapThread {
-    pub tid: u32,
-    /// `pr_reg`, word for word.
-    pub regs: Vec<u64>,
-    pub tls: Option<u64>,
-    pub sighold: u64,
-}
-
 /// Everything a snapshot file holds.
 pub struct Snapshot {
     pub arch: Arch,
     pub pid: u32,
     pub command: String,
-    pub threads: Vec<SnapThread>,
+    pub threads: Vec<Thread>,
     pub maps: Vec<Map>,
     pub auxv: Vec<(u64, u64)>,
     /// Saved pages, by address, ascending.
@@ -76,7 +68,7 @@ impl Snapshot {
         // process's notes, then every other thread's.
         for (i, t) in self.threads.iter().enumerate() {
             note(&mut out, b"CORE", elf::NT_PRSTATUS, &self.prstatus(t));
-            if let (Arch::Aarch64, Some(tls)) = (self.arch, t.tls) {
+            if let (Arch::Aarch64, Some(tls)) = (self.arch, t.regs.tls) {
                 note(&mut out, b"LINUX", NT_ARM_TLS, &tls.to_le_bytes());
             }
             if i == 0 {
@@ -88,13 +80,14 @@ impl Snapshot {
         out
     }
 
-    fn prstatus(&self, t: &SnapThread) -> Vec<u8> {
-        let mut b = vec![0u8; PRSTATUS_REG + 8 * t.regs.len() + 8];
+    fn prstatus(&self, t: &Thread) -> Vec<u8> {
+        let words = &t.regs.words;
+        let mut b = vec![0u8; PRSTATUS_REG + 8 * words.len() + 8];
         b[PRSTATUS_CURSIG..PRSTATUS_CURSIG + 2].copy_from_slice(&0u16.to_le_bytes());
         b[PRSTATUS_SIGHOLD..PRSTATUS_SIGHOLD + 8].copy_from_slice(&t.sighold.to_le_bytes());
         b[PRSTATUS_PID..PRSTATUS_PID + 4].copy_from_slice(&t.tid.to_le_bytes());
         b[PRSTATUS_PID + 4..PRSTATUS_PID + 8].copy_from_slice(&self.pid.to_le_bytes());
-        for (i, w) in t.regs.iter().enumerate() {
+        for (i, w) in words.iter().enumerate() {
             let at = PRSTATUS_REG + 8 * i;
             b[at..at + 8].copy_from_slice(&w.to_le_bytes());
         }
@@ -273,6 +266,19 @@ mod tests {
     use crate::memory::{Memory, SplicedMemory};
     use std::sync::Arc;
 
+    fn thread(tid: u32, words: Vec<u64>, sighold: u64) -> Thread {
+        Thread {
+            tid,
+            regs: crate::elf::regs::Registers {
+                arch: Arch::X86_64,
+                words,
+                tls: None,
+            },
+            signal: None,
+            sighold,
+        }
+    }
+
     #[test]
     fn a_snapshot_reads_back_as_a_core() {
         let page = |b: u8| -> Page { Arc::from(vec![b; PAGE as usize]) };
@@ -289,20 +295,7 @@ mod tests {
             arch: Arch::X86_64,
             pid: 42,
             command: "server".into(),
-            threads: vec![
-                SnapThread {
-                    tid: 42,
-                    regs: (0..27).collect(),
-                    tls: None,
-                    sighold: 5,
-                },
-                SnapThread {
-                    tid: 43,
-                    regs: vec![7; 27],
-                    tls: None,
-                    sighold: 0,
-                },
-            ],
+            threads: vec![thread(42, (0..27).collect(), 5), thread(43, vec![7; 27], 0)],
             maps: vec![
                 map(0x10000, 0x14000, "/bin/server"),
                 map(0x20000, 0x21000, ""),
@@ -351,12 +344,7 @@ mod tests {
             pid: 7,
             command: "x".into(),
             threads: (0..20_000)
-                .map(|i| SnapThread {
-                    tid: 7 + (i % 2),
-                    regs: vec![0; 27],
-                    tls: None,
-                    sighold: 0,
-                })
+                .map(|i| thread(7 + (i % 2), vec![0; 27], 0))
                 .collect(),
             maps: vec![],
             auxv: vec![],

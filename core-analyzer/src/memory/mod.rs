@@ -40,6 +40,38 @@ impl Memory for FallbackMemory {
     }
 }
 
+/// `[addr, addr + buf.len())` from a cache of 4 KiB pages: `page(address)`
+/// gives the page holding that address, or the fault for it.
+pub fn read_from_pages<P: AsRef<[u8]>>(
+    addr: u64,
+    buf: &mut [u8],
+    page: impl Fn(u64, usize) -> Result<P, Fault>,
+) -> Result<(), Fault> {
+    const PAGE: u64 = 4096;
+    let mut done = 0usize;
+    while done < buf.len() {
+        let a = addr.checked_add(done as u64).ok_or(Fault::Unmapped {
+            addr,
+            len: buf.len(),
+        })?;
+        let p = page(a, buf.len() - done)?;
+        let p = p.as_ref();
+        let off = (a % PAGE) as usize;
+        let n = (PAGE as usize - off)
+            .min(buf.len() - done)
+            .min(p.len().saturating_sub(off));
+        if n == 0 {
+            return Err(Fault::Unmapped {
+                addr: a,
+                len: buf.len() - done,
+            });
+        }
+        buf[done..done + n].copy_from_slice(&p[off..off + n]);
+        done += n;
+    }
+    Ok(())
+}
+
 /// Typed helpers over any `Memory` (little-endian targets: amd64, arm64).
 pub trait ReadExt: Memory {
     fn u8(&self, addr: u64) -> Result<u8, Fault> {

@@ -79,23 +79,14 @@ impl PagedMemory {
 
 impl Memory for PagedMemory {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
-        let mut done = 0usize;
-        while done < buf.len() {
-            let a = addr.wrapping_add(done as u64);
-            let Some(p) = self.page(a / PAGE) else {
-                // Not "not saved in the core": the debugger refused the read.
-                return Err(Fault::Target {
-                    addr: a,
-                    len: buf.len() - done,
-                    msg: "the debugger could not read it".into(),
-                });
-            };
-            let off = (a % PAGE) as usize;
-            let n = (PAGE as usize - off).min(buf.len() - done);
-            buf[done..done + n].copy_from_slice(&p[off..off + n]);
-            done += n;
-        }
-        Ok(())
+        super::read_from_pages(addr, buf, |a, len| {
+            // Not "not saved in the core": the debugger refused the read.
+            self.page(a / PAGE).ok_or_else(|| Fault::Target {
+                addr: a,
+                len,
+                msg: "the debugger could not read it".into(),
+            })
+        })
     }
 }
 

@@ -61,7 +61,7 @@ pub fn resolve(inp: &Inputs) -> Result<Resolved> {
             .unwrap_or(0),
     );
     let mut notes = vec![];
-    let libraries = libraries(inp, &go, range, &mut notes);
+    let libraries = libraries(inp, range, &mut notes);
     Ok(Resolved {
         go,
         bias,
@@ -170,12 +170,7 @@ fn mapped_go_library(inp: &Inputs, exe: &Binary) -> Option<(Binary, u64)> {
 /// core leaves out (text, rodata). A library that is missing or differs from
 /// the one the process mapped (its ELF header in memory) is left out with a
 /// note.
-fn libraries(
-    inp: &Inputs,
-    go: &Binary,
-    go_range: (u64, u64),
-    notes: &mut Vec<String>,
-) -> Vec<Library> {
+fn libraries(inp: &Inputs, go_range: (u64, u64), notes: &mut Vec<String>) -> Vec<Library> {
     let mut seen = std::collections::HashSet::new();
     let mut out = vec![];
     for m in inp.mappings {
@@ -186,9 +181,6 @@ fn libraries(
             continue;
         }
         let path = under_sysroot(inp.sysroot, &m.path);
-        if path == go.path() {
-            continue;
-        }
         // Data files are mapped too (locale archives, databases): only ELF
         // files are libraries, and nothing they name is ever decompressed.
         if !is_elf_file(&path) {

@@ -147,7 +147,9 @@ pub fn frame_name(f: &Frame) -> String {
 pub fn profile(r: &Report) -> Profile {
     let mut s = Strings::new();
     let mut functions: HashMap<(String, String), u64> = HashMap::new();
-    let mut locations: HashMap<(u64, u64, Option<u32>), u64> = HashMap::new();
+    // By the frame's identity (shared names, no hashing of strings): 100k
+    // goroutines repeat a few frames.
+    let mut locations: HashMap<crate::unwind::FrameKey, u64> = HashMap::new();
     let mut p = Profile {
         sample_type: vec![ValueType {
             r#type: s.id("goroutine"),
@@ -186,6 +188,10 @@ pub fn profile(r: &Report) -> Profile {
     for g in &r.goroutines {
         let mut ids = vec![];
         for f in &g.frames {
+            if let Some(&lid) = locations.get(&f.key()) {
+                ids.push(lid);
+                continue;
+            }
             let name = frame_name(f);
             let file = f.file.as_deref().unwrap_or("").to_string();
             let next = functions.len() as u64 + 1;
@@ -200,20 +206,17 @@ pub fn profile(r: &Report) -> Profile {
                     });
                     next
                 });
-            let key = (fid, f.pc, f.line);
-            let next = locations.len() as u64 + 1;
-            let lid = *locations.entry(key).or_insert_with(|| {
-                p.location.push(Location {
-                    id: next,
-                    mapping_id: 1,
-                    address: f.pc,
-                    line: vec![Line {
-                        function_id: fid,
-                        line: f.line.map_or(0, i64::from),
-                    }],
-                });
-                next
+            let lid = p.location.len() as u64 + 1;
+            p.location.push(Location {
+                id: lid,
+                mapping_id: 1,
+                address: f.pc,
+                line: vec![Line {
+                    function_id: fid,
+                    line: f.line.map_or(0, i64::from),
+                }],
             });
+            locations.insert(f.key(), lid);
             ids.push(lid);
         }
         p.sample.push(Sample {

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 /// C symbols loaded ahead, by binary path: a live capture loads them while
 /// the process still runs, so they cost nothing while it is stopped. The
-/// analysis takes each out when a module first needs it. A clone shares the
-/// same cache.
+/// analysis takes each out when a module first needs it and puts it back
+/// when done. A clone shares the same cache.
 #[derive(Clone, Default)]
 pub struct SymbolCache(Arc<Mutex<HashMap<PathBuf, NativeSymbols>>>);
 
@@ -122,6 +122,22 @@ impl<'a> CodeModule<'a> {
 
 pub struct Modules<'a> {
     list: Vec<CodeModule<'a>>,
+}
+
+/// Symbols loaded for an analysis go back to its cache: the next analysis
+/// sharing the cache (a live capture's pass over its copy) does not load
+/// them again.
+impl Drop for Modules<'_> {
+    fn drop(&mut self) {
+        for m in &mut self.list {
+            if let Some(syms) = m.syms.take() {
+                m.cache
+                    .lock()
+                    .entry(m.binary.path().to_path_buf())
+                    .or_insert(syms);
+            }
+        }
+    }
 }
 
 impl<'a> Modules<'a> {

@@ -89,6 +89,8 @@ pub struct Facts<'r> {
     pub report: &'r Report,
     pub by_tid: HashMap<u32, &'r ThreadInfo>,
     pub wait: super::chains::WaitFor,
+    /// Each thread's place in the report (for ordering).
+    position: HashMap<u32, usize>,
 }
 
 impl<'r> Facts<'r> {
@@ -97,16 +99,18 @@ impl<'r> Facts<'r> {
             report,
             by_tid: report.threads.iter().map(|t| (t.tid, t)).collect(),
             wait: super::chains::wait_for(&report.threads),
+            position: report
+                .threads
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.tid, i))
+                .collect(),
         }
     }
 
     /// The position of a thread in the report (for ordering).
     fn position(&self, tid: u32) -> usize {
-        self.report
-            .threads
-            .iter()
-            .position(|t| t.tid == tid)
-            .unwrap_or(usize::MAX)
+        self.position.get(&tid).copied().unwrap_or(usize::MAX)
     }
 }
 
