@@ -44,7 +44,20 @@ VARIANTS = {
     "pie": ["-buildmode=pie"],
     "cshared": ["-buildmode=c-shared"],
     "busy": [],
+    "arm64": [],
+    # musl (Debian's musl-tools): Alpine-style dynamic, and static.
+    "musl": [],
+    "musl-static": ["-ldflags=-linkmode external -extldflags -static"],
 }
+# musl builds and the one kind of core each is taken as: Go's crash path can
+# hang under dynamic musl (the dump printed, no core), so that one is gdb's.
+MUSL_VERSIONS = ["1.21.13", "1.27.3"]
+MUSL_KINDS = {"musl": "gcore", "musl-static": "kernel"}
+# aarch64 builds run under qemu-user on this x86_64 machine (Debian's
+# qemu-user, gcc-aarch64-linux-gnu, libc6-dev-arm64-cross): the guest's
+# libraries live under this sysroot, which the tests pass as --sysroot.
+ARM64_SYSROOT = "/usr/aarch64-linux-gnu"
+ARM64_VERSIONS = ["1.21.13", "1.27.3"]
 
 
 def log(*a):
@@ -102,10 +115,17 @@ def build(version, variant, out_dir, gocache):
     elif variant == "busy":
         subprocess.check_call([go_binary(version), "build", "-trimpath", "-o", exe, "."], cwd=BUSY, env=env)
     else:
+        cc = "gcc"
+        if variant == "arm64":
+            cc = "aarch64-linux-gnu-gcc"
+            env.update(GOARCH="arm64", CC=cc)
+        if variant in MUSL_KINDS:
+            cc = "musl-gcc"
+            env.update(CC=cc)
         cmd = [go_binary(version), "build", "-trimpath", "-o", exe] + VARIANTS[variant] + ["."]
         subprocess.check_call(cmd, cwd=SCENARIO, env=env)
         # The CUDA stand-in the scenario dlopens (-cuda): no GPU here.
-        subprocess.check_call(["gcc", "-shared", "-fPIC", "-O1", "-g", "-fdebug-prefix-map=%s=." % ROOT,
+        subprocess.check_call([cc, "-shared", "-fPIC", "-O1", "-g", "-fdebug-prefix-map=%s=." % ROOT,
                                "-o", cuda_stub_path(out_dir), CUDA_STUB])
     with open(stamp, "w") as f:
         f.write(want + "\n")
@@ -126,7 +146,7 @@ def cuda_stub_path(build_dir):
     return os.path.join(build_dir, "libcuda.so.1")
 
 
-def start(exe, cwd, args, kernel_core=True, extra_env=None):
+def start(exe, cwd, args, kernel_core=True, extra_env=None, runner=()):
     # For a gcore the crash that ends the run (SIGQUIT's dump) must not write a
     # kernel core: it would land on gdb's, under the same name.
     core_limit = resource.RLIM_INFINITY if kernel_core else 0
@@ -137,7 +157,7 @@ def start(exe, cwd, args, kernel_core=True, extra_env=None):
     env = {"PATH": "/usr/bin:/bin", "LANG": "C", "GOTRACEBACK": "crash", "GOMAXPROCS": "2"}
     env.update(extra_env or {})
     err = open(os.path.join(cwd, "dump.txt"), "wb")
-    p = subprocess.Popen([exe] + args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=err,
+    p = subprocess.Popen(list(runner) + [exe] + args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=err,
                          preexec_fn=limits)
     lines = []
     # A scenario that hangs before READY prints nothing more: the blocking read
@@ -183,7 +203,9 @@ def capture(exe, kind, out_dir, args, delay=0.2, extra_env=None):
     os.makedirs(out_dir, exist_ok=True)
     for f in os.listdir(out_dir):
         os.unlink(os.path.join(out_dir, f))
-    p, lines, err = start(exe, out_dir, args, kernel_core=(kind == "kernel"), extra_env=extra_env)
+    runner = ("qemu-aarch64", "-L", ARM64_SYSROOT) if kind == "qemu" else ()
+    p, lines, err = start(exe, out_dir, args, kernel_core=(kind in ("kernel", "qemu")), extra_env=extra_env,
+                          runner=runner)
     # Let the thread that wrote READY settle in its final wait: Go's dump and
     # the core are taken moments apart, and must see the same stacks. (A
     # busy program is caught at a random moment instead.)
@@ -192,10 +214,17 @@ def capture(exe, kind, out_dir, args, delay=0.2, extra_env=None):
     if kind == "gcore":
         gcore(p.pid, core)
         p.send_signal(signal.SIGQUIT)
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            # Go's crash path hangs under dynamic musl after printing its dump.
+            p.kill()
     else:
         p.send_signal(signal.SIGABRT)
     p.wait(timeout=120)
     err.close()
+    if kind == "qemu":
+        take_qemu_core(out_dir, core)
     if kind == "kernel":
         produced = [f for f in os.listdir(out_dir) if f == "core" or f.startswith("core.")]
         if not produced:
@@ -209,6 +238,72 @@ def capture(exe, kind, out_dir, args, delay=0.2, extra_env=None):
     with open(os.path.join(out_dir, "truth.json"), "w") as f:
         json.dump(truth, f, indent=1)
     return core
+
+
+def take_qemu_core(out_dir, core):
+    """qemu-user writes the guest's core as qemu_<prog>_<date>_<pid>.core (not
+    sparse: copied with holes); the host kernel then writes qemu's own core
+    as `core`, which is dropped."""
+    if os.path.exists(core):
+        os.unlink(core)
+    guest = [f for f in os.listdir(out_dir) if f.startswith("qemu_") and f.endswith(".core")]
+    if not guest:
+        raise RuntimeError("qemu-user wrote no guest core in %s (ulimit -c?)" % out_dir)
+    raw = os.path.join(out_dir, guest[0])
+    subprocess.check_call(["cp", "--sparse=always", raw, core])
+    os.unlink(raw)
+
+
+def capture_arm64(version, base, gocache, force, args):
+    """An aarch64 build run under qemu-user: its guest core as qemu writes it
+    (`qemu/`), and the same core in the form an arm64 kernel writes
+    (`kernel/`: threads in a restartable syscall rewound to their svc, as
+    `cgocore dev arm64-kernel-form` documents)."""
+    exe = build(version, "arm64", base, gocache)
+    qdir, kdir = os.path.join(base, "qemu"), os.path.join(base, "kernel")
+    if force or captured_by(qdir) != "qemu-user":
+        log("capture", version, "arm64", "qemu")
+        try:
+            capture(exe, "qemu", qdir, args)
+        except ScenarioFailed as e:
+            log("retry after failure:", e)
+            capture(exe, "qemu", qdir, args)
+        with open(os.path.join(qdir, "truth.json")) as f:
+            truth = json.load(f)
+        truth.update(go_version="go" + version, variant="arm64", sysroot=ARM64_SYSROOT)
+        with open(os.path.join(qdir, "truth.json"), "w") as f:
+            json.dump(truth, f, indent=1)
+        if os.path.isdir(kdir):
+            shutil.rmtree(kdir)
+    if force or captured_by(kdir) != "qemu-user (kernel form)":
+        os.makedirs(kdir, exist_ok=True)
+        subprocess.check_call(["cp", "--sparse=always", os.path.join(qdir, "core"), os.path.join(kdir, "core")])
+        shutil.copy(os.path.join(qdir, "dump.txt"), kdir)
+        cgocore = os.environ.get("CGOCORE", os.path.join(ROOT, "target", "debug", "cgocore"))
+        subprocess.check_call([cgocore, "dev", "arm64-kernel-form", os.path.join(kdir, "core"), "--exe", exe,
+                               "--sysroot", ARM64_SYSROOT])
+        with open(os.path.join(qdir, "truth.json")) as f:
+            truth = json.load(f)
+        truth.update(kind="kernel", writer="qemu-user (kernel form)")
+        with open(os.path.join(kdir, "truth.json"), "w") as f:
+            json.dump(truth, f, indent=1)
+
+
+def capture_musl(version, variant, base, gocache, force, args):
+    """The scenario linked with musl: its glibc-only scenarios left out, no
+    CUDA stand-in (a static program cannot dlopen it)."""
+    exe = build(version, variant, base, gocache)
+    kind = MUSL_KINDS[variant]
+    d = os.path.join(base, kind)
+    if not force and captured_by(d) == WRITER[kind]:
+        return
+    log("capture", version, variant, kind)
+    capture_retrying(exe, kind, d, args)
+    with open(os.path.join(d, "truth.json")) as f:
+        truth = json.load(f)
+    truth.update(go_version="go" + version, variant=variant)
+    with open(os.path.join(d, "truth.json"), "w") as f:
+        json.dump(truth, f, indent=1)
 
 
 def capture_busy(version, base, gocache, force):
@@ -266,7 +361,7 @@ def gcore(pid, core):
 # Who wrote each kind of core. Truths without it (or naming another) are
 # recaptured: "gcore" cores made before the writer was recorded were the
 # kernel's (SIGQUIT's crash wrote over gdb's file).
-WRITER = {"kernel": "kernel", "gcore": "gdb gcore"}
+WRITER = {"kernel": "kernel", "gcore": "gdb gcore", "qemu": "qemu-user"}
 
 
 def captured_by(out_dir):
@@ -346,7 +441,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(CACHE, "cores"), help="output folder (default .cache/cores)")
     ap.add_argument("--versions", default=",".join(VERSIONS), help="comma-separated Go versions")
-    ap.add_argument("--variants", default="plain,stripped,pie,cshared,busy")
+    ap.add_argument("--variants", default="plain,stripped,pie,cshared,busy",
+                    help="plain,stripped,pie,cshared,busy; arm64 (qemu-user; Go %s); musl, musl-static (Go %s)"
+                    % (", ".join(ARM64_VERSIONS), ", ".join(MUSL_VERSIONS)))
     ap.add_argument("--kinds", default="kernel", help="kernel,gcore")
     ap.add_argument("--parked", type=int, default=40, help="ordinary parked goroutines")
     ap.add_argument("--cblocked", type=int, default=0, help="extra goroutines blocked in C")
@@ -377,6 +474,15 @@ def main():
                     capture_busy(version, os.path.join(a.out, "go" + version, "busy"), gocache.name, a.force)
                 continue
             base = os.path.join(a.out, "go" + version, variant)
+            if variant in MUSL_KINDS:
+                if version in MUSL_VERSIONS:
+                    capture_musl(version, variant, base, gocache.name, a.force, args)
+                continue
+            if variant == "arm64":
+                if version in ARM64_VERSIONS:
+                    cuda = [] if a.no_cuda else ["-cuda", cuda_stub_path(base)]
+                    capture_arm64(version, base, gocache.name, a.force, args + cuda)
+                continue
             exe = build(version, variant, base, gocache.name)
             for kind in a.kinds.split(","):
                 d = os.path.join(base, kind)

@@ -231,14 +231,21 @@ fn sysroot_finds_the_executable_the_core_names() {
     std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
     std::fs::write(&dest, &cgocore::input::open(&c.exe).unwrap().map[..]).unwrap();
     let out = cgocore(&[&"--json", &"--sysroot", &root, &c.core]);
+    // The sysroot holds the executable only: the answer says the C library
+    // is missing there (exit 3, incomplete).
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(3),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["binary"].as_str().unwrap(), dest.to_str().unwrap());
+    assert!(
+        r["warnings"].to_string().contains("C library"),
+        "{}",
+        r["warnings"]
+    );
     // Without the file in the sysroot, the error says what to do.
     let _ = std::fs::remove_file(&dest);
     let out = cgocore(&[&"--sysroot", &root, &c.core]);
@@ -358,13 +365,82 @@ fn unknown_go_release_has_its_own_exit_code() {
     };
     let exe = patch(&c.exe, "exe");
     let core = patch(&c.core, "core");
-    let out = cgocore(&[&core, &"--exe", &exe]);
-    fail_with_code(&out, 6, "go1.99.3 is not supported");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("docs/adding-a-go-version.md"),
+    // With DWARF: analyzed, the offsets from it, a warning naming what was
+    // carried over from the newest known release (exit 3); the answer is
+    // still the fixture's.
+    let out = cgocore(&[&core, &"--exe", &exe, &"--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let w = r["warnings"].to_string();
+    assert!(
+        w.contains("go1.99.3 is newer") && w.contains("carried over from go1.27"),
+        "{w}"
+    );
+    let waiter = c.truth.scenarios["mutex_waiter"].tid as u64;
+    let t = r["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tid"] == waiter)
+        .unwrap();
+    let holder = c.truth.scenarios["mutex_holder"].tid as u64;
+    assert_eq!(
+        (
+            t["blocked"]["class"].as_str(),
+            t["blocked"]["owner_tid"].as_u64()
+        ),
+        (Some("mutex"), Some(holder))
+    );
+    // Without DWARF: exit 6, naming what is missing and what to read.
+    let stripped = tmp.join("exe-stripped");
+    let ok = std::process::Command::new("objcopy")
+        .args([
+            "--strip-debug".as_ref(),
+            exe.as_os_str(),
+            stripped.as_os_str(),
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = cgocore(&[&core, &"--exe", &stripped]);
+    fail_with_code(
+        &out,
+        6,
+        "go1.99.3 is newer than the releases this cgocore knows",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no DWARF") && err.contains("docs/adding-a-go-version.md"),
+        "{err}"
+    );
+    // Older than the oldest known: refused as before.
+    let old_exe = {
+        let mut data = std::fs::read(&exe).unwrap();
+        let (from, to) = (b"go1.99.3", b"go1.19.3");
+        for i in 0..data.len().saturating_sub(from.len()) {
+            if &data[i..i + from.len()] == from {
+                data[i..i + from.len()].copy_from_slice(to);
+            }
+        }
+        tmpfile(&tmp, "exe-old", &data)
+    };
+    let old_core = {
+        let mut data = std::fs::read(&core).unwrap();
+        let (from, to) = (b"go1.99.3", b"go1.19.3");
+        for i in 0..data.len().saturating_sub(from.len()) {
+            if &data[i..i + from.len()] == from {
+                data[i..i + from.len()].copy_from_slice(to);
+            }
+        }
+        tmpfile(&tmp, "core-old", &data)
+    };
+    let out = cgocore(&[&old_core, &"--exe", &old_exe]);
+    fail_with_code(&out, 6, "go1.19.3 is not supported");
 }
 
 /// `--pprof`: the real `go tool pprof` (from the Go toolchains the tests
@@ -588,4 +664,44 @@ fn progress_shows_on_a_terminal_only() {
         "{}",
         String::from_utf8_lossy(&piped.stderr)
     );
+}
+
+/// A core without NT_FILE (qemu-user's aarch64 core) whose C library is not
+/// on this host: a warning that says what to pass, and exit 3; with the
+/// guest's root as --sysroot, libraries come from the dynamic linker's list
+/// and the answer is complete.
+#[test]
+fn missing_c_library_is_a_warning_and_exit_3() {
+    let Some(c) = generated_arm64()
+        .into_iter()
+        .find(|c| c.truth.kind == "qemu")
+    else {
+        assert!(!require_generated(), "no arm64 qemu core");
+        return;
+    };
+    let out = cgocore(&[&c.core, &"--exe", &c.exe]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("C library") && text.contains("--sysroot"),
+        "{text}"
+    );
+    let sysroot = c.truth.sysroot.clone().unwrap();
+    let out = cgocore(&[&c.core, &"--exe", &c.exe, &"--sysroot", &sysroot, &"--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mutex_waiter = c.truth.scenarios["mutex_waiter"].tid as u64;
+    let t = r["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tid"] == mutex_waiter)
+        .unwrap();
+    assert_eq!(t["blocked"]["class"], "mutex", "{t}");
 }

@@ -164,7 +164,7 @@ fn decode(process: &Process, rt: &GoRuntime) -> Result<(Decoded, Vec<String>, bo
         warnings.push(format!("runtime.sched unreadable: {e:#}"));
         None
     });
-    let incomplete = warnings.len() > before || !process.warnings.is_empty();
+    let incomplete = warnings.len() > before || !process.warnings.is_empty() || rt.carried_over;
     warnings.extend(process.notes.iter().cloned());
     Ok((Decoded { ms, gs, ps, sched }, warnings, incomplete))
 }
@@ -327,8 +327,15 @@ fn classify_threads(
         .zip(stacks)
         .map(|(t, st)| {
             let m = join.m_of(ms, t.tid);
-            // The blocked call starts below Go's own signal handler, if it runs.
-            let go_sig = st.signals.iter().find(|s| s.go_handler);
+            // The blocked call starts below Go's own signal handler, if it
+            // runs (below the last of nested ones: under qemu-user the
+            // crash's re-raise is delivered to the handler again).
+            let go_sig = st
+                .signals
+                .iter()
+                .skip_while(|s| !s.go_handler)
+                .take_while(|s| s.go_handler)
+                .last();
             let (start, sys) = match go_sig {
                 Some(s) => (s.frame, s.syscall),
                 None => (0, t.regs.syscall_state()),

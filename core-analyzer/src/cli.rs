@@ -139,6 +139,14 @@ struct Output {
 enum DevCmd {
     /// Print the runtime struct layout read from BINARY's DWARF, as a layout table
     Layout { binary: PathBuf },
+    /// Rewrite a qemu-user aarch64 core IN PLACE into the form an arm64 kernel writes (threads in a syscall rewound to the svc): for tests
+    Arm64KernelForm {
+        core: PathBuf,
+        #[arg(long)]
+        exe: Option<PathBuf>,
+        #[arg(long)]
+        sysroot: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -226,6 +234,14 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Man => {
             use clap::CommandFactory;
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(0)
+        }
+        Cmd::Dev {
+            cmd: DevCmd::Arm64KernelForm { core, exe, sysroot },
+        } => {
+            let p = cgocore::Process::from_core(&core, &cgocore::OpenOptions { exe, sysroot })?;
+            let n = cgocore::elf::kernel_form::rewrite(&core, &*p.mem)?;
+            eprintln!("{}: {n} threads rewound to their svc", core.display());
             Ok(0)
         }
         Cmd::Dev {

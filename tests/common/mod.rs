@@ -39,6 +39,24 @@ pub struct Truth {
     pub variant: String,
     pub kind: String,
     pub main_goid: Option<u64>,
+    /// Where the target's libraries are on this host (`--sysroot`): the
+    /// guest's root for an aarch64 core made under qemu-user.
+    #[serde(default)]
+    pub sysroot: Option<String>,
+}
+
+impl Truth {
+    /// Cores of another platform than this host's glibc x86_64 (arm64 under
+    /// qemu-user, musl): their libc has no debug info here.
+    pub fn foreign_platform(&self) -> bool {
+        self.variant == "arm64" || self.is_musl()
+    }
+
+    /// Linked with musl (dynamic or static): the scenario leaves out what
+    /// wedges glibc's own locks.
+    pub fn is_musl(&self) -> bool {
+        self.variant.starts_with("musl")
+    }
 }
 
 pub struct CoreCase {
@@ -84,7 +102,25 @@ pub fn fixtures() -> Vec<CoreCase> {
 /// .cache/cores)/go<ver>/<variant>/<kind>/.
 pub fn generated() -> Vec<CoreCase> {
     let mut v = generated_all();
-    v.retain(|c| c.truth.variant != "cshared" && c.truth.variant != "busy");
+    v.retain(|c| {
+        c.truth.variant != "cshared" && c.truth.variant != "busy" && !c.truth.foreign_platform()
+    });
+    v
+}
+
+/// Generated cores of the scenario linked with musl: a dynamic (Alpine-style)
+/// build's gcore and a static build's kernel core.
+pub fn generated_musl() -> Vec<CoreCase> {
+    let mut v = generated_all();
+    v.retain(|c| c.truth.is_musl());
+    v
+}
+
+/// Generated cores of the scenario built for aarch64 and run under
+/// qemu-user: as qemu wrote it (`qemu`) and in the kernel's form (`kernel`).
+pub fn generated_arm64() -> Vec<CoreCase> {
+    let mut v = generated_all();
+    v.retain(|c| c.truth.variant == "arm64");
     v
 }
 
@@ -162,7 +198,7 @@ pub fn require_generated() -> bool {
 pub fn analyze(case: &CoreCase) -> cgocore::Analysis {
     let opts = cgocore::OpenOptions {
         exe: Some(case.exe.clone()),
-        sysroot: None,
+        sysroot: case.truth.sysroot.as_ref().map(PathBuf::from),
     };
     let p = cgocore::Process::from_core(&case.core, &opts)
         .unwrap_or_else(|e| panic!("{}: {e:#}", case.name));

@@ -61,7 +61,7 @@ pub fn classify(cx: &Context, c: &Call) -> Option<Blocked> {
     }
     let names: Vec<String> = call
         .iter()
-        .filter_map(|f| f.function.as_deref())
+        .filter_map(|f| f.known_function())
         .map(normalize)
         .collect();
     let mut modules: Vec<String> = call
@@ -69,16 +69,15 @@ pub fn classify(cx: &Context, c: &Call) -> Option<Blocked> {
         .filter_map(|f| f.module.as_deref().map(str::to_string))
         .collect();
     modules.dedup();
+    let insn_end = crate::unwind::signal::syscall_insn_end(cx.mem, cx.arch, pc);
     let in_syscall = match cx.arch {
         Arch::X86_64 => sys.nr.is_some(),
         Arch::Aarch64 => false,
-    } || crate::unwind::signal::after_syscall_insn(cx.mem, cx.arch, pc);
+    } || insn_end.is_some();
     // Where the registers lost the number (an EINTR return, a debugger that
     // hides orig_rax), the wrapper's code still says it.
     let nr = sys.nr.or_else(|| {
-        crate::unwind::signal::after_syscall_insn(cx.mem, cx.arch, pc)
-            .then(|| crate::unwind::signal::syscall_nr_from_code(cx.mem, cx.arch, pc))
-            .flatten()
+        insn_end.and_then(|end| crate::unwind::signal::syscall_nr_from_code(cx.mem, cx.arch, end))
     });
     let sc = nr
         .filter(|_| in_syscall)
@@ -140,7 +139,7 @@ pub fn classify(cx: &Context, c: &Call) -> Option<Blocked> {
             .unwrap_or_default()
             .iter()
             .take_while(|f| f.lang == Lang::C)
-            .filter_map(|f| f.function.as_deref())
+            .filter_map(|f| f.known_function())
             .map(normalize)
             .collect();
         if r.holds_in(&below) {
@@ -196,7 +195,7 @@ fn owners_from_stacks(threads: &mut [ThreadInfo]) {
             .frames
             .iter()
             .filter(|f| f.lang == Lang::C)
-            .filter_map(|f| owner::holding_code(normalized(f.function.as_deref()?)));
+            .filter_map(|f| owner::holding_code(normalized(f.known_function()?)));
         for code in codes {
             if !in_code.contains(&(code, t.tid, waits)) {
                 in_code.push((code, t.tid, waits));

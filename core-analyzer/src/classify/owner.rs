@@ -47,13 +47,30 @@ const SLOTS: &[(&[&str], Owner, &str)] = &[
         Owner::Tid(24 - 12),
         "glibc pthread_rwlock_t.__cur_writer",
     ),
-    // musl pthread_mutex_t: _m_lock holds the owner's tid (low 30 bits).
+    // musl pthread_mutex_t: _m_lock holds the owner's tid (low 30 bits) for
+    // recursive, error-checking and robust mutexes; a default one holds
+    // EBUSY, no owner.
     (
         &["mutex", "loader-lock"],
         Owner::TidInWord(0x3fff_ffff),
         "musl pthread_mutex_t._m_lock",
     ),
+    // musl FILE.lock: the owner's tid, the waiters flag in bit 30.
+    (
+        &["stdio-lock"],
+        Owner::TidInWord(0x3fff_ffff),
+        "musl FILE.lock",
+    ),
 ];
+
+/// `offsetof(struct pthread, tid)` in glibc: after the TCB header padded to
+/// 24 pointers on arm64, after x86_64's larger `tcbhead_t`.
+fn pthread_tid_offset(arch: crate::elf::regs::Arch) -> u64 {
+    match arch {
+        crate::elf::regs::Arch::X86_64 => 0x2d0,
+        crate::elf::regs::Arch::Aarch64 => 0xd0,
+    }
+}
 
 /// The tid of the thread holding the lock whose futex word is at `futex`.
 pub fn owner(cx: &Context, class: &str, futex: u64) -> Option<u32> {
@@ -68,10 +85,19 @@ pub fn owner(cx: &Context, class: &str, futex: u64) -> Option<u32> {
             }
             Owner::ThreadPointer(off) => {
                 let tp = cx.mem.u64(futex.wrapping_add_signed(off)).ok()?;
-                cx.threads
-                    .iter()
-                    .find(|(_, p)| *p == tp && tp != 0)
-                    .map(|(t, _)| *t)
+                let by_tp = cx.threads.iter().find(|(_, p)| *p == tp && tp != 0);
+                // glibc keeps `struct pthread *` (THREAD_SELF): the thread
+                // pointer itself on x86_64, below it on arm64; cores without
+                // thread pointers (qemu-user's) have none to compare. Its
+                // `tid` field (at a fixed offset, as libthread_db reads it)
+                // names the thread on both.
+                by_tp.map(|(t, _)| *t).or_else(|| {
+                    let tid = cx
+                        .mem
+                        .u32(tp.checked_add(pthread_tid_offset(cx.arch))?)
+                        .ok()?;
+                    (tp != 0 && known(tid)).then_some(tid)
+                })
             }
             Owner::TidInWord(mask) => {
                 let tid = cx.mem.u32(futex).ok()? & mask;

@@ -3,4 +3,5 @@
 pub mod buildinfo;
 pub mod core;
 pub mod exe;
+pub mod kernel_form;
 pub mod regs;

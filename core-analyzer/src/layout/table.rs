@@ -67,6 +67,14 @@ impl VersionFacts {
     }
 }
 
+/// The facts of the newest release the tables know.
+pub fn newest() -> VersionFacts {
+    let all: Vec<VersionFacts> = serde_json::from_str(FACTS).expect("versions.json parses");
+    all.into_iter()
+        .max_by_key(|f| crate::elf::buildinfo::major_minor(&f.go))
+        .expect("versions.json lists releases")
+}
+
 pub fn facts(go_version: &str) -> Option<VersionFacts> {
     let (maj, min) = crate::elf::buildinfo::major_minor(go_version)?;
     let all: Vec<VersionFacts> = serde_json::from_str(FACTS).ok()?;

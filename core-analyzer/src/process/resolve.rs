@@ -48,6 +48,8 @@ pub struct Resolved {
     pub libraries: Vec<Library>,
     /// What was left out, and why (C frames there stay unnamed).
     pub notes: Vec<String>,
+    /// What makes the answer incomplete (no library at all).
+    pub warnings: Vec<String>,
 }
 
 pub fn resolve(inp: &Inputs) -> Result<Resolved> {
@@ -61,12 +63,40 @@ pub fn resolve(inp: &Inputs) -> Result<Resolved> {
             .unwrap_or(0),
     );
     let mut notes = vec![];
-    let libraries = libraries(inp, range, &mut notes);
+    let mut libs = libraries(inp, inp.mappings, range, &mut notes);
+    // A core without a mapped-file list (qemu-user writes no NT_FILE) still
+    // holds the dynamic linker's own list: read it as gdb does.
+    let mut missing = vec![];
+    if libs.is_empty() && go.section(".interp").is_some() {
+        let from_ld = linkmap_mappings(inp, &go, bias, &mut missing);
+        libs = libraries(inp, &from_ld, range, &mut notes);
+    }
+    // Without the C library every call blocked in it is a bare `busy`: the
+    // answer is incomplete, and the fix is the user's to make.
+    let libc_found = libs.iter().any(|l| is_c_library(&l.path));
+    let named = inp
+        .mappings
+        .iter()
+        .map(|m| m.path.as_str())
+        .chain(missing.iter().map(String::as_str));
+    let mut warnings = vec![];
+    if go.section(".interp").is_some() && !libc_found {
+        let which: Vec<&str> = named.filter(|p| is_c_library(p)).collect();
+        warnings.push(format!(
+            "the C library this dynamically linked program ran with was not found ({}): C frames in it are unnamed and calls blocked there unclassified; pass --sysroot DIR holding the target's libraries (a core from another host or architecture)",
+            if which.is_empty() {
+                "the core lists no mapped files and the dynamic linker's list could not be read".to_string()
+            } else {
+                format!("not readable here: {}", which.join(", "))
+            }
+        ));
+    }
     Ok(Resolved {
         go,
         bias,
-        libraries,
+        libraries: libs,
         notes,
+        warnings,
     })
 }
 
@@ -170,10 +200,15 @@ fn mapped_go_library(inp: &Inputs, exe: &Binary) -> Option<(Binary, u64)> {
 /// core leaves out (text, rodata). A library that is missing or differs from
 /// the one the process mapped (its ELF header in memory) is left out with a
 /// note.
-fn libraries(inp: &Inputs, go_range: (u64, u64), notes: &mut Vec<String>) -> Vec<Library> {
+fn libraries(
+    inp: &Inputs,
+    mappings: &[Mapping],
+    go_range: (u64, u64),
+    notes: &mut Vec<String>,
+) -> Vec<Library> {
     let mut seen = std::collections::HashSet::new();
     let mut out = vec![];
-    for m in inp.mappings {
+    for m in mappings {
         // The Go binary is already placed, whatever path the user gave.
         let is_go = go_range.0 <= m.start && m.start < go_range.1;
         if is_go || !m.path.starts_with('/') || m.path.starts_with("/dev/") || !seen.insert(&m.path)
@@ -211,6 +246,55 @@ fn libraries(inp: &Inputs, go_range: (u64, u64), notes: &mut Vec<String>) -> Vec
         });
     }
     out
+}
+
+/// The libraries the dynamic linker's `link_map` list names, as mappings of
+/// their ELF headers. Each is kept only where the file agrees with the list:
+/// its `.dynamic` must be where the list says (`l_addr` + its address), as
+/// the ELF header is checked later where the core saved that page.
+fn linkmap_mappings(
+    inp: &Inputs,
+    go: &Binary,
+    bias: u64,
+    missing: &mut Vec<String>,
+) -> Vec<Mapping> {
+    let mut out = vec![];
+    for obj in super::linkmap::loaded(inp.mem, go, bias) {
+        if !obj.name.starts_with('/') {
+            continue; // the executable (""), or the vdso by its soname
+        }
+        let path = under_sysroot(inp.sysroot, &obj.name);
+        let Some(bin) = is_elf_file(&path)
+            .then(|| Binary::open(&path).ok())
+            .flatten()
+        else {
+            missing.push(obj.name);
+            continue;
+        };
+        let agrees = bin
+            .section(".dynamic")
+            .is_some_and(|(addr, _)| addr.wrapping_add(obj.bias) == obj.dynamic);
+        let first = {
+            use object::{Object, ObjectSegment};
+            bin.object().segments().map(|s| s.address()).min()
+        };
+        if let (true, Some(first)) = (agrees, first) {
+            let start = obj.bias.wrapping_add(first & !0xfff);
+            out.push(Mapping {
+                path: obj.name,
+                start,
+                end: start.saturating_add(1),
+            });
+        }
+    }
+    out.sort_by_key(|m| m.start);
+    out
+}
+
+/// glibc's or musl's C library (musl's is also its dynamic linker).
+fn is_c_library(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.starts_with("libc.so") || name.starts_with("libc-") || name.starts_with("ld-musl-")
 }
 
 /// Runtime minus link-time address for a binary whose first page is mapped at `hdr`.

@@ -33,6 +33,9 @@ pub struct GoRuntime {
     pub roots: Roots,
     pub wait_reasons: Vec<String>,
     pub warnings: Vec<String>,
+    /// A release newer than the tables: facts carried over from the newest
+    /// known one (the answer is then marked incomplete).
+    pub carried_over: bool,
 }
 
 impl GoRuntime {
@@ -58,25 +61,24 @@ impl GoRuntime {
             buildinfo.go_version = buildinfo.go_version.escape_debug().to_string();
         }
         let version = buildinfo.go_version.clone();
-        let facts = layout::table::facts(&version).ok_or_else(|| {
-            Error::UnsupportedGoVersion(format!(
-                "{version} is not supported (supported: {}); see docs/adding-a-go-version.md",
-                layout::table::supported().collect::<Vec<_>>().join(", ")
-            ))
-        })?;
         let mut warnings = vec![];
-        let layout = match layout::dwarf::layout_from_dwarf(exe, &version) {
-            Ok(Some(l))
-                if l.structs.contains_key("runtime.m") && l.structs.contains_key("runtime.g") =>
-            {
-                l
-            }
-            Ok(_) => layout::table::for_version(&version).context("no layout table")?,
+        let dwarf = layout::dwarf::layout_from_dwarf(exe, &version);
+        let dwarf_ok = matches!(&dwarf, Ok(Some(l))
+            if l.structs.contains_key("runtime.m") && l.structs.contains_key("runtime.g"));
+        let known = layout::table::facts(&version);
+        let carried_over = known.is_none();
+        let facts = match known {
+            Some(f) => f,
+            None => newer_release(&version, dwarf_ok, &mut warnings)?,
+        };
+        let layout = match dwarf {
+            Ok(Some(l)) if dwarf_ok => l,
+            Ok(_) => layout::table::for_version(&facts.go).context("no layout table")?,
             Err(e) => {
                 warnings.push(format!(
                     "DWARF unreadable ({e:#}); using the built-in {version} layout"
                 ));
-                layout::table::for_version(&version).context("no layout table")?
+                layout::table::for_version(&facts.go).context("no layout table")?
             }
         };
         let mut pcln = load_pclntab(proc_)?;
@@ -95,6 +97,7 @@ impl GoRuntime {
             roots,
             wait_reasons,
             warnings,
+            carried_over,
         })
     }
 
@@ -135,6 +138,44 @@ impl GoRuntime {
                 .unwrap_or_else(|| format!("wait reason {r}")),
         )
     }
+}
+
+/// A release the built-in tables do not know. One newer than the newest they
+/// know is read with its own DWARF for every offset, and the newest
+/// release's other facts carried over, said in a warning; without DWARF (or
+/// older than the oldest), it is refused, naming what is missing.
+fn newer_release(
+    version: &str,
+    has_dwarf: bool,
+    warnings: &mut Vec<String>,
+) -> Result<layout::table::VersionFacts> {
+    let known = layout::table::supported().collect::<Vec<_>>().join(", ");
+    let newest = layout::table::newest();
+    let newer = crate::elf::buildinfo::major_minor(version)
+        .zip(crate::elf::buildinfo::major_minor(&newest.go))
+        .is_some_and(|(v, n)| v > n);
+    if !newer {
+        return Err(Error::UnsupportedGoVersion(format!(
+            "{version} is not supported (supported: {known}); see docs/adding-a-go-version.md"
+        ))
+        .into());
+    }
+    if !has_dwarf {
+        return Err(Error::UnsupportedGoVersion(format!(
+            "{version} is newer than the releases this cgocore knows ({known}) and the binary has no DWARF \
+             to read the runtime's layout from: pass the unstripped binary (built without -ldflags=-s -w) \
+             with --exe, or use a cgocore that knows {version}; see docs/adding-a-go-version.md"
+        ))
+        .into());
+    }
+    warnings.push(format!(
+        "{version} is newer than the releases this cgocore knows ({known}): struct offsets come from the binary's \
+         DWARF; carried over from {}: goroutine status names, the funcID of runtime.asmcgocall, the offsets \
+         asmcgocall and cgocallback keep on the stack, and the wait reason that names the string table. \
+         Check the answer against GOTRACEBACK output; see docs/adding-a-go-version.md",
+        newest.go
+    ));
+    Ok(newest)
 }
 
 /// The pclntab: from its section, else found by magic in the executable.

@@ -115,8 +115,20 @@ impl<'a> CodeModule<'a> {
     }
 
     /// Frames for a runtime `lookup` address (inside the call for return addresses).
+    /// A pc no symbol covers (an internal function of a library with only
+    /// `.dynsym`) is named after the nearest preceding symbol, else the
+    /// module, with the offset: `pthread_cond_wait+0x1c0`, `libc.so.6+0x8edd8`.
+    /// Such names are approximate (see `Frame::known_function`).
     pub fn lookup(&self, lookup: u64) -> Vec<NativeFrame> {
-        self.symbols().lookup(lookup.wrapping_sub(self.bias))
+        let svma = lookup.wrapping_sub(self.bias);
+        let mut frames = self.symbols().lookup(svma);
+        if let Some(f) = frames.last_mut().filter(|f| f.function.is_none()) {
+            f.function = Some(Arc::from(match self.symbols().nearest(svma) {
+                Some((name, off)) => format!("{name}+{off:#x}"),
+                None => format!("{}+{svma:#x}", self.name),
+            }));
+        }
+        frames
     }
 }
 

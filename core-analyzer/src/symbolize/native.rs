@@ -17,6 +17,10 @@ pub struct NativeFrame {
     pub inlined: bool,
 }
 
+/// Bytes an unsized symbol is taken to cover at most (musl's `memset`, its
+/// last exported function, is followed by its hidden syscall stubs).
+const UNSIZED_MAX: u64 = 64;
+
 struct Sym {
     addr: u64,
     size: u64,
@@ -110,10 +114,29 @@ impl NativeSymbols {
         }
     }
 
+    /// The symbol whose function holds `svma`. One without a size (assembly
+    /// without `.size`, as in musl) holds only up to the next symbol, and
+    /// not beyond `UNSIZED_MAX` (a library's hidden functions often follow
+    /// its last exported one).
     fn symbol(&self, svma: u64) -> Option<&Sym> {
         let i = self.syms.partition_point(|s| s.addr <= svma);
         let s = self.syms.get(i.checked_sub(1)?)?;
-        (s.size == 0 || svma < s.addr.saturating_add(s.size)).then_some(s)
+        let end = match s.size {
+            0 => {
+                let next = self.syms.get(i).map_or(u64::MAX, |n| n.addr);
+                next.min(s.addr.saturating_add(UNSIZED_MAX))
+            }
+            n => s.addr.saturating_add(n),
+        };
+        (svma < end).then_some(s)
+    }
+
+    /// The nearest symbol at or before `svma`, whatever its size, and the
+    /// offset from it (demangled).
+    pub fn nearest(&self, svma: u64) -> Option<(String, u64)> {
+        let i = self.syms.partition_point(|s| s.addr <= svma);
+        let s = self.syms.get(i.checked_sub(1)?)?;
+        Some((demangle(&s.name), svma - s.addr))
     }
 
     /// Frames for `svma` (a link-time address already adjusted to point into

@@ -1,5 +1,6 @@
 //! Stacks: Go frames from the pclntab, C frames from CFI, signal frames, and
 //! the stitching of all three into one stack per thread.
+pub mod crosscall2;
 pub mod go;
 pub mod goroutines;
 pub mod native;
@@ -35,6 +36,12 @@ pub struct Frame {
 pub type FrameKey = (u64, usize, usize, usize, Option<u32>, bool, Lang);
 
 impl Frame {
+    /// The function's name when it is known, not approximated from a
+    /// neighbouring symbol (`name+0x1c0`): what rules may match.
+    pub fn known_function(&self) -> Option<&str> {
+        self.function.as_deref().filter(|n| !n.contains('+'))
+    }
+
     pub fn key(&self) -> FrameKey {
         let ptr = |s: &Option<Arc<str>>| s.as_ref().map_or(0, |a| a.as_ptr() as usize);
         (

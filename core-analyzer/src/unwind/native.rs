@@ -28,6 +28,92 @@ impl Deref for Bytes {
     }
 }
 
+/// Whether the instruction before `ret` is a call: x86_64 `call rel32`, or
+/// `call r/m64` (`ff /2`, optionally REX-prefixed) of the length its ModRM
+/// gives; arm64 `bl` or `blr`.
+fn follows_call(mem: &dyn Memory, arch: Arch, ret: u64) -> bool {
+    match arch {
+        Arch::X86_64 => {
+            let mut b = [0u8; 8];
+            let Some(start) = ret.checked_sub(8) else {
+                return false;
+            };
+            if mem.read(start, &mut b).is_err() {
+                return false;
+            }
+            if b[3] == 0xe8 {
+                return true;
+            }
+            // ff /2, optionally after a REX prefix, k bytes long, ending at ret.
+            (2..=8).any(|k| {
+                let at = 8 - k;
+                let (op, operand) = if b[at] & 0xf0 == 0x40 {
+                    (at + 1, k - 2)
+                } else {
+                    (at, k - 1)
+                };
+                op + 1 < 8
+                    && b[op] == 0xff
+                    && b[op + 1] & 0x38 == 0x10
+                    && modrm_len(&b[op + 1..]) == Some(operand)
+            })
+        }
+        Arch::Aarch64 => mem
+            .u32(ret.wrapping_sub(4))
+            .is_ok_and(|i| i & 0xfc00_0000 == 0x9400_0000 || i & 0xffff_fc1f == 0xd63f_0000),
+    }
+}
+
+/// Whether the code at return address `ret` ends the thread: C libraries
+/// start a thread by calling its function from their `clone` wrapper and
+/// then make the `exit` syscall (glibc's and musl's `__clone` on both
+/// architectures), so that frame is the outermost even without unwind
+/// information to say so.
+pub fn returns_into_thread_exit(mem: &dyn Memory, arch: Arch, ret: u64) -> bool {
+    let mut b = [0u8; 16];
+    if mem.read(ret, &mut b).is_err() {
+        return false;
+    }
+    match arch {
+        // mov $60,%al | mov $60,%eax, then syscall.
+        Arch::X86_64 => {
+            let exit_nr = b.windows(2).position(|w| w == [0xb0, 0x3c]).or_else(|| {
+                b.windows(5)
+                    .position(|w| w == [0xb8, 0x3c, 0x00, 0x00, 0x00])
+            });
+            exit_nr.is_some_and(|i| b[i..].windows(2).any(|w| w == [0x0f, 0x05]))
+        }
+        // mov x8, #93 (exit), then svc #0.
+        Arch::Aarch64 => {
+            let insns: Vec<u32> = b
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            let mov = insns.iter().position(|&i| i == 0xd280_0ba8);
+            mov.is_some_and(|i| insns[i..].contains(&0xd400_0001))
+        }
+    }
+}
+
+/// Bytes of a ModRM operand (ModRM, SIB, displacement).
+fn modrm_len(b: &[u8]) -> Option<usize> {
+    let modrm = *b.first()?;
+    let (md, rm) = (modrm >> 6, modrm & 7);
+    let mut n = 1;
+    let mut base5 = false;
+    if md != 3 && rm == 4 {
+        base5 = b.get(1)? & 7 == 5;
+        n += 1;
+    }
+    n += match md {
+        0 if rm == 5 || base5 => 4,
+        1 => 1,
+        2 => 4,
+        _ => 0,
+    };
+    Some(n)
+}
+
 /// The registers C unwinding needs; `lr` only on arm64.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Regs {
@@ -44,7 +130,23 @@ enum Inner {
 
 pub struct NativeUnwinder {
     inner: Inner,
+    arch: Arch,
+    /// Every module's code (runtime addresses): where a return address may point.
+    code: Vec<Range<u64>>,
 }
+
+/// What a search of the stack for a return address found.
+pub enum Scan {
+    Found(Regs),
+    /// The stack's memory ends with no return address: the outermost frame.
+    StackTop,
+    /// None within the searched window (or not searched: arm64).
+    Exhausted,
+}
+
+/// How far above a frame the stack is searched for its return address when
+/// the code has no unwind information (musl's libc).
+const SCAN_BYTES: u64 = 16 << 10;
 
 /// Whether every FDE pointer in an `.eh_frame_hdr` search table lands in
 /// `.eh_frame`: the unwinder subtracts one from the other, and a corrupt
@@ -157,7 +259,75 @@ impl NativeUnwinder {
                 Inner::Arm(u, Default::default())
             }
         };
-        NativeUnwinder { inner }
+        let mut code: Vec<Range<u64>> = modules.iter().map(|m| m.text.clone()).collect();
+        code.sort_by_key(|r| r.start);
+        NativeUnwinder { inner, arch, code }
+    }
+
+    /// A caller the unwinder found is believable: it returns into a module's
+    /// code just after a call, and (x86_64) above the callee's stack. On
+    /// arm64 the unwinder's answer stands.
+    pub fn plausible(&self, mem: &dyn Memory, callee: &Regs, caller: &Regs) -> bool {
+        match self.arch {
+            Arch::X86_64 => caller.sp > callee.sp && self.is_return_address(mem, caller.pc),
+            Arch::Aarch64 => true,
+        }
+    }
+
+    /// `pc` points into a known module just after a call instruction.
+    pub fn is_return_address(&self, mem: &dyn Memory, pc: u64) -> bool {
+        let i = self.code.partition_point(|r| r.start <= pc);
+        let in_code = i > 0 && self.code[i - 1].contains(&pc.wrapping_sub(1));
+        in_code && follows_call(mem, self.arch, pc)
+    }
+
+    /// The caller of a frame that has no unwind information, as crash
+    /// reporters find it: a word above the stack pointer that is a return
+    /// address (x86_64, where `call` pushes it; the caller's stack pointer is
+    /// just above it) that `accept` takes. A direct call to the callee's own
+    /// start (`callee`) is preferred: stale return addresses of earlier calls
+    /// linger in frames that do not initialize all they reserve. The frame
+    /// pointer is left as it was (callee-saved: the caller's CFI restores it).
+    pub fn scan(
+        &self,
+        mem: &dyn Memory,
+        regs: &Regs,
+        callee: Option<u64>,
+        accept: &dyn Fn(u64) -> bool,
+    ) -> Scan {
+        if self.arch != Arch::X86_64 {
+            return Scan::Exhausted;
+        }
+        let mut top = false;
+        let candidates: Vec<(u64, u64)> = (0..SCAN_BYTES / 8)
+            .map_while(|i| {
+                let slot = regs.sp.checked_add(8 * i)?;
+                let v = mem.u64(slot).ok();
+                top |= v.is_none();
+                Some((slot, v?))
+            })
+            .filter(|&(_, v)| accept(v) && self.is_return_address(mem, v))
+            .collect();
+        let calls_callee = |ret: u64| {
+            let rel = mem.u32(ret.wrapping_sub(4)).ok()? as i32;
+            let insn = mem.u8(ret.wrapping_sub(5)).ok()?;
+            (insn == 0xe8).then(|| ret.wrapping_add_signed(rel as i64))
+        };
+        let found = callee
+            .and_then(|c| candidates.iter().find(|(_, v)| calls_callee(*v) == Some(c)))
+            .or(candidates.first())
+            .copied();
+        match found {
+            Some((slot, pc)) => Scan::Found(Regs {
+                pc,
+                sp: slot + 8,
+                fp: regs.fp,
+                lr: 0,
+            }),
+            // Nothing up to the end of the stack's memory: the outermost frame.
+            None if top => Scan::StackTop,
+            None => Scan::Exhausted,
+        }
     }
 
     /// One C frame: the caller's registers, `Ok(None)` at the outermost frame.

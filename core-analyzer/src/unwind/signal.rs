@@ -172,11 +172,29 @@ pub fn infer_numbers(signals: &mut [crate::unwind::thread::SignalFrame], sighold
 /// Whether the instruction just before `pc` is a syscall (the thread returned
 /// from, or is blocked in, one).
 pub fn after_syscall_insn(mem: &dyn Memory, arch: Arch, pc: u64) -> bool {
+    let n = abi(arch).syscall_insn.len() as u64;
+    at_syscall_insn(mem, arch, pc.wrapping_sub(n))
+}
+
+fn at_syscall_insn(mem: &dyn Memory, arch: Arch, pc: u64) -> bool {
     let a = abi(arch);
-    let n = a.syscall_insn.len();
     let mut b = [0u8; 4];
-    let code = &mut b[..n];
-    mem.read(pc.wrapping_sub(n as u64), code).is_ok() && code == a.syscall_insn
+    let code = &mut b[..a.syscall_insn.len()];
+    mem.read(pc, code).is_ok() && code == a.syscall_insn
+}
+
+/// The address just past the syscall instruction a thread is in: `pc` itself
+/// when the instruction is just before it (blocked, or returned), or `pc` +
+/// its length when `pc` is on it — an arm64 kernel rewinds a restartable
+/// syscall to its `svc` (x0 back to the first argument) before it delivers a
+/// signal or writes a core; qemu-user leaves `pc` past it.
+pub fn syscall_insn_end(mem: &dyn Memory, arch: Arch, pc: u64) -> Option<u64> {
+    let n = abi(arch).syscall_insn.len() as u64;
+    if after_syscall_insn(mem, arch, pc) {
+        Some(pc)
+    } else {
+        at_syscall_insn(mem, arch, pc).then(|| pc.wrapping_add(n))
+    }
 }
 
 /// `SIGQUIT` for 3, and so on (Linux numbering, same on both architectures).

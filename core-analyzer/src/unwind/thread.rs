@@ -9,7 +9,7 @@
 //!   switched there (the locked goroutine, or `m.curg`);
 //! - a sigreturn trampoline continues with the interrupted registers.
 use super::go::{GoStep, GoUnwinder, MAX_FRAMES};
-use super::native::{NativeUnwinder, Regs};
+use super::native::{self, NativeUnwinder, Regs, Scan};
 use super::{signal, Frame, Lang};
 use crate::elf::regs::{Arch, Registers, SyscallState};
 use crate::layout::table::CgoFrames;
@@ -23,6 +23,21 @@ use std::sync::Arc;
 
 /// Go's signal handler entry points, called by the kernel.
 const SIGNAL_ENTRIES: [&str; 2] = ["runtime.sigtramp", "runtime.cgoSigtramp"];
+
+/// Where C libraries start threads and the process: glibc's (whose CFI also
+/// ends the stack there) and musl's (`start`, `start_c11` in
+/// pthread_create.c, `__clone`; `libc_start_main_stage2` for the main thread).
+const THREAD_ENTRIES: [&str; 9] = [
+    "start_thread",
+    "clone3",
+    "__clone",
+    "clone",
+    "start",
+    "start_c11",
+    "__libc_start_main",
+    "libc_start_main_stage2",
+    "_start",
+];
 
 /// What a frame is to the goroutine the thread serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,10 +211,50 @@ impl Stitcher<'_> {
                         w.first = false;
                         continue;
                     }
+                    if !w.first && native::returns_into_thread_exit(self.mem(), self.go.arch, pc) {
+                        return None;
+                    }
                     match self.native.step(self.mem(), &w.regs, w.first) {
-                        Ok(Some(r)) => r,
-                        Ok(None) => return None,
-                        Err(e) => return Some(format!("C unwinding stopped at {pc:#x}: {e}")),
+                        Ok(Some(r))
+                            if self.native.plausible(self.mem(), &w.regs, &r)
+                                || signal::is_trampoline(self.mem(), self.go.arch, r.pc) =>
+                        {
+                            r
+                        }
+                        // No unwind information here (musl's libc has
+                        // none): where a thread starts, the stack ends;
+                        // elsewhere the return address is searched for. A
+                        // zero frame pointer ends the unwinder's fallback
+                        // too, though code without frame pointers may have
+                        // zeroed it (x86_64: searched; CFI ends real stacks
+                        // at named or exiting thread starts).
+                        other => {
+                            if self.at_thread_start(out) {
+                                return None;
+                            }
+                            let ended = matches!(other, Ok(None));
+                            if ended && self.go.arch != Arch::X86_64 {
+                                return None;
+                            }
+                            let callee =
+                                self.function_start(if w.first { pc } else { pc.wrapping_sub(1) });
+                            // C returns into Go only where Go called it.
+                            let accept = |ret: u64| {
+                                self.go.pcln.find(ret).is_none() || self.is_asmcgocall(ret)
+                            };
+                            match self.native.scan(self.mem(), &w.regs, callee, &accept) {
+                                Scan::Found(r) => r,
+                                Scan::StackTop => return None,
+                                Scan::Exhausted if ended => return None,
+                                Scan::Exhausted => {
+                                    let e = match other {
+                                        Err(e) => e,
+                                        _ => "no believable caller".into(),
+                                    };
+                                    return Some(format!("C unwinding stopped at {pc:#x}: {e}"));
+                                }
+                            }
+                        }
                     }
                 }
             };
@@ -239,6 +294,22 @@ impl Stitcher<'_> {
             }
             w.regs = next;
         }
+    }
+
+    /// The frame just named is where a C library starts a thread or the
+    /// process (musl's have no unwind information to say it is outermost).
+    fn at_thread_start(&self, out: &ThreadStack) -> bool {
+        out.frames
+            .last()
+            .and_then(|f| f.known_function())
+            .is_some_and(|n| THREAD_ENTRIES.contains(&n))
+    }
+
+    /// Runtime address of the start of the C function holding `pc`.
+    fn function_start(&self, pc: u64) -> Option<u64> {
+        let m = self.modules.find(pc)?;
+        let (start, _) = m.symbols().function_start(pc.wrapping_sub(m.bias))?;
+        Some(start.wrapping_add(m.bias))
     }
 
     fn is_asmcgocall(&self, pc: u64) -> bool {
@@ -331,6 +402,9 @@ impl Stitcher<'_> {
                 Err(e) => Err(Some(format!("signal frame unreadable: {e}"))),
             };
         }
+        if name == "crosscall2" && self.go.arch == Arch::Aarch64 {
+            return self.crosscall2_caller(f, w).map(Some);
+        }
         match self.go.step(f, pc, lookup, w.regs.sp, w.regs.lr, w.first) {
             GoStep::Caller { pc, sp, fp } => Ok(Some(Regs {
                 pc,
@@ -341,6 +415,18 @@ impl Stitcher<'_> {
             GoStep::Top => Err(None),
             GoStep::Stop(why) => Err(Some(why)),
         }
+    }
+
+    /// The C caller of arm64's `crosscall2`, from the frame its prologue built.
+    fn crosscall2_caller(&self, f: &Func, w: &Walk) -> Result<Regs, Option<String>> {
+        let frame = super::crosscall2::frame(self.mem(), f.entry)
+            .ok_or_else(|| Some("crosscall2's prologue is not the one known".to_string()))?;
+        if w.first && w.regs.pc < frame.ready_at {
+            return Err(Some("stopped inside crosscall2's prologue".into()));
+        }
+        let (pc, sp, fp) = super::crosscall2::caller(self.mem(), &frame, w.regs.sp)
+            .ok_or_else(|| Some("crosscall2's frame unreadable".to_string()))?;
+        Ok(Regs { pc, sp, fp, lr: 0 })
     }
 
     /// g0 code that a goroutine switched to: continue on that goroutine.

@@ -222,6 +222,15 @@ func waitUntil(ready func() C.int) {
 }
 
 // classes starts one goroutine blocked in C per kind of blocking call.
+// glibc is false under musl: its scenarios that wedge glibc's own locks are
+// left out (glibcOnly).
+var glibc = C.scenario_glibc() != 0
+
+var glibcOnly = map[int]bool{
+	slotDNS: true, slotLoaderHolder: true, slotLoaderWaiter: true,
+	slotMallocSelf: true, slotSetenvSelf: true, slotSetenvWaiter: true,
+}
+
 func classes() {
 	inC(slotRwlockHolder, false, func(s C.int) { C.hold_rwlock_then_sleep(s) })
 	waitUntil(func() C.int { return C.rwlock_ready() })
@@ -232,14 +241,18 @@ func classes() {
 	inC(slotRecv, false, func(s C.int) { C.block_recv(s) })
 	inC(slotSend, false, func(s C.int) { C.block_send(s) })
 	inC(slotPoll, false, func(s C.int) { C.block_poll(s) })
-	inC(slotDNS, false, func(s C.int) { C.block_dns(s) })
+	if glibc {
+		inC(slotDNS, false, func(s C.int) { C.block_dns(s) })
+	}
 	inC(slotWaitChild, false, func(s C.int) { C.block_wait_child(s) })
 	inC(slotFlockHolder, false, func(s C.int) { C.hold_flock_then_sleep(s) })
 	waitUntil(func() C.int { return C.flock_holder_ready() })
 	inC(slotFlockWaiter, false, func(s C.int) { C.block_flock(s) })
-	inC(slotLoaderHolder, false, func(s C.int) { C.hold_loader_then_sleep(s) })
-	waitUntil(func() C.int { return C.loader_holder_ready() })
-	inC(slotLoaderWaiter, false, func(s C.int) { C.block_loader(s) })
+	if glibc {
+		inC(slotLoaderHolder, false, func(s C.int) { C.hold_loader_then_sleep(s) })
+		waitUntil(func() C.int { return C.loader_holder_ready() })
+		inC(slotLoaderWaiter, false, func(s C.int) { C.block_loader(s) })
+	}
 	inC(slotStdioHolder, false, func(s C.int) { C.hold_stdio_then_sleep(s) })
 	waitUntil(func() C.int { return C.stdio_holder_ready() })
 	inC(slotStdioWaiter, false, func(s C.int) { C.block_stdio(s) })
@@ -252,6 +265,9 @@ func classes() {
 	// lock, with a goroutine waiting for it in setenv.
 	// fork() takes every malloc arena lock: a scenario still to fork when an
 	// arena wedges would hang in __malloc_fork_lock_parent (seen under load).
+	if !glibc {
+		return
+	}
 	before := []int{}
 	for s := 0; s < slotMallocSelf; s++ {
 		before = append(before, s)
@@ -317,7 +333,8 @@ func main() {
 
 	all := []int{}
 	for s := 0; s < firstExtra; s++ {
-		if s != slotCudaUnlocked && s != slotCudaLocked && s != slotForkWedged && s != slotArenaWaiter {
+		if s != slotCudaUnlocked && s != slotCudaLocked && s != slotForkWedged && s != slotArenaWaiter &&
+			(glibc || !glibcOnly[s]) {
 			all = append(all, s)
 		}
 	}
@@ -341,6 +358,10 @@ func main() {
 			id = uint64(0)
 		}
 		fmt.Printf("SCENARIO %s tid=%d goid=%d\n", names[s], C.scenario_tid(C.int(s)), id)
+	}
+	if !glibc {
+		// musl: no arena to wedge.
+		*noArena = true
 	}
 	if !underDebugger && !*noArena {
 		// Last: most allocations hang after it; it prints READY itself.

@@ -7,7 +7,9 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <link.h>
+#ifdef __GLIBC__
 #include <malloc.h>
+#endif
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -30,6 +32,17 @@
 
 #include "_cgo_export.h"
 #include "scenario.h"
+
+// The scenarios that wedge glibc's own locks (malloc arenas, the
+// environment, the loader, its resolver's settings) are glibc's: under musl
+// (Alpine, static) the program leaves them out and says so.
+int scenario_glibc(void) {
+#ifdef __GLIBC__
+	return 1;
+#else
+	return 0;
+#endif
+}
 
 static volatile long tids[SC_MAX];
 static volatile int hold_ready;
@@ -225,11 +238,13 @@ void block_dns(int slot) {
 	if (u < 0 || bind(u, (struct sockaddr *)&ns, sizeof ns) != 0 ||
 	    getsockname(u, (struct sockaddr *)&ns, &len) != 0)
 		abort();
+#ifdef __GLIBC__
 	res_init();
 	_res.nscount = 1;
 	_res.nsaddr_list[0] = ns;
 	_res.retrans = 3600;
 	_res.retry = 1;
+#endif
 	unsigned char answer[512];
 	mark(slot);
 	for (;;) res_query("stuck.cgostuck.invalid", ns_c_in, ns_t_a, answer, sizeof answer);
@@ -403,7 +418,11 @@ static void *setenv_victim_main(void *arg) {
 }
 
 __attribute__((constructor)) static void start_self_victims(void) {
+#ifndef __GLIBC__
+	return;
+#else
 	mallopt(M_ARENA_MAX, 1024);
+#endif
 	if (pthread_create(&self_victim[0], NULL, malloc_victim_main, NULL) != 0) abort();
 	if (pthread_create(&self_victim[1], NULL, setenv_victim_main, NULL) != 0) abort();
 }

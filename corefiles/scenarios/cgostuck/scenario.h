@@ -1,6 +1,7 @@
 #ifndef CGOSTUCK_SCENARIO_H
 #define CGOSTUCK_SCENARIO_H
 #define SC_MAX 4096
+int scenario_glibc(void);
 long scenario_tid(int slot);
 void scenario_mark(int slot);
 int holder_ready(void);

@@ -44,7 +44,7 @@ pub fn signal_handler_unsafe(x: &Facts) -> Vec<Finding> {
                 let bad: Vec<String> = t.frames
                     [from.min(t.frames.len())..s.frame.min(t.frames.len())]
                     .iter()
-                    .filter_map(|f| f.function.as_deref())
+                    .filter_map(|f| f.known_function())
                     .map(crate::classify::rules::normalize)
                     .filter(|n| UNSAFE_IN_HANDLER.contains(&n.as_str()))
                     .collect();
