@@ -35,6 +35,11 @@ CSHARED = os.path.join(ROOT, "corefiles", "scenarios", "cshared")
 # growth, short cgo calls, callbacks): kernel cores of these releases.
 BUSY = os.path.join(ROOT, "corefiles", "scenarios", "busy")
 BUSY_VERSIONS = ["1.21.13", "1.27.3"]
+# Goroutines blocked in system calls made from Go (no cgo call): built
+# without cgo (a static binary) and with it; kernel cores of these releases.
+GOSYSCALL = os.path.join(ROOT, "corefiles", "scenarios", "gosyscall")
+GOSYSCALL_VERSIONS = ["1.21.13", "1.27.3"]
+GOSYSCALL_CGO = {"gosyscall": "0", "gosyscall-cgo": "1"}
 BUSY_CAPTURES = 3
 CACHE = os.path.join(ROOT, ".cache")
 VERSIONS = ["1.21.13", "1.22.10", "1.23.9", "1.24.11", "1.25.5", "1.26.6", "1.27.3"]
@@ -85,6 +90,8 @@ def source_hash(variant):
         sources.append(os.path.join(CSHARED, "host", "host.c"))
     elif variant == "busy":
         sources = [os.path.join(BUSY, n) for n in sorted(os.listdir(BUSY))]
+    elif variant in GOSYSCALL_CGO:
+        sources = [os.path.join(GOSYSCALL, n) for n in sorted(os.listdir(GOSYSCALL))]
     else:
         with open(CUDA_STUB, "rb") as f:
             h.update(f.read())
@@ -114,6 +121,9 @@ def build(version, variant, out_dir, gocache):
         build_cshared(version, out_dir, exe, env)
     elif variant == "busy":
         subprocess.check_call([go_binary(version), "build", "-trimpath", "-o", exe, "."], cwd=BUSY, env=env)
+    elif variant in GOSYSCALL_CGO:
+        env.update(CGO_ENABLED=GOSYSCALL_CGO[variant])
+        subprocess.check_call([go_binary(version), "build", "-trimpath", "-o", exe, "."], cwd=GOSYSCALL, env=env)
     else:
         cc = "gcc"
         if variant == "arm64":
@@ -289,6 +299,21 @@ def capture_arm64(version, base, gocache, force, args):
             json.dump(truth, f, indent=1)
 
 
+def capture_gosyscall(version, variant, base, gocache, force):
+    """The program whose goroutines block in system calls made from Go."""
+    exe = build(version, variant, base, gocache)
+    d = os.path.join(base, "kernel")
+    if not force and captured_by(d) == WRITER["kernel"]:
+        return
+    log("capture", version, variant, "kernel")
+    capture_retrying(exe, "kernel", d, [])
+    with open(os.path.join(d, "truth.json")) as f:
+        truth = json.load(f)
+    truth.update(go_version="go" + version, variant=variant)
+    with open(os.path.join(d, "truth.json"), "w") as f:
+        json.dump(truth, f, indent=1)
+
+
 def capture_musl(version, variant, base, gocache, force, args):
     """The scenario linked with musl: its glibc-only scenarios left out, no
     CUDA stand-in (a static program cannot dlopen it)."""
@@ -442,8 +467,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(CACHE, "cores"), help="output folder (default .cache/cores)")
     ap.add_argument("--versions", default=",".join(VERSIONS), help="comma-separated Go versions")
     ap.add_argument("--variants", default="plain,stripped,pie,cshared,busy",
-                    help="plain,stripped,pie,cshared,busy; arm64 (qemu-user; Go %s); musl, musl-static (Go %s)"
-                    % (", ".join(ARM64_VERSIONS), ", ".join(MUSL_VERSIONS)))
+                    help="plain,stripped,pie,cshared,busy; arm64 (qemu-user; Go %s); musl, musl-static (Go %s); "
+                    "gosyscall, gosyscall-cgo (Go %s)"
+                    % (", ".join(ARM64_VERSIONS), ", ".join(MUSL_VERSIONS), ", ".join(GOSYSCALL_VERSIONS)))
     ap.add_argument("--kinds", default="kernel", help="kernel,gcore")
     ap.add_argument("--parked", type=int, default=40, help="ordinary parked goroutines")
     ap.add_argument("--cblocked", type=int, default=0, help="extra goroutines blocked in C")
@@ -474,6 +500,10 @@ def main():
                     capture_busy(version, os.path.join(a.out, "go" + version, "busy"), gocache.name, a.force)
                 continue
             base = os.path.join(a.out, "go" + version, variant)
+            if variant in GOSYSCALL_CGO:
+                if version in GOSYSCALL_VERSIONS:
+                    capture_gosyscall(version, variant, base, gocache.name, a.force)
+                continue
             if variant in MUSL_KINDS:
                 if version in MUSL_VERSIONS:
                     capture_musl(version, variant, base, gocache.name, a.force, args)

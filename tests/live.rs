@@ -5,122 +5,15 @@
 //! the process goes on as if nothing happened, through a hundred snapshots.
 mod common;
 
+use common::scenario::{nix_kill, Scenario};
 use common::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
-
-/// The scenario program, running until READY, killed when dropped.
-struct Scenario {
-    child: Child,
-    pid: u32,
-    /// name -> (tid, goid) as the program recorded them.
-    record: BTreeMap<String, (u32, u64)>,
-    /// Go's dump goes here (stderr).
-    stderr: PathBuf,
-    _dir: Scratch,
-}
-
-impl Scenario {
-    /// `tag`: the test's own name for its scratch folder (tests run at once).
-    fn start(case: &CoreCase, tag: &str) -> Scenario {
-        let dir = Scratch::new(&format!("live-{tag}-{}", case.name.replace('/', "-")));
-        let stderr = dir.join("stderr.txt");
-        let base = case.exe.parent().unwrap();
-        let args: Vec<String> = if case.truth.variant == "cshared" {
-            vec![]
-        } else {
-            let cuda = base.join("libcuda.so.1");
-            ["-parked", "40", "-cblocked", "0", "-cuda"]
-                .iter()
-                .map(|s| s.to_string())
-                .chain([cuda.display().to_string()])
-                .collect()
-        };
-        let mut cmd = Command::new(&case.exe);
-        cmd.args(&args)
-            .current_dir(&dir.0)
-            .env_clear()
-            .envs([
-                ("PATH", "/usr/bin:/bin"),
-                ("LANG", "C"),
-                ("GOTRACEBACK", "crash"),
-                ("GOMAXPROCS", "2"),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap());
-        // SAFETY: setrlimit is async-signal-safe; no core when it ends.
-        unsafe {
-            cmd.pre_exec(|| {
-                let zero = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                libc::setrlimit(libc::RLIMIT_CORE, &zero);
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().unwrap();
-        let pid = child.id();
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut record = BTreeMap::new();
-        loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(120))
-                .unwrap_or_else(|_| panic!("{}: no READY", case.name));
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.first() == Some(&"SCENARIO") && f.len() >= 4 {
-                let num = |s: &str| s.split('=').nth(1).and_then(|v| v.parse::<u64>().ok());
-                if let (Some(tid), Some(goid)) = (num(f[2]), num(f[3])) {
-                    record.insert(f[1].to_string(), (tid as u32, goid));
-                }
-            }
-            if line.starts_with("READY") {
-                break;
-            }
-        }
-        // The thread that wrote READY settles in its last wait.
-        std::thread::sleep(Duration::from_millis(300));
-        Scenario {
-            child,
-            pid,
-            record,
-            stderr,
-            _dir: dir,
-        }
-    }
-
-    /// Go's own dump (SIGQUIT with GOTRACEBACK=crash), then the process ends.
-    fn dump(mut self) -> String {
-        let _ = nix_kill(self.pid, libc::SIGQUIT);
-        let _ = self.child.wait();
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-}
-
-impl Drop for Scenario {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nix_kill(pid: u32, sig: i32) -> i32 {
-    // SAFETY: kill(2) on a pid this test started.
-    unsafe { libc::kill(pid as i32, sig) }
-}
 
 fn cgocore(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cgocore"))

@@ -45,6 +45,8 @@ enum Cmd {
     #[command(after_help = concat!(
         "Exit status: 0 complete, 1 error, 2 bad usage, 3 printed but incomplete (see warnings), \
 4 the binary does not match the core, 5 not a Go program, 6 a Go release this cgocore does not know.",
+        "\n\nRunbooks, one per way a Go service gets stuck in C (requests hang in cgocall, threads pile up, \
+LockOSThread surprises, a wedged signal handler, a stuck C library, hanging right now): docs/runbooks/README.md",
         "\n\nExamples:\n  cgocore analyze core.1234 --exe ./server\n  cgocore analyze --pid 4242            # a live process: stopped for milliseconds, then let go\n  cgocore analyze core.zst --json | jq '.threads[] | select(.kind==\"foreign\")'\n  cgocore analyze core --goroutines locked\n  cgocore analyze core --stacks       # every frame of every thread\n  cgocore analyze core --sched        # schedtrace-style summary\n  cgocore analyze core --dot wait.dot && dot -Tsvg wait.dot > wait.svg"
     ))]
     Analyze {

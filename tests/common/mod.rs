@@ -1,6 +1,7 @@
 //! Finding real cores (committed fixtures and generated ones) and Go's own dump
 //! of each, which is the ground truth.
 #![allow(dead_code)]
+pub mod scenario;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,3 @@
+module gosyscall
+
+go 1.21
