@@ -682,3 +682,82 @@ fn poll_names_each_fd_and_its_events() {
         assert!(ok, "{}: {d}", c.name);
     }
 }
+
+/// Goroutines blocked in system calls Go makes itself (raw `syscall.Read`,
+/// `Flock`, `Accept`, `Nanosleep`, `Wait4`; no cgo call), in a program built
+/// without cgo (a static binary) and with it: each gets the blocked object a
+/// cgo call would, and the locked one the same finding.
+#[test]
+fn go_side_syscalls_are_classified() {
+    let cases = generated_gosyscall();
+    if require_generated() {
+        let kinds: BTreeSet<_> = cases.iter().map(|c| c.truth.variant.clone()).collect();
+        assert_eq!(kinds.len(), 2, "built with and without cgo: {kinds:?}");
+    }
+    const WANT: &[(&str, &str, &[&str])] = &[
+        ("go_read", "read", &["read"]),
+        ("go_read_locked", "read", &["read"]),
+        ("go_flock", "file-lock", &["flock"]),
+        ("go_accept", "accept", &["accept", "accept4"]),
+        // Go's crash signal may end the sleep with EINTR (the number lost):
+        // then the Go wrapper's name says it.
+        ("go_nanosleep", "sleep", &["nanosleep", "clock_nanosleep"]),
+        ("go_wait4", "wait-child", &["wait4"]),
+    ];
+    let mut errs = vec![];
+    for case in &cases {
+        let r = analyze(case).report;
+        let mut e = |s: String| errs.push(format!("{}: {s}", case.name));
+        // Goroutines and states as Go's dump has them.
+        for g in &case.truth.goroutines {
+            match r.goroutines.iter().find(|x| x.goid == g.goid) {
+                Some(x) if x.state() == g.state => {}
+                other => e(format!(
+                    "goroutine {}: {:?}, Go says {}",
+                    g.goid,
+                    other.map(|x| x.state()),
+                    g.state
+                )),
+            }
+        }
+        for (scn, class, syscalls) in WANT {
+            let goid = case.truth.scenarios[*scn].goid;
+            let Some(t) = r.threads.iter().find(|t| t.curg == Some(goid)) else {
+                e(format!("{scn}: no thread runs goroutine {goid}"));
+                continue;
+            };
+            let Some(b) = &t.blocked else {
+                e(format!("{scn}: thread {} not blocked", t.tid));
+                continue;
+            };
+            let syscall_ok = b.syscall.as_deref().is_none_or(|s| syscalls.contains(&s))
+                && (b.syscall.is_some() || *scn == "go_nanosleep");
+            if b.class != *class
+                || !syscall_ok
+                || t.in_cgo
+                || !b.explain.contains("Go makes itself")
+            {
+                e(format!("{scn}: {b:?} (in_cgo {})", t.in_cgo));
+            }
+            if !b.detail.contains(" in syscall.") {
+                e(format!(
+                    "{scn}: detail {:?} does not name Go's wrapper",
+                    b.detail
+                ));
+            }
+        }
+        let locked: Vec<_> = of_kind(&r, "locked-thread-blocked-in-c");
+        let want = r
+            .threads
+            .iter()
+            .find(|t| t.curg == Some(case.truth.scenarios["go_read_locked"].goid))
+            .map(|t| t.tid);
+        if locked.len() != 1 || first_tid(locked[0]) != want {
+            e(format!(
+                "locked-thread-blocked-in-c: {:?}, want thread {want:?}",
+                locked.iter().map(|f| &f.summary).collect::<Vec<_>>()
+            ));
+        }
+    }
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+}

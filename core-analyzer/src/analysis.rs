@@ -80,7 +80,15 @@ pub fn analyze_with(
     let stacks = unwind_threads(&process, &rt, &modules, &glayout, &ix, &d.ms, &join);
     join.mark_signal_only(&d.ms, &in_badsignal(&process, &stacks));
 
-    let mut threads = classify_threads(&process, &modules, opts, &d.ms, &join, &ix, &stacks);
+    let syscall_status = rt.facts.status("syscall");
+    let mut threads = classify_threads(
+        &process,
+        &modules,
+        opts,
+        (&d.ms, &join, &ix),
+        &stacks,
+        syscall_status,
+    );
     classify::share_owners(&mut threads);
 
     // Debug sections left out as implausible (a corrupt or hostile file).
@@ -300,10 +308,9 @@ fn classify_threads(
     process: &Process,
     modules: &Modules,
     opts: &AnalyzeOptions,
-    ms: &[M],
-    join: &ThreadJoin,
-    ix: &Index,
+    (ms, join, ix): (&[M], &ThreadJoin, &Index),
     stacks: &[ThreadStack],
+    syscall_status: Option<u32>,
 ) -> Vec<ThreadInfo> {
     let tids_tp: Vec<(u32, u64)> = process
         .threads
@@ -347,17 +354,31 @@ fn classify_threads(
                 .iter()
                 .find(|s| !s.go_handler && s.frame > start)
                 .map(|s| s.frame);
-            let blocked = classify::classify(
-                &ccx,
-                &classify::Call {
-                    tid: t.tid,
-                    frames: &st.frames,
-                    start,
-                    handler_end,
-                    sys: &sys,
-                    interrupted_by: sig_name.as_deref(),
-                },
-            );
+            let call = |go_side| classify::Call {
+                tid: t.tid,
+                frames: &st.frames,
+                start,
+                handler_end,
+                sys: &sys,
+                interrupted_by: sig_name.as_deref(),
+                go_side,
+            };
+            // A goroutine in a system call Go makes itself (status syscall,
+            // not in cgo) holds its thread the same way a cgo call does.
+            let go_syscall = m.is_some_and(|m| {
+                !m.incgo
+                    && m.curg != 0
+                    && st.goroutine == Some(m.curg)
+                    && ix
+                        .g
+                        .get(&m.curg)
+                        .is_some_and(|g| Some(g.state()) == syscall_status)
+            });
+            let blocked = classify::classify(&ccx, &call(false)).or_else(|| {
+                go_syscall
+                    .then(|| classify::classify(&ccx, &call(true)))
+                    .flatten()
+            });
             ThreadInfo {
                 tid: t.tid,
                 kind: match m {

@@ -104,8 +104,19 @@ pub fn fixtures() -> Vec<CoreCase> {
 pub fn generated() -> Vec<CoreCase> {
     let mut v = generated_all();
     v.retain(|c| {
-        c.truth.variant != "cshared" && c.truth.variant != "busy" && !c.truth.foreign_platform()
+        c.truth.variant != "cshared"
+            && c.truth.variant != "busy"
+            && !c.truth.variant.starts_with("gosyscall")
+            && !c.truth.foreign_platform()
     });
+    v
+}
+
+/// Kernel cores of the program whose goroutines block in system calls made
+/// from Go (no cgo call), built without cgo (`gosyscall`) and with it.
+pub fn generated_gosyscall() -> Vec<CoreCase> {
+    let mut v = generated_all();
+    v.retain(|c| c.truth.variant.starts_with("gosyscall"));
     v
 }
 

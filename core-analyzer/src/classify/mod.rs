@@ -42,6 +42,17 @@ pub struct Call<'a> {
     pub sys: &'a SyscallState,
     /// Go's signal that interrupted the call, if any (`SIGQUIT`).
     pub interrupted_by: Option<&'a str>,
+    /// A system call Go itself makes for the goroutine (`syscall.Read`, no
+    /// cgo): its frames are Go's, and only the syscall says what it waits for.
+    pub go_side: bool,
+}
+
+/// Go's own wrappers around the syscall instruction: the call is named after
+/// the first frame that is not one of them (`syscall.read`).
+fn is_go_syscall_plumbing(name: &str) -> bool {
+    name.contains("Syscall")
+        || name.starts_with("internal/runtime/syscall")
+        || name.starts_with("runtime/internal/syscall")
 }
 
 /// The blocked C call of a thread: its frames from `start` up to the first Go
@@ -51,14 +62,18 @@ pub fn classify(cx: &Context, c: &Call) -> Option<Blocked> {
     let (frames, start, sys, interrupted_by) = (c.frames, c.start, c.sys, c.interrupted_by);
     let pc = frames.get(start).map_or(0, |f| f.pc);
     let end = c.handler_end.unwrap_or(frames.len()).min(frames.len());
+    let lang = if c.go_side { Lang::Go } else { Lang::C };
     let call: Vec<&Frame> = frames
         .get(start..end)?
         .iter()
-        .take_while(|f| f.lang == Lang::C)
+        .take_while(|f| f.lang == lang)
         .collect();
     if call.is_empty() {
         return None;
     }
+    // A Go-side call is matched by its syscall, and by the Go wrappers some
+    // rules name (`syscall.Nanosleep`, for a number lost to EINTR); library
+    // rules are C's.
     let names: Vec<String> = call
         .iter()
         .filter_map(|f| f.known_function())
@@ -66,6 +81,7 @@ pub fn classify(cx: &Context, c: &Call) -> Option<Blocked> {
         .collect();
     let mut modules: Vec<String> = call
         .iter()
+        .filter(|_| !c.go_side)
         .filter_map(|f| f.module.as_deref().map(str::to_string))
         .collect();
     modules.dedup();
@@ -104,14 +120,22 @@ pub fn classify(cx: &Context, c: &Call) -> Option<Blocked> {
         .rules
         .libraries
         .iter()
+        .filter(|_| !c.go_side)
         .find(|l| l.matches(&subject, &class));
+    if c.go_side {
+        explain = format!(
+            "a system call Go makes itself, not cgo; {}",
+            explain.replace(" in C", "")
+        );
+    }
     if let Some(l) = lib {
         explain = format!("{}; {explain}", l.explain);
         advice = format!("{}; {advice}", l.advice);
     }
     let top = call
         .iter()
-        .find(|f| !f.inlined)
+        .filter(|f| !c.go_side || !f.function.as_deref().is_some_and(is_go_syscall_plumbing))
+        .find(|f| !f.inlined || c.go_side)
         .and_then(|f| f.function.as_deref().map(str::to_string))
         .unwrap_or_else(|| "??".into());
     let mut detail = match &sc {

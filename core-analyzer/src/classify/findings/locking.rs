@@ -11,14 +11,17 @@ pub fn locked_thread_blocked_in_c(x: &Facts) -> Vec<Finding> {
     x.report
         .threads
         .iter()
-        .filter(|t| t.kind == ThreadKind::Go && t.in_cgo && t.lockedg.is_some() && t.lockedg == t.curg)
+        .filter(|t| t.kind == ThreadKind::Go && t.lockedg.is_some() && t.lockedg == t.curg)
         .filter_map(|t| {
+            // In a cgo call, or in a system call Go makes itself (a blocked
+            // call on the goroutine outside cgo): the thread is held alike.
             let b = t.blocked.as_ref()?;
+            let in_what = if t.in_cgo { "in C" } else { "in a system call" };
             Some(Finding {
                 kind: FindingKind::LockedThreadBlockedInC,
                 severity: Severity::Warning,
                 summary: format!(
-                    "goroutine {} is locked to {} (LockOSThread) and blocked in C: {}: {}",
+                    "goroutine {} is locked to {} (LockOSThread) and blocked {in_what}: {}: {}",
                     t.curg.unwrap_or(0),
                     who(t),
                     b.class,
