@@ -761,3 +761,20 @@ fn go_side_syscalls_are_classified() {
     }
     assert!(errs.is_empty(), "{}", errs.join("\n"));
 }
+
+/// `connect` names where it connects: the scenario's listener is an
+/// abstract unix socket named after the process (`@cgostuck-PID`), read
+/// from the `sockaddr` in the core, on every platform.
+#[test]
+fn connect_names_its_target() {
+    let mut cases = fixtures();
+    cases.extend(generated());
+    cases.extend(generated_arm64());
+    cases.extend(generated_musl());
+    for c in &cases {
+        let r = analyze(c).report;
+        let t = thread(&r, tid(c, "connect"));
+        let d = &t.blocked.as_ref().expect("connect blocked").detail;
+        assert!(d.contains(", to unix:@cgostuck-"), "{}: {d}", c.name);
+    }
+}

@@ -293,6 +293,75 @@ fn poll_fds(cx: &Context, at: u64, n: u64) -> String {
     }
 }
 
+/// The descriptors set in an `fd_set` of `nfds` bits: `{3, 7}`.
+fn fd_set(cx: &Context, at: u64, nfds: u64) -> String {
+    const MAX_FDS: u64 = 1024;
+    let mut fds = vec![];
+    for word in 0..nfds.min(MAX_FDS).div_ceil(64) {
+        let Some(bits) = at.checked_add(word * 8).and_then(|p| cx.mem.u64(p).ok()) else {
+            return "{?}".into();
+        };
+        fds.extend(
+            (0..64)
+                .filter(|b| bits >> b & 1 == 1)
+                .map(|b| word * 64 + b),
+        );
+    }
+    fds.retain(|&fd| fd < nfds);
+    let shown: Vec<String> = fds
+        .iter()
+        .take(MAX_POLLFDS as usize)
+        .map(|f| f.to_string())
+        .collect();
+    let more = fds.len().saturating_sub(MAX_POLLFDS as usize);
+    let tail = if more > 0 {
+        format!(", {more} more")
+    } else {
+        String::new()
+    };
+    format!("{{{}{tail}}}", shown.join(", "))
+}
+
+/// A socket address from memory: `127.0.0.1:8443`, `[::1]:443`,
+/// `unix:/run/x.sock`, `unix:@abstract`.
+fn sockaddr(cx: &Context, at: u64, len: u64) -> Option<String> {
+    let len = usize::try_from(len.min(128)).ok()?;
+    if len < 2 || at == 0 {
+        return None;
+    }
+    let mut b = vec![0u8; len];
+    cx.mem.read(at, &mut b).ok()?;
+    let family = u16::from_le_bytes([b[0], b[1]]);
+    let port = |b: &[u8]| u16::from_be_bytes([b[2], b[3]]);
+    match family {
+        // AF_UNIX: a path, or (a NUL first) an abstract name.
+        1 => {
+            let path = &b[2..];
+            let (abstract_, name) = match path.first() {
+                Some(0) => (true, &path[1..]),
+                _ => (false, path),
+            };
+            let end = if abstract_ {
+                name.len()
+            } else {
+                name.iter().position(|&c| c == 0).unwrap_or(name.len())
+            };
+            let s = String::from_utf8_lossy(&name[..end]);
+            Some(format!("unix:{}{s}", if abstract_ { "@" } else { "" }))
+        }
+        2 if len >= 8 => Some(format!(
+            "{}:{}",
+            std::net::Ipv4Addr::new(b[4], b[5], b[6], b[7]),
+            port(&b)
+        )),
+        10 if len >= 24 => {
+            let a: [u8; 16] = b[8..24].try_into().ok()?;
+            Some(format!("[{}]:{}", std::net::Ipv6Addr::from(a), port(&b)))
+        }
+        _ => None,
+    }
+}
+
 fn describe(cx: &Context, name: &str, args: Args, a: &[u64; 6]) -> String {
     let timespec = |p: u64| -> String {
         match (cx.mem.u64(p), cx.mem.u64(p.wrapping_add(8))) {
@@ -312,8 +381,52 @@ fn describe(cx: &Context, name: &str, args: Args, a: &[u64; 6]) -> String {
             let sym = (cx.data_symbol)(a[0])
                 .map(|s| format!(" <{s}>"))
                 .unwrap_or_default();
-            format!("futex({:#x}{sym}, {})", a[0], syscalls::futex_op(a[1]))
+            // A bitset other than "any" says which wakers count (glibc's
+            // rwlocks and condvars use all bits).
+            let bitset = match a[5] as u32 {
+                _ if !syscalls::futex_has_bitset(a[1]) => String::new(),
+                u32::MAX => String::new(),
+                b => format!(", bitset {b:#x}"),
+            };
+            format!(
+                "futex({:#x}{sym}, {}{bitset})",
+                a[0],
+                syscalls::futex_op(a[1])
+            )
         }
+        Args::Connect => {
+            let fd = a[0] as i32;
+            let what = cx
+                .fds
+                .get(&fd)
+                .map(|w| format!(": {w}"))
+                .unwrap_or_default();
+            match sockaddr(cx, a[1], a[2]) {
+                Some(to) => format!("{name}(fd {fd}{what}, to {to})"),
+                None => format!("{name}(fd {fd}{what})"),
+            }
+        }
+        Args::Epoll => {
+            let timeout = if name == "epoll_pwait2" {
+                if a[3] == 0 {
+                    "no timeout".to_string()
+                } else {
+                    format!("timeout {}", timespec(a[3]))
+                }
+            } else {
+                match a[3] as i32 {
+                    t if t < 0 => "no timeout".to_string(),
+                    t => format!("timeout {t} ms"),
+                }
+            };
+            let what = cx
+                .fds
+                .get(&(a[0] as i32))
+                .map(|w| format!(": {w}"))
+                .unwrap_or_default();
+            format!("{name}(epoll fd {}{what}, {timeout})", a[0] as i32)
+        }
+        Args::Waitid => format!("{name}({} {})", syscalls::idtype_name(a[0]), a[1] as i32),
         Args::Poll => {
             let timeout = if name == "poll" {
                 match a[2] as i32 {
@@ -327,7 +440,26 @@ fn describe(cx: &Context, name: &str, args: Args, a: &[u64; 6]) -> String {
             };
             format!("{name}({}, {timeout})", poll_fds(cx, a[0], a[1]))
         }
-        Args::Select => format!("{name}(nfds {})", a[0]),
+        Args::Select => {
+            let timeout = match (name, a[4]) {
+                (_, 0) => "no timeout".to_string(),
+                ("select", p) => match (cx.mem.u64(p), cx.mem.u64(p.wrapping_add(8))) {
+                    (Ok(s), Ok(us)) => format!("timeout {:.3} s", s as f64 + us as f64 / 1e6),
+                    _ => "timeout ?".into(),
+                },
+                (_, p) => format!("timeout {}", timespec(p)),
+            };
+            let sets: Vec<String> = [("read", a[1]), ("write", a[2]), ("except", a[3])]
+                .iter()
+                .filter(|(_, p)| *p != 0)
+                .map(|(what, p)| format!("{what} {}", fd_set(cx, *p, a[0])))
+                .collect();
+            format!(
+                "{name}({}{}{timeout})",
+                sets.join(", "),
+                if sets.is_empty() { "" } else { ", " }
+            )
+        }
         Args::Sleep => format!("{name}({})", timespec(a[0])),
         // An absolute deadline (glibc's sleep passes a relative one; Python's
         // time.sleep an absolute one) is a clock reading, not a duration.
@@ -339,5 +471,121 @@ fn describe(cx: &Context, name: &str, args: Args, a: &[u64; 6]) -> String {
         Args::ClockSleep => format!("{name}({})", timespec(a[2])),
         Args::Wait => format!("{name}(pid {})", a[0] as i32),
         Args::None => format!("{name}()"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::mock::MockMemory;
+
+    fn describe_with(mem: &MockMemory, name: &str, args: Args, a: [u64; 6]) -> String {
+        let rules = Rules::builtin();
+        let fds = Default::default();
+        let no_symbol = |_: u64| None;
+        let cx = Context {
+            arch: Arch::X86_64,
+            mem,
+            rules: &rules,
+            threads: &[],
+            data_symbol: &no_symbol,
+            fds: &fds,
+        };
+        describe(&cx, name, args, &a)
+    }
+
+    #[test]
+    fn socket_addresses() {
+        let mut m = MockMemory::default();
+        // AF_INET 127.0.0.1:8443
+        m.put(
+            0x1000,
+            &[2, 0, 0x20, 0xfb, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+        );
+        assert_eq!(
+            describe_with(&m, "connect", Args::Connect, [5, 0x1000, 16, 0, 0, 0]),
+            "connect(fd 5, to 127.0.0.1:8443)"
+        );
+        // AF_INET6 [::1]:443
+        let mut v6 = vec![10, 0, 0x01, 0xbb, 0, 0, 0, 0];
+        v6.extend([0u8; 15]);
+        v6.extend([1u8, 0, 0, 0, 0]);
+        m.put(0x2000, &v6);
+        assert_eq!(
+            describe_with(&m, "connect", Args::Connect, [6, 0x2000, 28, 0, 0, 0]),
+            "connect(fd 6, to [::1]:443)"
+        );
+        // AF_UNIX, a path and an abstract name (length-bounded, no NUL).
+        let mut un = vec![1, 0];
+        un.extend(b"/run/x.sock\0garbage");
+        un.resize(110, 0);
+        m.put(0x3000, &un);
+        assert_eq!(
+            describe_with(&m, "connect", Args::Connect, [7, 0x3000, 110, 0, 0, 0]),
+            "connect(fd 7, to unix:/run/x.sock)"
+        );
+        m.put(0x4000, b"\x01\x00\x00abc");
+        assert_eq!(
+            describe_with(&m, "connect", Args::Connect, [8, 0x4000, 6, 0, 0, 0]),
+            "connect(fd 8, to unix:@abc)"
+        );
+        // Unreadable or unknown: the descriptor alone.
+        assert_eq!(
+            describe_with(&m, "connect", Args::Connect, [9, 0x9000, 16, 0, 0, 0]),
+            "connect(fd 9)"
+        );
+    }
+
+    #[test]
+    fn select_sets_epoll_and_waitid() {
+        let mut m = MockMemory::default();
+        m.put_u64(0x1000, (1 << 3) | (1 << 7)); // readfds {3, 7}
+        m.put_u64(0x2000, 1 << 4); // writefds {4}
+        m.put_u64(0x3000, 2); // timeval 2 s
+        m.put_u64(0x3008, 500_000);
+        assert_eq!(
+            describe_with(
+                &m,
+                "select",
+                Args::Select,
+                [8, 0x1000, 0x2000, 0, 0x3000, 0]
+            ),
+            "select(read {3, 7}, write {4}, timeout 2.500 s)"
+        );
+        assert_eq!(
+            describe_with(&m, "pselect6", Args::Select, [8, 0x1000, 0, 0, 0, 0]),
+            "pselect6(read {3, 7}, no timeout)"
+        );
+        // Bits past nfds are not descriptors of the call.
+        assert_eq!(
+            describe_with(&m, "select", Args::Select, [5, 0x1000, 0, 0, 0, 0]),
+            "select(read {3}, no timeout)"
+        );
+        assert_eq!(
+            describe_with(&m, "epoll_wait", Args::Epoll, [4, 0, 64, u64::MAX, 0, 0]),
+            "epoll_wait(epoll fd 4, no timeout)"
+        );
+        assert_eq!(
+            describe_with(&m, "epoll_pwait", Args::Epoll, [4, 0, 64, 1000, 0, 0]),
+            "epoll_pwait(epoll fd 4, timeout 1000 ms)"
+        );
+        assert_eq!(
+            describe_with(&m, "waitid", Args::Waitid, [1, 4242, 0, 4, 0, 0]),
+            "waitid(P_PID 4242)"
+        );
+        // FUTEX_WAIT_BITSET with a narrowed bitset says it; "any" does not.
+        assert_eq!(
+            describe_with(&m, "futex", Args::Futex, [0x5000, 9 | 128, 0, 0, 0, 0x2]),
+            "futex(0x5000, FUTEX_WAIT_BITSET_PRIVATE, bitset 0x2)"
+        );
+        assert_eq!(
+            describe_with(
+                &m,
+                "futex",
+                Args::Futex,
+                [0x5000, 9 | 128, 0, 0, 0, u32::MAX as u64]
+            ),
+            "futex(0x5000, FUTEX_WAIT_BITSET_PRIVATE)"
+        );
     }
 }

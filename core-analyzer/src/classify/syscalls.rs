@@ -12,8 +12,15 @@ pub enum Args {
     Futex,
     /// `poll(fds, nfds, timeout_ms)` / `ppoll(fds, nfds, timespec*)`.
     Poll,
-    /// `select`/`pselect6(nfds, …)`.
+    /// `select`/`pselect6(nfds, readfds, writefds, exceptfds, timeout)`.
     Select,
+    /// `connect(fd, addr, addrlen)`.
+    Connect,
+    /// `epoll_wait`/`epoll_pwait(epfd, events, maxevents, timeout_ms)`;
+    /// `epoll_pwait2`'s timeout is a timespec.
+    Epoll,
+    /// `waitid(idtype, id, …)`.
+    Waitid,
     /// `nanosleep(req*)`.
     Sleep,
     /// `clock_nanosleep(clock, flags, req*)`.
@@ -60,7 +67,7 @@ const TABLE: &[(&str, Option<u64>, Option<u64>, Args)] = &[
     ("pause", Some(34), None, Args::None),
     ("nanosleep", Some(35), Some(101), Args::Sleep),
     ("sendfile", Some(40), Some(71), Args::Fd),
-    ("connect", Some(42), Some(203), Args::Fd),
+    ("connect", Some(42), Some(203), Args::Connect),
     ("accept", Some(43), Some(202), Args::Fd),
     ("sendto", Some(44), Some(206), Args::Fd),
     ("recvfrom", Some(45), Some(207), Args::Fd),
@@ -82,21 +89,21 @@ const TABLE: &[(&str, Option<u64>, Option<u64>, Args)] = &[
     ("restart_syscall", Some(219), Some(128 + 1000), Args::None),
     ("semtimedop", Some(220), Some(192), Args::None),
     ("clock_nanosleep", Some(230), Some(115), Args::ClockSleep),
-    ("epoll_wait", Some(232), None, Args::Fd),
+    ("epoll_wait", Some(232), None, Args::Epoll),
     ("tgkill", Some(234), Some(131), Args::None),
     ("mq_timedsend", Some(242), Some(182), Args::None),
     ("mq_timedreceive", Some(243), Some(183), Args::None),
-    ("waitid", Some(247), Some(95), Args::None),
+    ("waitid", Some(247), Some(95), Args::Waitid),
     ("openat", Some(257), Some(56), Args::None),
     ("pselect6", Some(270), Some(72), Args::Select),
     ("ppoll", Some(271), Some(73), Args::Poll),
     ("splice", Some(275), Some(76), Args::Fd),
-    ("epoll_pwait", Some(281), Some(22), Args::Fd),
+    ("epoll_pwait", Some(281), Some(22), Args::Epoll),
     ("accept4", Some(288), Some(242), Args::Fd),
     ("recvmmsg", Some(299), Some(243), Args::Fd),
     ("sendmmsg", Some(307), Some(269), Args::Fd),
     ("getrandom", Some(318), Some(278), Args::None),
-    ("epoll_pwait2", Some(441), Some(441), Args::Fd),
+    ("epoll_pwait2", Some(441), Some(441), Args::Epoll),
     ("futex_waitv", Some(449), Some(449), Args::None),
 ];
 
@@ -109,6 +116,22 @@ pub fn lookup(arch: Arch, nr: u64) -> Option<(&'static str, Args)> {
             Arch::Aarch64 => *a == Some(nr) || (nr == 128 && *a == Some(128 + 1000)),
         })
         .map(|(n, _, _, args)| (*n, *args))
+}
+
+/// `waitid`'s id type.
+pub fn idtype_name(t: u64) -> &'static str {
+    match t {
+        0 => "P_ALL",
+        1 => "P_PID",
+        2 => "P_PGID",
+        3 => "P_PIDFD",
+        _ => "P_?",
+    }
+}
+
+/// `FUTEX_WAIT_BITSET` and `FUTEX_WAKE_BITSET` take a bitset (`val3`).
+pub fn futex_has_bitset(op: u64) -> bool {
+    matches!(op & 0x7f, 9 | 10)
 }
 
 /// `FUTEX_WAIT_PRIVATE` and friends.
