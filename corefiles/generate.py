@@ -40,6 +40,10 @@ BUSY_VERSIONS = ["1.21.13", "1.27.3"]
 GOSYSCALL = os.path.join(ROOT, "corefiles", "scenarios", "gosyscall")
 GOSYSCALL_VERSIONS = ["1.21.13", "1.27.3"]
 GOSYSCALL_CGO = {"gosyscall": "0", "gosyscall-cgo": "1"}
+# Threads stuck inside real third-party C libraries from Debian (libsqlite3,
+# libssl, libcurl, libuv; loopback only): kernel cores of these releases.
+LIBS = os.path.join(ROOT, "corefiles", "scenarios", "libs")
+LIBS_VERSIONS = ["1.21.13", "1.27.3"]
 BUSY_CAPTURES = 3
 CACHE = os.path.join(ROOT, ".cache")
 VERSIONS = ["1.21.13", "1.22.10", "1.23.9", "1.24.11", "1.25.5", "1.26.6", "1.27.3"]
@@ -92,6 +96,8 @@ def source_hash(variant):
         sources = [os.path.join(BUSY, n) for n in sorted(os.listdir(BUSY))]
     elif variant in GOSYSCALL_CGO:
         sources = [os.path.join(GOSYSCALL, n) for n in sorted(os.listdir(GOSYSCALL))]
+    elif variant == "libs":
+        sources = [os.path.join(LIBS, n) for n in sorted(os.listdir(LIBS))]
     else:
         with open(CUDA_STUB, "rb") as f:
             h.update(f.read())
@@ -124,6 +130,8 @@ def build(version, variant, out_dir, gocache):
     elif variant in GOSYSCALL_CGO:
         env.update(CGO_ENABLED=GOSYSCALL_CGO[variant])
         subprocess.check_call([go_binary(version), "build", "-trimpath", "-o", exe, "."], cwd=GOSYSCALL, env=env)
+    elif variant == "libs":
+        subprocess.check_call([go_binary(version), "build", "-trimpath", "-o", exe, "."], cwd=LIBS, env=env)
     else:
         cc = "gcc"
         if variant == "arm64":
@@ -299,8 +307,8 @@ def capture_arm64(version, base, gocache, force, args):
             json.dump(truth, f, indent=1)
 
 
-def capture_gosyscall(version, variant, base, gocache, force):
-    """The program whose goroutines block in system calls made from Go."""
+def capture_program(version, variant, base, gocache, force):
+    """A kernel core of one of the smaller scenario programs (gosyscall, libs)."""
     exe = build(version, variant, base, gocache)
     d = os.path.join(base, "kernel")
     if not force and captured_by(d) == WRITER["kernel"]:
@@ -468,8 +476,9 @@ def main():
     ap.add_argument("--versions", default=",".join(VERSIONS), help="comma-separated Go versions")
     ap.add_argument("--variants", default="plain,stripped,pie,cshared,busy",
                     help="plain,stripped,pie,cshared,busy; arm64 (qemu-user; Go %s); musl, musl-static (Go %s); "
-                    "gosyscall, gosyscall-cgo (Go %s)"
-                    % (", ".join(ARM64_VERSIONS), ", ".join(MUSL_VERSIONS), ", ".join(GOSYSCALL_VERSIONS)))
+                    "gosyscall, gosyscall-cgo (Go %s); libs (Go %s)"
+                    % (", ".join(ARM64_VERSIONS), ", ".join(MUSL_VERSIONS), ", ".join(GOSYSCALL_VERSIONS),
+                       ", ".join(LIBS_VERSIONS)))
     ap.add_argument("--kinds", default="kernel", help="kernel,gcore")
     ap.add_argument("--parked", type=int, default=40, help="ordinary parked goroutines")
     ap.add_argument("--cblocked", type=int, default=0, help="extra goroutines blocked in C")
@@ -500,9 +509,9 @@ def main():
                     capture_busy(version, os.path.join(a.out, "go" + version, "busy"), gocache.name, a.force)
                 continue
             base = os.path.join(a.out, "go" + version, variant)
-            if variant in GOSYSCALL_CGO:
-                if version in GOSYSCALL_VERSIONS:
-                    capture_gosyscall(version, variant, base, gocache.name, a.force)
+            if variant in GOSYSCALL_CGO or variant == "libs":
+                if version in (LIBS_VERSIONS if variant == "libs" else GOSYSCALL_VERSIONS):
+                    capture_program(version, variant, base, gocache.name, a.force)
                 continue
             if variant in MUSL_KINDS:
                 if version in MUSL_VERSIONS:

@@ -778,3 +778,110 @@ fn connect_names_its_target() {
         assert!(d.contains(", to unix:@cgostuck-"), "{}: {d}", c.name);
     }
 }
+
+/// Threads stuck inside real Debian libraries (libsqlite3, libssl, libcurl,
+/// libuv; `corefiles/scenarios/libs`, Go 1.21 and 1.27): each thread's
+/// class, detail and library from evidence (no tag for an application
+/// thread named `tls_…`, no busy handler for an application SQL function
+/// that sleeps), SQLite's busy waiter linked to the writer holding the
+/// database lock, libcurl's connect and response waits told apart.
+#[test]
+fn third_party_libraries_from_evidence() {
+    let cases = generated_libs();
+    assert!(
+        cases.len() >= 2 || !require_generated(),
+        "libs cores: {}",
+        cases.len()
+    );
+    let mut errs = vec![];
+    for case in &cases {
+        let r = analyze(case).report;
+        let mut e = |s: String| errs.push(format!("{}: {s}", case.name));
+        let t = |scn: &str| thread(&r, tid(case, scn));
+        let b = |scn: &str| t(scn).blocked.clone();
+        let lib = |scn: &str| b(scn).and_then(|b| b.library);
+        for g in &case.truth.goroutines {
+            if !r
+                .goroutines
+                .iter()
+                .any(|x| x.goid == g.goid && x.state() == g.state)
+            {
+                e(format!(
+                    "goroutine {} ({}) not as Go's dump has it",
+                    g.goid, g.state
+                ));
+            }
+        }
+        // SQLite: the busy waiter waits for the writer, likely.
+        let writer = tid(case, "sqlite_writer");
+        match b("sqlite_busy") {
+            Some(w)
+                if w.class == "db-lock"
+                    && w.owner_tid == Some(writer)
+                    && w.owner_likely
+                    && w.library.as_deref() == Some("sqlite") => {}
+            other => e(format!("sqlite_busy: {other:?}")),
+        }
+        match b("sqlite_writer") {
+            Some(w)
+                if w.class == "sleep"
+                    && w.library.as_deref() == Some("sqlite")
+                    && !w.explain.contains("busy handler") => {}
+            other => e(format!(
+                "sqlite_writer (an application SQL function): {other:?}"
+            )),
+        }
+        let holder = r
+            .incidents
+            .iter()
+            .find(|i| i.root.as_ref().is_some_and(|x| x.tid == Some(writer)));
+        match holder {
+            Some(i)
+                if i.kind == "lock-holder"
+                    && i.victims.tids.contains(&tid(case, "sqlite_busy")) => {}
+            other => e(format!("no lock-holder incident at the writer: {other:?}")),
+        }
+        // OpenSSL: the handshake, from the function the application called.
+        match b("tls_handshake") {
+            Some(w)
+                if w.class == "read"
+                    && w.library.as_deref() == Some("openssl")
+                    && w.explain.contains("handshake") => {}
+            other => e(format!("tls_handshake: {other:?}")),
+        }
+        if b("tls_server_main").map(|b| b.class) != Some("condvar".into())
+            || lib("tls_server_main").is_some()
+        {
+            e(format!(
+                "tls_server_main (an application thread): {:?}",
+                b("tls_server_main")
+            ));
+        }
+        // libcurl: connecting (POLLOUT) vs waiting for the response.
+        for (scn, out) in [("curl_connecting", true), ("curl_waiting", false)] {
+            match b(scn) {
+                Some(w)
+                    if w.class == "poll"
+                        && w.library.as_deref() == Some("libcurl")
+                        && w.detail.contains("POLLOUT") == out => {}
+                other => e(format!("{scn}: {other:?}")),
+            }
+        }
+        // libuv: the loop's callback into Go is parked, its C caller in libuv.
+        let uv = tid(case, "uv_callback");
+        let parked = of_kind(&r, "internal-lock-parked");
+        if !parked.iter().any(|f| tids(f).contains(&uv)) {
+            e(format!(
+                "uv_callback: no internal-lock-parked finding on {uv}"
+            ));
+        }
+        if !t("uv_callback")
+            .frames
+            .iter()
+            .any(|f| f.module.as_deref().is_some_and(|m| m.starts_with("libuv")))
+        {
+            e("uv_callback: no libuv frame under the callback".into());
+        }
+    }
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+}

@@ -90,6 +90,7 @@ pub fn analyze_with(
         syscall_status,
     );
     classify::share_owners(&mut threads);
+    classify::likely_holders(&mut threads, &opts.rules);
 
     // Debug sections left out as implausible (a corrupt or hostile file).
     let mut refused: Vec<String> = process
@@ -318,6 +319,8 @@ fn classify_threads(
         .map(|t| (t.tid, t.regs.thread_pointer().unwrap_or(0)))
         .collect();
     let data_symbol = |a: u64| modules.data_symbol(a);
+    let defines = |module: &str, sym: &str| modules.defines(module, sym);
+    let function_at = |addr: u64| modules.function_at(addr);
     let no_fds = Default::default();
     let live = process.live.as_ref();
     let ccx = classify::Context {
@@ -327,6 +330,8 @@ fn classify_threads(
         threads: &tids_tp,
         data_symbol: &data_symbol,
         fds: live.map_or(&no_fds, |l| &l.fds),
+        defines: &defines,
+        function_at: &function_at,
     };
     process
         .threads

@@ -107,8 +107,16 @@ pub fn generated() -> Vec<CoreCase> {
         c.truth.variant != "cshared"
             && c.truth.variant != "busy"
             && !c.truth.variant.starts_with("gosyscall")
+            && c.truth.variant != "libs"
             && !c.truth.foreign_platform()
     });
+    v
+}
+
+/// Kernel cores of the program stuck inside real third-party C libraries.
+pub fn generated_libs() -> Vec<CoreCase> {
+    let mut v = generated_all();
+    v.retain(|c| c.truth.variant == "libs");
     v
 }
 

@@ -28,6 +28,10 @@ pub struct Context<'a> {
     pub data_symbol: &'a dyn Fn(u64) -> Option<String>,
     /// What each file descriptor is (live captures; empty for cores).
     pub fds: &'a std::collections::BTreeMap<i32, String>,
+    /// Whether a module (by file name) defines a symbol: a library linked in.
+    pub defines: &'a dyn Fn(&str, &str) -> bool,
+    /// The function that starts exactly at an address (`SSL_connect@plt`).
+    pub function_at: &'a dyn Fn(u64) -> Option<String>,
 }
 
 /// Where a thread's blocked C call is on its stack.
@@ -101,14 +105,28 @@ pub fn classify(cx: &Context, c: &Call) -> Option<Blocked> {
             Some((name, args)) => (name.to_string(), args),
             None => (format!("syscall {nr}"), Args::None),
         });
+    let known: Vec<Option<String>> = call
+        .iter()
+        .map(|f| f.known_function().map(normalize))
+        .collect();
+    let call_frames: Vec<rules::CallFrame> = call
+        .iter()
+        .zip(&known)
+        .map(|(f, n)| rules::CallFrame {
+            name: n.as_deref(),
+            module: f.module.as_deref(),
+        })
+        .collect();
     let subject = Subject {
         frames: &names,
         modules: &modules,
         syscall: sc.as_ref().map(|(n, _)| n.as_str()),
         in_syscall,
+        call: &call_frames,
+        defines: cx.defines,
     };
     let rule = cx.rules.classes.iter().find(|r| r.matches(&subject));
-    let (class, mut explain, mut advice) = match rule {
+    let (mut class, mut explain, mut advice) = match rule {
         Some(r) => (r.class.clone(), r.explain.clone(), r.advice.clone()),
         None => (
             "unclassified".to_string(),
@@ -128,9 +146,30 @@ pub fn classify(cx: &Context, c: &Call) -> Option<Blocked> {
             explain.replace(" in C", "")
         );
     }
+    let mut waits_as_lock = None;
     if let Some(l) = lib {
-        explain = format!("{}; {explain}", l.explain);
+        // The operation: an exported frame says it, else the function the
+        // application called into the library (a tail call may have left no
+        // frame of it: SSL_connect).
+        let entry = library_entry(cx, l, &subject, &call);
+        let op = l
+            .operation(&subject)
+            .map(str::to_string)
+            .or_else(|| {
+                let e = entry.as_deref()?;
+                l.operations
+                    .iter()
+                    .find(|[p, _]| rules::glob(p, e))
+                    .map(|[_, op]| format!("{op}, {e}"))
+            })
+            .map(|op| format!(" ({op})"))
+            .unwrap_or_default();
+        explain = format!("{}{op}; {explain}", l.explain);
         advice = format!("{}; {advice}", l.advice);
+        if let Some(w) = &l.waits_as {
+            class = w.class.clone();
+            waits_as_lock = Some(w.lock.clone());
+        }
     }
     let top = call
         .iter()
@@ -175,7 +214,8 @@ pub fn classify(cx: &Context, c: &Call) -> Option<Blocked> {
     }
     let lock_symbol = lock
         .and_then(|a| (cx.data_symbol)(a))
-        .map(|sym| owner::object_symbol(&class, sym));
+        .map(|sym| owner::object_symbol(&class, sym))
+        .or(waits_as_lock);
     Some(Blocked {
         class,
         syscall: sc.map(|(n, _)| n),
@@ -186,6 +226,7 @@ pub fn classify(cx: &Context, c: &Call) -> Option<Blocked> {
         advice,
         lock,
         lock_symbol,
+        owner_likely: false,
     })
 }
 
@@ -203,6 +244,75 @@ pub fn share_owners(threads: &mut [ThreadInfo]) {
     for b in threads.iter_mut().filter_map(|t| t.blocked.as_mut()) {
         if b.owner_tid.is_none() {
             b.owner_tid = b.lock.and_then(|l| known.get(&l).copied());
+        }
+    }
+}
+
+/// The library function the application called, read from the call
+/// instruction before the return address of the first frame outside the
+/// library (a PLT stub names it: `SSL_connect@plt`).
+fn library_entry(
+    cx: &Context,
+    l: &rules::LibraryRule,
+    s: &Subject,
+    call: &[&Frame],
+) -> Option<String> {
+    let last = s.call.iter().rposition(|f| l.belongs(s, f))?;
+    let caller = call.get(last + 1)?;
+    let target = crate::unwind::native::direct_call_target(cx.mem, cx.arch, caller.pc)?;
+    let name = (cx.function_at)(target)?;
+    Some(name.trim_end_matches("@plt").to_string())
+}
+
+/// Locks a library keeps where cgocore cannot read an owner (SQLite's
+/// database lock, without SQLite's DWARF): a thread that waits for one is
+/// linked to the other threads inside that library — its likely holders. One
+/// such thread becomes the owner, marked likely; several are named.
+pub fn likely_holders(threads: &mut [ThreadInfo], rules: &Rules) {
+    for rule in rules.libraries.iter().filter(|l| l.waits_as.is_some()) {
+        let waits = rule.waits_as.as_ref().map(|w| w.class.as_str());
+        let is_waiter = |t: &ThreadInfo| {
+            t.blocked.as_ref().is_some_and(|b| {
+                b.library.as_deref() == Some(&rule.library) && Some(b.class.as_str()) == waits
+            })
+        };
+        let inside = |t: &ThreadInfo| {
+            t.blocked
+                .as_ref()
+                .is_some_and(|b| b.library.as_deref() == Some(&rule.library))
+                || t.frames.iter().any(|f| {
+                    f.module
+                        .as_deref()
+                        .is_some_and(|m| rule.modules.iter().any(|p| rules::glob(p, m)))
+                })
+        };
+        let holders: Vec<u32> = threads
+            .iter()
+            .filter(|t| !is_waiter(t) && inside(t))
+            .map(|t| t.tid)
+            .collect();
+        for t in threads.iter_mut().filter(|t| is_waiter(t)) {
+            let b = t.blocked.as_mut().expect("a waiter is blocked");
+            match holders.as_slice() {
+                [] => {}
+                [one] => {
+                    b.owner_tid = Some(*one);
+                    b.owner_likely = true;
+                    b.explain = format!(
+                        "{}; likely held by thread {one}, the only other thread inside {}",
+                        b.explain, rule.library
+                    );
+                }
+                many => {
+                    let list: Vec<String> = many.iter().map(u32::to_string).collect();
+                    b.explain = format!(
+                        "{}; held by one of the other threads inside {}: {}",
+                        b.explain,
+                        rule.library,
+                        list.join(", ")
+                    );
+                }
+            }
         }
     }
 }
@@ -490,6 +600,8 @@ mod tests {
             threads: &[],
             data_symbol: &no_symbol,
             fds: &fds,
+            defines: &|_, _| false,
+            function_at: &|_| None,
         };
         describe(&cx, name, args, &a)
     }

@@ -24,17 +24,48 @@ pub struct ClassRule {
     pub advice: String,
 }
 
+/// A library named from evidence: the module a frame lies in (its file
+/// name), or, where it is linked into another module (SQLite compiled into
+/// a Go binary), a frame named like it in a module that defines the
+/// library's own symbols. A rule with neither `modules` nor `defines` (a
+/// user's) matches frame names alone.
 #[derive(Debug, Clone, Deserialize)]
 pub struct LibraryRule {
     pub library: String,
     /// Only for threads of this class (when given).
     pub class: Option<String>,
+    /// Function names (globs) of the library.
     #[serde(default)]
     pub frames: Vec<String>,
+    /// File names (globs) of the library.
     #[serde(default)]
     pub modules: Vec<String>,
+    /// Symbols only the library defines: a module defining one has it linked in.
+    #[serde(default)]
+    pub defines: Vec<String>,
+    /// The blocked call itself (the first frame past the C library's own)
+    /// must be the library's code, not code it calls back (SQLite's busy
+    /// handler sleeps; an application SQL function that sleeps is not it).
+    #[serde(default)]
+    pub called_from_library: bool,
+    /// The thread waits for a lock another thread inside the same library
+    /// holds, which the library does not record where cgocore can read it:
+    /// such threads are named as its likely holders. The call then gets this
+    /// class, and the lock this name.
+    #[serde(default)]
+    pub waits_as: Option<WaitsAs>,
+    /// (exported function glob, the operation it means), innermost first wins:
+    /// `SSL_do_handshake` is a handshake.
+    #[serde(default)]
+    pub operations: Vec<[String; 2]>,
     pub explain: String,
     pub advice: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WaitsAs {
+    pub class: String,
+    pub lock: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -89,6 +120,34 @@ pub struct Subject<'a> {
     pub modules: &'a [String],
     pub syscall: Option<&'a str>,
     pub in_syscall: bool,
+    /// Every frame of the call, innermost first: its normalized name where
+    /// known (not approximated), and the file name of its module.
+    pub call: &'a [CallFrame<'a>],
+    /// Whether the module (by file name) defines the symbol.
+    pub defines: &'a dyn Fn(&str, &str) -> bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct CallFrame<'a> {
+    pub name: Option<&'a str>,
+    pub module: Option<&'a str>,
+}
+
+/// The C library's own frames at the top of a blocked call: its module
+/// (glibc, musl), or, in a static binary, its wait functions by name.
+fn in_c_library(f: &CallFrame) -> bool {
+    const WAITS: &[&str] = &[
+        "sleep",
+        "usleep",
+        "nanosleep",
+        "clock_nanosleep",
+        "pause",
+        "poll",
+        "ppoll",
+    ];
+    f.module
+        .is_some_and(|m| m.starts_with("libc.") || m.starts_with("libc-") || m.starts_with("ld-"))
+        || f.name.is_some_and(|n| WAITS.contains(&n))
 }
 
 /// `*` matches any run of characters; everything else literally.
@@ -146,15 +205,45 @@ impl LibraryRule {
         if self.class.as_deref().is_some_and(|c| c != class) {
             return false;
         }
-        let by_frame = s
-            .frames
-            .iter()
-            .any(|f| self.frames.iter().any(|p| glob(p, f)));
-        let by_module = s
-            .modules
-            .iter()
-            .any(|m| self.modules.iter().any(|p| glob(p, m)));
-        by_frame || by_module
+        if self.modules.is_empty() && self.defines.is_empty() {
+            return s
+                .frames
+                .iter()
+                .any(|f| self.frames.iter().any(|p| glob(p, f)));
+        }
+        if self.called_from_library {
+            return s
+                .call
+                .iter()
+                .find(|f| !in_c_library(f))
+                .is_some_and(|f| self.belongs(s, f));
+        }
+        s.call.iter().any(|f| self.belongs(s, f))
+    }
+
+    /// The frame is the library's code: in its file, or named like it in a
+    /// module that has it linked in.
+    pub fn belongs(&self, s: &Subject, f: &CallFrame) -> bool {
+        let Some(module) = f.module else {
+            return false;
+        };
+        if self.modules.iter().any(|p| glob(p, module)) {
+            return true;
+        }
+        f.name
+            .is_some_and(|n| self.frames.iter().any(|p| glob(p, n)))
+            && self.defines.iter().any(|d| (s.defines)(module, d))
+    }
+
+    /// The operation the call is in, from the library's exported frames.
+    pub fn operation(&self, s: &Subject) -> Option<&str> {
+        s.call.iter().find_map(|f| {
+            let n = f.name?;
+            self.operations
+                .iter()
+                .find(|[p, _]| glob(p, n))
+                .map(|[_, op]| op.as_str())
+        })
     }
 }
 
@@ -217,11 +306,22 @@ mod synthetic {
         let r = Rules::builtin();
         let frames: Vec<String> = frames.iter().map(|f| normalize(f)).collect();
         let modules: Vec<String> = modules.iter().map(|m| m.to_string()).collect();
+        // Every frame in the first module given (libc's wait functions
+        // known by name).
+        let call: Vec<CallFrame> = frames
+            .iter()
+            .map(|n| CallFrame {
+                name: Some(n.as_str()),
+                module: modules.first().map(String::as_str),
+            })
+            .collect();
         let s = Subject {
             frames: &frames,
             modules: &modules,
             syscall,
             in_syscall: syscall.is_some(),
+            call: &call,
+            defines: &|_, _| false,
         };
         let class = r
             .classes
@@ -313,6 +413,86 @@ mod synthetic {
         );
     }
 
+    /// A library is named from evidence (its module, or its names in a
+    /// module that defines its symbols), never from a name prefix of
+    /// application code; SQLite's busy handler only when SQLite's own code
+    /// sleeps.
+    #[test]
+    fn libraries_from_evidence() {
+        let r = Rules::builtin();
+        let lib = |call: &[(&str, &str)], class: &str, defines: &dyn Fn(&str, &str) -> bool| {
+            let names: Vec<String> = call.iter().map(|(n, _)| normalize(n)).collect();
+            let frames: Vec<CallFrame> = call
+                .iter()
+                .zip(&names)
+                .map(|((_, m), n)| CallFrame {
+                    name: Some(n.as_str()),
+                    module: Some(m),
+                })
+                .collect();
+            let s = Subject {
+                frames: &names,
+                modules: &[],
+                syscall: None,
+                in_syscall: true,
+                call: &frames,
+                defines,
+            };
+            r.libraries
+                .iter()
+                .find(|l| l.matches(&s, class))
+                .map(|l| (l.library.clone(), l.waits_as.is_some()))
+        };
+        let none = |_: &str, _: &str| false;
+        // An application thread named like OpenSSL, in no OpenSSL code.
+        let app = [
+            ("__futex_abstimed_wait_common", "libc.so.6"),
+            ("___pthread_cond_wait", "libc.so.6"),
+            ("tls_server_main", "server"),
+        ];
+        assert_eq!(lib(&app, "condvar", &none), None);
+        // OpenSSL's frames in libssl, or its names in a binary that links it in.
+        let dynamic = [
+            ("__libc_read", "libc.so.6"),
+            ("BIO_read", "libcrypto.so.3"),
+            ("SSL_connect", "libssl.so.3"),
+        ];
+        assert_eq!(
+            lib(&dynamic, "read", &none),
+            Some(("openssl".into(), false))
+        );
+        let linked = [
+            ("__libc_read", "libc.so.6"),
+            ("ssl3_read_bytes", "server"),
+            ("SSL_read", "server"),
+        ];
+        assert_eq!(
+            lib(&linked, "read", &none),
+            None,
+            "names alone, no OpenSSL symbols defined"
+        );
+        let defines_ssl = |m: &str, s: &str| m == "server" && s == "SSL_CTX_new";
+        assert_eq!(
+            lib(&linked, "read", &defines_ssl),
+            Some(("openssl".into(), false))
+        );
+        // SQLite's busy handler: SQLite's own code sleeps...
+        let busy = [
+            ("__GI___clock_nanosleep", "libc.so.6"),
+            ("usleep", "libc.so.6"),
+            ("sqlite3_step+0x1a4", "libsqlite3.so.0"),
+        ];
+        assert_eq!(lib(&busy, "sleep", &none), Some(("sqlite".into(), true)));
+        // ...an application SQL function that sleeps, inside sqlite3_step, is not it.
+        let app_fn = [
+            ("__GI___clock_nanosleep", "libc.so.6"),
+            ("usleep", "libc.so.6"),
+            ("slow_value", "server"),
+            ("sqlite3_step", "libsqlite3.so.0"),
+        ];
+        assert_eq!(lib(&app_fn, "sleep", &none), Some(("sqlite".into(), false)));
+    }
+
     #[test]
     fn libraries() {
         let (class, lib) = classify(
@@ -338,7 +518,7 @@ mod synthetic {
         assert!(lib.unwrap().starts_with("sqlite: SQLite's busy handler"));
         let (class, lib) = classify(
             &["epoll_wait", "uv__io_poll", "uv_run"],
-            &[],
+            &["libuv.so.1"],
             Some("epoll_wait"),
         );
         assert_eq!(

@@ -232,19 +232,25 @@ pub struct Blocked {
     pub advice: String,
     /// Address of the lock (the futex word) waited for.
     pub lock: Option<u64>,
-    /// Its symbol, when a module names it (`shared_mu`, `_dl_load_write_lock`).
+    /// Its symbol, when a module names it (`shared_mu`, `_dl_load_write_lock`),
+    /// or what it is when it has no address (`SQLite database lock`).
     pub lock_symbol: Option<String>,
+    /// The owner is the likely holder, not one the lock records (SQLite's
+    /// database lock: the one other thread inside SQLite).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub owner_likely: bool,
 }
 
 impl Blocked {
     /// The lock waited for as reports name it: `mutex shared_mu`, or its
     /// address where no symbol names it.
     pub fn lock_name(&self) -> String {
-        let name = self
-            .lock_symbol
-            .clone()
-            .unwrap_or_else(|| format!("{:#x}", self.lock.unwrap_or(0)));
-        format!("{} {name}", self.class)
+        match (&self.lock_symbol, self.lock) {
+            // A lock named by what it is, with no address (SQLite's database lock).
+            (Some(sym), None) => sym.clone(),
+            (Some(sym), Some(_)) => format!("{} {sym}", self.class),
+            (None, l) => format!("{} {:#x}", self.class, l.unwrap_or(0)),
+        }
     }
 }
 

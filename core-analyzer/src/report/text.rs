@@ -53,7 +53,8 @@ fn blocked_short(t: &ThreadInfo) -> String {
         s.push_str(&format!(" {sym}"));
     }
     if let Some(o) = b.owner_tid {
-        s.push_str(&format!(" (held by {o})"));
+        let likely = if b.owner_likely { "likely " } else { "" };
+        s.push_str(&format!(" ({likely}held by {o})"));
     }
     s
 }

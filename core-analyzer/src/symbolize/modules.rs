@@ -188,6 +188,23 @@ impl<'a> Modules<'a> {
     }
 
     /// What the loaded symbols of every module could not use.
+    /// The function starting exactly at `addr` (a PLT stub's `name@plt` too).
+    pub fn function_at(&self, addr: u64) -> Option<String> {
+        let m = self.find(addr)?;
+        let svma = addr.wrapping_sub(m.bias);
+        let (start, name) = m.symbols().function_start(svma)?;
+        (start == svma).then(|| name.to_string())
+    }
+
+    /// Whether the module named `module` (its file name) defines `symbol`
+    /// (an address, not an import).
+    pub fn defines(&self, module: &str, symbol: &str) -> bool {
+        self.list
+            .iter()
+            .filter(|m| &*m.name == module)
+            .any(|m| m.binary.symbol(symbol).is_some_and(|(addr, _)| addr != 0))
+    }
+
     pub fn warnings(&self) -> Vec<String> {
         self.list
             .iter()

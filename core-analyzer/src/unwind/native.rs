@@ -64,6 +64,26 @@ fn follows_call(mem: &dyn Memory, arch: Arch, ret: u64) -> bool {
     }
 }
 
+/// Where the direct call just before return address `ret` went: x86_64
+/// `call rel32`, arm64 `bl`. `None` for an indirect call.
+pub fn direct_call_target(mem: &dyn Memory, arch: Arch, ret: u64) -> Option<u64> {
+    match arch {
+        Arch::X86_64 => {
+            let op = mem.u8(ret.checked_sub(5)?).ok()?;
+            let rel = mem.u32(ret.checked_sub(4)?).ok()? as i32;
+            (op == 0xe8).then(|| ret.wrapping_add_signed(rel as i64))
+        }
+        Arch::Aarch64 => {
+            let at = ret.checked_sub(4)?;
+            let insn = mem.u32(at).ok()?;
+            (insn & 0xfc00_0000 == 0x9400_0000).then(|| {
+                let imm = ((insn & 0x03ff_ffff) << 6) as i32 >> 6;
+                at.wrapping_add_signed(imm as i64 * 4)
+            })
+        }
+    }
+}
+
 /// Whether the code at return address `ret` ends the thread: C libraries
 /// start a thread by calling its function from their `clone` wrapper and
 /// then make the `exit` syscall (glibc's and musl's `__clone` on both

@@ -40,6 +40,7 @@ pub fn waiting(tid: u32, class: &str, lock: u64, owner: Option<u32>) -> ThreadIn
         advice: String::new(),
         lock: (lock != 0).then_some(lock),
         lock_symbol: None,
+        owner_likely: false,
     });
     t
 }

@@ -1,0 +1,3 @@
+module libs
+
+go 1.21
