@@ -867,6 +867,35 @@ fn third_party_libraries_from_evidence() {
                 other => e(format!("{scn}: {other:?}")),
             }
         }
+        // The deadlock across the cgo boundary: one incident, rooted at the
+        // locked goroutine's thread that holds the C mutex and is parked in
+        // Go, with the goroutine's and the foreign thread's waits as victims.
+        let (holder, waiter, foreign) = (
+            tid(case, "boundary_holder"),
+            tid(case, "boundary_waiter"),
+            tid(case, "boundary_foreign"),
+        );
+        let about: Vec<_> = r
+            .incidents
+            .iter()
+            .filter(|i| {
+                i.root
+                    .as_ref()
+                    .and_then(|x| x.tid)
+                    .is_some_and(|t| [holder, waiter, foreign].contains(&t))
+                    || i.victims.tids.iter().any(|t| [waiter, foreign].contains(t))
+            })
+            .collect();
+        let waiter_goid = case.truth.scenarios["boundary_waiter"].goid;
+        match about.as_slice() {
+            [i] if i.kind == "lock-holder"
+                && i.root.as_ref().and_then(|x| x.tid) == Some(holder)
+                && i.victims.tids.contains(&waiter)
+                && i.victims.tids.contains(&foreign)
+                && i.victims.goids.contains(&waiter_goid)
+                && i.summary.contains("parked in Go") => {}
+            other => e(format!("boundary deadlock: {other:?}")),
+        }
         // libuv: the loop's callback into Go is parked, its C caller in libuv.
         let uv = tid(case, "uv_callback");
         let parked = of_kind(&r, "internal-lock-parked");

@@ -176,3 +176,30 @@ void uv_loop_callback(int slot) {
 	uv_timer_start(&timer, on_timer, 0, 0);
 	uv_run(&loop, UV_RUN_DEFAULT);
 }
+
+// A deadlock across the cgo boundary: a goroutine locked to its thread takes
+// a C mutex and returns to Go, where it parks on a channel; a goroutine and
+// a foreign C thread then wait for the mutex. The mutex records its owner:
+// the locked goroutine's thread.
+static pthread_mutex_t boundary_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void boundary_take(int slot) {
+	pthread_mutex_lock(&boundary_mu);
+	mark(slot);
+}
+
+void boundary_wait(int slot) {
+	mark(slot);
+	pthread_mutex_lock(&boundary_mu);
+}
+
+static void *boundary_foreign_main(void *arg) {
+	mark((int)(long)arg);
+	pthread_mutex_lock(&boundary_mu);
+	return NULL;
+}
+
+void start_boundary_foreign(int slot) {
+	pthread_t t;
+	if (pthread_create(&t, NULL, boundary_foreign_main, (void *)(long)slot) != 0) abort();
+}

@@ -3,7 +3,8 @@
 #define SLOTS 16
 enum {
 	S_SQLITE_WRITER, S_SQLITE_BUSY, S_TLS_HANDSHAKE, S_TLS_SERVER, S_CURL_CONNECTING,
-	S_CURL_WAITING, S_UV_CALLBACK, S_SILENT_SERVER, S_NSLOTS
+	S_CURL_WAITING, S_UV_CALLBACK, S_SILENT_SERVER, S_BOUNDARY_HOLDER, S_BOUNDARY_WAITER,
+	S_BOUNDARY_FOREIGN, S_NSLOTS
 };
 long slot_tid(int slot);
 int slot_ready(int slot);
@@ -16,4 +17,7 @@ void start_tls_server(int slot);
 void curl_connecting(int slot);
 void curl_waiting(int slot);
 void uv_loop_callback(int slot);
+void boundary_take(int slot);
+void boundary_wait(int slot);
+void start_boundary_foreign(int slot);
 #endif

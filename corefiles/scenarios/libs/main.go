@@ -67,6 +67,8 @@ func main() {
 		C.S_SQLITE_WRITER: "sqlite_writer", C.S_SQLITE_BUSY: "sqlite_busy", C.S_TLS_HANDSHAKE: "tls_handshake",
 		C.S_TLS_SERVER: "tls_server_main", C.S_CURL_CONNECTING: "curl_connecting",
 		C.S_CURL_WAITING: "curl_waiting", C.S_UV_CALLBACK: "uv_callback", C.S_SILENT_SERVER: "silent_server",
+		C.S_BOUNDARY_HOLDER: "boundary_holder", C.S_BOUNDARY_WAITER: "boundary_waiter",
+		C.S_BOUNDARY_FOREIGN: "boundary_foreign",
 	}
 	inC(C.S_SQLITE_WRITER, func(s C.int) { C.sqlite_writer(s) })
 	waitReady(C.S_SQLITE_WRITER)
@@ -76,6 +78,17 @@ func main() {
 	inC(C.S_CURL_CONNECTING, func(s C.int) { C.curl_connecting(s) })
 	inC(C.S_CURL_WAITING, func(s C.int) { C.curl_waiting(s) })
 	inC(C.S_UV_CALLBACK, func(s C.int) { C.uv_loop_callback(s) })
+	// The boundary deadlock: the locked holder parks in Go holding the C mutex.
+	never := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		goids.Store(int(C.S_BOUNDARY_HOLDER), goid())
+		C.boundary_take(C.S_BOUNDARY_HOLDER)
+		<-never
+	}()
+	waitReady(C.S_BOUNDARY_HOLDER)
+	inC(C.S_BOUNDARY_WAITER, func(s C.int) { C.boundary_wait(s) })
+	C.start_boundary_foreign(C.S_BOUNDARY_FOREIGN)
 	for s := 0; s < C.S_NSLOTS; s++ {
 		waitReady(s)
 	}
@@ -83,7 +96,7 @@ func main() {
 	time.Sleep(500 * time.Millisecond)
 	for s := 0; s < C.S_NSLOTS; s++ {
 		id, _ := goids.Load(s)
-		if id == nil || s == C.S_TLS_SERVER || s == C.S_SILENT_SERVER {
+		if id == nil || s == C.S_TLS_SERVER || s == C.S_SILENT_SERVER || s == C.S_BOUNDARY_FOREIGN {
 			id = uint64(0)
 		}
 		fmt.Printf("SCENARIO %s tid=%d goid=%d\n", names[s], C.slot_tid(C.int(s)), id)
