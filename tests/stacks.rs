@@ -49,7 +49,7 @@ fn libc_loaded(r: &Report) -> bool {
 /// The module holding the C library: a static musl build's own executable.
 fn is_libc(case: &CoreCase, module: Option<&str>) -> bool {
     match module {
-        Some(m) if case.truth.variant == "musl-static" => m == "cgostuck",
+        Some(m) if case.truth.is_static() => m == "cgostuck",
         Some(m) => m.starts_with("libc"),
         None => false,
     }

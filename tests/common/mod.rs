@@ -58,6 +58,11 @@ impl Truth {
     pub fn is_musl(&self) -> bool {
         self.variant.starts_with("musl")
     }
+
+    /// A static program: its C library is in the executable.
+    pub fn is_static(&self) -> bool {
+        self.variant == "musl-static" || self.variant == "musl-arm64"
+    }
 }
 
 pub struct CoreCase {
@@ -129,7 +134,8 @@ pub fn generated_gosyscall() -> Vec<CoreCase> {
 }
 
 /// Generated cores of the scenario linked with musl: a dynamic (Alpine-style)
-/// build's gcore and a static build's kernel core.
+/// build's gcore, a static build's kernel core, and a static arm64 build's
+/// qemu core in both forms.
 pub fn generated_musl() -> Vec<CoreCase> {
     let mut v = generated_all();
     v.retain(|c| c.truth.is_musl());
