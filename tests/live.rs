@@ -123,7 +123,21 @@ fn state(r: &Value) -> Value {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| format!("{} {}", f["kind"], f["evidence"]["tids"]))
+        .map(|f| {
+            // The subject (first tid) and the others as a set: threads are
+            // listed in the order each source gives them (by tid live, by
+            // creation in gdb's core), which differ once tids wrap around.
+            let tids: Vec<u64> = f["evidence"]["tids"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                .unwrap_or_default();
+            let all: BTreeSet<u64> = tids.iter().copied().collect();
+            let subject = ["lock-held-while-blocked", "wait-chain"]
+                .contains(&f["kind"].as_str().unwrap_or(""))
+                .then(|| tids.first().copied())
+                .flatten();
+            format!("{} {subject:?} {all:?}", f["kind"])
+        })
         .collect();
     serde_json::json!({"threads": threads, "goroutines": goroutines, "findings": findings})
 }

@@ -1,5 +1,6 @@
 //! Stacks: Go frames from the pclntab, C frames from CFI, signal frames, and
 //! the stitching of all three into one stack per thread.
+pub mod cfi;
 pub mod crosscall2;
 pub mod go;
 pub mod goroutines;

@@ -153,6 +153,8 @@ pub struct NativeUnwinder {
     arch: Arch,
     /// Every module's code (runtime addresses): where a return address may point.
     code: Vec<Range<u64>>,
+    /// arm64: each module's CFI, evaluated exactly before framehop's reading.
+    cfi: Vec<super::cfi::ModuleCfi>,
 }
 
 /// What a search of the stack for a return address found.
@@ -281,7 +283,29 @@ impl NativeUnwinder {
         };
         let mut code: Vec<Range<u64>> = modules.iter().map(|m| m.text.clone()).collect();
         code.sort_by_key(|r| r.start);
-        NativeUnwinder { inner, arch, code }
+        let cfi = match arch {
+            Arch::Aarch64 => modules
+                .iter()
+                .filter_map(|m| {
+                    let (eh_at, eh) = m.binary.section(".eh_frame")?;
+                    let (hdr_at, hdr) = m.binary.section(".eh_frame_hdr")?;
+                    super::cfi::ModuleCfi::new(
+                        m.text.clone(),
+                        m.bias,
+                        (eh_at, eh.to_vec()),
+                        (hdr_at, hdr.to_vec()),
+                        m.binary.section(".text").map(|(a, _)| a),
+                    )
+                })
+                .collect(),
+            Arch::X86_64 => vec![],
+        };
+        NativeUnwinder {
+            inner,
+            arch,
+            code,
+            cfi,
+        }
     }
 
     /// A caller the unwinder found is believable: it returns into a module's
@@ -353,6 +377,19 @@ impl NativeUnwinder {
     /// One C frame: the caller's registers, `Ok(None)` at the outermost frame.
     /// `first` is true when `regs.pc` is not a return address.
     pub fn step(&self, mem: &dyn Memory, regs: &Regs, first: bool) -> Result<Option<Regs>, String> {
+        let at = if first {
+            regs.pc
+        } else {
+            regs.pc.wrapping_sub(1)
+        };
+        if let Some(found) = self
+            .cfi
+            .iter()
+            .filter(|m| m.text.contains(&at))
+            .find_map(|m| m.step(mem, regs, first))
+        {
+            return Ok(found);
+        }
         let addr = if first {
             FrameAddress::from_instruction_pointer(regs.pc)
         } else {
