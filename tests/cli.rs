@@ -340,6 +340,18 @@ fn sched_and_dot_on_a_fixture() {
     assert!(g.contains("mutex shared_mu"), "{g}");
 }
 
+/// `data` with every `from` replaced by `to` (same length), and how many.
+fn replaced(mut data: Vec<u8>, from: &[u8], to: &[u8]) -> (Vec<u8>, usize) {
+    let mut n = 0;
+    for i in 0..data.len().saturating_sub(from.len()) {
+        if &data[i..i + from.len()] == from {
+            data[i..i + from.len()].copy_from_slice(to);
+            n += 1;
+        }
+    }
+    (data, n)
+}
+
 /// A Go release newer than the built-in knowledge: exit 6, naming the
 /// version and what to read. The sample's version string is patched in the
 /// binary and in the core's copy of the build info alike.
@@ -351,15 +363,8 @@ fn unknown_go_release_has_its_own_exit_code() {
         .expect("the go1.27.3 fixture");
     let tmp = Scratch::new("cli-newgo");
     let patch = |src: &std::path::Path, name: &str| {
-        let mut data = cgocore::input::open(src).unwrap().map.to_vec();
-        let (old, new) = (b"go1.27.3", b"go1.99.3");
-        let mut n = 0;
-        for i in 0..data.len().saturating_sub(old.len()) {
-            if &data[i..i + old.len()] == old {
-                data[i..i + old.len()].copy_from_slice(new);
-                n += 1;
-            }
-        }
+        let data = cgocore::input::open(src).unwrap().map.to_vec();
+        let (data, n) = replaced(data, b"go1.27.3", b"go1.99.3");
         assert!(n > 0, "{name}: no version string");
         tmpfile(&tmp, name, &data)
     };
@@ -419,26 +424,11 @@ fn unknown_go_release_has_its_own_exit_code() {
         "{err}"
     );
     // Older than the oldest known: refused as before.
-    let old_exe = {
-        let mut data = std::fs::read(&exe).unwrap();
-        let (from, to) = (b"go1.99.3", b"go1.19.3");
-        for i in 0..data.len().saturating_sub(from.len()) {
-            if &data[i..i + from.len()] == from {
-                data[i..i + from.len()].copy_from_slice(to);
-            }
-        }
-        tmpfile(&tmp, "exe-old", &data)
+    let older = |src: &std::path::Path, name: &str| {
+        let (data, _) = replaced(std::fs::read(src).unwrap(), b"go1.99.3", b"go1.19.3");
+        tmpfile(&tmp, name, &data)
     };
-    let old_core = {
-        let mut data = std::fs::read(&core).unwrap();
-        let (from, to) = (b"go1.99.3", b"go1.19.3");
-        for i in 0..data.len().saturating_sub(from.len()) {
-            if &data[i..i + from.len()] == from {
-                data[i..i + from.len()].copy_from_slice(to);
-            }
-        }
-        tmpfile(&tmp, "core-old", &data)
-    };
+    let (old_exe, old_core) = (older(&exe, "exe-old"), older(&core, "core-old"));
     let out = cgocore(&[&old_core, &"--exe", &old_exe]);
     fail_with_code(&out, 6, "go1.19.3 is not supported");
 }

@@ -309,17 +309,8 @@ fn generated_cores_match_go_dump() {
 #[test]
 fn arm64_cores_match_go_dump() {
     let cases = generated_arm64();
-    if require_generated() {
-        let kinds: HashSet<_> = cases.iter().map(|c| c.truth.kind.clone()).collect();
-        let versions: HashSet<_> = cases.iter().map(|c| c.truth.go_version.clone()).collect();
-        assert!(
-            kinds.len() == 2 && versions.len() >= 2,
-            "arm64 cores of two Go releases in qemu's and the kernel's form: {kinds:?} {versions:?}"
-        );
-    }
-    let mut errs = vec![];
-    for c in &cases {
-        let a = analyze(c);
+    require_variety(&cases, |c| c.truth.kind.clone(), &["qemu", "kernel"]);
+    check_platform(&cases, |c, a| {
         assert_eq!(a.report.arch, "aarch64", "{}", c.name);
         assert!(
             a.process
@@ -329,43 +320,49 @@ fn arm64_cores_match_go_dump() {
             "{}: libc found from the dynamic linker's list",
             c.name
         );
-        errs.extend(check(c, &a));
-    }
-    assert!(
-        errs.is_empty(),
-        "{} mismatches:\n{}",
-        errs.len(),
-        errs.join("\n")
-    );
+    });
 }
 
-/// musl builds of Go 1.21 and 1.27: a dynamic (Alpine-style) one's gcore and
-/// a static one's kernel core, against Go's dump.
+/// musl builds of Go 1.21 and 1.27: a dynamic (Alpine-style) one's gcore, a
+/// static one's kernel core, a static arm64 one under qemu-user, against
+/// Go's dump.
 #[test]
 fn musl_cores_match_go_dump() {
     let cases = generated_musl();
-    if require_generated() {
-        let kinds: HashSet<_> = cases.iter().map(|c| c.truth.variant.clone()).collect();
-        let versions: HashSet<_> = cases.iter().map(|c| c.truth.go_version.clone()).collect();
-        assert!(
-            ["musl", "musl-static", "musl-arm64"]
-                .iter()
-                .all(|k| kinds.contains(*k))
-                && versions.len() >= 2,
-            "dynamic, static and arm64 musl cores of two Go releases: {kinds:?} {versions:?}"
-        );
+    require_variety(
+        &cases,
+        |c| c.truth.variant.clone(),
+        &["musl", "musl-static", "musl-arm64"],
+    );
+    check_platform(&cases, |c, _| {
+        let writer = if c.truth.kind == "gcore" {
+            "gdb gcore"
+        } else {
+            "kernel"
+        };
+        assert_eq!(core_writer(&c.core), writer, "{}", c.name);
+    });
+}
+
+/// With CGOCORE_REQUIRE_GENERATED=1: every kind named, of two Go releases.
+fn require_variety(cases: &[CoreCase], kind: impl Fn(&CoreCase) -> String, want: &[&str]) {
+    if !require_generated() {
+        return;
     }
+    let kinds: HashSet<String> = cases.iter().map(kind).collect();
+    let versions: HashSet<_> = cases.iter().map(|c| c.truth.go_version.clone()).collect();
+    assert!(
+        want.iter().all(|k| kinds.contains(*k)) && versions.len() >= 2,
+        "cores of {want:?} for two Go releases: {kinds:?} {versions:?}"
+    );
+}
+
+/// `check` on each core, after the platform's own assertions.
+fn check_platform(cases: &[CoreCase], also: impl Fn(&CoreCase, &cgocore::Analysis)) {
     let mut errs = vec![];
-    for c in &cases {
+    for c in cases {
         let a = analyze(c);
-        assert_eq!(
-            core_writer(&c.core),
-            if c.truth.kind == "gcore" {
-                "gdb gcore"
-            } else {
-                "kernel"
-            }
-        );
+        also(c, &a);
         errs.extend(check(c, &a));
     }
     assert!(
