@@ -78,11 +78,11 @@ pub fn classify(cx: &Context, c: &Call) -> Option<Blocked> {
     // A Go-side call is matched by its syscall, and by the Go wrappers some
     // rules name (`syscall.Nanosleep`, for a number lost to EINTR); library
     // rules are C's.
-    let names: Vec<String> = call
+    let known: Vec<Option<String>> = call
         .iter()
-        .filter_map(|f| f.known_function())
-        .map(normalize)
+        .map(|f| f.known_function().map(normalize))
         .collect();
+    let names: Vec<String> = known.iter().flatten().cloned().collect();
     let mut modules: Vec<String> = call
         .iter()
         .filter(|_| !c.go_side)
@@ -105,10 +105,6 @@ pub fn classify(cx: &Context, c: &Call) -> Option<Blocked> {
             Some((name, args)) => (name.to_string(), args),
             None => (format!("syscall {nr}"), Args::None),
         });
-    let known: Vec<Option<String>> = call
-        .iter()
-        .map(|f| f.known_function().map(normalize))
-        .collect();
     let call_frames: Vec<rules::CallFrame> = call
         .iter()
         .zip(&known)

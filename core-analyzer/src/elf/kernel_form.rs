@@ -51,7 +51,7 @@ pub fn patches(core: &[u8], mem: &dyn Memory) -> Result<Vec<(usize, u64, u64)>> 
             let patch = if EINTR_ON_SIGNAL.contains(&x8) {
                 (pc, EINTR.wrapping_neg())
             } else {
-                (pc - 4, x0)
+                (pc.wrapping_sub(4), x0)
             };
             out.push((at + PR_REG, patch.0, patch.1));
         }
@@ -59,13 +59,25 @@ pub fn patches(core: &[u8], mem: &dyn Memory) -> Result<Vec<(usize, u64, u64)>> 
     Ok(out)
 }
 
-/// Rewrite the core at `path` in place; returns how many threads changed.
+/// Rewrite the (uncompressed) core at `path` in place; returns how many
+/// threads changed. The core is mapped, not read: qemu's are hundreds of MB.
 pub fn rewrite(path: &std::path::Path, mem: &dyn Memory) -> Result<usize> {
     use std::os::unix::fs::FileExt;
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let list = patches(&data, mem)?;
-    drop(data);
-    let f = std::fs::OpenOptions::new().write(true).open(path)?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if !f.metadata()?.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    // SAFETY: the file is the caller's scratch copy, not changed by anyone
+    // else while mapped; writes below go through the file after the map is
+    // dropped.
+    let map =
+        unsafe { memmap2::Mmap::map(&f) }.with_context(|| format!("mapping {}", path.display()))?;
+    let list = patches(&map, mem)?;
+    drop(map);
     for (regs, pc, x0) in &list {
         f.write_all_at(&x0.to_le_bytes(), *regs as u64)?;
         f.write_all_at(&pc.to_le_bytes(), (*regs + 32 * 8) as u64)?;

@@ -20,6 +20,8 @@ pub struct ModuleCfi {
     eh_frame: Vec<u8>,
     eh_frame_hdr: Vec<u8>,
     bases: BaseAddresses,
+    /// gimli's row evaluator, reused frame after frame (it is kilobytes).
+    ctx: std::cell::RefCell<Box<UnwindContext<usize>>>,
 }
 
 const SP: u16 = 31;
@@ -46,6 +48,7 @@ impl ModuleCfi {
             eh_frame: eh_frame.1,
             eh_frame_hdr: eh_frame_hdr.1,
             bases,
+            ctx: Default::default(),
         };
         m.hdr()?.table()?;
         Some(m)
@@ -70,7 +73,7 @@ impl ModuleCfi {
         let hdr = self.hdr()?;
         let table = hdr.table()?;
         let eh = EhFrame::new(&self.eh_frame, LittleEndian);
-        let mut ctx = Box::new(UnwindContext::new());
+        let mut ctx = self.ctx.borrow_mut();
         let row = table
             .unwind_info_for_address(&eh, &self.bases, &mut ctx, svma, EhFrame::cie_from_offset)
             .ok()?;

@@ -45,7 +45,7 @@ pub fn frame(mem: &dyn Memory, entry: u64) -> Option<Frame> {
             return Some(Frame {
                 size: size?,
                 fp_lr: u64::try_from(off).ok()?,
-                ready_at: at + 4,
+                ready_at: at.saturating_add(4),
             });
         }
     }
