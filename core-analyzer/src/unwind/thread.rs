@@ -216,8 +216,9 @@ impl Stitcher<'_> {
                     }
                     match self.native.step(self.mem(), &w.regs, w.first) {
                         Ok(Some(r))
-                            if self.native.plausible(self.mem(), &w.regs, &r)
-                                || signal::is_trampoline(self.mem(), self.go.arch, r.pc) =>
+                            if signal::is_trampoline(self.mem(), self.go.arch, r.pc)
+                                || self.native.plausible(self.mem(), &w.regs, &r)
+                                    && self.c_returns_into(r.pc) =>
                         {
                             r
                         }
@@ -239,9 +240,7 @@ impl Stitcher<'_> {
                             let callee =
                                 self.function_start(if w.first { pc } else { pc.wrapping_sub(1) });
                             // C returns into Go only where Go called it.
-                            let accept = |ret: u64| {
-                                self.go.pcln.find(ret).is_none() || self.is_asmcgocall(ret)
-                            };
+                            let accept = |ret: u64| self.c_returns_into(ret);
                             match self.native.scan(self.mem(), &w.regs, callee, &accept) {
                                 Scan::Found(r) => r,
                                 Scan::StackTop => return None,
@@ -310,6 +309,13 @@ impl Stitcher<'_> {
         let m = self.modules.find(pc)?;
         let (start, _) = m.symbols().function_start(pc.wrapping_sub(m.bias))?;
         Some(start.wrapping_add(m.bias))
+    }
+
+    /// C code returns into Go only where Go called it (`asmcgocall`): a
+    /// return address elsewhere in Go code is a stale word (frame-pointer
+    /// unwinding through code without frame pointers finds them too).
+    fn c_returns_into(&self, ret: u64) -> bool {
+        self.go.pcln.find(ret).is_none() || self.is_asmcgocall(ret)
     }
 
     fn is_asmcgocall(&self, pc: u64) -> bool {
