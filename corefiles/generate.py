@@ -60,7 +60,12 @@ VARIANTS = {
     # musl on arm64, static: Debian has no musl cross toolchain; zig (PyPI
     # `ziglang`) cross-compiles C for aarch64-linux-musl with its own musl.
     "musl-arm64": ["-ldflags=-linkmode external -extldflags -static"],
+    # musl on arm64, dynamic (Alpine-style): Debian's musl:arm64 (multiarch)
+    # through the aarch64 cross gcc with musl's specs.
+    "musl-arm64-dynamic": [],
 }
+MUSL_ARM64_SPECS = "/usr/lib/aarch64-linux-musl/musl-gcc.specs"
+ARM64_VARIANTS = ("arm64", "musl-arm64", "musl-arm64-dynamic")
 ZIG_VERSION = "0.17.1"
 # musl builds and the one kind of core each is taken as: Go's crash path can
 # hang under dynamic musl (the dump printed, no core), so that one is gdb's.
@@ -165,10 +170,13 @@ def build(version, variant, out_dir, gocache):
         if variant == "musl-arm64":
             cc = zig_cc("aarch64-linux-musl")
             env.update(GOARCH="arm64", CC=cc, ZIG_GLOBAL_CACHE_DIR=os.path.join(CACHE, "zig", "cache"))
+        if variant == "musl-arm64-dynamic":
+            cc = "aarch64-linux-gnu-gcc -specs=" + MUSL_ARM64_SPECS
+            env.update(GOARCH="arm64", CC=cc)
         cmd = [go_binary(version), "build", "-trimpath", "-o", exe] + VARIANTS[variant] + ["."]
         subprocess.check_call(cmd, cwd=SCENARIO, env=env)
         # The CUDA stand-in the scenario dlopens (-cuda): no GPU here.
-        subprocess.check_call([cc, "-shared", "-fPIC", "-O1", "-g", "-fdebug-prefix-map=%s=." % ROOT,
+        subprocess.check_call(cc.split() + ["-shared", "-fPIC", "-O1", "-g", "-fdebug-prefix-map=%s=." % ROOT,
                                "-o", cuda_stub_path(out_dir), CUDA_STUB])
     with open(stamp, "w") as f:
         f.write(want + "\n")
@@ -313,7 +321,7 @@ def capture_arm64(version, base, gocache, force, args, variant="arm64"):
             capture(exe, "qemu", qdir, args)
         with open(os.path.join(qdir, "truth.json")) as f:
             truth = json.load(f)
-        truth.update(go_version="go" + version, variant=variant, sysroot=ARM64_SYSROOT)
+        truth.update(go_version="go" + version, variant=variant, sysroot=arm64_sysroot(variant))
         with open(os.path.join(qdir, "truth.json"), "w") as f:
             json.dump(truth, f, indent=1)
         if os.path.isdir(kdir):
@@ -324,12 +332,18 @@ def capture_arm64(version, base, gocache, force, args, variant="arm64"):
         shutil.copy(os.path.join(qdir, "dump.txt"), kdir)
         cgocore = os.environ.get("CGOCORE", os.path.join(ROOT, "target", "debug", "cgocore"))
         subprocess.check_call([cgocore, "dev", "arm64-kernel-form", os.path.join(kdir, "core"), "--exe", exe,
-                               "--sysroot", ARM64_SYSROOT])
+                               "--sysroot", arm64_sysroot(variant)])
         with open(os.path.join(qdir, "truth.json")) as f:
             truth = json.load(f)
         truth.update(kind="kernel", writer="qemu-user (kernel form)")
         with open(os.path.join(kdir, "truth.json"), "w") as f:
             json.dump(truth, f, indent=1)
+
+
+def arm64_sysroot(variant):
+    """Where the guest's libraries are on this host: the glibc cross sysroot;
+    Debian's multiarch musl:arm64 lives at the guest's own paths."""
+    return "/" if variant == "musl-arm64-dynamic" else ARM64_SYSROOT
 
 
 def capture_program(version, variant, base, gocache, force):
@@ -500,7 +514,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(CACHE, "cores"), help="output folder (default .cache/cores)")
     ap.add_argument("--versions", default=",".join(VERSIONS), help="comma-separated Go versions")
     ap.add_argument("--variants", default="plain,stripped,pie,cshared,busy",
-                    help="plain,stripped,pie,cshared,busy; arm64 (qemu-user; Go %s); musl, musl-static (Go %s); "
+                    help="plain,stripped,pie,cshared,busy; arm64, musl-arm64, musl-arm64-dynamic (qemu-user; Go %s); "
+                    "musl, musl-static (Go %s); "
                     "gosyscall, gosyscall-cgo (Go %s); libs (Go %s)"
                     % (", ".join(ARM64_VERSIONS), ", ".join(MUSL_VERSIONS), ", ".join(GOSYSCALL_VERSIONS),
                        ", ".join(LIBS_VERSIONS)))
@@ -542,10 +557,10 @@ def main():
                 if version in MUSL_VERSIONS:
                     capture_musl(version, variant, base, gocache.name, a.force, args)
                 continue
-            if variant in ("arm64", "musl-arm64"):
+            if variant in ARM64_VARIANTS:
                 if version in ARM64_VERSIONS:
-                    # (a static musl program cannot dlopen the CUDA stand-in)
-                    cuda = [] if a.no_cuda or variant == "musl-arm64" else ["-cuda", cuda_stub_path(base)]
+                    # (musl runs leave the CUDA stand-in out, as on x86_64)
+                    cuda = [] if a.no_cuda or variant != "arm64" else ["-cuda", cuda_stub_path(base)]
                     capture_arm64(version, base, gocache.name, a.force, args + cuda, variant)
                 continue
             exe = build(version, variant, base, gocache.name)

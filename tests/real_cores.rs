@@ -182,13 +182,14 @@ fn check(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
         e("no spare extra M without a thread".into());
     }
     // Text the core left out (libc, the executable) is spliced in from the
-    // files (a static program has no libc of its own to splice).
+    // files (a static program has no libc of its own to splice; musl's
+    // libc is also its dynamic linker, which a program may name instead).
     if !case.truth.is_static()
         && !a
             .process
             .libraries
             .iter()
-            .any(|l| l.path.contains("libc.so"))
+            .any(|l| l.path.contains("libc.so") || l.path.contains("/ld-musl-"))
     {
         e("libc not spliced from NT_FILE".into());
     }
@@ -332,7 +333,7 @@ fn musl_cores_match_go_dump() {
     require_variety(
         &cases,
         |c| c.truth.variant.clone(),
-        &["musl", "musl-static", "musl-arm64"],
+        &["musl", "musl-static", "musl-arm64", "musl-arm64-dynamic"],
     );
     check_platform(&cases, |c, _| {
         let writer = if c.truth.kind == "gcore" {

@@ -50,7 +50,7 @@ fn libc_loaded(r: &Report) -> bool {
 fn is_libc(case: &CoreCase, module: Option<&str>) -> bool {
     match module {
         Some(m) if case.truth.is_static() => m == "cgostuck",
-        Some(m) => m.starts_with("libc"),
+        Some(m) => m.starts_with("libc") || m.starts_with("ld-musl-"),
         None => false,
     }
 }
@@ -277,8 +277,9 @@ fn arm64_cores_stitch_c_frames_to_goroutines() {
     run(cases);
 }
 
-/// musl, dynamic and static: its libc has no unwind tables, so C frames
-/// there are found by a validated stack search.
+/// musl, dynamic and static, x86_64 and arm64: its libc has no unwind
+/// tables, so C frames there are found by a validated stack search (x86_64)
+/// or from each function's prologue (arm64).
 #[test]
 fn musl_cores_stitch_c_frames_to_goroutines() {
     let cases = generated_musl();

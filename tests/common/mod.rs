@@ -134,8 +134,8 @@ pub fn generated_gosyscall() -> Vec<CoreCase> {
 }
 
 /// Generated cores of the scenario linked with musl: a dynamic (Alpine-style)
-/// build's gcore, a static build's kernel core, and a static arm64 build's
-/// qemu core in both forms.
+/// build's gcore, a static build's kernel core, and arm64 builds (static,
+/// and dynamic with Debian's musl:arm64) under qemu-user, each in both forms.
 pub fn generated_musl() -> Vec<CoreCase> {
     let mut v = generated_all();
     v.retain(|c| c.truth.is_musl());

@@ -54,7 +54,10 @@ pub fn loaded(mem: &dyn Memory, exe: &Binary, exe_bias: u64) -> Vec<LinkMap> {
         let name = if name_at == 0 {
             String::new()
         } else {
-            mem.c_string(name_at, 4096).unwrap_or_default()
+            mem.c_string(name_at, 4096)
+                .ok()
+                .or_else(|| file_c_string(exe, name_at.wrapping_sub(exe_bias)))
+                .unwrap_or_default()
         };
         out.push(LinkMap {
             name,
@@ -64,6 +67,21 @@ pub fn loaded(mem: &dyn Memory, exe: &Binary, exe_bias: u64) -> Vec<LinkMap> {
         node = next;
     }
     out
+}
+
+/// A string in the executable's file at link-time address `vaddr`. musl names
+/// its own entry (the C library, also the dynamic linker) by the executable's
+/// `PT_INTERP` string, which a core leaves out with the rest of the text.
+fn file_c_string(exe: &Binary, vaddr: u64) -> Option<String> {
+    use object::{Object, ObjectSection};
+    let obj = exe.object();
+    let sec = obj
+        .sections()
+        .find(|s| s.address() <= vaddr && vaddr - s.address() < s.size())?;
+    let data = sec.data().ok()?;
+    let rest = data.get(usize::try_from(vaddr - sec.address()).ok()?..)?;
+    let end = rest.iter().take(4096).position(|&b| b == 0)?;
+    String::from_utf8(rest[..end].to_vec()).ok()
 }
 
 #[cfg(test)]

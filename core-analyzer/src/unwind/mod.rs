@@ -1,10 +1,10 @@
 //! Stacks: Go frames from the pclntab, C frames from CFI, signal frames, and
 //! the stitching of all three into one stack per thread.
 pub mod cfi;
-pub mod crosscall2;
 pub mod go;
 pub mod goroutines;
 pub mod native;
+pub mod prologue;
 pub mod signal;
 pub mod thread;
 use serde::{Deserialize, Serialize};

@@ -155,6 +155,11 @@ pub struct NativeUnwinder {
     code: Vec<Range<u64>>,
     /// arm64: each module's CFI, evaluated exactly before framehop's reading.
     cfi: Vec<super::cfi::ModuleCfi>,
+    /// arm64: code of modules whose unwind sections only framehop reads
+    /// (`.debug_frame`, `.eh_frame` without a search table). Elsewhere code
+    /// without CFI is unwound by its prologue, not by framehop's frame-pointer
+    /// walk, whose caller SP (fp + 16) is not the caller's.
+    framehop_cfi: Vec<Range<u64>>,
 }
 
 /// What a search of the stack for a return address found.
@@ -169,6 +174,10 @@ pub enum Scan {
 /// How far above a frame the stack is searched for its return address when
 /// the code has no unwind information (musl's libc).
 const SCAN_BYTES: u64 = 16 << 10;
+
+/// arm64: how far below a pc its function's entry may be (a direct call's
+/// target), for code without symbols or unwind information.
+const MAX_FUNCTION: u64 = 64 << 10;
 
 /// Whether every FDE pointer in an `.eh_frame_hdr` search table lands in
 /// `.eh_frame`: the unwinder subtracts one from the other, and a corrupt
@@ -300,17 +309,27 @@ impl NativeUnwinder {
                 .collect(),
             Arch::X86_64 => vec![],
         };
+        let framehop_cfi = modules
+            .iter()
+            .filter(|m| arch == Arch::Aarch64 && !cfi.iter().any(|c| c.text == m.text))
+            .filter(|m| {
+                m.binary.section(".eh_frame").is_some()
+                    || m.binary.section(".debug_frame").is_some()
+            })
+            .map(|m| m.text.clone())
+            .collect();
         NativeUnwinder {
             inner,
             arch,
             code,
             cfi,
+            framehop_cfi,
         }
     }
 
     /// A caller the unwinder found is believable: it returns into a module's
     /// code just after a call, and (x86_64) above the callee's stack. On
-    /// arm64 the unwinder's answer stands.
+    /// arm64 the answer comes from CFI (or the prologue) and stands.
     pub fn plausible(&self, mem: &dyn Memory, callee: &Regs, caller: &Regs) -> bool {
         match self.arch {
             Arch::X86_64 => caller.sp > callee.sp && self.is_return_address(mem, caller.pc),
@@ -336,11 +355,12 @@ impl NativeUnwinder {
         &self,
         mem: &dyn Memory,
         regs: &Regs,
+        first: bool,
         callee: Option<u64>,
         accept: &dyn Fn(u64) -> bool,
     ) -> Scan {
-        if self.arch != Arch::X86_64 {
-            return Scan::Exhausted;
+        if self.arch == Arch::Aarch64 {
+            return self.scan_arm64(mem, regs, first, callee, accept);
         }
         let mut top = false;
         let candidates: Vec<(u64, u64)> = (0..SCAN_BYTES / 8)
@@ -374,6 +394,86 @@ impl NativeUnwinder {
         }
     }
 
+    /// The caller of an arm64 frame without CFI, from the prologue of the
+    /// function holding `regs.pc`, whose entry is known three ways: its
+    /// symbol (`callee`); for the innermost frame of a leaf, the direct `bl`
+    /// before x30; else the direct `bl` before a return address on the stack
+    /// that this function's prologue stored exactly there. A function entry
+    /// must lie at most `MAX_FUNCTION` below the pc, and a return address
+    /// cannot lie between the entry it called and the pc (it would be inside
+    /// its own callee). Last, the frame record x29 points at (frame-pointer
+    /// code whose call was indirect), with fp + 16 for the caller's SP.
+    fn scan_arm64(
+        &self,
+        mem: &dyn Memory,
+        regs: &Regs,
+        first: bool,
+        callee: Option<u64>,
+        accept: &dyn Fn(u64) -> bool,
+    ) -> Scan {
+        use super::prologue::decode;
+        let is_ret = |v: u64| accept(v) && self.is_return_address(mem, v);
+        let pc = regs.pc;
+        let entry_of = |ret: u64| {
+            direct_call_target(mem, self.arch, ret)
+                .map(|t| super::prologue::through_tail_calls(mem, t))
+                .filter(|&t| t <= pc && pc - t < MAX_FUNCTION && !(t..=pc).contains(&ret))
+        };
+        let found = |(pc, sp, fp): (u64, u64, u64)| Scan::Found(Regs { pc, sp, fp, lr: 0 });
+        let lr = if first { regs.lr } else { 0 };
+        let from_entry = |entry: u64| {
+            let p = decode(mem, entry, pc)?;
+            let caller = p.caller(mem, regs.sp, lr, regs.fp)?;
+            is_ret(caller.0).then_some(caller)
+        };
+        if let Some(c) = callee.and_then(from_entry) {
+            return found(c);
+        }
+        if first && is_ret(regs.lr) {
+            if let Some(c) = entry_of(regs.lr).and_then(from_entry) {
+                return found(c);
+            }
+        }
+        let mut top = false;
+        for i in 0..SCAN_BYTES / 8 {
+            let Some(slot) = regs.sp.checked_add(8 * i) else {
+                break;
+            };
+            let Ok(v) = mem.u64(slot) else {
+                top = true;
+                break;
+            };
+            if !is_ret(v) {
+                continue;
+            }
+            let Some(p) = entry_of(v).and_then(|t| decode(mem, t, pc)) else {
+                continue;
+            };
+            let at = regs
+                .sp
+                .checked_add(p.drop)
+                .and_then(|e| e.checked_sub(p.lr_below?));
+            if at == Some(slot) {
+                if let Some(c) = p.caller(mem, regs.sp, lr, regs.fp) {
+                    return found(c);
+                }
+            }
+        }
+        let record = (regs.fp >= regs.sp && regs.fp - regs.sp < SCAN_BYTES)
+            .then(|| {
+                Some((
+                    mem.u64(regs.fp.checked_add(8)?).ok()?,
+                    mem.u64(regs.fp).ok()?,
+                ))
+            })
+            .flatten();
+        match record {
+            Some((ret, fp)) if is_ret(ret) => found((ret, regs.fp + 16, fp)),
+            _ if top => Scan::StackTop,
+            _ => Scan::Exhausted,
+        }
+    }
+
     /// One C frame: the caller's registers, `Ok(None)` at the outermost frame.
     /// `first` is true when `regs.pc` is not a return address.
     pub fn step(&self, mem: &dyn Memory, regs: &Regs, first: bool) -> Result<Option<Regs>, String> {
@@ -389,6 +489,9 @@ impl NativeUnwinder {
             .find_map(|m| m.step(mem, regs, first))
         {
             return Ok(found);
+        }
+        if self.arch == Arch::Aarch64 && !self.framehop_cfi.iter().any(|t| t.contains(&at)) {
+            return Err(format!("no unwind information at {:#x}", regs.pc));
         }
         let addr = if first {
             FrameAddress::from_instruction_pointer(regs.pc)

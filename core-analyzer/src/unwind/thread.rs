@@ -241,7 +241,10 @@ impl Stitcher<'_> {
                                 self.function_start(if w.first { pc } else { pc.wrapping_sub(1) });
                             // C returns into Go only where Go called it.
                             let accept = |ret: u64| self.c_returns_into(ret);
-                            match self.native.scan(self.mem(), &w.regs, callee, &accept) {
+                            match self
+                                .native
+                                .scan(self.mem(), &w.regs, w.first, callee, &accept)
+                            {
                                 Scan::Found(r) => r,
                                 Scan::StackTop => return None,
                                 Scan::Exhausted if ended => return None,
@@ -423,14 +426,18 @@ impl Stitcher<'_> {
         }
     }
 
-    /// The C caller of arm64's `crosscall2`, from the frame its prologue built.
+    /// The C caller of arm64's `crosscall2`, from the frame its prologue
+    /// built. It is `NOFRAME`: it lowers SP by a constant and stores its C
+    /// caller's x29 and x30 at an offset in that frame, not at 0(RSP) where Go
+    /// keeps a return address; both numbers are read from each binary's own
+    /// instructions (x86_64's `crosscall2` pushes a return address as Go
+    /// frames do).
     fn crosscall2_caller(&self, f: &Func, w: &Walk) -> Result<Regs, Option<String>> {
-        let frame = super::crosscall2::frame(self.mem(), f.entry)
+        let p = super::prologue::decode(self.mem(), f.entry, w.regs.pc)
+            .filter(|p| w.first || p.lr_below.is_some())
             .ok_or_else(|| Some("crosscall2's prologue is not the one known".to_string()))?;
-        if w.first && w.regs.pc < frame.ready_at {
-            return Err(Some("stopped inside crosscall2's prologue".into()));
-        }
-        let (pc, sp, fp) = super::crosscall2::caller(self.mem(), &frame, w.regs.sp)
+        let (pc, sp, fp) = p
+            .caller(self.mem(), w.regs.sp, w.regs.lr, w.regs.fp)
             .ok_or_else(|| Some("crosscall2's frame unreadable".to_string()))?;
         Ok(Regs { pc, sp, fp, lr: 0 })
     }
