@@ -44,6 +44,11 @@ GOSYSCALL_CGO = {"gosyscall": "0", "gosyscall-cgo": "1"}
 # libssl, libcurl, libuv; loopback only): kernel cores of these releases.
 LIBS = os.path.join(ROOT, "corefiles", "scenarios", "libs")
 LIBS_VERSIONS = ["1.21.13", "1.27.3"]
+# The same program with SQLite's amalgamation compiled in (with its DWARF, as
+# go-sqlite3 builds it), taken from the crates.io package libsqlite3-sys,
+# which bundles it: one release, the amalgamation's build is the slow part.
+LIBS_BUNDLED_VERSIONS = ["1.27.3"]
+SQLITE_CRATE = ("libsqlite3-sys", "0.30.1", "2e99fb7a497b1e3339bc746195567ed8d3e24945ecd636e3619d20b9de9e9149")
 BUSY_CAPTURES = 3
 CACHE = os.path.join(ROOT, ".cache")
 VERSIONS = ["1.21.13", "1.22.10", "1.23.9", "1.24.11", "1.25.5", "1.26.6", "1.27.3"]
@@ -112,6 +117,31 @@ def zig_cc(target):
     return cc
 
 
+def sqlite_amalgamation():
+    """The folder holding sqlite3.c and sqlite3.h, from the crates.io package
+    that bundles them (downloaded once into .cache, its checksum checked)."""
+    import hashlib
+    import tarfile
+    import urllib.request
+    name, version, sha = SQLITE_CRATE
+    out = os.path.join(CACHE, "sqlite", "%s-%s" % (name, version))
+    if os.path.exists(os.path.join(out, "sqlite3.c")):
+        return out
+    url = "https://static.crates.io/crates/%s/%s-%s.crate" % (name, name, version)
+    log("downloading", url)
+    data = urllib.request.urlopen(url, timeout=120).read()
+    if hashlib.sha256(data).hexdigest() != sha:
+        raise RuntimeError("%s: checksum mismatch" % url)
+    os.makedirs(out, exist_ok=True)
+    import io
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as t:
+        for f in ("sqlite3.c", "sqlite3.h"):
+            src = t.extractfile("%s-%s/sqlite3/%s" % (name, version, f))
+            with open(os.path.join(out, f), "wb") as dst:
+                dst.write(src.read())
+    return out
+
+
 def source_hash(variant):
     """Hash of the scenario sources: a changed scenario invalidates cached builds and cores."""
     import hashlib
@@ -123,8 +153,9 @@ def source_hash(variant):
         sources = [os.path.join(BUSY, n) for n in sorted(os.listdir(BUSY))]
     elif variant in GOSYSCALL_CGO:
         sources = [os.path.join(GOSYSCALL, n) for n in sorted(os.listdir(GOSYSCALL))]
-    elif variant == "libs":
+    elif variant in ("libs", "libs-bundled"):
         sources = [os.path.join(LIBS, n) for n in sorted(os.listdir(LIBS))]
+        h.update(variant.encode())
     else:
         with open(CUDA_STUB, "rb") as f:
             h.update(f.read())
@@ -159,6 +190,11 @@ def build(version, variant, out_dir, gocache):
         subprocess.check_call([go_binary(version), "build", "-trimpath", "-o", exe, "."], cwd=GOSYSCALL, env=env)
     elif variant == "libs":
         subprocess.check_call([go_binary(version), "build", "-trimpath", "-o", exe, "."], cwd=LIBS, env=env)
+    elif variant == "libs-bundled":
+        src = sqlite_amalgamation()
+        env.update(CGO_CFLAGS="-g -O2 -I%s -fdebug-prefix-map=%s=sqlite" % (src, src))
+        subprocess.check_call([go_binary(version), "build", "-trimpath", "-tags", "bundled_sqlite", "-o", exe, "."],
+                              cwd=LIBS, env=env)
     else:
         cc = "gcc"
         if variant == "arm64":
@@ -516,9 +552,9 @@ def main():
     ap.add_argument("--variants", default="plain,stripped,pie,cshared,busy",
                     help="plain,stripped,pie,cshared,busy; arm64, musl-arm64, musl-arm64-dynamic (qemu-user; Go %s); "
                     "musl, musl-static (Go %s); "
-                    "gosyscall, gosyscall-cgo (Go %s); libs (Go %s)"
+                    "gosyscall, gosyscall-cgo (Go %s); libs (Go %s); libs-bundled (Go %s)"
                     % (", ".join(ARM64_VERSIONS), ", ".join(MUSL_VERSIONS), ", ".join(GOSYSCALL_VERSIONS),
-                       ", ".join(LIBS_VERSIONS)))
+                       ", ".join(LIBS_VERSIONS), ", ".join(LIBS_BUNDLED_VERSIONS)))
     ap.add_argument("--kinds", default="kernel", help="kernel,gcore")
     ap.add_argument("--parked", type=int, default=40, help="ordinary parked goroutines")
     ap.add_argument("--cblocked", type=int, default=0, help="extra goroutines blocked in C")
@@ -549,8 +585,9 @@ def main():
                     capture_busy(version, os.path.join(a.out, "go" + version, "busy"), gocache.name, a.force)
                 continue
             base = os.path.join(a.out, "go" + version, variant)
-            if variant in GOSYSCALL_CGO or variant == "libs":
-                if version in (LIBS_VERSIONS if variant == "libs" else GOSYSCALL_VERSIONS):
+            if variant in GOSYSCALL_CGO or variant in ("libs", "libs-bundled"):
+                wanted = {"libs": LIBS_VERSIONS, "libs-bundled": LIBS_BUNDLED_VERSIONS}.get(variant, GOSYSCALL_VERSIONS)
+                if version in wanted:
                     capture_program(version, variant, base, gocache.name, a.force)
                 continue
             if variant in MUSL_KINDS:

@@ -6,6 +6,7 @@
 //! Each phase reads only what the ones before produced; none knows whether the
 //! process came from a core, a live target or a debugger.
 use crate::classify::{self, rules::Rules};
+use crate::elf::exe::Binary;
 use crate::process::Process;
 use crate::report::*;
 use crate::runtime::join::{ThreadJoin, ThreadSp};
@@ -90,7 +91,22 @@ pub fn analyze_with(
         syscall_status,
     );
     classify::share_owners(&mut threads);
-    classify::likely_holders(&mut threads, &opts.rules);
+    // Stacks a thread has (its own, and each one a signal interrupted).
+    let sps: HashMap<u32, Vec<u64>> = process
+        .threads
+        .iter()
+        .zip(&stacks)
+        .map(|(t, st)| {
+            let sps = std::iter::once(t.regs.sp()).chain(st.signals.iter().map(|s| s.sp));
+            (t.tid, sps.collect())
+        })
+        .collect();
+    let settled = with_sqlite_dwarf(&process, |sqlite| {
+        classify::sqlite::link_waiters(&*process.mem, sqlite, &mut threads, &|tid| {
+            sps.get(&tid).cloned().unwrap_or_default()
+        })
+    });
+    classify::likely_holders(&mut threads, &opts.rules, &settled);
 
     // Debug sections left out as implausible (a corrupt or hostile file).
     let mut refused: Vec<String> = process
@@ -594,4 +610,20 @@ fn assemble(process: &Process, rt: &GoRuntime, core: Option<String>, p: Parts) -
     report.findings = classify::findings::findings(&report);
     report.incidents = classify::incidents::incidents(&report);
     report
+}
+
+/// `f` with the binary holding SQLite's DWARF, if SQLite is in the process
+/// with its types: the executable it is compiled into (go-sqlite3), or a
+/// shared libsqlite3 with its debug file installed.
+fn with_sqlite_dwarf<R>(process: &Process, f: impl FnOnce(Option<&Binary>) -> R) -> R {
+    const DEFINES: &str = "sqlite3_initialize";
+    let has_dwarf = |b: &&Binary| b.section(".debug_info").is_some();
+    let defining = std::iter::once(&process.exe)
+        .chain(process.libraries.iter().map(|l| &l.binary))
+        .find(|b| b.symbol(DEFINES).is_some());
+    match defining {
+        Some(b) if has_dwarf(&b) => f(Some(b)),
+        Some(b) => f(crate::elf::exe::debug_file(b, &process.sysroot).as_ref()),
+        None => f(None),
+    }
 }

@@ -7,6 +7,7 @@ pub mod findings;
 pub mod incidents;
 pub mod owner;
 pub mod rules;
+pub mod sqlite;
 pub mod syscalls;
 
 use crate::elf::regs::{Arch, SyscallState};
@@ -14,7 +15,7 @@ use crate::memory::{Memory, ReadExt};
 use crate::report::{Blocked, ThreadInfo};
 use crate::unwind::{Frame, Lang};
 use rules::{normalize, normalized, Rules, Subject};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use syscalls::Args;
 
 /// Everything classification needs besides the thread itself.
@@ -264,7 +265,7 @@ fn library_entry(
 /// database lock, without SQLite's DWARF): a thread that waits for one is
 /// linked to the other threads inside that library — its likely holders. One
 /// such thread becomes the owner, marked likely; several are named.
-pub fn likely_holders(threads: &mut [ThreadInfo], rules: &Rules) {
+pub fn likely_holders(threads: &mut [ThreadInfo], rules: &Rules, settled: &HashSet<u32>) {
     for rule in rules.libraries.iter().filter(|l| l.waits_as.is_some()) {
         let waits = rule.waits_as.as_ref().map(|w| w.class.as_str());
         let is_waiter = |t: &ThreadInfo| {
@@ -287,7 +288,10 @@ pub fn likely_holders(threads: &mut [ThreadInfo], rules: &Rules) {
             .filter(|t| !is_waiter(t) && inside(t))
             .map(|t| t.tid)
             .collect();
-        for t in threads.iter_mut().filter(|t| is_waiter(t)) {
+        for t in threads
+            .iter_mut()
+            .filter(|t| is_waiter(t) && !settled.contains(&t.tid))
+        {
             let b = t.blocked.as_mut().expect("a waiter is blocked");
             match holders.as_slice() {
                 [] => {}

@@ -4,9 +4,32 @@ use crate::elf::exe::Binary;
 use anyhow::Result;
 use gimli::{AttributeValue, EndianSlice, LittleEndian};
 use object::Object;
+use std::collections::BTreeMap;
 
 /// `None` when the binary has no DWARF (stripped with `-w`).
 pub fn layout_from_dwarf(bin: &Binary, go_version: &str) -> Result<Option<Layout>> {
+    // Go's linker emits the runtime's types in the "runtime" compile unit
+    // (verified 1.21-1.27): the other units (every package, the C objects)
+    // are skipped unread, which matters for big binaries.
+    let Some(structs) = structs_from_dwarf(bin, WANTED, &|cu: &[u8]| cu == b"runtime")? else {
+        return Ok(None);
+    };
+    Ok(Some(Layout {
+        go: go_version.to_string(),
+        source: "DWARF".into(),
+        structs,
+    }))
+}
+
+/// Sizes and member offsets of the `wanted` structs (by name, the first
+/// definition found) in the compile units whose name `unit` accepts; `None`
+/// without DWARF. C libraries compiled into a binary (SQLite's amalgamation)
+/// are read the same way.
+pub fn structs_from_dwarf(
+    bin: &Binary,
+    wanted: &[(&str, &[&str])],
+    unit: &dyn Fn(&[u8]) -> bool,
+) -> Result<Option<BTreeMap<String, StructLayout>>> {
     let obj = bin.object();
     if obj.section_by_name(".debug_info").is_none() {
         return Ok(None);
@@ -23,24 +46,17 @@ pub fn layout_from_dwarf(bin: &Binary, go_version: &str) -> Result<Option<Layout
     };
     let owned = gimli::DwarfSections::load(load)?;
     let dwarf = owned.borrow(|s| EndianSlice::new(s, LittleEndian));
-    let mut layout = Layout {
-        go: go_version.to_string(),
-        source: "DWARF".into(),
-        ..Default::default()
-    };
+    let mut structs = BTreeMap::new();
     let mut units = dwarf.units();
     while let Some(header) = units.next()? {
-        let unit = dwarf.unit(header)?;
-        let mut tree = unit.entries_tree(None)?;
+        let unit_ = dwarf.unit(header)?;
+        let mut tree = unit_.entries_tree(None)?;
         let root = tree.root()?;
-        // Go's linker emits the runtime's types in the "runtime" compile unit
-        // (verified 1.21-1.27): the other units (every package, the C objects)
-        // are skipped unread, which matters for big binaries.
         let cu_name = root
             .entry()
             .attr_value(gimli::DW_AT_name)
-            .and_then(|v| dwarf.attr_string(&unit, v).ok());
-        if cu_name.is_some_and(|n| n.slice() != b"runtime") {
+            .and_then(|v| dwarf.attr_string(&unit_, v).ok());
+        if !cu_name.is_some_and(|n| unit(n.slice())) {
             continue;
         }
         let mut children = root.children();
@@ -53,20 +69,21 @@ pub fn layout_from_dwarf(bin: &Binary, go_version: &str) -> Result<Option<Layout
                 continue;
             };
             let name = dwarf
-                .attr_string(&unit, name)?
+                .attr_string(&unit_, name)?
                 .to_string_lossy()
                 .into_owned();
-            let Some((_, wanted)) = WANTED.iter().find(|(n, _)| *n == name) else {
+            let Some((_, fields)) = wanted.iter().find(|(n, _)| *n == name) else {
                 continue;
             };
-            if layout.structs.contains_key(&name) {
-                continue;
-            }
+            // A declaration (no size) is not the definition.
             let size = match e.attr_value(gimli::DW_AT_byte_size) {
                 Some(AttributeValue::Udata(v)) => v,
                 Some(v) => v.udata_value().unwrap_or(0),
                 None => continue,
             };
+            if structs.contains_key(&name) {
+                continue;
+            }
             let mut sl = StructLayout {
                 size,
                 ..Default::default()
@@ -83,16 +100,19 @@ pub fn layout_from_dwarf(bin: &Binary, go_version: &str) -> Result<Option<Layout
                 ) else {
                     continue;
                 };
-                let mn = dwarf.attr_string(&unit, mn)?.to_string_lossy().into_owned();
-                if let (true, Some(off)) = (wanted.contains(&mn.as_str()), loc.udata_value()) {
+                let mn = dwarf
+                    .attr_string(&unit_, mn)?
+                    .to_string_lossy()
+                    .into_owned();
+                if let (true, Some(off)) = (fields.contains(&mn.as_str()), loc.udata_value()) {
                     sl.fields.insert(mn, off);
                 }
             }
-            layout.structs.insert(name, sl);
+            structs.insert(name, sl);
         }
-        if layout.structs.len() == WANTED.len() {
+        if structs.len() == wanted.len() {
             break;
         }
     }
-    Ok(Some(layout))
+    Ok(Some(structs))
 }

@@ -303,6 +303,7 @@ mod tests {
             frame: 0,
             go_handler: false,
             syscall: Default::default(),
+            sp: 0,
         }
     }
 

@@ -64,6 +64,8 @@ pub struct SignalFrame {
     pub go_handler: bool,
     /// The syscall the interrupted code was in (from the signal context).
     pub syscall: SyscallState,
+    /// The interrupted code's stack pointer.
+    pub sp: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -281,6 +283,7 @@ impl Stitcher<'_> {
                     frame: out.frames.len(),
                     go_handler,
                     syscall: saved.syscall,
+                    sp: saved.regs.sp,
                 });
                 w.regs = saved.regs;
                 w.first = true;

@@ -4,7 +4,7 @@
 package main
 
 /*
-#cgo LDFLAGS: -lsqlite3 -lssl -lcrypto -lcurl -luv -lpthread
+#cgo LDFLAGS: -lssl -lcrypto -lcurl -luv -lpthread
 #include <stdlib.h>
 #include "libs.h"
 */
