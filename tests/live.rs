@@ -167,12 +167,18 @@ fn go127_plain() -> Option<CoreCase> {
 }
 
 fn cases() -> Vec<CoreCase> {
+    // musl on x86_64, dynamic (Alpine-style) and static: one release.
+    let musl = generated_musl().into_iter().filter(|c| {
+        ["musl", "musl-static"].contains(&c.truth.variant.as_str())
+            && c.truth.go_version == "go1.27.3"
+    });
     let mut v: Vec<CoreCase> = generated()
         .into_iter()
         .chain(generated_cshared())
         .filter(|c| c.truth.kind == "kernel")
         .filter(|c| ["go1.21.13", "go1.27.3"].contains(&c.truth.go_version.as_str()))
         .filter(|c| c.truth.variant != "cshared" || c.truth.go_version == "go1.27.3")
+        .chain(musl)
         .collect();
     v.sort_by(|a, b| a.name.cmp(&b.name));
     v
@@ -183,7 +189,7 @@ fn have_gdb() -> bool {
 }
 
 /// `analyze --pid` equals a gcore of the same state, the program's record
-/// and Go's dump, on each build.
+/// and Go's dump, on each build (glibc, and musl dynamic and static).
 #[test]
 fn live_analysis_equals_a_gcore_and_the_program() {
     let cases = cases();
@@ -196,7 +202,11 @@ fn live_analysis_equals_a_gcore_and_the_program() {
         return;
     }
     if require_generated() {
-        assert_eq!(cases.len(), 7, "1.21/1.27 x plain/pie/stripped + cshared");
+        assert_eq!(
+            cases.len(),
+            9,
+            "1.21/1.27 x plain/pie/stripped + cshared + 1.27 musl dynamic and static"
+        );
     }
     let mut errs = vec![];
     for c in &cases {

@@ -26,14 +26,21 @@ impl Scenario {
         let dir = Scratch::new(&format!("live-{tag}-{}", case.name.replace('/', "-")));
         let stderr = dir.join("stderr.txt");
         let base = case.exe.parent().unwrap();
+        // The CUDA stand-in serves glibc builds (musl runs leave it out, as
+        // the generator does: a static program cannot load it).
+        let cuda = base.join("libcuda.so.1");
         let args: Vec<String> = if case.truth.variant == "cshared" {
             vec![]
         } else {
-            let cuda = base.join("libcuda.so.1");
-            ["-parked", "40", "-cblocked", "0", "-cuda"]
+            ["-parked", "40", "-cblocked", "0"]
                 .iter()
                 .map(|s| s.to_string())
-                .chain([cuda.display().to_string()])
+                .chain(
+                    (cuda.exists() && !case.truth.is_musl())
+                        .then(|| ["-cuda".to_string(), cuda.display().to_string()])
+                        .into_iter()
+                        .flatten(),
+                )
                 .collect()
         };
         let mut cmd = Command::new(&case.exe);
@@ -74,7 +81,11 @@ impl Scenario {
         loop {
             let line = rx
                 .recv_timeout(Duration::from_secs(120))
-                .unwrap_or_else(|_| panic!("{}: no READY", case.name));
+                .unwrap_or_else(|_| {
+                    let err = std::fs::read_to_string(&stderr).unwrap_or_default();
+                    let tail = &err[err.len().saturating_sub(2000)..];
+                    panic!("{}: no READY; its stderr ends:\n{tail}", case.name)
+                });
             let f: Vec<&str> = line.split_whitespace().collect();
             if f.first() == Some(&"SCENARIO") && f.len() >= 4 {
                 let num = |s: &str| s.split('=').nth(1).and_then(|v| v.parse::<u64>().ok());
@@ -97,9 +108,18 @@ impl Scenario {
         }
     }
 
-    /// Go's own dump (SIGQUIT with GOTRACEBACK=crash), then the process ends.
+    /// Go's own dump (SIGQUIT with GOTRACEBACK=crash), then the process ends
+    /// (killed if it has not after a minute: Go's crash path can hang under
+    /// dynamic musl once the dump is printed).
     pub fn dump(mut self) -> String {
         let _ = nix_kill(self.pid, libc::SIGQUIT);
+        for _ in 0..600 {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
         let _ = self.child.wait();
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
