@@ -779,14 +779,54 @@ fn connect_names_its_target() {
     }
 }
 
+/// SQLite's busy waiter waits for the writer's thread: read from the
+/// connections (`dwarf`: the writer's connection holds the WAL write lock in a
+/// write transaction on the scenario's database file), or likely, the only
+/// other thread inside SQLite with a write in progress.
+fn sqlite_waits_for_writer(
+    r: &cgocore::Report,
+    case: &CoreCase,
+    dwarf: bool,
+) -> Result<(), String> {
+    let writer = tid(case, "sqlite_writer");
+    let w = thread(r, tid(case, "sqlite_busy"))
+        .blocked
+        .clone()
+        .ok_or("sqlite_busy: not blocked")?;
+    let how = if dwarf {
+        w.lock_symbol
+            .as_deref()
+            .is_some_and(|l| l.ends_with("/libs.db"))
+            && w.explain
+                .contains(&format!("held by thread {writer}'s connection 0x"))
+            && w.explain
+                .contains("(the WAL write lock, a write transaction)")
+            && thread(r, writer)
+                .blocked
+                .as_ref()
+                .is_some_and(|b| b.explain.contains("holds SQLite's lock"))
+    } else {
+        w.explain.contains(&format!(
+            "likely held by thread {writer}, the only other thread inside sqlite with a write in progress"
+        ))
+    };
+    let ok = w.class == "db-lock"
+        && w.owner_tid == Some(writer)
+        && w.owner_likely != dwarf
+        && w.library.as_deref() == Some("sqlite")
+        && how;
+    ok.then_some(())
+        .ok_or_else(|| format!("{}: sqlite_busy (dwarf {dwarf}): {w:?}", case.name))
+}
+
 /// Threads stuck inside real Debian libraries (libsqlite3, libssl, libcurl,
 /// libuv; `corefiles/scenarios/libs`, Go 1.21 and 1.27): each thread's
 /// class, detail and library from evidence (no tag for an application
 /// thread named `tls_…`, no busy handler for an application SQL function
 /// that sleeps), SQLite's busy waiter linked to the writer holding the
-/// database lock (likely, from Debian's libsqlite3's exported names; read
-/// from SQLite's own structures where its DWARF is compiled in), libcurl's
-/// connect and response waits told apart.
+/// database lock (likely, from the writer's frames; read from SQLite's own
+/// structures where its DWARF is compiled in), libcurl's connect and
+/// response waits told apart.
 #[test]
 fn third_party_libraries_from_evidence() {
     let cases = generated_libs();
@@ -815,39 +855,30 @@ fn third_party_libraries_from_evidence() {
                 ));
             }
         }
-        // SQLite: the busy waiter waits for the writer: likely, from
-        // exported names; read from the connections where SQLite's DWARF is
-        // compiled in (the writer's connection holds RESERVED in a write
-        // transaction on the scenario's database file).
-        let writer = tid(case, "sqlite_writer");
-        let dwarf = case.truth.variant == "libs-bundled";
-        let read = |w: &cgocore::report::Blocked| {
-            !dwarf
-                || w.lock_symbol
-                    .as_deref()
-                    .is_some_and(|l| l.ends_with("/libs.db"))
-                    && w.explain
-                        .contains(&format!("held by thread {writer}'s connection 0x"))
-                    && w.explain.contains("(RESERVED lock, a write transaction)")
-        };
-        match b("sqlite_busy") {
-            Some(w)
-                if w.class == "db-lock"
-                    && w.owner_tid == Some(writer)
-                    && w.owner_likely != dwarf
-                    && read(&w)
-                    && w.library.as_deref() == Some("sqlite") => {}
-            other => e(format!("sqlite_busy: {other:?}")),
+        // SQLite (WAL): the busy waiter waits for the writer, whose commit
+        // is in progress; the reader inside an application SQL function
+        // holds nothing the waiter needs. Likely, from the frames (the
+        // writer in sqlite3VdbeHalt); read from the connections where
+        // SQLite's DWARF is compiled in.
+        let (writer, reader) = (tid(case, "sqlite_writer"), tid(case, "sqlite_reader"));
+        if let Err(why) = sqlite_waits_for_writer(&r, case, case.truth.variant == "libs-bundled") {
+            e(why);
         }
-        match b("sqlite_writer") {
-            Some(w)
-                if w.class == "sleep"
-                    && w.library.as_deref() == Some("sqlite")
-                    && w.explain.contains("holds SQLite's lock") == dwarf
-                    && !w.explain.contains("busy handler") => {}
-            other => e(format!(
-                "sqlite_writer (an application SQL function): {other:?}"
-            )),
+        for scn in ["sqlite_writer", "sqlite_reader"] {
+            match b(scn) {
+                Some(w)
+                    if w.class == "sleep"
+                        && w.library.as_deref() == Some("sqlite")
+                        && !w.explain.contains("busy handler") => {}
+                other => e(format!(
+                    "{scn} (an application callback inside SQLite): {other:?}"
+                )),
+            }
+        }
+        if b("sqlite_reader").is_some_and(|w| w.explain.contains("holds SQLite's lock"))
+            || b("sqlite_busy").is_some_and(|w| w.explain.contains(&reader.to_string()))
+        {
+            e(format!("the reader {reader} taken for a holder"));
         }
         let holder = r
             .incidents
@@ -931,4 +962,37 @@ fn third_party_libraries_from_evidence() {
         }
     }
     assert!(errs.is_empty(), "{}", errs.join("\n"));
+}
+
+/// SQLite compiled in, its DWARF stripped (symbols kept, as `go build
+/// -ldflags=-w` leaves them): the busy waiter's holder is the likely one from
+/// the frames, the same thread the DWARF names.
+#[test]
+fn sqlite_without_dwarf_falls_back_to_the_frames() {
+    let Some(case) = generated_libs()
+        .into_iter()
+        .find(|c| c.truth.variant == "libs-bundled")
+    else {
+        assert!(!require_generated(), "no libs-bundled core");
+        return;
+    };
+    let tmp = Scratch::new("sqlite-nodwarf");
+    let exe = tmp.join("cgostuck");
+    let ok = std::process::Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(&case.exe)
+        .arg(&exe)
+        .status();
+    assert!(
+        ok.is_ok_and(|s| s.success()),
+        "objcopy --strip-debug failed"
+    );
+    let twin = CoreCase {
+        name: format!("{} (DWARF stripped)", case.name),
+        core: case.core.clone(),
+        exe,
+        truth: case.truth.clone(),
+    };
+    let r = analyze(&twin).report;
+    sqlite_waits_for_writer(&r, &twin, false).unwrap();
 }

@@ -283,11 +283,31 @@ pub fn likely_holders(threads: &mut [ThreadInfo], rules: &Rules, settled: &HashS
                         .is_some_and(|m| rule.modules.iter().any(|p| rules::glob(p, m)))
                 })
         };
-        let holders: Vec<u32> = threads
+        let others: Vec<&ThreadInfo> = threads
             .iter()
             .filter(|t| !is_waiter(t) && inside(t))
-            .map(|t| t.tid)
             .collect();
+        // Those with code on their stack that holds the lock come first.
+        let held_in = rule.waits_as.as_ref().map_or(&[][..], |w| &w.held_in[..]);
+        let holding = |t: &&&ThreadInfo| {
+            t.frames.iter().any(|f| {
+                f.known_function()
+                    .is_some_and(|n| held_in.iter().any(|g| rules::glob(g, normalized(n))))
+            })
+        };
+        let doing: Vec<u32> = others.iter().filter(holding).map(|t| t.tid).collect();
+        let what = match (
+            &doing[..],
+            rule.waits_as.as_ref().and_then(|w| w.held_doing.as_deref()),
+        ) {
+            ([_, ..], Some(d)) => format!(" with {d}"),
+            _ => String::new(),
+        };
+        let holders: Vec<u32> = if doing.is_empty() {
+            others.iter().map(|t| t.tid).collect()
+        } else {
+            doing
+        };
         for t in threads
             .iter_mut()
             .filter(|t| is_waiter(t) && !settled.contains(&t.tid))
@@ -299,14 +319,14 @@ pub fn likely_holders(threads: &mut [ThreadInfo], rules: &Rules, settled: &HashS
                     b.owner_tid = Some(*one);
                     b.owner_likely = true;
                     b.explain = format!(
-                        "{}; likely held by thread {one}, the only other thread inside {}",
+                        "{}; likely held by thread {one}, the only other thread inside {}{what}",
                         b.explain, rule.library
                     );
                 }
                 many => {
                     let list: Vec<String> = many.iter().map(u32::to_string).collect();
                     b.explain = format!(
-                        "{}; held by one of the other threads inside {}: {}",
+                        "{}; held by one of the other threads inside {}{what}: {}",
                         b.explain,
                         rule.library,
                         list.join(", ")

@@ -66,6 +66,14 @@ pub struct LibraryRule {
 pub struct WaitsAs {
     pub class: String,
     pub lock: String,
+    /// Frames (globs) of code that holds the lock (SQLite committing): the
+    /// threads inside the library with one on their stack are the likely
+    /// holders, before the others.
+    #[serde(default)]
+    pub held_in: Vec<String>,
+    /// What such a thread is doing, for the explanation ("a write in progress").
+    #[serde(default)]
+    pub held_doing: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

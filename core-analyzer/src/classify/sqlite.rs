@@ -31,7 +31,7 @@ const WANTED: &[(&str, &[&str])] = &[
     ("Db", &["zDbSName", "pBt"]),
     ("Btree", &["pBt", "inTrans"]),
     ("BtShared", &["pPager"]),
-    ("Pager", &["eLock", "zFilename"]),
+    ("Pager", &["eLock", "zFilename", "pWal"]),
 ];
 
 /// A live connection's state byte (`SQLITE_STATE_OPEN`, `_BUSY`, `_SICK`)
@@ -64,6 +64,8 @@ struct DbFile {
     path: String,
     lock: u8,
     in_trans: u8,
+    /// In WAL mode: a writer holds the WAL's write lock, not RESERVED.
+    wal: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -204,18 +206,15 @@ fn holders_of<'c>(
     out
 }
 
-/// `connection 0x… on FILE (RESERVED lock, a write transaction)`.
+/// `connection 0x… on FILE (RESERVED lock, a write transaction)`, or in WAL
+/// mode `(the WAL write lock, a write transaction)`.
 fn holding(addr: u64, f: &DbFile) -> String {
-    let txn = if f.in_trans == TRANS_WRITE {
-        ", a write transaction"
-    } else {
-        ""
+    let what = match (f.in_trans == TRANS_WRITE, f.wal) {
+        (true, true) => "the WAL write lock, a write transaction".to_string(),
+        (true, false) => format!("{}, a write transaction", lock_name(f.lock)),
+        (false, _) => lock_name(f.lock),
     };
-    format!(
-        "connection {addr:#x} on {} ({}{txn})",
-        f.path,
-        lock_name(f.lock)
-    )
+    format!("connection {addr:#x} on {} ({what})", f.path)
 }
 
 /// Whether a lock on a file (`held`) keeps `waiter` waiting: a write
@@ -305,11 +304,13 @@ fn db_file(mem: &dyn Memory, l: &Layout, db: u64) -> Option<DbFile> {
         .ok()?;
     let lock = mem.u8(pager.checked_add(l.off("Pager", "eLock")?)?).ok()?;
     let path = mem.c_string(ptr(pager, "Pager", "zFilename")?, 4096).ok()?;
+    let wal = ptr(pager, "Pager", "pWal").is_some();
     // The temporary database has no file.
     (!path.is_empty()).then_some(DbFile {
         path,
         lock,
         in_trans,
+        wal,
     })
 }
 
@@ -395,6 +396,7 @@ mod tests {
             path: "/db".into(),
             lock,
             in_trans,
+            wal: false,
         };
         // A reader does not keep a would-be writer out; it keeps a committer out.
         assert!(!excludes(&f(SHARED_LOCK, 1), &f(SHARED_LOCK, 1)));

@@ -1,6 +1,7 @@
 // Threads stuck inside real third-party C libraries from Debian, on loopback
-// only: SQLite (a writer inside an application SQL function holding the
-// write lock, a second connection in SQLite's busy handler), OpenSSL (a
+// only: SQLite (a writer whose commit hook never returns, holding the write
+// lock; a reader inside an application SQL function; a third connection in
+// SQLite's busy handler), OpenSSL (a
 // client handshake to a server that never answers), libcurl (a connect in
 // progress to a full listener, and a request waiting for its response),
 // libuv (a loop whose callback into Go parks), and an application thread
@@ -64,7 +65,10 @@ int setup(const char *dir) {
 	unlink(db_path);
 	sqlite3 *db;
 	if (sqlite3_open(db_path, &db) != SQLITE_OK) return 0;
-	sqlite3_exec(db, "CREATE TABLE t(v)", NULL, NULL, NULL);
+	// WAL: a reader and a writer run at once (a rollback journal's commit
+	// takes the EXCLUSIVE lock first).
+	sqlite3_exec(db, "PRAGMA journal_mode=WAL; CREATE TABLE t(v); INSERT INTO t VALUES (0);", NULL, NULL,
+		     NULL);
 	sqlite3_close(db);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	pthread_t t;
@@ -85,22 +89,41 @@ int setup(const char *dir) {
 	return 1;
 }
 
-// SQLite: an application SQL function that sleeps, called inside the
-// statement of a write transaction: the connection holds the write lock.
-static void slow_value(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
-	(void)argc;
-	(void)argv;
+// SQLite: a write transaction whose commit hook (called as its COMMIT
+// runs) never returns: the connection holds the WAL write lock, its write in
+// progress.
+static int slow_commit(void *arg) {
+	(void)arg;
 	mark(S_SQLITE_WRITER);
 	for (;;) usleep(100000);
-	sqlite3_result_int(ctx, 1);
+	return 0;
 }
 
 void sqlite_writer(int slot) {
 	(void)slot;
 	sqlite3 *db;
 	if (sqlite3_open(db_path, &db) != SQLITE_OK) abort();
+	sqlite3_commit_hook(db, slow_commit, NULL);
+	sqlite3_exec(db, "BEGIN IMMEDIATE; INSERT INTO t VALUES (1); COMMIT;", NULL, NULL, NULL);
+}
+
+// A reader inside an application SQL function that sleeps, in the middle of
+// its SELECT: a read transaction, which keeps no writer out (and is not
+// SQLite's busy handler, though it sleeps inside sqlite3_step).
+static void slow_value(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+	(void)argc;
+	(void)argv;
+	mark(S_SQLITE_READER);
+	for (;;) usleep(100000);
+	sqlite3_result_int(ctx, 1);
+}
+
+void sqlite_reader(int slot) {
+	(void)slot;
+	sqlite3 *db;
+	if (sqlite3_open(db_path, &db) != SQLITE_OK) abort();
 	sqlite3_create_function(db, "slow_value", 0, SQLITE_UTF8, NULL, slow_value, NULL, NULL);
-	sqlite3_exec(db, "BEGIN IMMEDIATE; INSERT INTO t VALUES (slow_value());", NULL, NULL, NULL);
+	sqlite3_exec(db, "SELECT slow_value() FROM t", NULL, NULL, NULL);
 }
 
 // A second connection: BEGIN IMMEDIATE needs the write lock; SQLite's busy

@@ -68,8 +68,10 @@ func main() {
 		C.S_TLS_SERVER: "tls_server_main", C.S_CURL_CONNECTING: "curl_connecting",
 		C.S_CURL_WAITING: "curl_waiting", C.S_UV_CALLBACK: "uv_callback", C.S_SILENT_SERVER: "silent_server",
 		C.S_BOUNDARY_HOLDER: "boundary_holder", C.S_BOUNDARY_WAITER: "boundary_waiter",
-		C.S_BOUNDARY_FOREIGN: "boundary_foreign",
+		C.S_BOUNDARY_FOREIGN: "boundary_foreign", C.S_SQLITE_READER: "sqlite_reader",
 	}
+	inC(C.S_SQLITE_READER, func(s C.int) { C.sqlite_reader(s) })
+	waitReady(C.S_SQLITE_READER)
 	inC(C.S_SQLITE_WRITER, func(s C.int) { C.sqlite_writer(s) })
 	waitReady(C.S_SQLITE_WRITER)
 	inC(C.S_SQLITE_BUSY, func(s C.int) { C.sqlite_busy_waiter(s) })
