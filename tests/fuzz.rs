@@ -286,8 +286,9 @@ fn mutated_cores_end_in_a_report_or_one_clear_error() {
         .unwrap_or(1);
     let mut rng = fastrand::Rng::with_seed(seed);
     let dir = Scratch::new("fuzz");
-    // The fixtures (kernel cores), and where generated: a gdb gcore and a
-    // core of the busy program caught mid-run.
+    // The fixtures (kernel cores), and where generated: a gdb gcore, a core
+    // of the busy program caught mid-run, an arm64 dynamic-musl core (C
+    // frames unwound from prologues) and SQLite read through its DWARF.
     let mut inputs = fixtures();
     inputs.extend(
         generated()
@@ -298,6 +299,16 @@ fn mutated_cores_end_in_a_report_or_one_clear_error() {
         generated_busy()
             .into_iter()
             .find(|c| c.truth.kind == "kernel"),
+    );
+    inputs.extend(
+        generated_musl()
+            .into_iter()
+            .find(|c| c.truth.variant == "musl-arm64-dynamic" && c.truth.kind == "kernel"),
+    );
+    inputs.extend(
+        generated_libs()
+            .into_iter()
+            .find(|c| c.truth.variant == "libs-bundled"),
     );
     let targets: Vec<Target> = inputs
         .iter()

@@ -280,7 +280,7 @@ fn connection(mem: &dyn Memory, l: &Layout, p: u64) -> Option<Connection> {
         .and_then(|a| mem.u32(a).ok())
         .is_some_and(|n| n > 0 && n < 1 << 30);
     let files = (0..ndb.min(MAX_DBS))
-        .filter_map(|i| db_file(mem, l, adb.checked_add(i * db_size)?))
+        .filter_map(|i| db_file(mem, l, adb.checked_add(i.checked_mul(db_size)?)?))
         .collect();
     Some(Connection {
         addr: p,

@@ -468,7 +468,7 @@ impl NativeUnwinder {
             })
             .flatten();
         match record {
-            Some((ret, fp)) if is_ret(ret) => found((ret, regs.fp + 16, fp)),
+            Some((ret, fp)) if is_ret(ret) => found((ret, regs.fp.saturating_add(16), fp)),
             _ if top => Scan::StackTop,
             _ => Scan::Exhausted,
         }
