@@ -91,21 +91,29 @@ pub fn analyze_with(
         syscall_status,
     );
     classify::share_owners(&mut threads);
-    // Stacks a thread has (its own, and each one a signal interrupted).
-    let sps: HashMap<u32, Vec<u64>> = process
-        .threads
-        .iter()
-        .zip(&stacks)
-        .map(|(t, st)| {
-            let sps = std::iter::once(t.regs.sp()).chain(st.signals.iter().map(|s| s.sp));
-            (t.tid, sps.collect())
+    // SQLite's lock, read where a waiter needs it and SQLite's DWARF is here.
+    let settled = match classify::sqlite::rule(&opts.rules)
+        .filter(|r| threads.iter().any(|t| r.is_waiter(t)))
+    {
+        Some(rule) => with_sqlite_dwarf(&process, |sqlite| {
+            // Stacks a thread has: its own, and each one a signal interrupted.
+            let sps: HashMap<u32, Vec<u64>> = process
+                .threads
+                .iter()
+                .zip(&stacks)
+                .map(|(t, st)| {
+                    let sps = std::iter::once(t.regs.sp()).chain(st.signals.iter().map(|s| s.sp));
+                    (t.tid, sps.collect())
+                })
+                .collect();
+            let stacks = |tid| sps.get(&tid).cloned().unwrap_or_default();
+            sqlite.map(|b| {
+                classify::sqlite::link_waiters(&*process.mem, rule, b, &mut threads, &stacks)
+            })
         })
-        .collect();
-    let settled = with_sqlite_dwarf(&process, |sqlite| {
-        classify::sqlite::link_waiters(&*process.mem, sqlite, &mut threads, &|tid| {
-            sps.get(&tid).cloned().unwrap_or_default()
-        })
-    });
+        .unwrap_or_default(),
+        None => Default::default(),
+    };
     classify::likely_holders(&mut threads, &opts.rules, &settled);
 
     // Debug sections left out as implausible (a corrupt or hostile file).
@@ -620,7 +628,7 @@ fn with_sqlite_dwarf<R>(process: &Process, f: impl FnOnce(Option<&Binary>) -> R)
     let has_dwarf = |b: &&Binary| b.section(".debug_info").is_some();
     let defining = std::iter::once(&process.exe)
         .chain(process.libraries.iter().map(|l| &l.binary))
-        .find(|b| b.symbol(DEFINES).is_some());
+        .find(|b| b.symbol(DEFINES).is_some_and(|(addr, _)| addr != 0));
     match defining {
         Some(b) if has_dwarf(&b) => f(Some(b)),
         Some(b) => f(crate::elf::exe::debug_file(b, &process.sysroot).as_ref()),

@@ -66,7 +66,19 @@ impl Scenario {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().unwrap();
+        // A binary just copied (a test's own) can be "busy" for a moment: a
+        // thread of this test process forking at the same time holds the
+        // copy's write descriptor until that child execs.
+        let mut tries = 0;
+        let mut child = loop {
+            match cmd.spawn() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other.unwrap(),
+            }
+        };
         let pid = child.id();
         let out = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();

@@ -267,25 +267,9 @@ fn library_entry(
 /// such thread becomes the owner, marked likely; several are named.
 pub fn likely_holders(threads: &mut [ThreadInfo], rules: &Rules, settled: &HashSet<u32>) {
     for rule in rules.libraries.iter().filter(|l| l.waits_as.is_some()) {
-        let waits = rule.waits_as.as_ref().map(|w| w.class.as_str());
-        let is_waiter = |t: &ThreadInfo| {
-            t.blocked.as_ref().is_some_and(|b| {
-                b.library.as_deref() == Some(&rule.library) && Some(b.class.as_str()) == waits
-            })
-        };
-        let inside = |t: &ThreadInfo| {
-            t.blocked
-                .as_ref()
-                .is_some_and(|b| b.library.as_deref() == Some(&rule.library))
-                || t.frames.iter().any(|f| {
-                    f.module
-                        .as_deref()
-                        .is_some_and(|m| rule.modules.iter().any(|p| rules::glob(p, m)))
-                })
-        };
         let others: Vec<&ThreadInfo> = threads
             .iter()
-            .filter(|t| !is_waiter(t) && inside(t))
+            .filter(|t| !rule.is_waiter(t) && rule.has_thread(t))
             .collect();
         // Those with code on their stack that holds the lock come first.
         let held_in = rule.waits_as.as_ref().map_or(&[][..], |w| &w.held_in[..]);
@@ -310,7 +294,7 @@ pub fn likely_holders(threads: &mut [ThreadInfo], rules: &Rules, settled: &HashS
         };
         for t in threads
             .iter_mut()
-            .filter(|t| is_waiter(t) && !settled.contains(&t.tid))
+            .filter(|t| rule.is_waiter(t) && !settled.contains(&t.tid))
         {
             let b = t.blocked.as_mut().expect("a waiter is blocked");
             match holders.as_slice() {

@@ -1,5 +1,6 @@
 //! Classification rules as data: the embedded `rules.json`, plus a user file
 //! (`--rules FILE`, same shape) tried first.
+use crate::report::ThreadInfo;
 use anyhow::{Context, Result};
 use serde::Deserialize;
 use std::path::Path;
@@ -142,7 +143,8 @@ pub struct CallFrame<'a> {
 }
 
 /// The C library's own frames at the top of a blocked call: its module
-/// (glibc, musl), or, in a static binary, its wait functions by name.
+/// (glibc, musl, or a dynamic linker), or, in a static binary, its wait
+/// functions by name.
 fn in_c_library(f: &CallFrame) -> bool {
     const WAITS: &[&str] = &[
         "sleep",
@@ -154,7 +156,7 @@ fn in_c_library(f: &CallFrame) -> bool {
         "ppoll",
     ];
     f.module
-        .is_some_and(|m| m.starts_with("libc.") || m.starts_with("libc-") || m.starts_with("ld-"))
+        .is_some_and(|m| crate::process::resolve::is_c_library(m) || m.starts_with("ld-"))
         || f.name.is_some_and(|n| WAITS.contains(&n))
 }
 
@@ -241,6 +243,28 @@ impl LibraryRule {
         f.name
             .is_some_and(|n| self.frames.iter().any(|p| glob(p, n)))
             && self.defines.iter().any(|d| (s.defines)(module, d))
+    }
+
+    /// A thread whose blocked call waits for the lock this library keeps
+    /// (`waits_as`).
+    pub fn is_waiter(&self, t: &ThreadInfo) -> bool {
+        let waits = self.waits_as.as_ref().map(|w| w.class.as_str());
+        t.blocked.as_ref().is_some_and(|b| {
+            b.library.as_deref() == Some(&self.library) && Some(b.class.as_str()) == waits
+        })
+    }
+
+    /// A thread inside the library: its blocked call is the library's, or
+    /// one of its frames lies in the library's file.
+    pub fn has_thread(&self, t: &ThreadInfo) -> bool {
+        t.blocked
+            .as_ref()
+            .is_some_and(|b| b.library.as_deref() == Some(&self.library))
+            || t.frames.iter().any(|f| {
+                f.module
+                    .as_deref()
+                    .is_some_and(|m| self.modules.iter().any(|p| glob(p, m)))
+            })
     }
 
     /// The operation the call is in, from the library's exported frames.

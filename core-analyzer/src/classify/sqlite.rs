@@ -6,6 +6,7 @@
 //! its transaction (`Btree.inTrans`). A thread in SQLite's busy handler then
 //! waits for the other connections on its file whose lock excludes its own:
 //! their threads hold the lock, read, not guessed.
+use super::rules::{LibraryRule, Rules};
 use crate::elf::exe::Binary;
 use crate::layout::dwarf::structs_from_dwarf;
 use crate::layout::StructLayout;
@@ -76,25 +77,28 @@ struct Connection {
     files: Vec<DbFile>,
 }
 
-/// Link SQLite busy waiters to the threads whose connections hold their
-/// database's lock. Returns the waiters settled this way (found or not:
-/// their connection's state was read), which the guess by library
-/// (`likely_holders`) then leaves alone.
+/// SQLite's library rule (`rules.json`): the one whose waiters wait for
+/// the database lock.
+pub fn rule(rules: &Rules) -> Option<&LibraryRule> {
+    rules
+        .libraries
+        .iter()
+        .find(|l| l.library == "sqlite" && l.waits_as.is_some())
+}
+
+/// Link SQLite busy waiters (`rule`'s) to the threads whose connections
+/// hold their database's lock, read through `sqlite`'s DWARF. Returns the
+/// waiters settled this way (found or not: their connection's state was
+/// read), which the guess by library (`likely_holders`) then leaves alone.
 pub fn link_waiters(
     mem: &dyn Memory,
-    sqlite: Option<&Binary>,
+    rule: &LibraryRule,
+    sqlite: &Binary,
     threads: &mut [ThreadInfo],
     stacks: &dyn Fn(u32) -> Vec<u64>,
 ) -> HashSet<u32> {
     let mut settled = HashSet::new();
-    let is_waiter = |t: &ThreadInfo| {
-        t.blocked
-            .as_ref()
-            .is_some_and(|b| b.library.as_deref() == Some("sqlite") && b.class == "db-lock")
-    };
-    let Some(bin) = sqlite.filter(|_| threads.iter().any(is_waiter)) else {
-        return settled;
-    };
+    let bin = sqlite;
     // SQLite's types are in C compile units; Go's (one per package) are skipped.
     let Ok(Some(structs)) = structs_from_dwarf(bin, WANTED, &|cu: &[u8]| cu.ends_with(b".c"))
     else {
@@ -104,17 +108,9 @@ pub fn link_waiters(
     if l.off("sqlite3", "aDb").is_none() || l.off("Pager", "eLock").is_none() {
         return settled;
     }
-    let inside = |t: &ThreadInfo| {
-        t.blocked
-            .as_ref()
-            .is_some_and(|b| b.library.as_deref() == Some("sqlite"))
-            || t.frames
-                .iter()
-                .any(|f| f.known_function().is_some_and(|n| n.starts_with("sqlite3")))
-    };
     let conns: Vec<(u32, Vec<Connection>)> = threads
         .iter()
-        .filter(|t| inside(t))
+        .filter(|t| rule.has_thread(t))
         .map(|t| {
             let mut cs: Vec<Connection> = vec![];
             for sp in stacks(t.tid) {
@@ -129,7 +125,7 @@ pub fn link_waiters(
         .collect();
     // What each holder's own line says: the lock its connection holds.
     let mut held: Vec<(u32, String)> = vec![];
-    for t in threads.iter_mut().filter(|t| is_waiter(t)) {
+    for t in threads.iter_mut().filter(|t| rule.is_waiter(t)) {
         let Some(mine) = conns
             .iter()
             .find(|(tid, _)| *tid == t.tid)

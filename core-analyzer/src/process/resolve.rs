@@ -291,10 +291,11 @@ fn linkmap_mappings(
     out
 }
 
-/// glibc's or musl's C library (musl's is also its dynamic linker).
-fn is_c_library(path: &str) -> bool {
+/// glibc's or musl's C library (musl's is also its dynamic linker; Alpine
+/// names it `libc.musl-x86_64.so.1` too).
+pub fn is_c_library(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
-    name.starts_with("libc.so") || name.starts_with("libc-") || name.starts_with("ld-musl-")
+    name.starts_with("libc.") || name.starts_with("libc-") || name.starts_with("ld-musl-")
 }
 
 /// Runtime minus link-time address for a binary whose first page is mapped at `hdr`.

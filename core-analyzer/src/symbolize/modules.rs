@@ -187,7 +187,6 @@ impl<'a> Modules<'a> {
         })
     }
 
-    /// What the loaded symbols of every module could not use.
     /// The function starting exactly at `addr` (a PLT stub's `name@plt` too).
     pub fn function_at(&self, addr: u64) -> Option<String> {
         let m = self.find(addr)?;
@@ -205,6 +204,7 @@ impl<'a> Modules<'a> {
             .any(|m| m.binary.symbol(symbol).is_some_and(|(addr, _)| addr != 0))
     }
 
+    /// What the loaded symbols of every module could not use.
     pub fn warnings(&self) -> Vec<String> {
         self.list
             .iter()

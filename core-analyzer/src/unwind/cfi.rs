@@ -11,14 +11,16 @@ use gimli::{
     RegisterRule, UnwindContext, UnwindSection,
 };
 use std::ops::Range;
+use std::sync::Arc;
 
 /// One module's `.eh_frame` and its search table.
 pub struct ModuleCfi {
     /// Runtime addresses of its code.
     pub text: Range<u64>,
     pub bias: u64,
-    eh_frame: Vec<u8>,
-    eh_frame_hdr: Vec<u8>,
+    /// The sections' bytes, shared with the binary (read once per binary).
+    eh_frame: Arc<[u8]>,
+    eh_frame_hdr: Arc<[u8]>,
     bases: BaseAddresses,
     /// gimli's row evaluator, reused frame after frame (it is kilobytes).
     ctx: std::cell::RefCell<Box<UnwindContext<usize>>>,
@@ -32,8 +34,8 @@ impl ModuleCfi {
     pub fn new(
         text: Range<u64>,
         bias: u64,
-        eh_frame: (u64, Vec<u8>),
-        eh_frame_hdr: (u64, Vec<u8>),
+        eh_frame: (u64, Arc<[u8]>),
+        eh_frame_hdr: (u64, Arc<[u8]>),
         text_svma: Option<u64>,
     ) -> Option<ModuleCfi> {
         let mut bases = BaseAddresses::default()

@@ -296,13 +296,13 @@ impl NativeUnwinder {
             Arch::Aarch64 => modules
                 .iter()
                 .filter_map(|m| {
-                    let (eh_at, eh) = m.binary.section(".eh_frame")?;
-                    let (hdr_at, hdr) = m.binary.section(".eh_frame_hdr")?;
+                    let (eh_at, _) = m.binary.section_range(".eh_frame")?;
+                    let (hdr_at, _) = m.binary.section_range(".eh_frame_hdr")?;
                     super::cfi::ModuleCfi::new(
                         m.text.clone(),
                         m.bias,
-                        (eh_at, eh.to_vec()),
-                        (hdr_at, hdr.to_vec()),
+                        (eh_at, m.binary.section_bytes(".eh_frame")),
+                        (hdr_at, m.binary.section_bytes(".eh_frame_hdr")),
                         m.binary.section(".text").map(|(a, _)| a),
                     )
                 })
@@ -345,12 +345,8 @@ impl NativeUnwinder {
     }
 
     /// The caller of a frame that has no unwind information, as crash
-    /// reporters find it: a word above the stack pointer that is a return
-    /// address (x86_64, where `call` pushes it; the caller's stack pointer is
-    /// just above it) that `accept` takes. A direct call to the callee's own
-    /// start (`callee`) is preferred: stale return addresses of earlier calls
-    /// linger in frames that do not initialize all they reserve. The frame
-    /// pointer is left as it was (callee-saved: the caller's CFI restores it).
+    /// reporters find it, among return addresses `accept` takes; `callee` is
+    /// the start of the function holding `regs.pc`, where a symbol says it.
     pub fn scan(
         &self,
         mem: &dyn Memory,
@@ -359,9 +355,25 @@ impl NativeUnwinder {
         callee: Option<u64>,
         accept: &dyn Fn(u64) -> bool,
     ) -> Scan {
-        if self.arch == Arch::Aarch64 {
-            return self.scan_arm64(mem, regs, first, callee, accept);
+        match self.arch {
+            Arch::X86_64 => self.scan_x86_64(mem, regs, callee, accept),
+            Arch::Aarch64 => self.scan_arm64(mem, regs, first, callee, accept),
         }
+    }
+
+    /// x86_64: a word above the stack pointer that is a return address
+    /// (`call` pushes it; the caller's stack pointer is just above it). A
+    /// direct call to the callee's own start is preferred: stale return
+    /// addresses of earlier calls linger in frames that do not initialize all
+    /// they reserve. The frame pointer is left as it was (callee-saved: the
+    /// caller's CFI restores it).
+    fn scan_x86_64(
+        &self,
+        mem: &dyn Memory,
+        regs: &Regs,
+        callee: Option<u64>,
+        accept: &dyn Fn(u64) -> bool,
+    ) -> Scan {
         let mut top = false;
         let candidates: Vec<(u64, u64)> = (0..SCAN_BYTES / 8)
             .map_while(|i| {
@@ -372,13 +384,12 @@ impl NativeUnwinder {
             })
             .filter(|&(_, v)| accept(v) && self.is_return_address(mem, v))
             .collect();
-        let calls_callee = |ret: u64| {
-            let rel = mem.u32(ret.wrapping_sub(4)).ok()? as i32;
-            let insn = mem.u8(ret.wrapping_sub(5)).ok()?;
-            (insn == 0xe8).then(|| ret.wrapping_add_signed(rel as i64))
-        };
         let found = callee
-            .and_then(|c| candidates.iter().find(|(_, v)| calls_callee(*v) == Some(c)))
+            .and_then(|c| {
+                candidates
+                    .iter()
+                    .find(|(_, v)| direct_call_target(mem, self.arch, *v) == Some(c))
+            })
             .or(candidates.first())
             .copied();
         match found {
@@ -394,9 +405,8 @@ impl NativeUnwinder {
         }
     }
 
-    /// The caller of an arm64 frame without CFI, from the prologue of the
-    /// function holding `regs.pc`, whose entry is known three ways: its
-    /// symbol (`callee`); for the innermost frame of a leaf, the direct `bl`
+    /// arm64: from the prologue of the function holding `regs.pc`, whose
+    /// entry is known three ways: its symbol (`callee`); for the innermost frame of a leaf, the direct `bl`
     /// before x30; else the direct `bl` before a return address on the stack
     /// that this function's prologue stored exactly there. A function entry
     /// must lie at most `MAX_FUNCTION` below the pc, and a return address
