@@ -4,7 +4,10 @@
 //! unwind tables, random flips) on a sparse copy of a fixture and runs the
 //! CLI on it, bounded in memory and time, with a random mix of options
 //! (`--json`, `--sched`, `--dot -`, `--goroutines all`, a `--rules` file),
-//! and now and then the Python API. Every run must end in a report (exit 0
+//! and now and then the Python API; a snapshot cgocore wrote is one of the
+//! cores, and one run in six reads a fixture's .zst through a mutated
+//! decompression cache entry (its bytes, its record, its length). Every run
+//! must end in a report (exit 0
 //! or 3, valid JSON) or one clear error (1, 4, 5, 6): never a panic, a
 //! signal, a hang or a blown memory limit.
 //!
@@ -157,13 +160,98 @@ fn patch(file: &Path, off: u64, new: &[u8]) -> Option<Patch> {
     })
 }
 
+/// Put the old bytes back (a cache entry cgocore has since rebuilt or
+/// removed is left as it is).
 fn undo(patches: Vec<Patch>) {
     for p in patches.into_iter().rev() {
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&p.file)
-            .unwrap();
-        f.write_all_at(&p.old, p.off).unwrap();
+        let Ok(f) = std::fs::OpenOptions::new().write(true).open(&p.file) else {
+            continue;
+        };
+        if f.metadata()
+            .is_ok_and(|m| m.len() >= p.off + p.old.len() as u64)
+        {
+            f.write_all_at(&p.old, p.off).unwrap();
+        }
+    }
+}
+
+/// A decompression cache holding one fixture's entry, which the fuzzer
+/// mutates (its bytes, its record, its length) before cgocore reads it.
+struct CacheTarget {
+    zst: PathBuf,
+    exe: PathBuf,
+    dir: PathBuf,
+    /// (file offset, len) of the entry's program headers and notes.
+    meta: Vec<(u64, u64)>,
+}
+
+impl CacheTarget {
+    fn files(&self) -> (PathBuf, PathBuf) {
+        let entry = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with("-core"))
+            .unwrap_or_else(|| self.dir.join("none"));
+        let record = PathBuf::from(format!("{}.id", entry.display()));
+        (entry, record)
+    }
+
+    fn mutate(&self, rng: &mut fastrand::Rng) -> (Vec<Patch>, Vec<String>) {
+        let (entry, record) = self.files();
+        let (mut patches, mut said) = (vec![], vec![]);
+        for _ in 0..rng.usize(1..=3) {
+            let (file, off, bytes, what): (&Path, u64, Vec<u8>, &str) = match rng.u8(0..5) {
+                0 => {
+                    let r = self.meta[rng.usize(..self.meta.len())];
+                    let v = EXTREMES[rng.usize(..EXTREMES.len())];
+                    (
+                        &entry,
+                        in_range(rng, r) & !7,
+                        v.to_le_bytes().to_vec(),
+                        "entry word",
+                    )
+                }
+                1 => {
+                    let len = std::fs::metadata(&record).map_or(1, |m| m.len());
+                    (
+                        &record,
+                        rng.u64(..len.max(1)),
+                        vec![rng.u8(..)],
+                        "record byte",
+                    )
+                }
+                2 => {
+                    let len = std::fs::metadata(&entry).map_or(0, |m| m.len());
+                    let to = rng.u64(..len.max(1));
+                    if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&entry) {
+                        let _ = f.set_len(to);
+                        said.push(format!("entry cut to {to}"));
+                    }
+                    continue;
+                }
+                3 => {
+                    let _ = std::fs::remove_file(&record);
+                    said.push("record removed".into());
+                    continue;
+                }
+                _ => {
+                    let len = std::fs::metadata(&entry).map_or(8, |m| m.len());
+                    (
+                        &entry,
+                        rng.u64(..len.saturating_sub(8)),
+                        vec![rng.u8(..)],
+                        "entry byte",
+                    )
+                }
+            };
+            if let Some(p) = patch(file, off, &bytes) {
+                said.push(format!("{what} at {off:#x} = {bytes:02x?}"));
+                patches.push(p);
+            }
+        }
+        (patches, said)
     }
 }
 
@@ -243,12 +331,41 @@ fn mutate(rng: &mut fastrand::Rng, t: &Target) -> (Vec<Patch>, Vec<String>) {
     (patches, said)
 }
 
-fn run(args: &[String]) -> (std::process::Output, Duration) {
+fn run(args: &[String], cache: &Path) -> (std::process::Output, Duration) {
     run_limited(
-        Command::new(env!("CARGO_BIN_EXE_cgocore")).args(args),
+        Command::new(env!("CARGO_BIN_EXE_cgocore"))
+            .args(args)
+            .env("CGOCORE_CACHE", cache),
         DATA_LIMIT,
         DEADLINE,
     )
+}
+
+/// A snapshot cgocore wrote of the running scenario program (Go 1.27), as a
+/// core to mutate.
+fn snapshot_case(dir: &Scratch) -> Option<CoreCase> {
+    let c = generated()
+        .into_iter()
+        .find(|c| c.name.starts_with("go1.27.3/plain/"))?;
+    let s = common::scenario::Scenario::start(&c, "fuzz-snapshot");
+    let path = dir.join("snapshot.core");
+    let out = Command::new(env!("CARGO_BIN_EXE_cgocore"))
+        .args(["snapshot", "--pid", &s.pid.to_string(), "-o"])
+        .arg(&path)
+        .env("CGOCORE_CACHE", dir.join("cache"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(CoreCase {
+        name: format!("{} snapshot", c.name),
+        core: path,
+        ..c
+    })
 }
 
 /// What is wrong with a run, if anything.
@@ -310,6 +427,15 @@ fn mutated_cores_end_in_a_report_or_one_clear_error() {
             .into_iter()
             .find(|c| c.truth.variant == "libs-bundled"),
     );
+    // A snapshot cgocore wrote, and a decompression cache's entry.
+    inputs.extend(snapshot_case(&dir));
+    let fixture = plain_fixture();
+    let cache_target = CacheTarget {
+        zst: fixture.core.clone(),
+        exe: fixture.exe.clone(),
+        dir: dir.join("fuzz-cache"),
+        meta: Target::new(&fixture, &dir, 999).core_meta,
+    };
     let targets: Vec<Target> = inputs
         .iter()
         .enumerate()
@@ -325,11 +451,37 @@ fn mutated_cores_end_in_a_report_or_one_clear_error() {
     let failures = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../fuzz-failures");
     let start = Instant::now();
     let (mut runs, mut found) = (0usize, vec![]);
+    let plain_cache = dir.join("cache");
     while start.elapsed() < Duration::from_secs(seconds) {
         let t = &targets[rng.usize(..targets.len())];
-        let (patches, said) = mutate(&mut rng, t);
-        let mut args: Vec<String> = vec!["analyze".into(), t.core.display().to_string()];
-        args.extend(["--exe".into(), t.exe.display().to_string()]);
+        // One run in six reads the fixture's .zst through a mutated cache entry.
+        let through_cache = runs % 6 == 5;
+        let (patches, said, core, exe, cache) = if through_cache {
+            if !cache_target.files().0.exists() {
+                run(
+                    &[
+                        "analyze".into(),
+                        cache_target.zst.display().to_string(),
+                        "--exe".into(),
+                        cache_target.exe.display().to_string(),
+                    ],
+                    &cache_target.dir,
+                );
+            }
+            let (p, s) = cache_target.mutate(&mut rng);
+            (
+                p,
+                s,
+                &cache_target.zst,
+                &cache_target.exe,
+                &cache_target.dir,
+            )
+        } else {
+            let (p, s) = mutate(&mut rng, t);
+            (p, s, &t.core, &t.exe, &plain_cache)
+        };
+        let mut args: Vec<String> = vec!["analyze".into(), core.display().to_string()];
+        args.extend(["--exe".into(), exe.display().to_string()]);
         let json = rng.bool();
         match rng.u8(0..5) {
             _ if json => args.push("--json".into()),
@@ -339,15 +491,15 @@ fn mutated_cores_end_in_a_report_or_one_clear_error() {
             3 => args.extend(["--rules".into(), rules.display().to_string()]),
             _ => args.push("--stacks".into()),
         }
-        let (out, took) = run(&args);
+        let (out, took) = run(&args, cache);
         let mut problem = judge(&out, took, json);
         // The Python API on the same input: errors are CgocoreErrors.
         if problem.is_none() && runs % 8 == 0 {
             if let Some(pp) = &python {
                 let script = format!(
                     "import cgocore\ntry:\n    cgocore.analyze_core({:?}, exe={:?})\nexcept cgocore.CgocoreError:\n    pass\nprint('OK')\n",
-                    t.core.display().to_string(),
-                    t.exe.display().to_string()
+                    core.display().to_string(),
+                    exe.display().to_string()
                 );
                 let o = Command::new("python3")
                     .args(["-c", &script])
@@ -362,17 +514,26 @@ fn mutated_cores_end_in_a_report_or_one_clear_error() {
         if let Some(p) = problem {
             let keep = failures.join(format!("seed{seed}-run{runs}"));
             let _ = std::fs::create_dir_all(&keep);
-            let _ = std::fs::copy(&t.exe, keep.join("exe"));
+            let _ = std::fs::copy(exe, keep.join("exe"));
+            let kept = if through_cache {
+                cache_target.files().0
+            } else {
+                t.core.clone()
+            };
             let _ = std::process::Command::new("cp")
                 .args([
                     "--sparse=always",
-                    t.core.to_str().unwrap(),
+                    kept.to_str().unwrap(),
                     keep.join("core").to_str().unwrap(),
                 ])
                 .status();
             found.push(format!(
                 "{} run {runs}: {p}\n  mutations: {}\n  kept in {}",
-                t.name,
+                if through_cache {
+                    "the cache entry of the plain fixture"
+                } else {
+                    &t.name
+                },
                 said.join("; "),
                 keep.display()
             ));

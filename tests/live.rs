@@ -529,8 +529,13 @@ fn killing_cgocore_mid_stop_lets_the_process_go() {
     };
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGKILL] {
         let mut held = Command::new(env!("CARGO_BIN_EXE_cgocore"))
-            .args(["analyze", "--pid", &s.pid.to_string()])
-            .env("CGOCORE_HOLD_STOPPED_MS", "30000")
+            .args([
+                "analyze",
+                "--hold-stopped-ms",
+                "30000",
+                "--pid",
+                &s.pid.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -595,4 +600,346 @@ fn a_process_whose_binary_was_removed() {
         "{}",
         live["binary"]
     );
+}
+
+/// Threads of `pid` still traced or in a trace stop: `tid: State, TracerPid`.
+fn held(pid: u32) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    tasks
+        .iter()
+        .filter_map(|t| {
+            let status = std::fs::read_to_string(t.join("status")).ok()?;
+            let field = |k: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(k))
+                    .map(|v| v.trim().to_string())
+                    .unwrap_or_default()
+            };
+            let (state, tracer) = (field("State:"), field("TracerPid:"));
+            (tracer != "0" || state.starts_with('t'))
+                .then(|| format!("{}: {state}, traced by {tracer}", t.display()))
+        })
+        .collect()
+}
+
+fn task_state(pid: u32, tid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("State:").map(|v| v.trim().to_string()))
+        .unwrap_or_default()
+}
+
+/// A thread in uninterruptible sleep (the parent side of a vfork whose child
+/// never execs, as a thread on a stalled NFS mount) cannot be stopped: it is
+/// named with its state and kernel function, every other thread is read and
+/// let go within the stop timeout, nothing stays traced, and a snapshot says
+/// the same.
+#[test]
+fn a_thread_that_cannot_stop_holds_no_other() {
+    let Some(c) = go127_plain() else {
+        assert!(!require_generated(), "generated builds are required");
+        return;
+    };
+    let s = Scenario::start_with(&c, "dstate", &[], &[("CGOSTUCK_VFORK", "1")]);
+    let (stuck, goid) = s.record["vfork_stuck"];
+    assert!(
+        task_state(s.pid, stuck).starts_with('D'),
+        "{}",
+        task_state(s.pid, stuck)
+    );
+    let pid = s.pid.to_string();
+    let t0 = std::time::Instant::now();
+    let out = cgocore(&["analyze", "--pid", &pid, "--json", "--stop-timeout", "1"]);
+    let took = t0.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let u = r["unstopped_threads"]
+        .as_array()
+        .expect("unstopped_threads");
+    assert_eq!(u.len(), 1, "{u:?}");
+    assert_eq!(u[0]["tid"], stuck);
+    assert!(u[0]["state"].as_str().unwrap().starts_with('D'), "{u:?}");
+    eprintln!("the vfork parent sleeps in {}", u[0]["wchan"]);
+    let stopped_ms = r["stopped_ms"].as_f64().unwrap();
+    assert!(stopped_ms < 1000.0 + 3000.0, "stopped {stopped_ms} ms");
+    assert!(
+        r["warnings"]
+            .to_string()
+            .contains(&format!("thread {stuck}")),
+        "{}",
+        r["warnings"]
+    );
+    // Every other thread was read; the goroutine in the vfork is known.
+    let tids: BTreeSet<u64> = r["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["tid"].as_u64())
+        .collect();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let tid: u64 = t.file_name().to_str().unwrap().parse().unwrap();
+        assert_eq!(tids.contains(&tid), tid != stuck as u64, "thread {tid}");
+    }
+    assert!(r["goroutines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["goid"] == goid));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(held(s.pid), Vec::<String>::new(), "let go");
+    // A snapshot leaves it out the same way, and says so when read back.
+    let dir = Scratch::new("live-dstate");
+    let snap = dir.join("s.core");
+    let out = cgocore(&[
+        "snapshot",
+        "--pid",
+        &pid,
+        "--stop-timeout",
+        "1",
+        "-o",
+        snap.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let back = json_of(
+        &cgocore(&["analyze", snap.to_str().unwrap(), "--json"]),
+        "the snapshot",
+    );
+    assert_eq!(back["unstopped_threads"][0]["tid"], stuck);
+    assert_eq!(
+        held(s.pid),
+        Vec::<String>::new(),
+        "let go after the snapshot"
+    );
+    // The text names it too.
+    let text = cgocore(&["analyze", "--pid", &pid, "--stop-timeout", "0.5"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!("warning: thread {stuck}")) && text.contains("did not stop in time"),
+        "{text}"
+    );
+}
+
+/// The process killed at random moments while cgocore stops it (2000
+/// threads; half the runs hold it stopped a while, so the kill lands in the
+/// stop): cgocore ends within seconds, saying the process exited (or with
+/// its report, when it finished first), and the process is reaped by its
+/// parent at once: no thread of it left traced as a zombie.
+#[test]
+fn a_process_killed_during_the_stop_is_let_go() {
+    let Some(c) = go127_plain() else {
+        assert!(!require_generated(), "generated builds are required");
+        return;
+    };
+    let mut rng = fastrand::Rng::with_seed(24);
+    let mut exited = 0;
+    for i in 0..6 {
+        let mut s = Scenario::start_with(
+            &c,
+            &format!("killed-{i}"),
+            &["-parked", "10", "-cblocked", "2000", "-no-arena"],
+            &[],
+        );
+        let hold = if i % 2 == 0 { "500" } else { "0" };
+        let mut cg = Command::new(env!("CARGO_BIN_EXE_cgocore"))
+            .args(["analyze", "--json", "--hold-stopped-ms", hold, "--pid"])
+            .arg(s.pid.to_string())
+            .env(
+                "CGOCORE_CACHE",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-cache"),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let after = Duration::from_millis(rng.u64(150..700));
+        std::thread::sleep(after);
+        nix_kill(s.pid, libc::SIGKILL);
+        let t0 = std::time::Instant::now();
+        let status = loop {
+            if let Some(st) = cg.try_wait().unwrap() {
+                break st;
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                let _ = cg.kill();
+                panic!("run {i}: cgocore hung after the process was killed {after:?} in");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(cg.stderr.as_mut().unwrap(), &mut err).unwrap();
+        match status.code() {
+            Some(0) | Some(3) => {}
+            Some(1) if err.contains("exited during the capture") => exited += 1,
+            other => panic!("run {i} (killed {after:?} in): exit {other:?}: {err}"),
+        }
+        assert!(!err.contains("permission denied"), "{err}");
+        // Its parent (this test) reaps it at once.
+        let t0 = std::time::Instant::now();
+        while s.child.try_wait().unwrap().is_none() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "run {i}: the killed process was not reaped: {:?}",
+                held(s.pid)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!(
+            "run {i}: killed {after:?} in, cgocore {:?}, reaped",
+            status.code()
+        );
+    }
+    assert!(exited > 0, "no kill landed during a stop");
+}
+
+/// One thread already traced (a debugger attached to a single thread): the
+/// error names it and its tracer, and nothing stays stopped.
+#[test]
+fn a_thread_traced_by_another_is_named() {
+    let Some(c) = go127_plain() else {
+        assert!(!require_generated(), "generated builds are required");
+        return;
+    };
+    let s = Scenario::start(&c, "traced-thread");
+    let (tid, _) = s.record["mutex_waiter"];
+    // SAFETY: ptrace on a thread of a child process this test started.
+    let seized = unsafe { libc::ptrace(libc::PTRACE_SEIZE, tid as i32, 0, 0) };
+    assert_eq!(seized, 0, "{}", std::io::Error::last_os_error());
+    let out = cgocore(&["analyze", "--pid", &s.pid.to_string()]);
+    std::thread::sleep(Duration::from_millis(100));
+    let left = held(s.pid);
+    // Let it go before any assertion (a detach needs it in its stop): a
+    // thread this test still traced would keep the process from being reaped.
+    // SAFETY: as above.
+    unsafe {
+        libc::ptrace(libc::PTRACE_INTERRUPT, tid as i32, 0, 0);
+        let mut st = 0;
+        libc::waitpid(tid as i32, &mut st, libc::__WALL);
+        libc::ptrace(libc::PTRACE_DETACH, tid as i32, 0, 0);
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "thread {tid} of process {} is already traced by process {}",
+            s.pid,
+            std::process::id()
+        )),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(left.len(), 1, "only the thread this test traces: {left:?}");
+    assert!(held(s.pid).is_empty());
+}
+
+/// `snapshot -o` writes a regular file whole, or nothing: a FIFO, a device
+/// node, a folder, a link are refused before the process is stopped; a full
+/// file system is an error that leaves no temporary file and the old file
+/// as it was; the snapshot is readable by its owner only.
+#[test]
+fn snapshot_writes_only_a_file_and_never_half_of_one() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let Some(c) = go127_plain() else {
+        assert!(!require_generated(), "generated builds are required");
+        return;
+    };
+    let s = Scenario::start(&c, "snap-out");
+    let pid = s.pid.to_string();
+    let dir = Scratch::new("live-snap-out");
+    let snap = |path: &Path| cgocore(&["snapshot", "--pid", &pid, "-o", path.to_str().unwrap()]);
+    let refused = |path: &Path, needle: &str| {
+        let t0 = std::time::Instant::now();
+        let out = snap(path);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{path:?}: {err}");
+        assert!(err.contains(needle), "{path:?}: {needle:?} in {err}");
+        assert!(t0.elapsed() < Duration::from_secs(10));
+    };
+    let mk = |p: &Path, mode: u32, dev: u64| {
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: mknod with a NUL-terminated path.
+        unsafe { libc::mknod(c.as_ptr(), mode, dev) == 0 }
+    };
+    let fifo = dir.join("fifo");
+    assert!(mk(&fifo, libc::S_IFIFO | 0o600, 0));
+    refused(&fifo, "FIFO");
+    let null = dir.join("null");
+    if mk(&null, libc::S_IFCHR | 0o666, libc::makedev(1, 3)) {
+        refused(&null, "character device");
+        assert!(std::fs::metadata(&null)
+            .unwrap()
+            .file_type()
+            .is_char_device());
+    }
+    refused(&dir.0, "a folder");
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "keep").unwrap();
+    let link = dir.join("link.core");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    refused(&link, "symbolic link");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    // Written over an old file: whole, owner-only.
+    let good = dir.join("good.core");
+    std::fs::write(&good, "old").unwrap();
+    let out = snap(&good);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = std::fs::metadata(&good).unwrap();
+    assert!(
+        m.len() > 100_000 && m.permissions().mode() & 0o777 == 0o600,
+        "{m:?}"
+    );
+    // A full file system: a tmpfs of 64 KiB.
+    let small = dir.join("small");
+    std::fs::create_dir(&small).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&small)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("cannot mount a tmpfs here: the full-disk case is skipped");
+    } else {
+        let target = small.join("s.core.zst");
+        std::fs::write(&target, "old").unwrap();
+        let out = snap(&target);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        let left: Vec<_> = std::fs::read_dir(&small)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        let old = std::fs::read_to_string(&target).unwrap_or_default();
+        let _ = Command::new("umount").arg(&small).status();
+        assert_eq!(old, "old", "the old file as it was");
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("No space left on device"), "{err}");
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("s.core.zst")],
+            "left behind"
+        );
+    }
+    assert!(held(s.pid).is_empty());
 }

@@ -33,6 +33,7 @@ pub struct Analysis {
 }
 
 /// Choices a face can make about an analysis.
+#[derive(Clone)]
 pub struct AnalyzeOptions {
     /// Classification rules (the built-in ones, or with a user file in front).
     pub rules: Rules,
@@ -614,10 +615,37 @@ fn assemble(process: &Process, rt: &GoRuntime, core: Option<String>, p: Parts) -
         warnings: p.warnings,
         incomplete: p.incomplete,
         stopped_ms: process.live.as_ref().map(|l| l.stopped_ms),
+        unstopped_threads: process
+            .live
+            .as_ref()
+            .map(|l| l.unstopped.clone())
+            .unwrap_or_default(),
     };
+    for u in &report.unstopped_threads {
+        report.warnings.push(unstopped_warning(u));
+        report.incomplete = true;
+    }
     report.findings = classify::findings::findings(&report);
     report.incidents = classify::incidents::incidents(&report);
     report
+}
+
+/// What a report says of a thread that did not stop.
+fn unstopped_warning(u: &crate::report::UnstoppedThread) -> String {
+    let name = u
+        .name
+        .as_deref()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    let wchan = u
+        .wchan
+        .as_deref()
+        .map(|w| format!(" in {w}"))
+        .unwrap_or_default();
+    format!(
+        "thread {}{name} did not stop in time: {}{wchan} (uninterruptible sleep: NFS, FUSE, disk I/O or a vfork); its registers and stack were not read, it is not in the threads below, and it was let go with the rest",
+        u.tid, u.state
+    )
 }
 
 /// `f` with the binary holding SQLite's DWARF, if SQLite is in the process

@@ -3,6 +3,7 @@
 //! the Python package's `cgocore` command run the same code.
 use crate as cgocore;
 use anyhow::{Context, Result};
+use cgocore::output::Target;
 use cgocore::render::{render_sched, render_with, write_goroutines, GoroutineFilter};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::Write;
@@ -63,6 +64,8 @@ LockOSThread surprises, a wedged signal handler, a stuck C library, hanging righ
         #[arg(long)]
         sysroot: Option<PathBuf>,
         #[command(flatten)]
+        live: Live,
+        #[command(flatten)]
         out: Output,
     },
     /// Write a small core of a live process: only what an analysis reads (its threads' registers and stacks, the runtime's data, the goroutines' stacks), zstd-compressed when FILE ends in .zst; `cgocore analyze FILE` and gdb open it
@@ -81,6 +84,8 @@ LockOSThread surprises, a wedged signal handler, a stuck C library, hanging righ
         /// Root folder under which the process's file paths are looked up (default: /proc/PID/root for a process in another mount namespace)
         #[arg(long)]
         sysroot: Option<PathBuf>,
+        #[command(flatten)]
+        live: Live,
     },
     /// Print a completion script for SHELL (e.g. `source <(cgocore completions bash)`)
     Completions {
@@ -105,6 +110,41 @@ LockOSThread surprises, a wedged signal handler, a stuck C library, hanging righ
     },
 }
 
+/// How a live process is stopped.
+#[derive(Args)]
+struct Live {
+    /// Seconds the process's threads may take to stop (--pid): a thread still running then (uninterruptible sleep: NFS, FUSE, disk I/O) is named and left out, never holding the others stopped
+    #[arg(long, value_name = "SECS", default_value_t = 3.0, value_parser = positive_secs)]
+    stop_timeout: f64,
+    /// Seconds the whole capture may take before cgocore gives up and lets the process go
+    #[arg(long, value_name = "SECS", default_value_t = 120.0, value_parser = positive_secs)]
+    capture_timeout: f64,
+    /// For tests: hold the process stopped this many milliseconds after reading it
+    #[arg(long, hide = true, value_name = "MS")]
+    hold_stopped_ms: Option<u64>,
+}
+
+fn positive_secs(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 86_400.0 => Ok(s),
+        _ => Err(format!(
+            "{v:?} is not a number of seconds between 0 and 86400"
+        )),
+    }
+}
+
+impl Live {
+    fn options(&self, sysroot: Option<PathBuf>) -> cgocore::LiveOptions {
+        cgocore::LiveOptions {
+            sysroot,
+            stop_timeout: std::time::Duration::from_secs_f64(self.stop_timeout),
+            deadline: std::time::Duration::from_secs_f64(self.capture_timeout),
+            hold_stopped: self.hold_stopped_ms.map(std::time::Duration::from_millis),
+            ..Default::default()
+        }
+    }
+}
+
 /// How `analyze` prints its report.
 #[derive(Args)]
 struct Output {
@@ -126,10 +166,10 @@ struct Output {
     /// Print a GODEBUG=schedtrace=1,scheddetail=1-style summary (per P, M and goroutine)
     #[arg(long)]
     sched: bool,
-    /// Write the wait-for graph (threads, goroutines, locks) as Graphviz DOT to FILE (- for stdout)
+    /// Write the wait-for graph (threads, goroutines, locks) as Graphviz DOT to FILE (-: to standard output, in place of the report)
     #[arg(long, value_name = "FILE")]
     dot: Option<PathBuf>,
-    /// Write the goroutines as a pprof goroutine profile to FILE (C frames on top of Go frames; read with go tool pprof)
+    /// Write the goroutines as a pprof goroutine profile to FILE (C frames on top of Go frames; read with go tool pprof; -: to standard output, in place of the report)
     #[arg(long, value_name = "FILE")]
     pprof: Option<PathBuf>,
     /// Extra classification rules (JSON, same shape as the built-in rules.json), tried first
@@ -165,8 +205,17 @@ fn run(cli: Cli) -> Result<u8> {
             pid,
             exe,
             sysroot,
+            live,
             out,
         } => {
+            // Outputs are checked before anything is read: a bad one costs
+            // nothing, and none may be one of the inputs.
+            let inputs: Vec<&std::path::Path> =
+                [core.as_deref(), exe.as_deref(), out.rules.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+            out.check_targets(&inputs)?;
             let mut aopts = cgocore::AnalyzeOptions::default();
             if let Some(path) = &out.rules {
                 aopts.rules = cgocore::Rules::with_user_file(path)?;
@@ -176,11 +225,9 @@ fn run(cli: Cli) -> Result<u8> {
             aopts.goroutine_frames = out.json || out.goroutines.is_some() || out.pprof.is_some();
             let report = match (pid, core) {
                 (Some(pid), _) => {
-                    let opts = cgocore::LiveOptions {
-                        sysroot,
-                        ..Default::default()
-                    };
-                    cgocore::capture_pid(pid, &opts, &aopts)?.analysis.report
+                    cgocore::capture_pid(pid, &live.options(sysroot), &aopts)?
+                        .analysis
+                        .report
                 }
                 (None, Some(core)) => {
                     let process =
@@ -195,17 +242,14 @@ fn run(cli: Cli) -> Result<u8> {
             pid,
             output,
             sysroot,
+            live,
         } => {
-            let opts = cgocore::LiveOptions {
-                sysroot,
-                ..Default::default()
-            };
+            // Checked before the process is stopped: a bad output costs it nothing.
+            cgocore::output::check(&output, &[])?;
+            let opts = live.options(sysroot);
             // The goroutines' stacks are part of what an analysis reads.
             let c = cgocore::capture_pid(pid, &opts, &cgocore::AnalyzeOptions::default())?;
-            let bytes = c
-                .snapshot
-                .write(&output)
-                .with_context(|| format!("cannot write the snapshot {}", output.display()))?;
+            let bytes = c.snapshot.write(&output)?;
             let r = &c.analysis.report;
             println!(
                 "wrote {}: {:.1} MB, {} threads, {} goroutines; process {pid} was stopped {:.1} ms",
@@ -267,22 +311,62 @@ fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-/// The report as asked: text (with goroutines, stacks or the sched view),
-/// JSON, and the wait-for graph.
-fn print_report(r: &cgocore::Report, out: &Output) -> Result<u8> {
-    if let Some(path) = &out.pprof {
-        let f = std::fs::File::create(path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        cgocore::render::write_pprof(r, std::io::BufWriter::new(f))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+impl Output {
+    fn pprof_target(&self) -> Option<Target> {
+        self.pprof.as_deref().map(Target::parse)
     }
-    if let Some(path) = &out.dot {
-        let g = cgocore::render::to_dot(r);
-        if path.as_os_str() == "-" {
-            print!("{g}");
-            return Ok(0);
+
+    fn dot_target(&self) -> Option<Target> {
+        self.dot.as_deref().map(Target::parse)
+    }
+
+    /// `--pprof` and `--dot` name files cgocore may write, not the same one,
+    /// and at most one of them is standard output (in place of the report).
+    fn check_targets(&self, inputs: &[&std::path::Path]) -> Result<()> {
+        let targets: Vec<Target> = [self.pprof_target(), self.dot_target()]
+            .into_iter()
+            .flatten()
+            .collect();
+        if targets.len() == 2 && targets[0] == targets[1] {
+            anyhow::bail!("--pprof and --dot name the same output; give each its own");
         }
-        std::fs::write(path, g).with_context(|| format!("cannot write {}", path.display()))?;
+        for t in &targets {
+            if let Target::File(p) = t {
+                cgocore::output::check(p, inputs)?;
+            }
+        }
+        if self.pprof_target() == Some(Target::Stdout)
+            && std::io::IsTerminal::is_terminal(&std::io::stdout())
+        {
+            anyhow::bail!(
+                "--pprof - writes a binary profile: redirect standard output, or name a file"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The report as asked: text (with goroutines, stacks or the sched view),
+/// JSON, and the wait-for graph. `--dot -` or `--pprof -` put that output on
+/// standard output in place of the report (its warnings go to standard
+/// error; the exit status is the report's).
+fn print_report(r: &cgocore::Report, out: &Output) -> Result<u8> {
+    let status = if r.incomplete { EXIT_INCOMPLETE } else { 0 };
+    if let Some(t) = out.pprof_target() {
+        cgocore::output::write(&t, |w| Ok(cgocore::render::write_pprof(r, w)?))?;
+    }
+    if let Some(t) = out.dot_target() {
+        let g = cgocore::render::to_dot(r);
+        cgocore::output::write(&t, |w| Ok(w.write_all(g.as_bytes())?))?;
+    }
+    if [out.pprof_target(), out.dot_target()].contains(&Some(Target::Stdout)) {
+        for warning in &r.warnings {
+            eprintln!(
+                "cgocore: warning: {}",
+                cgocore::render::escape_line(warning)
+            );
+        }
+        return Ok(status);
     }
     let mut w = std::io::BufWriter::new(std::io::stdout().lock());
     if out.json {
@@ -314,7 +398,7 @@ fn print_report(r: &cgocore::Report, out: &Output) -> Result<u8> {
         }
     }
     w.flush()?;
-    Ok(if r.incomplete { EXIT_INCOMPLETE } else { 0 })
+    Ok(status)
 }
 
 /// Run the command line `args` (the program name first); returns the exit
@@ -346,7 +430,8 @@ where
             0
         }
         Err(e) => {
-            eprintln!("cgocore: error: {e:#}");
+            let msg = format!("{e:#}");
+            eprintln!("cgocore: error: {}", cgocore::render::escape_terminal(&msg));
             exit_code(&e)
         }
     }
@@ -392,7 +477,8 @@ impl cgocore::progress::Sink for Bar {
             .set_draw_target(indicatif::ProgressDrawTarget::hidden());
         self.bar.reset();
         self.bar.set_length(total.unwrap_or(0));
-        self.bar.set_message(what.to_string());
+        self.bar
+            .set_message(cgocore::render::escape_line(what).into_owned());
         let me = self.phase.fetch_add(1, Ordering::SeqCst) + 1;
         let (bar, phase, after) = (self.bar.clone(), self.phase.clone(), self.after);
         std::thread::spawn(move || {

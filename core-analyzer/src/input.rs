@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod bounded;
+mod budget;
 mod cache;
+
+pub(crate) use bounded::TmpGuard;
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
@@ -19,6 +22,8 @@ pub struct Mapped {
     /// The file mapped: the decompressed copy of a `.zst`.
     pub real_path: PathBuf,
     pub map: Mmap,
+    /// The file mapped (an unnamed temporary file has no path to reopen).
+    file: File,
 }
 
 impl Mapped {
@@ -53,7 +58,7 @@ const PREFETCH_BUDGET: u64 = 1 << 30;
 /// Start reading the file's data extents (up to `PREFETCH_BUDGET` bytes, in
 /// file order) into the page cache, on a background thread.
 pub fn prefetch_data(m: &Mapped) {
-    let Ok(file) = File::open(&m.real_path) else {
+    let Ok(file) = m.file.try_clone() else {
         return;
     };
     let len = m.map.len() as u64;
@@ -87,22 +92,57 @@ fn prefetch_extents(file: &File, len: u64, budget: u64) {
 #[cfg(not(target_os = "linux"))]
 fn prefetch_extents(_file: &File, _len: u64, _budget: u64) {}
 
-/// Open a file for reading only if it is a regular file: never blocks (a
-/// FIFO, a device or a socket named by a user or by a core from another host
-/// is refused, not waited on).
+/// Open a file for reading only if it is a regular file, and without ever
+/// opening anything else: a FIFO, a device (whose open alone may act: arm a
+/// watchdog, rewind a tape) or a socket named by a user or by a core from
+/// another host is refused, never waited on. On Linux the path is first
+/// opened with `O_PATH` (which opens nothing), checked, and reopened through
+/// that descriptor; elsewhere it is checked, opened without blocking, and
+/// checked again to be the same file.
 pub fn open_file(path: &Path) -> Result<File> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    let t = f
-        .metadata()
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .file_type();
-    let what = if t.is_file() {
-        return Ok(f);
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let cannot = || format!("cannot open {}", path.display());
+    #[cfg(target_os = "linux")]
+    let (probe, meta) = {
+        let probe = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(path)
+            .with_context(cannot)?;
+        let meta = probe.metadata().with_context(cannot)?;
+        (Some(probe), meta)
+    };
+    #[cfg(not(target_os = "linux"))]
+    let (probe, meta): (Option<File>, _) = (None, std::fs::metadata(path).with_context(cannot)?);
+    if let Some(what) = not_a_file(&meta.file_type()) {
+        bail!("{} is {what}, not a file", path.display());
+    }
+    let reopen = |p: &Path| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(p)
+    };
+    let f = match probe.as_ref().map(|p| {
+        use std::os::unix::io::AsRawFd;
+        reopen(Path::new(&format!("/proc/self/fd/{}", p.as_raw_fd())))
+    }) {
+        Some(Ok(f)) => f,
+        // No /proc (a bare container): by name, checked below.
+        _ => reopen(path).with_context(cannot)?,
+    };
+    let now = f.metadata().with_context(cannot)?;
+    if (now.dev(), now.ino()) != (meta.dev(), meta.ino()) || !now.is_file() {
+        bail!("{} changed while it was opened", path.display());
+    }
+    Ok(f)
+}
+
+/// What a file type is in words, when it is not a regular file.
+fn not_a_file(t: &std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    Some(if t.is_file() {
+        return None;
     } else if t.is_dir() {
         "a directory"
     } else if t.is_fifo() {
@@ -115,8 +155,7 @@ pub fn open_file(path: &Path) -> Result<File> {
         "a socket"
     } else {
         "not a regular file"
-    };
-    bail!("{} is {what}, not a file", path.display())
+    })
 }
 
 pub fn open(path: &Path) -> Result<Arc<Mapped>> {
@@ -124,8 +163,8 @@ pub fn open(path: &Path) -> Result<Arc<Mapped>> {
     let mut magic = [0u8; 4];
     let n = f.read(&mut magic).unwrap_or(0);
     let (real, file) = if n == 4 && magic == ZSTD_MAGIC {
-        let p = cache::decompressed(path)?;
-        (p.clone(), open_file(&p)?)
+        let d = cache::decompressed(path)?;
+        (d.path, d.file)
     } else {
         (path.to_path_buf(), f)
     };
@@ -140,6 +179,7 @@ pub fn open(path: &Path) -> Result<Arc<Mapped>> {
         path: path.to_path_buf(),
         real_path: real,
         map,
+        file,
     }))
 }
 
@@ -157,8 +197,14 @@ fn is_zero(b: &[u8]) -> bool {
 
 /// Copy `r` into `w`, seeking over all-zero pages so cores stay sparse.
 pub fn write_sparse(r: &mut impl Read, w: &mut File) -> Result<()> {
+    write_sparse_within(r, w, &mut budget::Budget::unlimited())
+}
+
+/// The same, bounded by `budget`: what is written (not the holes) is spent.
+fn write_sparse_within(r: &mut impl Read, w: &mut File, budget: &mut budget::Budget) -> Result<()> {
     let mut buf = vec![0u8; 1 << 20];
     let mut len = 0u64;
+    budget.spend(0)?;
     loop {
         let mut filled = 0;
         while filled < buf.len() {
@@ -184,6 +230,7 @@ pub fn write_sparse(r: &mut impl Read, w: &mut File) -> Result<()> {
             if zero {
                 w.seek(SeekFrom::Current((end - at) as i64))?;
             } else {
+                budget.spend((end - at) as u64)?;
                 w.write_all(&buf[at..end])?;
             }
             at = end;
@@ -197,17 +244,109 @@ pub fn write_sparse(r: &mut impl Read, w: &mut File) -> Result<()> {
     Ok(())
 }
 
-/// `p` (an absolute path in the target's file system) as seen from this host.
+/// `p` (an absolute path in the target's file system) as seen from this host:
+/// under `sysroot`, resolved as if the sysroot were `/` (see [`in_root`]).
 pub fn under_sysroot(sysroot: &Option<PathBuf>, p: &str) -> PathBuf {
     match sysroot {
-        Some(root) => root.join(p.trim_start_matches('/')),
+        Some(root) => in_root(root, p),
         None => PathBuf::from(p),
     }
+}
+
+/// Symbolic links followed resolving one path, as the kernel's limit.
+const MAX_LINKS: usize = 40;
+
+/// `p` resolved inside `root` the way `openat2(RESOLVE_IN_ROOT)` does: `..`
+/// stops at the root, and a symbolic link's target is resolved inside it too
+/// (an absolute one from the root), so nothing a core names leads out of the
+/// sysroot to this host's files. Done component by component in user space:
+/// one way on every kernel (and where a sysroot is `/proc/PID/root`, whose
+/// absolute links the kernel would resolve from this host's root). The
+/// result has no links left to follow but a missing last part.
+pub fn in_root(root: &Path, p: &str) -> PathBuf {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    use std::path::Component;
+    let parts = |p: &Path| -> Vec<OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut todo: VecDeque<OsString> = parts(Path::new(p)).into();
+    let mut done: Vec<OsString> = vec![];
+    let mut links = 0;
+    while let Some(c) = todo.pop_front() {
+        if c == ".." {
+            done.pop();
+            continue;
+        }
+        let here: PathBuf = std::iter::once(root.as_os_str())
+            .chain(done.iter().map(|d| d.as_os_str()))
+            .chain(std::iter::once(c.as_os_str()))
+            .collect();
+        let link = std::fs::symlink_metadata(&here)
+            .is_ok_and(|m| m.file_type().is_symlink())
+            .then(|| std::fs::read_link(&here).ok())
+            .flatten();
+        let Some(target) = link else {
+            done.push(c);
+            continue;
+        };
+        links += 1;
+        if links > MAX_LINKS {
+            // A name that cannot exist, and says why when it is printed.
+            return root.join(format!("(too many symbolic links resolving {p})"));
+        }
+        if target.is_absolute() {
+            done.clear();
+        }
+        for t in parts(&target).into_iter().rev() {
+            todo.push_front(t);
+        }
+    }
+    std::iter::once(root.as_os_str())
+        .chain(done.iter().map(|d| d.as_os_str()))
+        .collect()
+}
+
+/// A path under `/dev` (`//dev/x`, `/./dev/x` too): device nodes a core
+/// names are never libraries.
+pub fn is_device_path(p: &str) -> bool {
+    Path::new(p).starts_with("/dev")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_stay_inside_the_sysroot() {
+        let root = std::env::temp_dir().join(format!("cgocore-inroot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+        std::fs::write(root.join("usr/lib/libc.so.6"), b"x").unwrap();
+        let link = |target: &str, at: &str| {
+            std::os::unix::fs::symlink(target, root.join(at)).unwrap();
+        };
+        link("/usr/lib", "lib"); // absolute: from the root
+        link("../../../../../../etc", "usr/up"); // climbs past the root
+        link("loop2", "loop1");
+        link("loop1", "loop2");
+        let want = root.join("usr/lib/libc.so.6");
+        assert_eq!(in_root(&root, "/usr/lib/libc.so.6"), want);
+        assert_eq!(in_root(&root, "//lib/./libc.so.6"), want);
+        assert_eq!(in_root(&root, "/../../../usr/lib/libc.so.6"), want);
+        assert_eq!(in_root(&root, "/usr/up/passwd"), root.join("etc/passwd"));
+        assert!(!in_root(&root, "/loop1/x").exists());
+        assert!(in_root(&root, "/loop1/x").starts_with(&root));
+        assert!(is_device_path("//dev/watchdog") && is_device_path("/./dev/x"));
+        assert!(!is_device_path("/devices/x"));
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     #[test]
     fn sparse_copy_keeps_bytes_and_leaves_zero_pages_as_holes() {

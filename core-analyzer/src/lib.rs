@@ -56,6 +56,8 @@ pub mod layout;
 pub mod live;
 #[doc(hidden)]
 pub mod memory;
+#[doc(hidden)]
+pub mod output;
 pub mod progress;
 #[doc(hidden)]
 pub mod runtime;
@@ -79,6 +81,7 @@ pub use report::Report;
 /// Text renderings of a report (what the CLI and the debugger commands print).
 pub mod render {
     pub use crate::report::dot::to_dot;
+    pub use crate::report::escape::{escape_line, escape_terminal};
     pub use crate::report::pprof::write as write_pprof;
     pub use crate::report::text::{
         findings, goroutine, goroutines, render_sched, render_with, thread_stack, threads_table,

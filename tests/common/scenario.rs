@@ -23,13 +23,20 @@ pub struct Scenario {
 impl Scenario {
     /// `tag`: the test's own name for its scratch folder (tests run at once).
     pub fn start(case: &CoreCase, tag: &str) -> Scenario {
+        Scenario::start_with(case, tag, &[], &[])
+    }
+
+    /// With `args` in place of the usual ones (when given) and `env` added.
+    pub fn start_with(case: &CoreCase, tag: &str, args: &[&str], env: &[(&str, &str)]) -> Scenario {
         let dir = Scratch::new(&format!("live-{tag}-{}", case.name.replace('/', "-")));
         let stderr = dir.join("stderr.txt");
         let base = case.exe.parent().unwrap();
         // The CUDA stand-in serves glibc builds (musl runs leave it out, as
         // the generator does: a static program cannot load it).
         let cuda = base.join("libcuda.so.1");
-        let args: Vec<String> = if case.truth.variant == "cshared" {
+        let args: Vec<String> = if !args.is_empty() {
+            args.iter().map(|s| s.to_string()).collect()
+        } else if case.truth.variant == "cshared" {
             vec![]
         } else {
             ["-parked", "40", "-cblocked", "0"]
@@ -53,6 +60,7 @@ impl Scenario {
                 ("GOTRACEBACK", "crash"),
                 ("GOMAXPROCS", "2"),
             ])
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap());
         // SAFETY: setrlimit is async-signal-safe; no core when it ends.

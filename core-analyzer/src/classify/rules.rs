@@ -77,6 +77,10 @@ pub struct WaitsAs {
     pub held_doing: Option<String>,
 }
 
+/// Bounds on a user's `--rules` file (the built-in one is 20 KB and under 50 rules).
+pub const MAX_USER_BYTES: u64 = 1 << 20;
+pub const MAX_USER_RULES: usize = 2_000;
+
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Rules {
     /// Classes whose futex word is a lock with a readable owner.
@@ -98,12 +102,24 @@ impl Rules {
         serde_json::from_str(BUILTIN).expect("embedded rules.json is valid")
     }
 
-    /// The built-in rules with `user` rules (a JSON file) in front.
+    /// The built-in rules with `user` rules (a JSON file) in front. A rules
+    /// file is a few kilobytes: one over `MAX_USER_BYTES` or with more than
+    /// `MAX_USER_RULES` rules is refused (every thread is matched against
+    /// each rule).
     pub fn with_user_file(path: &Path) -> Result<Rules> {
         let text = crate::input::open_file(path)
-            .and_then(|mut f| {
+            .and_then(|f| {
                 let mut s = String::new();
-                std::io::Read::read_to_string(&mut f, &mut s)?;
+                std::io::Read::read_to_string(
+                    &mut std::io::Read::take(f, MAX_USER_BYTES + 1),
+                    &mut s,
+                )?;
+                if s.len() as u64 > MAX_USER_BYTES {
+                    anyhow::bail!(
+                        "larger than {} bytes, the most a rules file may hold",
+                        MAX_USER_BYTES
+                    );
+                }
                 Ok(s)
             })
             .with_context(|| format!("cannot read rules file {}", path.display()))?;
@@ -113,6 +129,13 @@ impl Rules {
                 path.display()
             )
         })?;
+        let n = user.classes.len() + user.libraries.len() + user.lock_classes.len();
+        if n > MAX_USER_RULES {
+            anyhow::bail!(
+                "{} has {n} rules; at most {MAX_USER_RULES} are taken (each thread is matched against every one)",
+                path.display()
+            );
+        }
         let mut r = user;
         let b = Rules::builtin();
         r.lock_classes.extend(b.lock_classes);

@@ -48,6 +48,23 @@ pub struct SnapshotNote {
     pub fds: std::collections::BTreeMap<i32, String>,
     /// Each thread's name (`comm`).
     pub thread_names: std::collections::BTreeMap<u32, String>,
+    /// Threads that did not stop in time: left out of the capture.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unstopped: Vec<UnstoppedThread>,
+}
+
+/// A thread of a live process that did not stop within the stop timeout
+/// (uninterruptible sleep: NFS, FUSE, disk I/O, a parent waiting for its
+/// `vfork` child): its registers and stack were not read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UnstoppedThread {
+    pub tid: u32,
+    /// Its state as `/proc` gave it: `D (disk sleep)`.
+    pub state: String,
+    /// The kernel function it slept in (`/proc/…/wchan`), when shown.
+    pub wchan: Option<String>,
+    /// Its name (`comm`).
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -28,12 +28,23 @@ const NT_ARM_TLS: u32 = 0x401;
 /// libraries through it (`r_debug`).
 const KEEP_DATA_MAX: u64 = 16 << 20;
 
+#[derive(Clone)]
 pub struct LiveOptions {
     /// Where this host finds the process's files; default: its root when it
     /// runs in another mount namespace (a container).
     pub sysroot: Option<PathBuf>,
     /// Most bytes of memory one capture may read.
     pub max_bytes: u64,
+    /// How long the threads may take to stop: one still running past it (in
+    /// uninterruptible sleep) is left out and named (`--stop-timeout`).
+    pub stop_timeout: Duration,
+    /// How long the whole capture may take; past it the caller gets an
+    /// error and the process is let go when the tracer thread ends (the CLI
+    /// exits: the kernel then detaches every thread).
+    pub deadline: Duration,
+    /// For tests of what happens when cgocore dies mid-stop: hold the
+    /// process stopped this long after reading it.
+    pub hold_stopped: Option<Duration>,
 }
 
 impl Default for LiveOptions {
@@ -41,6 +52,9 @@ impl Default for LiveOptions {
         LiveOptions {
             sysroot: None,
             max_bytes: 4 << 30,
+            stop_timeout: Duration::from_secs(3),
+            deadline: Duration::from_secs(120),
+            hold_stopped: None,
         }
     }
 }
@@ -64,7 +78,37 @@ fn native_arch() -> Result<Arch> {
     }
 }
 
+/// Capture process `pid`. The tracer is a thread of its own that ends with
+/// the capture: ptrace lets go of a thread only when it is in its stop, and
+/// one in uninterruptible sleep may reach it only later; when the tracer
+/// thread ends the kernel detaches whatever it still holds, so nothing stays
+/// stopped even in a long-running host (a Python program, a debugger).
 pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<Capture> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (opts, aopts) = (opts.clone(), aopts.clone());
+    let deadline = opts.deadline;
+    std::thread::Builder::new()
+        .name("cgocore-tracer".into())
+        // The analysis runs here: the main thread's stack size, not a
+        // spawned thread's 2 MiB default.
+        .stack_size(16 << 20)
+        .spawn(move || {
+            let _ = tx.send(capture_on_this_thread(pid, &opts, &aopts));
+        })?;
+    match rx.recv_timeout(deadline) {
+        Ok(r) => r,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(ptrace::AttachError::Timeout(format!(
+            "the capture of process {pid} did not finish within {} s (a read of its memory or /proc blocked: the process is in trouble); it is let go when cgocore exits",
+            deadline.as_secs_f64()
+        ))
+        .into()),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            anyhow::bail!("the capture of process {pid} failed inside cgocore (a bug: please report it); the process was let go")
+        }
+    }
+}
+
+fn capture_on_this_thread(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<Capture> {
     let arch = native_arch()?;
     if !procfs::dir(pid).exists() {
         return Err(ptrace::AttachError::NoSuchProcess(pid).into());
@@ -97,6 +141,7 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
         stopped_ms: 0.0,
         fds: procfs::fds(pid),
         thread_names: Default::default(),
+        unstopped: vec![],
     };
     let command = procfs::comm(pid, pid).unwrap_or_default();
     // Not Go: say so without stopping it.
@@ -134,12 +179,27 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
     }
 
     let phase = crate::progress::Phase::new(&format!("reading process {pid} (stopped)"), None);
-    let stopped = ptrace::Stopped::stop(pid)?;
+    let stopped = ptrace::Stopped::stop(pid, opts.stop_timeout)?;
+    for u in stopped.unstopped() {
+        note.unstopped.push(crate::elf::core::UnstoppedThread {
+            tid: u.tid,
+            state: u.state.clone(),
+            wchan: u.wchan.clone(),
+            name: procfs::comm(pid, u.tid),
+        });
+    }
     let mut threads = vec![];
     for tid in stopped.tids() {
-        let words = ptrace::regset(tid, NT_PRSTATUS, 34)?;
+        // Only a thread killed with its process fails here.
+        let regs = |nt, words| {
+            ptrace::regset(tid, nt, words).map_err(|e| match stopped.check_alive() {
+                Err(exited) => exited.into(),
+                Ok(()) => e,
+            })
+        };
+        let words = regs(NT_PRSTATUS, 34)?;
         let tls = match arch {
-            Arch::Aarch64 => ptrace::regset(tid, NT_ARM_TLS, 1)?.first().copied(),
+            Arch::Aarch64 => regs(NT_ARM_TLS, 1)?.first().copied(),
             Arch::X86_64 => None,
         };
         let sighold = *sighold
@@ -182,7 +242,10 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
         goroutine_frames: false,
         symbols: aopts.symbols.clone(),
     };
-    let mut a = analysis::analyze_with(process, None, &first)?;
+    let a = analysis::analyze_with(process, None, &first);
+    // Killed while stopped: what was read is not a state it was in.
+    stopped.check_alive()?;
+    let mut a = a?;
     if aopts.goroutine_frames {
         keep_goroutine_stacks(&mem, &a);
     }
@@ -196,13 +259,10 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
     // What a debugger opening the snapshot reads to find the libraries.
     crate::process::linkmap::loaded(&*mem, &a.process.exe, a.process.bias);
     keep_for_debuggers(&mem, &maps);
-    // For tests of what happens when cgocore dies mid-stop: hold it.
-    if let Some(ms) = std::env::var("CGOCORE_HOLD_STOPPED_MS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        std::thread::sleep(Duration::from_millis(ms.min(60_000)));
+    if let Some(hold) = opts.hold_stopped {
+        std::thread::sleep(hold.min(Duration::from_secs(60)));
     }
+    stopped.check_alive()?;
     let stopped_for = stopped.release();
     drop(phase);
     mem.freeze();

@@ -77,10 +77,55 @@ pub fn status_field(status: &Path, key: &str) -> Option<String> {
 
 /// The process tracing `pid`, if any (a debugger, strace).
 pub fn tracer(pid: u32) -> Option<u32> {
-    status_field(&dir(pid).join("status"), "TracerPid")?
+    task_tracer(pid, pid)
+}
+
+/// The process a thread belongs to (`TracerPid` names a thread, the
+/// tracer's, not its process).
+pub fn process_of(tid: u32) -> u32 {
+    status_field(&dir(tid).join("status"), "Tgid")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(tid)
+}
+
+/// The process tracing thread `tid` of `pid`, if any.
+pub fn task_tracer(pid: u32, tid: u32) -> Option<u32> {
+    status_field(&dir(pid).join(format!("task/{tid}/status")), "TracerPid")?
         .parse()
         .ok()
         .filter(|&t| t != 0)
+        .map(process_of)
+}
+
+/// The state letter of `/proc/PID[/task/TID]/stat` (after the name, which
+/// may hold spaces and parentheses).
+fn state_letter(stat: &Path) -> Option<char> {
+    let text = std::fs::read_to_string(stat).ok()?;
+    text.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// The process exists and is not a zombie (exited, not yet reaped).
+pub fn alive(pid: u32) -> bool {
+    state_letter(&dir(pid).join("stat")).is_some_and(|c| !matches!(c, 'Z' | 'X' | 'x'))
+}
+
+/// The thread exists and has not exited.
+pub fn thread_alive(pid: u32, tid: u32) -> bool {
+    state_letter(&dir(pid).join(format!("task/{tid}/stat")))
+        .is_some_and(|c| !matches!(c, 'Z' | 'X' | 'x'))
+}
+
+/// What a thread is doing, as `/proc` says: its state in words (`D (disk
+/// sleep)`) and the kernel function it sleeps in (`wchan`, when the kernel
+/// shows it).
+pub fn thread_state(pid: u32, tid: u32) -> (String, Option<String>) {
+    let task = dir(pid).join(format!("task/{tid}"));
+    let state = status_field(&task.join("status"), "State").unwrap_or_else(|| "gone".into());
+    let wchan = std::fs::read_to_string(task.join("wchan"))
+        .ok()
+        .map(|w| w.trim().to_string())
+        .filter(|w| !w.is_empty() && w != "0");
+    (state, wchan)
 }
 
 /// The name of a thread (`comm`).
@@ -280,5 +325,12 @@ mod tests {
         assert!(auxv(me).iter().any(|&(k, _)| k == 9), "AT_ENTRY");
         assert_eq!(exe(me).unwrap(), std::env::current_exe().unwrap());
         assert!(root(me).is_none());
+        assert!(alive(me) && thread_alive(me, me));
+        assert!(
+            thread_state(me, me).0.starts_with('R'),
+            "{:?}",
+            thread_state(me, me)
+        );
+        assert!(!alive(999_999_999));
     }
 }

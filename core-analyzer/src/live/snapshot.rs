@@ -10,7 +10,7 @@ use super::procfs::Map;
 use crate::elf::core::{SnapshotNote, SNAPSHOT_NOTE};
 use crate::elf::regs::Arch;
 use crate::process::Thread;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use object::elf;
 use object::write::elf::{FileHeader, ProgramHeader, Writer};
 use std::path::Path;
@@ -40,24 +40,22 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Write the core to `path` (zstd-compressed when it ends in `.zst`);
-    /// returns the bytes written.
+    /// Write the core to `path` (zstd-compressed when it ends in `.zst`),
+    /// whole or not at all, readable by its owner only (it holds the
+    /// process's memory); returns the bytes written.
     pub fn write(&self, path: &Path) -> Result<u64> {
         let bytes = self.to_elf()?;
-        let tmp = path.with_extension("cgocore-tmp");
-        let written = if path.extension().is_some_and(|e| e == "zst") {
-            let f = std::fs::File::create(&tmp)
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
-            let mut enc = zstd::stream::write::Encoder::new(f, 3)?;
-            std::io::Write::write_all(&mut enc, &bytes)?;
-            enc.finish()?.metadata()?.len()
-        } else {
-            std::fs::write(&tmp, &bytes)
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
-            bytes.len() as u64
-        };
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(written)
+        let zst = path.extension().is_some_and(|e| e == "zst");
+        crate::output::write_file(path, 0o600, |w| {
+            if zst {
+                let mut enc = zstd::stream::write::Encoder::new(w, 3)?;
+                std::io::Write::write_all(&mut enc, &bytes)?;
+                enc.finish()?;
+            } else {
+                w.write_all(&bytes)?;
+            }
+            Ok(())
+        })
     }
 
     fn notes(&self) -> Vec<u8> {
@@ -306,6 +304,7 @@ mod tests {
                 stopped_ms: 1.5,
                 fds: [(3, "pipe:[7]".to_string())].into(),
                 thread_names: [(43, "worker".to_string())].into(),
+                ..Default::default()
             },
         };
         let path = std::env::temp_dir().join(format!("cgocore-snap-test-{}", std::process::id()));

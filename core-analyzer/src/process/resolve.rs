@@ -187,7 +187,7 @@ fn mapped_go_library(inp: &Inputs, exe: &Binary) -> Option<(Binary, u64)> {
     };
     inp.mappings
         .iter()
-        .filter(|m| m.path.starts_with('/') && !m.path.starts_with("/dev/") && !is_exe(m))
+        .filter(|m| m.path.starts_with('/') && !crate::input::is_device_path(&m.path) && !is_exe(m))
         .find_map(|m| {
             let bin = go_binary_at(&under_sysroot(inp.sysroot, &m.path))?;
             let bias = bias_at(&bin, m.start)?;
@@ -211,7 +211,10 @@ fn libraries(
     for m in mappings {
         // The Go binary is already placed, whatever path the user gave.
         let is_go = go_range.0 <= m.start && m.start < go_range.1;
-        if is_go || !m.path.starts_with('/') || m.path.starts_with("/dev/") || !seen.insert(&m.path)
+        if is_go
+            || !m.path.starts_with('/')
+            || crate::input::is_device_path(&m.path)
+            || !seen.insert(&m.path)
         {
             continue;
         }

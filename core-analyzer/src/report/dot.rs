@@ -56,6 +56,14 @@ fn id(n: &Node) -> String {
     }
 }
 
+/// A name from the target inside a DOT string: quotes and backslashes
+/// escaped, control characters shown (`\x1b`), never a line of its own.
+fn quoted(s: &str) -> String {
+    super::escape::escape_line(s)
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+}
+
 /// The report's wait-for graph as DOT text.
 pub fn to_dot(r: &Report) -> String {
     let g = graph(r);
@@ -71,7 +79,7 @@ pub fn to_dot(r: &Report) -> String {
                     let _ = write!(l, "\\nM{m}");
                 }
                 if let Some(b) = th.and_then(|x| x.blocked.as_ref()) {
-                    let _ = write!(l, "\\n{}", b.class);
+                    let _ = write!(l, "\\n{}", quoted(&b.class));
                 }
                 (l, "box")
             }
@@ -79,7 +87,7 @@ pub fn to_dot(r: &Report) -> String {
             Node::Lock(a) => (
                 g.lock_names
                     .get(a)
-                    .cloned()
+                    .map(|n| quoted(n))
                     .unwrap_or_else(|| format!("{a:#x}")),
                 "diamond",
             ),
@@ -87,7 +95,7 @@ pub fn to_dot(r: &Report) -> String {
         let _ = writeln!(o, "  {} [label=\"{label}\", shape={shape}];", id(n));
     }
     for (a, b, label) in &g.edges {
-        let _ = writeln!(o, "  {} -> {} [label=\"{label}\"];", id(a), id(b));
+        let _ = writeln!(o, "  {} -> {} [label=\"{}\"];", id(a), id(b), quoted(label));
     }
     o.push_str("}\n");
     o

@@ -1,6 +1,7 @@
 //! The report: serde types that *are* the `--json` schema (docs/json-schema.md),
 //! and the text rendering beside them.
 pub mod dot;
+pub mod escape;
 pub mod model;
 pub mod pprof;
 pub mod text;

@@ -44,7 +44,13 @@ pub struct Report {
     /// stopped, in milliseconds. Absent for cores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_ms: Option<f64>,
+    /// A live capture: threads that did not stop within the stop timeout,
+    /// left out of `threads` (their registers and stacks were not read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unstopped_threads: Vec<UnstoppedThread>,
 }
+
+pub use crate::elf::core::UnstoppedThread;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Counts {

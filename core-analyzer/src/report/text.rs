@@ -4,6 +4,15 @@ use rustc_hash::FxHashMap as HashMap;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use super::escape;
+
+/// `f`'s text of `r`, with every string from the target printable on one
+/// line and nothing in it that drives a terminal.
+fn printable(r: &Report, f: impl FnOnce(&Report) -> String) -> String {
+    let r = escape::for_text(r);
+    escape::escape_terminal(&f(&r)).into_owned()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GoroutineFilter {
     None,
@@ -165,6 +174,10 @@ pub fn render(r: &Report, filter: GoroutineFilter) -> String {
 
 /// `full_stacks`: every frame of every thread (`--stacks`).
 pub fn render_with(r: &Report, filter: GoroutineFilter, full_stacks: bool) -> String {
+    printable(r, |r| render_with_raw(r, filter, full_stacks))
+}
+
+fn render_with_raw(r: &Report, filter: GoroutineFilter, full_stacks: bool) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -221,10 +234,10 @@ pub fn render_with(r: &Report, filter: GoroutineFilter, full_stacks: bool) -> St
         let _ = writeln!(o, "warning: {w}");
     }
     if !r.incidents.is_empty() {
-        o.push_str(&incidents(r));
+        o.push_str(&incidents_raw(r));
     }
     let _ = writeln!(o, "\nThreads:");
-    o.push_str(&threads_table(r, &|_| None));
+    o.push_str(&threads_table_raw(r, &|_| None));
     let idle: Vec<&MInfo> = r.ms.iter().filter(|m| m.tid.is_none()).collect();
     if !idle.is_empty() {
         let _ = writeln!(o, "\nMs without a thread in the core:");
@@ -263,6 +276,10 @@ pub fn render_with(r: &Report, filter: GoroutineFilter, full_stacks: bool) -> St
 
 /// The problems, most harm first: one short paragraph each.
 pub fn incidents(r: &Report) -> String {
+    printable(r, incidents_raw)
+}
+
+fn incidents_raw(r: &Report) -> String {
     let mut o = String::new();
     let n = r.incidents.len();
     let _ = writeln!(
@@ -290,6 +307,10 @@ pub fn incidents(r: &Report) -> String {
 
 /// The findings, one block each.
 pub fn findings(r: &Report) -> String {
+    printable(r, findings_raw)
+}
+
+fn findings_raw(r: &Report) -> String {
     let mut o = String::new();
     for f in &r.findings {
         let sev = format!("{:?}", f.severity).to_uppercase();
@@ -301,6 +322,10 @@ pub fn findings(r: &Report) -> String {
 
 /// One row per thread; `label` adds a first column (a debugger's thread number).
 pub fn threads_table(r: &Report, label: &dyn Fn(u32) -> Option<String>) -> String {
+    printable(r, |r| threads_table_raw(r, label))
+}
+
+fn threads_table_raw(r: &Report, label: &dyn Fn(u32) -> Option<String>) -> String {
     let g_by_id: BTreeMap<u64, &GoroutineInfo> = r.goroutines.iter().map(|g| (g.goid, g)).collect();
     let with_label = r.threads.iter().any(|t| label(t.tid).is_some());
     let mut head: Vec<String> = [
@@ -358,8 +383,8 @@ fn goroutine_frame_lines(f: &crate::unwind::Frame) -> String {
     };
     format!(
         "{c}{}({args})\n\t{}:{} pc={:#x}\n",
-        f.function.as_deref().unwrap_or("??"),
-        f.file.as_deref().unwrap_or("?"),
+        escape::escape_line(f.function.as_deref().unwrap_or("??")),
+        escape::escape_line(f.file.as_deref().unwrap_or("?")),
         opt(f.line),
         f.pc
     )
@@ -405,14 +430,14 @@ pub fn write_goroutines(
             );
         }
         if let Some(why) = &g.stack_truncated {
-            let _ = writeln!(o, "\t... stack ends early: {why}");
+            let _ = writeln!(o, "\t... stack ends early: {}", escape::escape_line(why));
         }
         if let Some(c) = &g.created_by {
             let parent = g
                 .parent_goid
                 .map(|p| format!(" in goroutine {p}"))
                 .unwrap_or_default();
-            let _ = writeln!(o, "created by {c}{parent}");
+            let _ = writeln!(o, "created by {}{parent}", escape::escape_line(c));
         }
         let _ = writeln!(o);
         out.write_all(o.as_bytes())?;
@@ -430,6 +455,11 @@ pub fn goroutine(r: &Report, goid: u64) -> Option<String> {
 
 /// The stack of one thread, every frame.
 pub fn thread_stack(r: &Report, tid: u32) -> Option<String> {
+    let r = escape::for_text(r);
+    thread_stack_raw(&r, tid).map(|o| escape::escape_terminal(&o).into_owned())
+}
+
+fn thread_stack_raw(r: &Report, tid: u32) -> Option<String> {
     let t = r.threads.iter().find(|t| t.tid == tid)?;
     let one = Report {
         threads: vec![t.clone()],
@@ -442,6 +472,10 @@ pub fn thread_stack(r: &Report, tid: u32) -> Option<String> {
 
 /// A `GODEBUG=schedtrace=1,scheddetail=1`-style summary computed from the core.
 pub fn render_sched(r: &Report) -> String {
+    printable(r, render_sched_raw)
+}
+
+fn render_sched_raw(r: &Report) -> String {
     let mut o = String::new();
     let idle = r.ps.iter().filter(|p| p.status == "idle").count();
     let runq: Vec<String> = r.ps.iter().map(|p| p.runqsize.to_string()).collect();

@@ -378,3 +378,23 @@ func main() {
 	}
 	select {}
 }
+
+// The live tests' thread that will not stop (CGOSTUCK_VFORK=1): a C call
+// parked in a vfork whose child never execs, printed as the scenario
+// vfork_stuck (its child's pid as vfork_child).
+func init() {
+	if os.Getenv("CGOSTUCK_VFORK") == "" {
+		return
+	}
+	id := make(chan uint64)
+	go func() {
+		id <- goid()
+		C.block_in_vfork()
+	}()
+	g := <-id
+	for C.vfork_stuck_child() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	fmt.Printf("SCENARIO vfork_stuck tid=%d goid=%d\n", C.vfork_stuck_tid(), g)
+	fmt.Printf("SCENARIO vfork_child tid=%d goid=0\n", C.vfork_stuck_child())
+}

@@ -565,3 +565,21 @@ void fork_wedge_then_ready(int fork_slot, int waiter_slot, long pid, long main_g
 	say(buf);
 	for (;;) pause();
 }
+
+// The live tests' thread that will not stop (only when asked: CGOSTUCK_VFORK):
+// the parent side of a vfork whose child never execs waits in the kernel,
+// uninterruptibly, until the child goes, as a thread on a stalled NFS or
+// FUSE mount does. The child, on the parent's stack and memory, makes system
+// calls only: it records its pid, asks to die with its parent, and pauses.
+static volatile long vfork_tid, vfork_child;
+long vfork_stuck_tid(void) { return vfork_tid; }
+long vfork_stuck_child(void) { return vfork_child; }
+void block_in_vfork(void) {
+	vfork_tid = syscall(SYS_gettid);
+	if (vfork() == 0) {
+		syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		vfork_child = syscall(SYS_getpid);
+		for (;;)
+			syscall(SYS_ppoll, NULL, 0, NULL, NULL, 0);
+	}
+}

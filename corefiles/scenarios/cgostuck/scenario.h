@@ -46,4 +46,7 @@ void block_setenv(int slot);
 int cuda_open(const char *path);
 void block_cuda(int slot);
 void fork_wedge_then_ready(int fork_slot, int waiter_slot, long pid, long main_goid);
+long vfork_stuck_tid(void);
+long vfork_stuck_child(void);
+void block_in_vfork(void);
 #endif

@@ -141,6 +141,7 @@ pub fn report(threads: Vec<ThreadInfo>) -> Report {
         warnings: vec![],
         incomplete: false,
         stopped_ms: None,
+        unstopped_threads: vec![],
     }
 }
 
