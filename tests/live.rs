@@ -943,3 +943,48 @@ fn snapshot_writes_only_a_file_and_never_half_of_one() {
     }
     assert!(held(s.pid).is_empty());
 }
+
+/// A live capture reads the process once, while it is stopped, and finishes
+/// over the copy after letting it go (no second analysis), with every
+/// goroutine's frames.
+#[test]
+fn a_capture_reads_the_process_once() {
+    let Some(c) = go127_plain() else {
+        assert!(!require_generated(), "generated builds are required");
+        return;
+    };
+    let s = Scenario::start(&c, "one-pass");
+    let before = cgocore::testing::analysis_reads();
+    let cap = cgocore::capture_pid(
+        s.pid,
+        &cgocore::LiveOptions::default(),
+        &cgocore::AnalyzeOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(cgocore::testing::analysis_reads() - before, 1, "one read");
+    let (tid, goid) = s.record["mutex_waiter"];
+    let g = cap
+        .analysis
+        .report
+        .goroutines
+        .iter()
+        .find(|g| g.goid == goid)
+        .unwrap();
+    assert!(
+        g.frames
+            .iter()
+            .any(|f| f.function.as_deref() == Some("main._Cfunc_block_mutex")),
+        "{:?}",
+        g.frames
+    );
+    let t = cap
+        .analysis
+        .report
+        .threads
+        .iter()
+        .find(|t| t.tid == tid)
+        .unwrap();
+    assert_eq!(t.curg, Some(goid));
+    assert!(cap.analysis.report.stopped_ms.is_some_and(|ms| ms > 0.0));
+    assert!(held(s.pid).is_empty());
+}

@@ -61,6 +61,35 @@ pub fn analyze_with(
     core: Option<String>,
     opts: &AnalyzeOptions,
 ) -> Result<Analysis> {
+    Ok(read(process, opts)?.finish(core, opts.goroutine_frames))
+}
+
+/// What an analysis reads of a process: everything but the goroutines' own
+/// stacks, which [`Read::finish`] unwinds. A live capture reads while the
+/// process is stopped, copies the stacks ([`Read::goroutine_stacks`]), lets
+/// it go, and finishes over the copy: one pass.
+pub struct Read {
+    pub process: Process,
+    runtime: GoRuntime,
+    decoded: Decoded,
+    join: ThreadJoin,
+    stacks: Vec<ThreadStack>,
+    threads: Vec<ThreadInfo>,
+    ms: Vec<MInfo>,
+    ps: Vec<PInfo>,
+    sched: Option<Sched>,
+    warnings: Vec<String>,
+    incomplete: bool,
+}
+
+/// Passes of [`read`] so far in this process (a test checks that a live
+/// capture reads once: `cgocore::testing::analysis_reads`).
+pub(crate) static READS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// load, decode, join, unwind the threads, classify: every read of the
+/// process's memory but the goroutines' stacks.
+pub fn read(process: Process, opts: &AnalyzeOptions) -> Result<Read> {
+    READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // load: the Go runtime, and (on other cores) the C symbols of the
     // libraries the threads are in.
     let modules = Modules::new(&process, &opts.symbols);
@@ -82,26 +111,61 @@ pub fn analyze_with(
     let stacks = unwind_threads(&process, &rt, &modules, &glayout, &ix, &d.ms, &join);
     join.mark_signal_only(&d.ms, &in_badsignal(&process, &stacks));
 
+    let threads = classify_all(&process, &modules, opts, (&d.ms, &join, &ix), &stacks, &rt);
+
+    // Debug sections left out as implausible (a corrupt or hostile file).
+    let mut refused: Vec<String> = process
+        .exe
+        .refused()
+        .into_iter()
+        .chain(process.libraries.iter().flat_map(|l| l.binary.refused()))
+        .chain(modules.warnings())
+        .collect();
+    refused.sort();
+    refused.dedup();
+    let incomplete = incomplete || !refused.is_empty();
+    warnings.extend(refused);
+    let ms = describe_ms(&process, &rt, &d.ms, &join, &ix);
+    let ps = describe_ps(&d.ps, &ix);
+    drop(modules); // its symbols go back to the shared cache
+    Ok(Read {
+        process,
+        runtime: rt,
+        decoded: d,
+        join,
+        stacks,
+        threads,
+        ms,
+        ps,
+        sched,
+        warnings,
+        incomplete,
+    })
+}
+
+/// classify: each thread's facts and wait, the owners they share, SQLite's
+/// lock where a waiter needs it, the likely holders.
+fn classify_all(
+    process: &Process,
+    modules: &Modules,
+    opts: &AnalyzeOptions,
+    found: (&[M], &ThreadJoin, &Index),
+    stacks: &[ThreadStack],
+    rt: &GoRuntime,
+) -> Vec<ThreadInfo> {
     let syscall_status = rt.facts.status("syscall");
-    let mut threads = classify_threads(
-        &process,
-        &modules,
-        opts,
-        (&d.ms, &join, &ix),
-        &stacks,
-        syscall_status,
-    );
+    let mut threads = classify_threads(process, modules, opts, found, stacks, syscall_status);
     classify::share_owners(&mut threads);
     // SQLite's lock, read where a waiter needs it and SQLite's DWARF is here.
     let settled = match classify::sqlite::rule(&opts.rules)
         .filter(|r| threads.iter().any(|t| r.is_waiter(t)))
     {
-        Some(rule) => with_sqlite_dwarf(&process, |sqlite| {
+        Some(rule) => with_sqlite_dwarf(process, |sqlite| {
             // Stacks a thread has: its own, and each one a signal interrupted.
             let sps: HashMap<u32, Vec<u64>> = process
                 .threads
                 .iter()
-                .zip(&stacks)
+                .zip(stacks)
                 .map(|(t, st)| {
                     let sps = std::iter::once(t.regs.sp()).chain(st.signals.iter().map(|s| s.sp));
                     (t.tid, sps.collect())
@@ -116,57 +180,86 @@ pub fn analyze_with(
         None => Default::default(),
     };
     classify::likely_holders(&mut threads, &opts.rules, &settled);
+    threads
+}
 
-    // Debug sections left out as implausible (a corrupt or hostile file).
-    let mut refused: Vec<String> = process
-        .exe
-        .refused()
-        .into_iter()
-        .chain(process.libraries.iter().flat_map(|l| l.binary.refused()))
-        .chain(modules.warnings())
-        .collect();
-    refused.sort();
-    refused.dedup();
-    let incomplete = incomplete || !refused.is_empty();
-    warnings.extend(refused);
+impl Read {
+    /// Each live goroutine's stack, from its saved stack pointer to the top
+    /// (`(address, length)`, at most 1 MiB each): what [`Read::finish`]
+    /// reads.
+    pub fn goroutine_stacks(&self) -> Vec<(u64, u64)> {
+        let dead = &self.runtime.facts.dead_status;
+        self.decoded
+            .gs
+            .iter()
+            .filter(|g| !dead.contains(&g.state()))
+            .map(|g| {
+                let sp = [g.syscallsp, g.sched_sp]
+                    .into_iter()
+                    .filter(|&sp| g.stack_lo <= sp && sp < g.stack_hi)
+                    .min()
+                    .unwrap_or(g.stack_lo);
+                (sp, g.stack_hi.saturating_sub(sp).min(1 << 20))
+            })
+            .filter(|&(_, len)| len > 0)
+            .collect()
+    }
 
-    let live = live_goroutines(&rt, &d, &ix, &join);
-    let goroutine_stacks = if opts.goroutine_frames {
-        let stack_of_g = stack_of_goroutine(&stacks);
-        let (found, notes) =
-            unwind_goroutines(&rt.pcln, &*process.mem, process.arch, &live, &stack_of_g);
-        warnings.extend(notes);
-        found
-    } else {
-        let skipped = Stack {
-            frames: vec![],
-            truncated: Some("not unwound (goroutine stacks were not asked for)".into()),
-        };
-        vec![skipped; live.len()]
-    };
-
-    let report = assemble(
-        &process,
-        &rt,
-        core,
-        Parts {
+    /// unwind the goroutines (when `goroutine_frames`), then assemble the
+    /// report and its findings.
+    pub fn finish(self, core: Option<String>, goroutine_frames: bool) -> Analysis {
+        let Read {
+            process,
+            runtime: rt,
+            decoded: d,
+            join,
+            stacks,
             threads,
-            ms: describe_ms(&process, &rt, &d.ms, &join, &ix),
-            goroutines: describe_goroutines(&rt, &live, goroutine_stacks, &ix),
-            ps: describe_ps(&d.ps, &ix),
+            ms,
+            ps,
             sched,
-            warnings,
+            mut warnings,
             incomplete,
-        },
-    );
-    drop(modules); // its symbols go back to the shared cache
-    Ok(Analysis {
-        process,
-        runtime: rt,
-        ms: d.ms,
-        gs: d.gs,
-        report,
-    })
+        } = self;
+        let ix = Index::new(&d);
+        let live = live_goroutines(&rt, &d, &ix, &join);
+        let goroutine_stacks = if goroutine_frames {
+            let stack_of_g = stack_of_goroutine(&stacks);
+            let (found, notes) =
+                unwind_goroutines(&rt.pcln, &*process.mem, process.arch, &live, &stack_of_g);
+            warnings.extend(notes);
+            found
+        } else {
+            let skipped = Stack {
+                frames: vec![],
+                truncated: Some("not unwound (goroutine stacks were not asked for)".into()),
+            };
+            vec![skipped; live.len()]
+        };
+        let goroutines = describe_goroutines(&rt, &live, goroutine_stacks, &ix);
+        let report = assemble(
+            &process,
+            &rt,
+            core,
+            Parts {
+                threads,
+                ms,
+                goroutines,
+                ps,
+                sched,
+                warnings,
+                incomplete,
+            },
+        );
+        drop(ix);
+        Analysis {
+            process,
+            runtime: rt,
+            ms: d.ms,
+            gs: d.gs,
+            report,
+        }
+    }
 }
 
 /// The runtime's objects, decoded once.
@@ -625,8 +718,7 @@ fn assemble(process: &Process, rt: &GoRuntime, core: Option<String>, p: Parts) -
         report.warnings.push(unstopped_warning(u));
         report.incomplete = true;
     }
-    report.findings = classify::findings::findings(&report);
-    report.incidents = classify::incidents::incidents(&report);
+    crate::diagnose::diagnose(&mut report);
     report
 }
 

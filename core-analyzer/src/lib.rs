@@ -47,6 +47,8 @@ pub mod classify;
 #[doc(hidden)]
 pub mod cli;
 #[doc(hidden)]
+pub mod diagnose;
+#[doc(hidden)]
 pub mod elf;
 #[doc(hidden)]
 pub mod input;
@@ -69,13 +71,13 @@ pub mod unwind;
 pub mod varint;
 
 pub use analysis::{Analysis, AnalyzeOptions};
-pub use classify::findings::FindingKind;
 pub use classify::rules::Rules;
 pub use elf::regs::Arch;
 pub use error::{Error, Fault};
 pub use live::{Capture, LiveOptions};
 pub use memory::{Memory, PagedMemory};
 pub use process::{OpenOptions, Process, TargetDesc};
+pub use report::FindingKind;
 pub use report::Report;
 
 /// Text renderings of a report (what the CLI and the debugger commands print).
@@ -87,6 +89,15 @@ pub mod render {
         findings, goroutine, goroutines, render_sched, render_with, thread_stack, threads_table,
         write_goroutines, GoroutineFilter,
     };
+}
+
+/// Hooks for the project's own tests and benchmarks; not an API.
+#[doc(hidden)]
+pub mod testing {
+    /// How many times an analysis has read a process, in this process.
+    pub fn analysis_reads() -> usize {
+        crate::analysis::READS.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 use std::path::Path;

@@ -1,10 +1,7 @@
 //! What each thread in C waits for: the syscall in flight (its number and
 //! arguments) and the frames of the blocked C call, matched against rules
-//! (`rules.json`); lock owners read from the lock itself; then the wait-for
-//! graph and the findings (`findings.rs`).
-pub mod chains;
-pub mod findings;
-pub mod incidents;
+//! (`rules.json`); lock owners read from the lock itself. Per thread only:
+//! the chains, findings and incidents built on these facts are `diagnose`'s.
 pub mod owner;
 pub mod rules;
 pub mod sqlite;

@@ -237,17 +237,13 @@ fn capture_on_this_thread(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) 
     // goroutine's stack; the goroutines are unwound after the process goes
     // on, from that copy (at 100k goroutines most of the work).
     let t_proc = stopped.elapsed();
-    let first = AnalyzeOptions {
-        rules: aopts.rules.clone(),
-        goroutine_frames: false,
-        symbols: aopts.symbols.clone(),
-    };
-    let a = analysis::analyze_with(process, None, &first);
+    // One pass: read while stopped, finish after letting the process go.
+    let r = analysis::read(process, aopts);
     // Killed while stopped: what was read is not a state it was in.
     stopped.check_alive()?;
-    let mut a = a?;
+    let mut r = r?;
     if aopts.goroutine_frames {
-        keep_goroutine_stacks(&mem, &a);
+        mem.keep_many(&r.goroutine_stacks());
     }
     if std::env::var_os("CGOCORE_TIMING").is_some() {
         eprintln!(
@@ -257,7 +253,7 @@ fn capture_on_this_thread(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) 
         );
     }
     // What a debugger opening the snapshot reads to find the libraries.
-    crate::process::linkmap::loaded(&*mem, &a.process.exe, a.process.bias);
+    crate::process::linkmap::loaded(&*mem, &r.process.exe, r.process.bias);
     keep_for_debuggers(&mem, &maps);
     if let Some(hold) = opts.hold_stopped {
         std::thread::sleep(hold.min(Duration::from_secs(60)));
@@ -266,17 +262,13 @@ fn capture_on_this_thread(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) 
     let stopped_for = stopped.release();
     drop(phase);
     mem.freeze();
-    if aopts.goroutine_frames {
-        // The same process image (binaries resolved once), over the copy.
-        a = analysis::analyze_with(frozen(a.process), None, aopts)?;
-    }
-
     let ms = stopped_for.as_secs_f64() * 1e3;
     note.stopped_ms = ms;
-    a.report.stopped_ms = Some(ms);
-    if let Some(l) = a.process.live.as_mut() {
+    freeze_image(&mut r.process);
+    if let Some(l) = r.process.live.as_mut() {
         l.stopped_ms = ms;
     }
+    let a = r.finish(None, aopts.goroutine_frames);
     let snapshot = Snapshot {
         arch,
         pid,
@@ -294,30 +286,10 @@ fn capture_on_this_thread(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) 
     })
 }
 
-/// Each goroutine's live stack, from its saved stack pointer to the top,
-/// copied in one read each (at most 1 MiB a goroutine).
-fn keep_goroutine_stacks(mem: &RecordingMemory, a: &Analysis) {
-    let dead = &a.runtime.facts.dead_status;
-    let ranges: Vec<(u64, u64)> =
-        a.gs.iter()
-            .filter(|g| !dead.contains(&g.state()))
-            .map(|g| {
-                let sp = [g.syscallsp, g.sched_sp]
-                    .into_iter()
-                    .filter(|&sp| g.stack_lo <= sp && sp < g.stack_hi)
-                    .min()
-                    .unwrap_or(g.stack_lo);
-                (sp, g.stack_hi.saturating_sub(sp).min(1 << 20))
-            })
-            .filter(|&(_, len)| len > 0)
-            .collect();
-    mem.keep_many(&ranges);
-}
-
-/// A process image over the frozen copy, where read-only file segments
+/// The process image over the frozen copy, where read-only file segments
 /// (text, rodata: inline trees, strings) stand in for pages the stopped pass
 /// did not read; writable ones never do (the file holds their first values).
-fn frozen(mut p: Process) -> Process {
+fn freeze_image(p: &mut Process) {
     let mut files = crate::memory::SplicedMemory::default();
     files.push_layer(p.exe.readonly_segments(p.bias));
     for lib in &p.libraries {
@@ -328,7 +300,6 @@ fn frozen(mut p: Process) -> Process {
         Box::new(crate::memory::SplicedMemory::default()),
     );
     p.mem = Box::new(crate::memory::FallbackMemory { first, files });
-    p
 }
 
 /// Beyond what the analysis read: each file's first page (ELF header and

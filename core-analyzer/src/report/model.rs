@@ -272,7 +272,7 @@ pub enum Severity {
 pub struct Finding {
     /// What the finding is about, as a kebab-case string in JSON
     /// (`deadlock`, `lock-held-while-blocked`, ...: see `FindingKind`).
-    pub kind: crate::classify::findings::FindingKind,
+    pub kind: FindingKind,
     pub severity: Severity,
     pub summary: String,
     /// `{tids, ms, goids}` the finding is about.
@@ -340,4 +340,76 @@ pub struct PInfo {
     pub syscalltick: u32,
     /// Goroutines in its local run queue.
     pub runqsize: u32,
+}
+
+/// What a finding is about; serialized as the JSON `kind` string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum FindingKind {
+    /// Threads wait for C locks held by each other, or one for itself.
+    Deadlock,
+    /// A thread holds a C lock that others wait for.
+    LockHeldWhileBlocked,
+    /// Threads wait, through more than one holder, on one thread.
+    WaitChain,
+    /// A goroutine locked to its thread (LockOSThread) is blocked in C.
+    LockedThreadBlockedInC,
+    /// The CUDA driver is called from a goroutine not locked to its thread.
+    CudaUnlocked,
+    /// A C signal handler runs code that is not async-signal-safe.
+    SignalHandlerUnsafe,
+    /// An M's LockOSThread is nested more than once.
+    #[serde(rename = "nested-lockosthread")]
+    NestedLockOsThread,
+    /// A runtime-internal thread lock (lockedInt) held by a parked goroutine.
+    InternalLockParked,
+    /// Goroutines exited while locked to their threads.
+    ExitedWhileLocked,
+    /// Threads Go is creating, stuck before they run Go.
+    ThreadsStarting,
+    /// C-created threads Go does not know.
+    ForeignThreads,
+    /// C-created threads that called into Go and keep an extra M.
+    ExtraMs,
+    /// Many threads blocked in C for cgo calls.
+    ThreadPileup,
+}
+
+impl FindingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::Deadlock => "deadlock",
+            FindingKind::LockHeldWhileBlocked => "lock-held-while-blocked",
+            FindingKind::WaitChain => "wait-chain",
+            FindingKind::LockedThreadBlockedInC => "locked-thread-blocked-in-c",
+            FindingKind::CudaUnlocked => "cuda-unlocked",
+            FindingKind::SignalHandlerUnsafe => "signal-handler-unsafe",
+            FindingKind::NestedLockOsThread => "nested-lockosthread",
+            FindingKind::InternalLockParked => "internal-lock-parked",
+            FindingKind::ExitedWhileLocked => "exited-while-locked",
+            FindingKind::ThreadsStarting => "threads-starting",
+            FindingKind::ForeignThreads => "foreign-threads",
+            FindingKind::ExtraMs => "extra-ms",
+            FindingKind::ThreadPileup => "thread-pileup",
+        }
+    }
+}
+
+impl std::fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<str> for FindingKind {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for FindingKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }

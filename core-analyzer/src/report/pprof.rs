@@ -274,7 +274,7 @@ pub fn write(r: &Report, w: impl Write) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::findings::sample::{frame, goroutine, report};
+    use crate::diagnose::findings::sample::{frame, goroutine, report};
     use prost::Message;
 
     #[test]

@@ -8,80 +8,9 @@ mod locks;
 mod threads;
 
 use crate::report::{Finding, Report, ThreadInfo};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-/// What a finding is about; serialized as the JSON `kind` string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum FindingKind {
-    /// Threads wait for C locks held by each other, or one for itself.
-    Deadlock,
-    /// A thread holds a C lock that others wait for.
-    LockHeldWhileBlocked,
-    /// Threads wait, through more than one holder, on one thread.
-    WaitChain,
-    /// A goroutine locked to its thread (LockOSThread) is blocked in C.
-    LockedThreadBlockedInC,
-    /// The CUDA driver is called from a goroutine not locked to its thread.
-    CudaUnlocked,
-    /// A C signal handler runs code that is not async-signal-safe.
-    SignalHandlerUnsafe,
-    /// An M's LockOSThread is nested more than once.
-    #[serde(rename = "nested-lockosthread")]
-    NestedLockOsThread,
-    /// A runtime-internal thread lock (lockedInt) held by a parked goroutine.
-    InternalLockParked,
-    /// Goroutines exited while locked to their threads.
-    ExitedWhileLocked,
-    /// Threads Go is creating, stuck before they run Go.
-    ThreadsStarting,
-    /// C-created threads Go does not know.
-    ForeignThreads,
-    /// C-created threads that called into Go and keep an extra M.
-    ExtraMs,
-    /// Many threads blocked in C for cgo calls.
-    ThreadPileup,
-}
-
-impl FindingKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FindingKind::Deadlock => "deadlock",
-            FindingKind::LockHeldWhileBlocked => "lock-held-while-blocked",
-            FindingKind::WaitChain => "wait-chain",
-            FindingKind::LockedThreadBlockedInC => "locked-thread-blocked-in-c",
-            FindingKind::CudaUnlocked => "cuda-unlocked",
-            FindingKind::SignalHandlerUnsafe => "signal-handler-unsafe",
-            FindingKind::NestedLockOsThread => "nested-lockosthread",
-            FindingKind::InternalLockParked => "internal-lock-parked",
-            FindingKind::ExitedWhileLocked => "exited-while-locked",
-            FindingKind::ThreadsStarting => "threads-starting",
-            FindingKind::ForeignThreads => "foreign-threads",
-            FindingKind::ExtraMs => "extra-ms",
-            FindingKind::ThreadPileup => "thread-pileup",
-        }
-    }
-}
-
-impl std::fmt::Display for FindingKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl PartialEq<str> for FindingKind {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for FindingKind {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
+pub use crate::report::model::FindingKind;
 
 /// What every detector may look at: the report, and what is derived from it
 /// once (threads by tid, the wait-for chains).
