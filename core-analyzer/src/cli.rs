@@ -286,7 +286,7 @@ fn run(cli: Cli) -> Result<u8> {
             cmd: DevCmd::Arm64KernelForm { core, exe, sysroot },
         } => {
             let p = cgocore::Process::from_core(&core, &cgocore::OpenOptions { exe, sysroot })?;
-            let n = cgocore::elf::kernel_form::rewrite(&core, &*p.mem)?;
+            let n = cgocore::kernel_form::rewrite(&core, &*p.mem)?;
             eprintln!("{}: {n} threads rewound to their svc", core.display());
             Ok(0)
         }

@@ -53,6 +53,9 @@ pub mod elf;
 #[doc(hidden)]
 pub mod input;
 #[doc(hidden)]
+pub mod kernel_form;
+mod layering;
+#[doc(hidden)]
 pub mod layout;
 #[doc(hidden)]
 pub mod live;

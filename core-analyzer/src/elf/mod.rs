@@ -3,5 +3,4 @@
 pub mod buildinfo;
 pub mod core;
 pub mod exe;
-pub mod kernel_form;
 pub mod regs;

@@ -52,32 +52,7 @@ pub struct Stopped {
     released: bool,
 }
 
-/// Why a process cannot be stopped, in words that say what happened and
-/// what to do.
-#[derive(Debug, thiserror::Error)]
-pub enum AttachError {
-    #[error("no process {0}")]
-    NoSuchProcess(u32),
-    #[error(
-        "process {0} exited during the capture (nothing was kept; it was let go to be reaped)"
-    )]
-    Exited(u32),
-    #[error("process {pid} is already traced by process {tracer} ({name}); detach it first (a debugger or strace holds it)")]
-    AlreadyTraced { pid: u32, tracer: u32, name: String },
-    #[error("thread {tid} of process {pid} is already traced by process {tracer} ({name}); detach it first (a debugger or strace holds it)")]
-    ThreadTraced {
-        pid: u32,
-        tid: u32,
-        tracer: u32,
-        name: String,
-    },
-    #[error("permission denied attaching to process {pid}: ptrace needs the process's user (with /proc/sys/kernel/yama/ptrace_scope at most 1, now {scope}) or CAP_SYS_PTRACE (run as root, or add SYS_PTRACE to the container)")]
-    PermissionDenied { pid: u32, scope: String },
-    #[error("ptrace of process {pid} is not permitted, although cgocore runs as root: {why}")]
-    NotPermitted { pid: u32, why: String },
-    #[error("{0}")]
-    Timeout(String),
-}
+pub use crate::error::AttachError;
 
 /// The process exists and no other tracer holds it.
 pub fn check_free(pid: u32) -> Result<(), AttachError> {
