@@ -543,7 +543,13 @@ fn killing_cgocore_mid_stop_lets_the_process_go() {
         // Wait until it holds the process stopped.
         let mut stopped = false;
         for _ in 0..200 {
-            if field("TracerPid:") == held.id().to_string() && field("State:").starts_with('t') {
+            // The tracer is a thread of cgocore's (its capture thread).
+            let tracer_process =
+                std::fs::read_to_string(format!("/proc/{}/status", field("TracerPid:")))
+                    .unwrap_or_default()
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Tgid:").map(|v| v.trim().to_string()));
+            if tracer_process == Some(held.id().to_string()) && field("State:").starts_with('t') {
                 stopped = true;
                 break;
             }

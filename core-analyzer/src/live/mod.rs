@@ -108,136 +108,48 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
     }
 }
 
+/// The capture, in order: what /proc says while the process runs; the stop
+/// and each thread's registers; the read; the release; the finish over the
+/// copy.
 fn capture_on_this_thread(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<Capture> {
     let arch = native_arch()?;
-    if !procfs::dir(pid).exists() {
-        return Err(ptrace::AttachError::NoSuchProcess(pid).into());
-    }
-    // What /proc tells of the running process, read before it stops. Its
-    // maps are as private as its memory: refused means no ptrace rights.
-    let maps = procfs::maps(pid).map_err(|e| {
-        let denied = e
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied);
-        if denied {
-            ptrace::AttachError::permission_denied(pid).into()
-        } else {
-            e
-        }
-    })?;
-    ptrace::check_free(pid)?;
-    let auxv = procfs::auxv(pid);
-    let root = opts.sysroot.clone().or_else(|| procfs::root(pid));
-    let exe = procfs::exe(pid)?;
-    let exe = under_sysroot(&root, &exe.to_string_lossy());
-    // Replaced or removed since it started (a deploy): the kernel still
-    // holds the file the process runs.
-    let exe = if exe.is_file() {
-        exe
-    } else {
-        procfs::dir(pid).join("exe")
-    };
-    let mut note = SnapshotNote {
-        stopped_ms: 0.0,
-        fds: procfs::fds(pid),
-        thread_names: Default::default(),
-        unstopped: vec![],
-    };
-    let command = procfs::comm(pid, pid).unwrap_or_default();
-    // Not Go: say so without stopping it.
-    let is_go = |p: &std::path::Path| crate::process::resolve::go_binary_at(p).is_some();
-    if !is_go(&exe)
-        && !maps.iter().any(|m| {
-            m.offset == 0 && m.path.starts_with('/') && is_go(&under_sysroot(&root, &m.path))
-        })
-    {
-        return Err(crate::error::Error::NotGo(format!(
-            "process {pid} ({}) is not a Go program, nor is any library it mapped (a Go -buildmode=c-shared library); cgocore explains Go processes",
-            exe.display()
-        ))
-        .into());
-    }
+    let mut pre = Running::look(pid, opts)?;
     // Naming C frames needs each library's symbols and debug info: loaded
     // now, while the process runs, not while it is stopped.
-    let mut code: Vec<PathBuf> = maps
-        .iter()
-        .filter(|m| m.executable && m.path.starts_with('/'))
-        .map(|m| under_sysroot(&root, &m.path))
-        .collect();
-    code.sort();
-    code.dedup();
-    aopts.symbols.warm(&code, &root);
-
-    // Names and signal masks of the threads there are now (one read each
-    // of /proc): a thread started since is read while stopped.
-    let mut sighold: std::collections::HashMap<u32, u64> = Default::default();
-    for tid in procfs::tasks(pid)? {
-        sighold.insert(tid, procfs::sigblk(pid, tid));
-        if let Some(name) = procfs::comm(pid, tid) {
-            note.thread_names.insert(tid, name);
-        }
-    }
+    aopts.symbols.warm(&pre.code(), &pre.root);
 
     let phase = crate::progress::Phase::new(&format!("reading process {pid} (stopped)"), None);
     let stopped = ptrace::Stopped::stop(pid, opts.stop_timeout)?;
     for u in stopped.unstopped() {
-        note.unstopped.push(crate::elf::core::UnstoppedThread {
+        pre.note.unstopped.push(crate::elf::core::UnstoppedThread {
             tid: u.tid,
             state: u.state.clone(),
             wchan: u.wchan.clone(),
             name: procfs::comm(pid, u.tid),
         });
     }
-    let mut threads = vec![];
-    for tid in stopped.tids() {
-        // Only a thread killed with its process fails here.
-        let regs = |nt, words| {
-            ptrace::regset(tid, nt, words).map_err(|e| match stopped.check_alive() {
-                Err(exited) => exited.into(),
-                Ok(()) => e,
-            })
-        };
-        let words = regs(NT_PRSTATUS, 34)?;
-        let tls = match arch {
-            Arch::Aarch64 => regs(NT_ARM_TLS, 1)?.first().copied(),
-            Arch::X86_64 => None,
-        };
-        let sighold = *sighold
-            .entry(tid)
-            .or_insert_with(|| procfs::sigblk(pid, tid));
-        if let std::collections::btree_map::Entry::Vacant(e) = note.thread_names.entry(tid) {
-            if let Some(name) = procfs::comm(pid, tid) {
-                e.insert(name);
-            }
-        }
-        threads.push(Thread {
-            tid,
-            regs: Registers { arch, words, tls },
-            signal: None,
-            sighold,
-        });
-    }
+    let threads = pre.threads(&stopped, arch)?;
     let mem = Arc::new(RecordingMemory::new(pid, opts.max_bytes));
     let process = Process::from_live(LiveParts {
         pid,
         arch,
-        exe,
+        exe: pre.exe.clone(),
         threads: threads.clone(),
-        maps: maps
+        maps: pre
+            .maps
             .iter()
             .map(|m| (m.path.clone(), m.start, m.end, m.offset))
             .collect(),
-        auxv: auxv.clone(),
+        auxv: pre.auxv.clone(),
         mem: Box::new(mem.clone()),
-        sysroot: root,
-        command: Some(command.clone()),
-        facts: note.clone(),
+        sysroot: pre.root.clone(),
+        command: Some(pre.command.clone()),
+        facts: pre.note.clone(),
     })?;
     // While stopped: the threads, Ms and goroutines, and a copy of each
     // goroutine's stack; the goroutines are unwound after the process goes
     // on, from that copy (at 100k goroutines most of the work).
     let t_proc = stopped.elapsed();
-    // One pass: read while stopped, finish after letting the process go.
     let r = analysis::read(process, aopts);
     // Killed while stopped: what was read is not a state it was in.
     stopped.check_alive()?;
@@ -254,36 +166,162 @@ fn capture_on_this_thread(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) 
     }
     // What a debugger opening the snapshot reads to find the libraries.
     crate::process::linkmap::loaded(&*mem, &r.process.exe, r.process.bias);
-    keep_for_debuggers(&mem, &maps);
+    keep_for_debuggers(&mem, &pre.maps);
     if let Some(hold) = opts.hold_stopped {
         std::thread::sleep(hold.min(Duration::from_secs(60)));
     }
     stopped.check_alive()?;
     let stopped_for = stopped.release();
     drop(phase);
+
     mem.freeze();
-    let ms = stopped_for.as_secs_f64() * 1e3;
-    note.stopped_ms = ms;
+    pre.note.stopped_ms = stopped_for.as_secs_f64() * 1e3;
     freeze_image(&mut r.process);
-    if let Some(l) = r.process.live.as_mut() {
-        l.stopped_ms = ms;
-    }
-    let a = r.finish(None, aopts.goroutine_frames);
-    let snapshot = Snapshot {
-        arch,
-        pid,
-        command,
-        threads,
-        maps,
-        auxv,
-        pages: mem.saved_pages(),
-        note,
-    };
+    r.process.live = Some(pre.note.clone());
     Ok(Capture {
-        analysis: a,
-        snapshot,
+        analysis: r.finish(None, aopts.goroutine_frames),
+        snapshot: Snapshot {
+            arch,
+            pid,
+            command: pre.command,
+            threads,
+            maps: pre.maps,
+            auxv: pre.auxv,
+            pages: mem.saved_pages(),
+            note: pre.note,
+        },
         stopped: stopped_for,
     })
+}
+
+/// What /proc tells of the process while it runs (one read each), before
+/// it is stopped.
+struct Running {
+    pid: u32,
+    maps: Vec<procfs::Map>,
+    auxv: Vec<(u64, u64)>,
+    root: Option<PathBuf>,
+    exe: PathBuf,
+    command: String,
+    note: SnapshotNote,
+    /// Signal masks of the threads there are now.
+    sighold: std::collections::HashMap<u32, u64>,
+}
+
+impl Running {
+    /// Look at `pid`: there, traceable, free, and Go (refused without
+    /// stopping it otherwise).
+    fn look(pid: u32, opts: &LiveOptions) -> Result<Running> {
+        if !procfs::dir(pid).exists() {
+            return Err(ptrace::AttachError::NoSuchProcess(pid).into());
+        }
+        // Its maps are as private as its memory: refused means no ptrace
+        // rights.
+        let maps = procfs::maps(pid).map_err(|e| {
+            let denied = e
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied);
+            if denied {
+                ptrace::AttachError::permission_denied(pid).into()
+            } else {
+                e
+            }
+        })?;
+        ptrace::check_free(pid)?;
+        let root = opts.sysroot.clone().or_else(|| procfs::root(pid));
+        let exe = under_sysroot(&root, &procfs::exe(pid)?.to_string_lossy());
+        // Replaced or removed since it started (a deploy): the kernel still
+        // holds the file the process runs.
+        let exe = if exe.is_file() {
+            exe
+        } else {
+            procfs::dir(pid).join("exe")
+        };
+        let is_go = |p: &std::path::Path| crate::process::resolve::go_binary_at(p).is_some();
+        if !is_go(&exe)
+            && !maps.iter().any(|m| {
+                m.offset == 0 && m.path.starts_with('/') && is_go(&under_sysroot(&root, &m.path))
+            })
+        {
+            return Err(crate::error::Error::NotGo(format!(
+                "process {pid} ({}) is not a Go program, nor is any library it mapped (a Go -buildmode=c-shared library); cgocore explains Go processes",
+                exe.display()
+            ))
+            .into());
+        }
+        let mut note = SnapshotNote {
+            fds: procfs::fds(pid),
+            ..Default::default()
+        };
+        let mut sighold = std::collections::HashMap::new();
+        for tid in procfs::tasks(pid)? {
+            sighold.insert(tid, procfs::sigblk(pid, tid));
+            if let Some(name) = procfs::comm(pid, tid) {
+                note.thread_names.insert(tid, name);
+            }
+        }
+        Ok(Running {
+            pid,
+            auxv: procfs::auxv(pid),
+            command: procfs::comm(pid, pid).unwrap_or_default(),
+            maps,
+            root,
+            exe,
+            note,
+            sighold,
+        })
+    }
+
+    /// The files of the process's code, on this host.
+    fn code(&self) -> Vec<PathBuf> {
+        let mut code: Vec<PathBuf> = self
+            .maps
+            .iter()
+            .filter(|m| m.executable && m.path.starts_with('/'))
+            .map(|m| under_sysroot(&self.root, &m.path))
+            .collect();
+        code.sort();
+        code.dedup();
+        code
+    }
+
+    /// Each stopped thread with its registers (a thread started since the
+    /// look is named and its mask read now).
+    fn threads(&mut self, stopped: &ptrace::Stopped, arch: Arch) -> Result<Vec<Thread>> {
+        let pid = self.pid;
+        let mut threads = vec![];
+        for tid in stopped.tids() {
+            // Only a thread killed with its process fails here.
+            let regs = |nt, words| {
+                ptrace::regset(tid, nt, words).map_err(|e| match stopped.check_alive() {
+                    Err(exited) => exited.into(),
+                    Ok(()) => e,
+                })
+            };
+            let words = regs(NT_PRSTATUS, 34)?;
+            let tls = match arch {
+                Arch::Aarch64 => regs(NT_ARM_TLS, 1)?.first().copied(),
+                Arch::X86_64 => None,
+            };
+            let sighold = *self
+                .sighold
+                .entry(tid)
+                .or_insert_with(|| procfs::sigblk(pid, tid));
+            if let std::collections::btree_map::Entry::Vacant(e) = self.note.thread_names.entry(tid)
+            {
+                if let Some(name) = procfs::comm(pid, tid) {
+                    e.insert(name);
+                }
+            }
+            threads.push(Thread {
+                tid,
+                regs: Registers { arch, words, tls },
+                signal: None,
+                sighold,
+            });
+        }
+        Ok(threads)
+    }
 }
 
 /// The process image over the frozen copy, where read-only file segments
