@@ -163,12 +163,10 @@ fn a_zstd_bomb_is_stopped_and_cleaned_up() {
     assert!(left.is_empty(), "left in the cache: {left:?}");
 }
 
-/// Interrupted while decompressing, nothing is left behind.
-#[test]
-fn an_interrupted_decompression_leaves_nothing() {
+/// A zstd stream of an ELF core header whose one segment claims `claimed`
+/// bytes, followed by `mb` MB of one repeated byte.
+fn junk_core_zst(tmp: &Scratch, name: &str, claimed: u64, mb: usize) -> std::path::PathBuf {
     use std::io::Write;
-    let tmp = Scratch::new("hostile-interrupt");
-    // A valid ELF core header whose one segment spans 4 GB of non-zero bytes.
     let mut head = vec![0u8; 64 + 56];
     head[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
     head[16..18].copy_from_slice(&4u16.to_le_bytes()); // ET_CORE
@@ -178,16 +176,25 @@ fn an_interrupted_decompression_leaves_nothing() {
     head[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
     head[64..68].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
     head[64 + 8..64 + 16].copy_from_slice(&4096u64.to_le_bytes());
-    head[64 + 32..64 + 40].copy_from_slice(&(4u64 << 30).to_le_bytes());
-    let big = tmp.join("big.zst");
+    head[64 + 32..64 + 40].copy_from_slice(&claimed.to_le_bytes());
+    let path = tmp.join(name);
     let mut enc =
-        zstd::stream::write::Encoder::new(std::fs::File::create(&big).unwrap(), 1).unwrap();
+        zstd::stream::write::Encoder::new(std::fs::File::create(&path).unwrap(), 1).unwrap();
     enc.write_all(&head).unwrap();
     let junk = vec![0x55u8; 1 << 20];
-    for _ in 0..4096 {
+    for _ in 0..mb {
         enc.write_all(&junk).unwrap();
     }
     enc.finish().unwrap();
+    path
+}
+
+/// Interrupted while decompressing, nothing is left behind.
+#[test]
+fn an_interrupted_decompression_leaves_nothing() {
+    let tmp = Scratch::new("hostile-interrupt");
+    // A valid ELF core header whose one segment spans 4 GB of non-zero bytes.
+    let big = junk_core_zst(&tmp, "big.zst", 4 << 30, 4096);
     let cache = tmp.join("cache");
     for sig in [libc::SIGTERM, libc::SIGINT] {
         let child = Command::new(env!("CARGO_BIN_EXE_cgocore"))
@@ -642,27 +649,8 @@ fn the_cache_is_private_and_trusts_only_what_verifies() {
 /// its compressed size, and nothing kept.
 #[test]
 fn a_stream_claiming_a_terabyte_is_bounded_by_what_it_writes() {
-    use std::io::Write;
     let tmp = Scratch::new("hostile-terabyte");
-    let mut head = vec![0u8; 64 + 56];
-    head[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
-    head[16..18].copy_from_slice(&4u16.to_le_bytes()); // ET_CORE
-    head[18..20].copy_from_slice(&62u16.to_le_bytes()); // x86_64
-    head[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
-    head[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
-    head[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
-    head[64..68].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
-    head[64 + 8..64 + 16].copy_from_slice(&4096u64.to_le_bytes());
-    head[64 + 32..64 + 40].copy_from_slice(&(1u64 << 40).to_le_bytes());
-    let big = tmp.join("tb.zst");
-    let mut enc =
-        zstd::stream::write::Encoder::new(std::fs::File::create(&big).unwrap(), 3).unwrap();
-    enc.write_all(&head).unwrap();
-    let junk = vec![0x55u8; 1 << 20];
-    for _ in 0..1024 {
-        enc.write_all(&junk).unwrap();
-    }
-    enc.finish().unwrap();
+    let big = junk_core_zst(&tmp, "tb.zst", 1 << 40, 1024);
     assert!(std::fs::metadata(&big).unwrap().len() < 1 << 20);
     let cache = tmp.join("cache");
     let (out, took) = bounded(&[&big], &cache);

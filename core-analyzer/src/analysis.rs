@@ -457,26 +457,7 @@ fn classify_threads(
         .zip(stacks)
         .map(|(t, st)| {
             let m = join.m_of(ms, t.tid);
-            // The blocked call starts below Go's own signal handler, if it
-            // runs (below the last of nested ones: under qemu-user the
-            // crash's re-raise is delivered to the handler again).
-            let go_sig = st
-                .signals
-                .iter()
-                .skip_while(|s| !s.go_handler)
-                .take_while(|s| s.go_handler)
-                .last();
-            let (start, sys) = match go_sig {
-                Some(s) => (s.frame, s.syscall),
-                None => (0, t.regs.syscall_state()),
-            };
-            let sig_name = go_sig.map(|s| signal::signal_name(s.signo));
-            // A C handler on top of the call is what waits.
-            let handler_end = st
-                .signals
-                .iter()
-                .find(|s| !s.go_handler && s.frame > start)
-                .map(|s| s.frame);
+            let (start, sys, handler_end, sig_name) = blocked_call_start(t, st);
             let call = |go_side| classify::Call {
                 tid: t.tid,
                 frames: &st.frames,
@@ -530,6 +511,43 @@ fn classify_threads(
             }
         })
         .collect()
+}
+
+/// Where a thread's blocked call starts: below Go's own signal handler, if
+/// one runs (below the last of nested ones: under qemu-user the crash's
+/// re-raise is delivered to the handler again), with the syscall state it
+/// interrupted; where a C handler on top of the call begins (it is what
+/// waits); and Go's signal's name.
+fn blocked_call_start(
+    t: &crate::process::Thread,
+    st: &ThreadStack,
+) -> (
+    usize,
+    crate::elf::regs::SyscallState,
+    Option<usize>,
+    Option<String>,
+) {
+    let go_sig = st
+        .signals
+        .iter()
+        .skip_while(|s| !s.go_handler)
+        .take_while(|s| s.go_handler)
+        .last();
+    let (start, sys) = match go_sig {
+        Some(s) => (s.frame, s.syscall),
+        None => (0, t.regs.syscall_state()),
+    };
+    let handler_end = st
+        .signals
+        .iter()
+        .find(|s| !s.go_handler && s.frame > start)
+        .map(|s| s.frame);
+    (
+        start,
+        sys,
+        handler_end,
+        go_sig.map(|s| signal::signal_name(s.signo)),
+    )
 }
 
 fn interrupted(s: &SignalFrame) -> Interrupted {

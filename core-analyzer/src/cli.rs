@@ -198,6 +198,44 @@ enum Which {
     Locked,
 }
 
+/// `cgocore analyze`: a core, or a live process.
+fn analyze(
+    core: Option<PathBuf>,
+    pid: Option<u32>,
+    exe: Option<PathBuf>,
+    sysroot: Option<PathBuf>,
+    live: &Live,
+    out: &Output,
+) -> Result<u8> {
+    // Outputs are checked before anything is read: a bad one costs nothing,
+    // and none may be one of the inputs.
+    let inputs: Vec<&std::path::Path> = [core.as_deref(), exe.as_deref(), out.rules.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    out.check_targets(&inputs)?;
+    let mut aopts = cgocore::AnalyzeOptions::default();
+    if let Some(path) = &out.rules {
+        aopts.rules = cgocore::Rules::with_user_file(path)?;
+    }
+    // Goroutine stacks cost most on big cores: only unwind them when they
+    // are printed.
+    aopts.goroutine_frames = out.json || out.goroutines.is_some() || out.pprof.is_some();
+    let report = match (pid, core) {
+        (Some(pid), _) => {
+            cgocore::capture_pid(pid, &live.options(sysroot), &aopts)?
+                .analysis
+                .report
+        }
+        (None, Some(core)) => {
+            let process = cgocore::open_core(&core, &cgocore::OpenOptions { exe, sysroot })?;
+            cgocore::analyze_with(process, Some(core.display().to_string()), &aopts)?.report
+        }
+        (None, None) => unreachable!("clap requires CORE or --pid"),
+    };
+    print_report(&report, out)
+}
+
 fn run(cli: Cli) -> Result<u8> {
     match cli.cmd {
         Cmd::Analyze {
@@ -207,37 +245,7 @@ fn run(cli: Cli) -> Result<u8> {
             sysroot,
             live,
             out,
-        } => {
-            // Outputs are checked before anything is read: a bad one costs
-            // nothing, and none may be one of the inputs.
-            let inputs: Vec<&std::path::Path> =
-                [core.as_deref(), exe.as_deref(), out.rules.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .collect();
-            out.check_targets(&inputs)?;
-            let mut aopts = cgocore::AnalyzeOptions::default();
-            if let Some(path) = &out.rules {
-                aopts.rules = cgocore::Rules::with_user_file(path)?;
-            }
-            // Goroutine stacks cost most on big cores: only unwind them when
-            // they are printed.
-            aopts.goroutine_frames = out.json || out.goroutines.is_some() || out.pprof.is_some();
-            let report = match (pid, core) {
-                (Some(pid), _) => {
-                    cgocore::capture_pid(pid, &live.options(sysroot), &aopts)?
-                        .analysis
-                        .report
-                }
-                (None, Some(core)) => {
-                    let process =
-                        cgocore::open_core(&core, &cgocore::OpenOptions { exe, sysroot })?;
-                    cgocore::analyze_with(process, Some(core.display().to_string()), &aopts)?.report
-                }
-                (None, None) => unreachable!("clap requires CORE or --pid"),
-            };
-            print_report(&report, &out)
-        }
+        } => analyze(core, pid, exe, sysroot, &live, &out),
         Cmd::Snapshot {
             pid,
             output,

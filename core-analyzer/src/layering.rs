@@ -1,6 +1,7 @@
-//! The modules' import graph has no cycle: data flows up once (the test
-//! below reads every `crate::` path in the library's sources, tests left out,
-//! and fails naming a cycle). docs/architecture.md lists every module.
+//! The shape of the library, kept by tests: the modules' import graph has
+//! no cycle (data flows up once: every `crate::` path in the sources, tests
+//! left out, is read, and a cycle is named), docs/architecture.md lists
+//! every module, and no function is longer than a screen and a half.
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
@@ -121,6 +122,69 @@ mod tests {
         assert!(
             missing.is_empty(),
             "not in docs/architecture.md: {missing:?}"
+        );
+    }
+
+    /// Lines a library function may have.
+    const MAX_FN_LINES: usize = 100;
+
+    /// Functions of `text` (as rustfmt lays it out) longer than the limit:
+    /// a `fn` line to the `}` at its indentation.
+    fn long_functions(text: &str) -> Vec<(String, usize)> {
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        let lines: Vec<&str> = code.lines().collect();
+        let mut out = vec![];
+        for (i, l) in lines.iter().enumerate() {
+            let t = l.trim_start();
+            let item = [
+                "pub(crate) ",
+                "pub(super) ",
+                "pub ",
+                "const ",
+                "unsafe ",
+                "extern \"C\" ",
+            ]
+            .iter()
+            .fold(t, |t, p| t.strip_prefix(p).unwrap_or(t));
+            let Some(rest) = item.strip_prefix("fn ") else {
+                continue;
+            };
+            let indent = &l[..l.len() - t.len()];
+            let close = format!("{indent}}}");
+            if let Some(n) = lines[i..].iter().position(|x| *x == close) {
+                if n + 1 > MAX_FN_LINES {
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| *c != '(' && *c != '<')
+                        .collect();
+                    out.push((name, n + 1));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn no_function_is_longer_than_a_screen_and_a_half() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = vec![];
+        sources(&root, &mut files);
+        let long: Vec<String> = files
+            .iter()
+            .flat_map(|f| {
+                let text = std::fs::read_to_string(f).unwrap();
+                long_functions(&text)
+                    .into_iter()
+                    .map(|(n, len)| format!("{}: {n} ({len} lines)", f.display()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(long.is_empty(), "over {MAX_FN_LINES} lines: {long:#?}");
+        let body = "    x();\n".repeat(MAX_FN_LINES);
+        let f = format!("pub fn big() {{\n{body}}}\n");
+        assert_eq!(
+            long_functions(&f),
+            vec![("big".to_string(), MAX_FN_LINES + 2)]
         );
     }
 

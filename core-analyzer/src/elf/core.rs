@@ -179,31 +179,12 @@ impl CoreFile {
                         from_core: true,
                     });
                 }
-                elf::PT_NOTE => {
-                    let Ok(Some(mut notes)) = ph.notes(e, data) else {
-                        core.warnings
-                            .push("a PT_NOTE segment is truncated or corrupt".into());
-                        continue;
-                    };
-                    loop {
-                        match notes.next() {
-                            Ok(Some(n)) => {
-                                if core.writer.is_none() {
-                                    core.writer = writer_of(n.name(), n.n_type(e));
-                                }
-                                if let Some(s) = core.note(n.name(), n.n_type(e), n.desc()) {
-                                    siginfos.push(s);
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(_) => {
-                                core.warnings
-                                    .push("notes end early (truncated core?)".into());
-                                break;
-                            }
-                        }
-                    }
-                }
+                elf::PT_NOTE => match ph.notes(e, data) {
+                    Ok(Some(notes)) => core.read_notes(notes, e, &mut siginfos),
+                    _ => core
+                        .warnings
+                        .push("a PT_NOTE segment is truncated or corrupt".into()),
+                },
                 _ => {}
             }
         }
@@ -224,6 +205,34 @@ impl CoreFile {
         }
         core.siginfo = core.stop_signal(siginfos);
         Ok(core)
+    }
+
+    /// Every note of one `PT_NOTE` segment: who wrote the core (its first
+    /// note), and what each says.
+    fn read_notes(
+        &mut self,
+        mut notes: object::read::elf::NoteIterator<'_, elf::FileHeader64<LE>>,
+        e: LE,
+        siginfos: &mut Vec<SigInfo>,
+    ) {
+        loop {
+            match notes.next() {
+                Ok(Some(n)) => {
+                    if self.writer.is_none() {
+                        self.writer = writer_of(n.name(), n.n_type(e));
+                    }
+                    if let Some(s) = self.note(n.name(), n.n_type(e), n.desc()) {
+                        siginfos.push(s);
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    self.warnings
+                        .push("notes end early (truncated core?)".into());
+                    break;
+                }
+            }
+        }
     }
 
     /// Keeps what a note says; returns an `NT_SIGINFO`'s signal (the kernel

@@ -96,6 +96,53 @@ pub struct TargetDesc {
     pub sysroot: Option<PathBuf>,
 }
 
+/// The core file mapped: an I/O error is `Error::Io`, anything else
+/// (not ELF, a bad .zst) `Error::NotACore`.
+fn open_core_file(
+    core_path: &Path,
+) -> std::result::Result<std::sync::Arc<crate::input::Mapped>, Error> {
+    crate::input::open(core_path).map_err(|e| {
+        let io = e
+            .chain()
+            .any(|c| c.downcast_ref::<std::io::Error>().is_some());
+        if io {
+            Error::Io {
+                path: core_path.to_path_buf(),
+                what: format!("{e:#}"),
+            }
+        } else {
+            Error::NotACore(format!("{e:#}"))
+        }
+    })
+}
+
+/// The executable a core names: the mapping holding `AT_PHDR` (the
+/// executable's own mapping is at offset 0 too, but `AT_PHDR` may point past
+/// its first page), else the string at `AT_EXECFN`.
+fn exe_named_by(
+    core: &CoreFile,
+    mem: &dyn Memory,
+    sysroot: &Option<PathBuf>,
+) -> std::result::Result<PathBuf, Error> {
+    let all: Vec<Mapping> = core
+        .files
+        .iter()
+        .map(|f| Mapping {
+            path: f.path.clone(),
+            start: f.start,
+            end: f.end,
+        })
+        .collect();
+    resolve::named_exe(
+        &all,
+        mem,
+        core.auxv_get(AT_PHDR),
+        core.auxv_get(AT_EXECFN),
+        sysroot,
+    )
+    .ok_or_else(|| Error::Other("the core does not name its executable; pass --exe BINARY".into()))
+}
+
 impl Process {
     /// A process image from a debugger's view of its target. The binaries
     /// are resolved and checked as for a core.
@@ -205,19 +252,7 @@ impl Process {
     }
 
     pub fn from_core(core_path: &Path, opts: &OpenOptions) -> Result<Process> {
-        let mapped = crate::input::open(core_path).map_err(|e| {
-            let io = e
-                .chain()
-                .any(|c| c.downcast_ref::<std::io::Error>().is_some());
-            if io {
-                Error::Io {
-                    path: core_path.to_path_buf(),
-                    what: format!("{e:#}"),
-                }
-            } else {
-                Error::NotACore(format!("{e:#}"))
-            }
-        })?;
+        let mapped = open_core_file(core_path)?;
         crate::input::prefetch_data(&mapped);
         let core = CoreFile::parse(mapped).map_err(|e| Error::NotACore(format!("{e:#}")))?;
         let mut core_only = SplicedMemory::default();
@@ -237,29 +272,7 @@ impl Process {
         let (at_phdr, at_entry) = (core.auxv_get(AT_PHDR), core.auxv_get(AT_ENTRY));
         let exe = match &opts.exe {
             Some(p) => p.clone(),
-            None => {
-                // The executable's own mapping is at offset 0 too, but
-                // AT_PHDR may point past its first page.
-                let all: Vec<Mapping> = core
-                    .files
-                    .iter()
-                    .map(|f| Mapping {
-                        path: f.path.clone(),
-                        start: f.start,
-                        end: f.end,
-                    })
-                    .collect();
-                resolve::named_exe(
-                    &all,
-                    &core_only,
-                    at_phdr,
-                    core.auxv_get(AT_EXECFN),
-                    &opts.sysroot,
-                )
-                .ok_or_else(|| {
-                    Error::Other("the core does not name its executable; pass --exe BINARY".into())
-                })?
-            }
+            None => exe_named_by(&core, &core_only, &opts.sysroot)?,
         };
         let r = resolve::resolve(&Inputs {
             mappings: &mappings,

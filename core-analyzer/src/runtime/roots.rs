@@ -130,25 +130,7 @@ impl Roots {
         let moduledata = sym("runtime.firstmoduledata")
             .or_else(|| p.exe.section_range(".go.module").map(|(a, _)| p.rt(a)))
             .or_else(|| find_moduledata(data(), &*p.mem, pcln));
-        match moduledata {
-            Some(md) => {
-                let field = |f: &str| {
-                    layout
-                        .field("runtime.moduledata", f)
-                        .map(|off| md.wrapping_add(off))
-                        .with_context(|| format!("layout lacks moduledata.{f}"))
-                };
-                pcln.text = p
-                    .mem
-                    .u64(field("text")?)
-                    .context("moduledata.text unreadable")?;
-                pcln.gofunc = p.mem.u64(field("gofunc")?).unwrap_or(0);
-            }
-            None => {
-                warnings.push("moduledata not found; using pcHeader.textStart".into());
-                pcln.text = p.rt(pcln.text);
-            }
-        }
+        place_text(p, layout, pcln, moduledata, warnings)?;
 
         // By symbol; a symbol table that lacks a root or names one that
         // cannot be read (a corrupt binary) falls back to the heuristics.
@@ -203,6 +185,34 @@ impl Roots {
             source: "heuristics",
         })
     }
+}
+
+/// Where the text the pclntab describes starts (and its funcdata base,
+/// `gofunc`): from the moduledata, else the pclntab's own header, rebased.
+fn place_text(
+    p: &Process,
+    layout: &Layout,
+    pcln: &mut Pclntab,
+    moduledata: Option<u64>,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    let Some(md) = moduledata else {
+        warnings.push("moduledata not found; using pcHeader.textStart".into());
+        pcln.text = p.rt(pcln.text);
+        return Ok(());
+    };
+    let field = |f: &str| {
+        layout
+            .field("runtime.moduledata", f)
+            .map(|off| md.wrapping_add(off))
+            .with_context(|| format!("layout lacks moduledata.{f}"))
+    };
+    pcln.text = p
+        .mem
+        .u64(field("text")?)
+        .context("moduledata.text unreadable")?;
+    pcln.gofunc = p.mem.u64(field("gofunc")?).unwrap_or(0);
+    Ok(())
 }
 
 fn find_moduledata(d: &DataWords, mem: &dyn Memory, pcln: &Pclntab) -> Option<u64> {

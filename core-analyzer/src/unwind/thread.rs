@@ -188,117 +188,137 @@ impl Stitcher<'_> {
             if out.frames.len() >= MAX_FRAMES {
                 return Some(format!("more than {MAX_FRAMES} frames"));
             }
-            let pc = w.regs.pc;
-            let next = match self.go.pcln.find(pc) {
+            let step = match self.go.pcln.find(w.regs.pc) {
                 Some(f) => match self.go_frame(&f, w, out) {
-                    Ok(Some(r)) => r,
-                    Ok(None) => continue,
-                    Err(end) => return end,
+                    Ok(Some(r)) => Step::Caller(r),
+                    Ok(None) => Step::Moved,
+                    Err(None) => Step::Ended,
+                    Err(Some(why)) => Step::Truncated(why),
                 },
-                None => {
-                    self.c_frame(w, out);
-                    // Go's own vDSO calls (nanotime, walltime) leave where they came
-                    // from in m.vdsoPC/SP, as Go's traceback uses them.
-                    let vdso = w.m.filter(|m| m.vdso_sp != 0 && m.vdso_pc != 0);
-                    if let (Some(m), None) = (vdso, self.modules.find(pc)) {
-                        if let Some(f) = out.frames.last_mut() {
-                            f.module = Some(Arc::from("[vdso]"));
-                        }
-                        w.regs = Regs {
-                            pc: m.vdso_pc,
-                            sp: m.vdso_sp,
-                            fp: w.regs.fp,
-                            lr: 0,
-                        };
-                        w.first = false;
-                        continue;
-                    }
-                    if !w.first && native::returns_into_thread_exit(self.mem(), self.go.arch, pc) {
-                        return None;
-                    }
-                    match self.native.step(self.mem(), &w.regs, w.first) {
-                        Ok(Some(r))
-                            if signal::is_trampoline(self.mem(), self.go.arch, r.pc)
-                                || self.native.plausible(self.mem(), &w.regs, &r)
-                                    && self.c_returns_into(r.pc) =>
-                        {
-                            r
-                        }
-                        // No unwind information here (musl's libc has
-                        // none): where a thread starts, the stack ends;
-                        // elsewhere the return address is searched for. A
-                        // zero frame pointer ends the unwinder's fallback
-                        // too, though code without frame pointers may have
-                        // zeroed it (x86_64: searched; CFI ends real stacks
-                        // at named or exiting thread starts).
-                        other => {
-                            if self.at_thread_start(out) {
-                                return None;
-                            }
-                            let ended = matches!(other, Ok(None));
-                            if ended && self.go.arch != Arch::X86_64 {
-                                return None;
-                            }
-                            let callee =
-                                self.function_start(if w.first { pc } else { pc.wrapping_sub(1) });
-                            // C returns into Go only where Go called it.
-                            let accept = |ret: u64| self.c_returns_into(ret);
-                            match self
-                                .native
-                                .scan(self.mem(), &w.regs, w.first, callee, &accept)
-                            {
-                                Scan::Found(r) => r,
-                                Scan::StackTop => return None,
-                                Scan::Exhausted if ended => return None,
-                                Scan::Exhausted => {
-                                    let e = match other {
-                                        Err(e) => e,
-                                        _ => "no believable caller".into(),
-                                    };
-                                    return Some(format!("C unwinding stopped at {pc:#x}: {e}"));
-                                }
-                            }
-                        }
-                    }
-                }
+                None => self.c_step(w, out),
+            };
+            let next = match step {
+                Step::Caller(next) => next,
+                Step::Moved => continue,
+                Step::Ended => return None,
+                Step::Truncated(why) => return Some(why),
             };
             w.first = false;
             if next.pc == 0 {
                 return None;
             }
-            if signal::is_trampoline(self.mem(), self.go.arch, next.pc) {
-                let Some(saved) = signal::interrupted(self.mem(), self.go.arch, next.sp) else {
-                    return Some(format!("signal frame at {:#x} unreadable", next.sp));
-                };
-                let go_handler = out.frames.last().is_some_and(|f| {
-                    f.lang == Lang::Go
-                        && f.function
-                            .as_deref()
-                            .is_some_and(|n| SIGNAL_ENTRIES.contains(&n))
-                });
-                out.close_segment(&mut w.segment, Role::Handler);
-                out.signals.push(SignalFrame {
-                    signo: saved.signo,
-                    saved_mask: saved.mask,
-                    frame: out.frames.len(),
-                    go_handler,
-                    syscall: saved.syscall,
-                    sp: saved.regs.sp,
-                });
-                w.regs = saved.regs;
-                w.first = true;
-                self.attach_if_on_curg(w, out);
-                continue;
-            }
-            if self.is_asmcgocall(next.pc) {
+            let step = if signal::is_trampoline(self.mem(), self.go.arch, next.pc) {
+                self.enter_signal_frame(next, w, out)
+            } else if self.is_asmcgocall(next.pc) {
                 w.regs = next;
-                if let Err(end) = self.leave_c(w, out) {
-                    return end;
+                match self.leave_c(w, out) {
+                    Ok(()) => Step::Moved,
+                    Err(None) => Step::Ended,
+                    Err(Some(why)) => Step::Truncated(why),
                 }
-                continue;
+            } else {
+                w.regs = next;
+                Step::Moved
+            };
+            match step {
+                Step::Ended => return None,
+                Step::Truncated(why) => return Some(why),
+                _ => {}
             }
-            w.regs = next;
         }
+    }
+
+    /// One C frame named, and its caller: from the unwind tables, a
+    /// validated search of the stack where they have nothing, or the end.
+    fn c_step(&self, w: &mut Walk, out: &mut ThreadStack) -> Step {
+        let pc = w.regs.pc;
+        self.c_frame(w, out);
+        // Go's own vDSO calls (nanotime, walltime) leave where they came
+        // from in m.vdsoPC/SP, as Go's traceback uses them.
+        let vdso = w.m.filter(|m| m.vdso_sp != 0 && m.vdso_pc != 0);
+        if let (Some(m), None) = (vdso, self.modules.find(pc)) {
+            if let Some(f) = out.frames.last_mut() {
+                f.module = Some(Arc::from("[vdso]"));
+            }
+            w.regs = Regs {
+                pc: m.vdso_pc,
+                sp: m.vdso_sp,
+                fp: w.regs.fp,
+                lr: 0,
+            };
+            w.first = false;
+            return Step::Moved;
+        }
+        if !w.first && native::returns_into_thread_exit(self.mem(), self.go.arch, pc) {
+            return Step::Ended;
+        }
+        let other = match self.native.step(self.mem(), &w.regs, w.first) {
+            Ok(Some(r))
+                if signal::is_trampoline(self.mem(), self.go.arch, r.pc)
+                    || self.native.plausible(self.mem(), &w.regs, &r)
+                        && self.c_returns_into(r.pc) =>
+            {
+                return Step::Caller(r);
+            }
+            other => other,
+        };
+        // No unwind information here (musl's libc has none): where a thread
+        // starts, the stack ends; elsewhere the return address is searched
+        // for. A zero frame pointer ends the unwinder's fallback too, though
+        // code without frame pointers may have zeroed it (x86_64: searched;
+        // CFI ends real stacks at named or exiting thread starts).
+        if self.at_thread_start(out) {
+            return Step::Ended;
+        }
+        let ended = matches!(other, Ok(None));
+        if ended && self.go.arch != Arch::X86_64 {
+            return Step::Ended;
+        }
+        let callee = self.function_start(if w.first { pc } else { pc.wrapping_sub(1) });
+        // C returns into Go only where Go called it.
+        let accept = |ret: u64| self.c_returns_into(ret);
+        match self
+            .native
+            .scan(self.mem(), &w.regs, w.first, callee, &accept)
+        {
+            Scan::Found(r) => Step::Caller(r),
+            Scan::StackTop => Step::Ended,
+            Scan::Exhausted if ended => Step::Ended,
+            Scan::Exhausted => {
+                let e = match other {
+                    Err(e) => e,
+                    _ => "no believable caller".into(),
+                };
+                Step::Truncated(format!("C unwinding stopped at {pc:#x}: {e}"))
+            }
+        }
+    }
+
+    /// The caller is the kernel's signal trampoline: the frame the signal
+    /// interrupted continues the walk (a handler's segment ends here).
+    fn enter_signal_frame(&self, next: Regs, w: &mut Walk, out: &mut ThreadStack) -> Step {
+        let Some(saved) = signal::interrupted(self.mem(), self.go.arch, next.sp) else {
+            return Step::Truncated(format!("signal frame at {:#x} unreadable", next.sp));
+        };
+        let go_handler = out.frames.last().is_some_and(|f| {
+            f.lang == Lang::Go
+                && f.function
+                    .as_deref()
+                    .is_some_and(|n| SIGNAL_ENTRIES.contains(&n))
+        });
+        out.close_segment(&mut w.segment, Role::Handler);
+        out.signals.push(SignalFrame {
+            signo: saved.signo,
+            saved_mask: saved.mask,
+            frame: out.frames.len(),
+            go_handler,
+            syscall: saved.syscall,
+            sp: saved.regs.sp,
+        });
+        w.regs = saved.regs;
+        w.first = true;
+        self.attach_if_on_curg(w, out);
+        Step::Moved
     }
 
     /// The frame just named is where a C library starts a thread or the
@@ -648,4 +668,16 @@ pub fn arch_key(arch: Arch) -> &'static str {
         Arch::X86_64 => "amd64",
         Arch::Aarch64 => "arm64",
     }
+}
+/// How one step of the walk came out: the end states are explicit.
+enum Step {
+    /// The caller's registers: the walk goes on from them.
+    Caller(Regs),
+    /// The walk's registers were moved already (a Go frame's own step, a
+    /// signal frame entered, C left for Go): go on from there.
+    Moved,
+    /// The stack ends here, as it should (a thread's start, pc 0).
+    Ended,
+    /// The stack ends early, for this reason.
+    Truncated(String),
 }
