@@ -23,6 +23,21 @@ class UsageError(Exception):
     """The command's words are off, or name something that is not there."""
 
 
+class TargetError(Exception):
+    """The debugger has nothing cgocore can read (no process, a running one)."""
+
+
+def error_line(e, package):
+    """The one line every failure of a command becomes, in gdb and lldb alike:
+    `cgocore: <what went wrong>`, never a traceback; a bug says it is one."""
+    text = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, KeyboardInterrupt):
+        return "cgocore: interrupted"
+    if isinstance(e, (UsageError, TargetError, package.CgocoreError)):
+        return "cgocore: %s" % text
+    return "cgocore: internal error: %s" % text
+
+
 def register_names(arch):
     """The registers the analysis reads, for a debugger's architecture name."""
     return AARCH64_REGS if "aarch64" in arch or arch == "arm64" else X86_64_REGS

@@ -72,13 +72,13 @@ class _Target:
         inf = gdb.selected_inferior()
         threads = inf.threads() if inf is not None else ()
         if inf is None or not threads:
-            raise gdb.GdbError("cgocore: no process or core: run or attach to a Go program, "
-                               "or load a core (gdb BINARY CORE)")
+            raise dbg.TargetError("no process or core: run or attach to a Go program, "
+                                  "or load a core (gdb BINARY CORE)")
         if any(t.is_running() for t in threads):
-            raise gdb.GdbError("cgocore: the process is running; interrupt it first (Ctrl-C or `interrupt`)")
+            raise dbg.TargetError("the process is running; interrupt it first (Ctrl-C or `interrupt`)")
         exe = inf.progspace.filename if inf.progspace else None
         if not exe:
-            raise gdb.GdbError("cgocore: gdb has no executable for this inferior; use `file BINARY`")
+            raise dbg.TargetError("gdb has no executable for this inferior; use `file BINARY`")
         self.inf, self.exe, self.pid = inf, exe, inf.pid or None
         self.arch = gdb.newest_frame().architecture().name()
         names = dbg.register_names(self.arch)
@@ -115,19 +115,15 @@ class _Target:
 
 
 def _run(fn):
-    """Run a command body: every failure is one `cgocore: ...` line, never a traceback."""
+    """Run a command body: every failure is one `cgocore: ...` line
+    (cgocore.debugger.error_line), never a traceback."""
     cg = _package()
     try:
         fn(cg.debugger)
     except gdb.GdbError:
         raise
-    except KeyboardInterrupt:
-        raise gdb.GdbError("cgocore: interrupted") from None
-    except (cg.CgocoreError, cg.debugger.UsageError) as e:
-        raise gdb.GdbError("cgocore: %s" % str(e).splitlines()[0]) from None
-    except Exception as e:  # never let a bug take the session down
-        raise gdb.GdbError("cgocore: internal error: %s" % (str(e).splitlines()[0] if str(e) else
-                                                            type(e).__name__)) from None
+    except (Exception, KeyboardInterrupt) as e:  # never let a bug take the session down
+        raise gdb.GdbError(cg.debugger.error_line(e, cg)) from None
 
 
 def _analyze(dbg, goroutine_frames):

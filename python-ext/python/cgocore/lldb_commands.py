@@ -41,10 +41,6 @@ def _package():
     return cgocore
 
 
-class _Error(Exception):
-    pass
-
-
 class _Target:
     """What the Rust side needs from lldb: memory, threads with registers, modules."""
 
@@ -53,14 +49,14 @@ class _Target:
         target = exe_ctx.GetTarget()
         process = exe_ctx.GetProcess()
         if not target.IsValid() or not process.IsValid() or process.GetNumThreads() == 0:
-            raise _Error("no process or core: launch or attach to a Go program, or load a core "
+            raise dbg.TargetError("no process or core: launch or attach to a Go program, or load a core "
                          "(target create BINARY --core CORE)")
         state = process.GetState()
         if state in (lldb.eStateRunning, lldb.eStateStepping, lldb.eStateLaunching):
-            raise _Error("the process is running; interrupt it first (process interrupt)")
+            raise dbg.TargetError("the process is running; interrupt it first (process interrupt)")
         exe = target.GetExecutable()
         if not exe.IsValid() or not exe.fullpath:
-            raise _Error("lldb has no executable for this target")
+            raise dbg.TargetError("lldb has no executable for this target")
         self.process = process
         self.exe = exe.fullpath
         self.arch = target.GetTriple().split("-")[0]
@@ -127,12 +123,8 @@ class _Command:
         try:
             out = self.run(cg.debugger, shlex.split(command or ""), exe_ctx)
             result.AppendMessage(out.rstrip("\n"))
-        except (_Error, cg.debugger.UsageError) as e:
-            result.SetError("cgocore: %s" % e)
-        except cg.CgocoreError as e:
-            result.SetError("cgocore: %s" % str(e).splitlines()[0])
-        except Exception as e:  # never let a bug take the session down
-            result.SetError("cgocore: internal error: %s" % e)
+        except (Exception, KeyboardInterrupt) as e:  # never let a bug take the session down
+            result.SetError(cg.debugger.error_line(e, cg))
 
 
 class Threads(_Command):
