@@ -805,6 +805,9 @@ fn sqlite_waits_for_writer(
                 .contains(&format!("held by thread {writer}'s connection 0x"))
             && w.explain
                 .contains("(the WAL write lock, a write transaction)")
+            // The evidence: each connection's mutex names its thread.
+            && w.explain
+                .contains("each connection's mutex names the thread using it")
             && thread(r, writer)
                 .blocked
                 .as_ref()

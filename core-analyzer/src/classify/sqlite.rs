@@ -6,6 +6,15 @@
 //! its transaction (`Btree.inTrans`). A thread in SQLite's busy handler then
 //! waits for the other connections on its file whose lock excludes its own:
 //! their threads hold the lock, read, not guessed.
+//!
+//! A connection found on a stack is whose its own mutex says: in SQLite's
+//! serialized mode (go-sqlite3's default) every API call holds the
+//! connection's recursive mutex, whose glibc `__owner` is the calling
+//! thread's id. A pointer on a stack is only a word in memory (a stack slot
+//! an earlier cgo call on the same thread left behind); the mutex is a live
+//! reference. A connection its mutex gives to another thread is that
+//! thread's; one whose mutex is free is no thread's; one whose mutex cannot
+//! be read (no mutex, musl, no types for it) is only likely the stack's.
 use super::rules::{LibraryRule, Rules};
 use crate::elf::exe::Binary;
 use crate::layout::dwarf::structs_from_dwarf;
@@ -26,8 +35,11 @@ const WANTED: &[(&str, &[&str])] = &[
             "eOpenState",
             "magic",
             "busyHandler",
+            "mutex",
         ],
     ),
+    ("sqlite3_mutex", &["mutex"]),
+    ("__pthread_mutex_s", &["__owner"]),
     ("BusyHandler", &["nBusy"]),
     ("Db", &["zDbSName", "pBt"]),
     ("Btree", &["pBt", "inTrans"]),
@@ -72,6 +84,9 @@ struct DbFile {
 #[derive(Debug, Clone)]
 struct Connection {
     addr: u64,
+    /// Whose it is, read from its mutex: `Some(tid)` a thread inside an API
+    /// call with it, `Some(0)` none; `None` when the mutex cannot say.
+    user: Option<u32>,
     /// In its busy handler now (`busyHandler.nBusy` > 0).
     busy: bool,
     files: Vec<DbFile>,
@@ -108,54 +123,56 @@ pub fn link_waiters(
     if l.off("sqlite3", "aDb").is_none() || l.off("Pager", "eLock").is_none() {
         return settled;
     }
-    let conns: Vec<(u32, Vec<Connection>)> = threads
-        .iter()
-        .filter(|t| rule.has_thread(t))
-        .map(|t| {
-            let mut cs: Vec<Connection> = vec![];
-            for sp in stacks(t.tid) {
-                for c in on_stack(mem, &l, sp) {
-                    if !cs.iter().any(|k| k.addr == c.addr) {
-                        cs.push(c);
-                    }
-                }
-            }
-            (t.tid, cs)
-        })
-        .collect();
+    let conns = connections_by_thread(mem, &l, rule, sqlite, threads, stacks);
     // What each holder's own line says: the lock its connection holds.
     let mut held: Vec<(u32, String)> = vec![];
     for t in threads.iter_mut().filter(|t| rule.is_waiter(t)) {
         let Some(mine) = conns
             .iter()
             .find(|(tid, _)| *tid == t.tid)
-            .and_then(|(_, cs)| cs.iter().find(|c| c.busy).or(cs.first()))
+            .and_then(|(_, cs)| {
+                let own = |c: &&Connection| c.user == Some(t.tid);
+                cs.iter()
+                    .find(|c| c.busy && own(c))
+                    .or_else(|| cs.iter().find(|c| c.busy))
+                    .or_else(|| cs.iter().find(own))
+                    .or(cs.first())
+            })
         else {
             continue;
         };
         settled.insert(t.tid);
         let holders = holders_of(mine, t.tid, &conns);
+        // Stated as fact only when every connection involved is read to be
+        // its thread's from its mutex.
+        let read = mine.user == Some(t.tid) && holders.iter().all(|h| h.3);
         let b = t.blocked.as_mut().expect("a waiter is blocked");
         let file = mine.files.first().map_or("?", |f| f.path.as_str());
         b.lock_symbol = Some(format!("SQLite database lock on {file}"));
-        b.owner_likely = false;
+        b.owner_likely = !read;
         let who: Vec<String> = holders
             .iter()
-            .map(|(tid, addr, f)| {
+            .map(|(tid, addr, f, _)| {
                 let what = holding(*addr, f);
                 held.push((*tid, what.clone()));
                 format!("thread {tid}'s {what}")
             })
             .collect();
+        let evidence = if read {
+            "read from SQLite's structures; each connection's mutex names the thread using it"
+        } else {
+            "likely: a connection pointer found on a thread's stack, whose mutex could not say whose it is"
+        };
         b.explain = if who.is_empty() {
             format!(
-                "{}; connection {:#x} waits, and no other thread inside SQLite holds {file} (read from SQLite's structures): a connection no thread is using holds it (a transaction left open), or another process",
+                "{}; connection {:#x} waits, and no other thread inside SQLite holds {file} ({evidence}): a connection no thread is using holds it (a transaction left open), or another process",
                 b.explain, mine.addr
             )
         } else {
             format!(
-                "{}; held by {} (read from SQLite's structures)",
+                "{}; {}held by {} ({evidence})",
                 b.explain,
+                if read { "" } else { "likely " },
                 who.join(", ")
             )
         };
@@ -177,14 +194,71 @@ pub fn link_waiters(
     settled
 }
 
+/// The connections each thread uses: those on the stacks of the threads
+/// inside SQLite (below a Go callback too), each given to the thread its
+/// mutex names (see the module's comment).
+fn connections_by_thread(
+    mem: &dyn Memory,
+    l: &Layout,
+    rule: &LibraryRule,
+    sqlite: &Binary,
+    threads: &[ThreadInfo],
+    stacks: &dyn Fn(u32) -> Vec<u64>,
+) -> Vec<(u32, Vec<Connection>)> {
+    let module = sqlite
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    // SQLite's frames anywhere on the stack: a thread parked in a Go
+    // callback (an application SQL function) is inside sqlite3_step.
+    let inside = |t: &ThreadInfo| {
+        rule.has_thread(t)
+            || t.frames.iter().any(|f| {
+                f.module.as_deref() == module.as_deref()
+                    && f.function
+                        .as_deref()
+                        .is_some_and(|n| rule.frames.iter().any(|g| super::rules::glob(g, n)))
+            })
+    };
+    let tids: HashSet<u32> = threads.iter().map(|t| t.tid).collect();
+    let mut by: BTreeMap<u32, Vec<Connection>> = BTreeMap::new();
+    for t in threads.iter().filter(|t| inside(t)) {
+        for sp in stacks(t.tid) {
+            for c in on_stack(mem, l, sp) {
+                let Some(whose) = whose(t.tid, c.user, &tids) else {
+                    continue;
+                };
+                let cs = by.entry(whose).or_default();
+                if !cs.iter().any(|k| k.addr == c.addr) {
+                    cs.push(c);
+                }
+            }
+        }
+    }
+    by.into_iter().collect()
+}
+
+/// Whose a connection found on thread `found_on`'s stack is: the thread its
+/// mutex names (`user`), none when its mutex is free or names no thread of
+/// the process (a stale slot, an idle connection), the stack's own thread
+/// (only likely) when the mutex cannot say.
+fn whose(found_on: u32, user: Option<u32>, tids: &HashSet<u32>) -> Option<u32> {
+    match user {
+        Some(u) if u != 0 && tids.contains(&u) => Some(u),
+        Some(_) => None,
+        None => Some(found_on),
+    }
+}
+
 /// The other threads' connections whose lock on `mine`'s files keeps it
-/// waiting: (thread, connection, the file and lock).
+/// waiting: (thread, connection, the file and lock, whether its mutex says
+/// it is that thread's).
 fn holders_of<'c>(
     mine: &Connection,
     me: u32,
     conns: &'c [(u32, Vec<Connection>)],
-) -> Vec<(u32, u64, &'c DbFile)> {
-    let mut out: Vec<(u32, u64, &DbFile)> = vec![];
+) -> Vec<(u32, u64, &'c DbFile, bool)> {
+    let mut out: Vec<(u32, u64, &DbFile, bool)> = vec![];
     for (tid, cs) in conns.iter().filter(|(tid, _)| *tid != me) {
         for c in cs.iter().filter(|c| c.addr != mine.addr) {
             let blocking = c.files.iter().find(|f| {
@@ -193,8 +267,8 @@ fn holders_of<'c>(
                     .any(|m| m.path == f.path && excludes(f, m))
             });
             if let Some(f) = blocking {
-                if !out.iter().any(|(t, a, _)| t == tid && *a == c.addr) {
-                    out.push((*tid, c.addr, f));
+                if !out.iter().any(|(t, a, _, _)| t == tid && *a == c.addr) {
+                    out.push((*tid, c.addr, f, c.user == Some(*tid)));
                 }
             }
         }
@@ -280,9 +354,24 @@ fn connection(mem: &dyn Memory, l: &Layout, p: u64) -> Option<Connection> {
         .collect();
     Some(Connection {
         addr: p,
+        user: user(mem, l, p),
         busy,
         files,
     })
+}
+
+/// The thread inside an API call with connection `p`: its mutex's owner
+/// (glibc's `__owner`; 0 when free). `None` when it has no mutex or its
+/// layout is not known.
+fn user(mem: &dyn Memory, l: &Layout, p: u64) -> Option<u32> {
+    let mutex = mem.u64(p.checked_add(l.off("sqlite3", "mutex")?)?).ok()?;
+    if mutex == 0 {
+        return None;
+    }
+    let owner = mutex
+        .checked_add(l.off("sqlite3_mutex", "mutex")?)?
+        .checked_add(l.off("__pthread_mutex_s", "__owner")?)?;
+    mem.u32(owner).ok()
 }
 
 /// The file one `Db` entry has open, and the connection's lock on it.
@@ -314,6 +403,41 @@ fn db_file(mem: &dyn Memory, l: &Layout, db: u64) -> Option<DbFile> {
 mod tests {
     use super::*;
     use crate::memory::mock::MockMemory;
+
+    #[test]
+    fn a_connection_is_whose_its_mutex_says() {
+        let tids: HashSet<u32> = [10, 11].into();
+        assert_eq!(whose(10, Some(10), &tids), Some(10), "its own");
+        // A stale pointer on thread 10's stack to thread 11's connection.
+        assert_eq!(whose(10, Some(11), &tids), Some(11));
+        assert_eq!(whose(10, Some(0), &tids), None, "no thread uses it");
+        assert_eq!(
+            whose(10, Some(99), &tids),
+            None,
+            "not a thread of this process"
+        );
+        assert_eq!(
+            whose(10, None, &tids),
+            Some(10),
+            "no mutex to ask: the stack's (likely)"
+        );
+        // The owner read through sqlite3.mutex -> sqlite3_mutex.mutex -> __owner.
+        let s = |f: &[(&str, u64)]| StructLayout {
+            size: 64,
+            fields: f.iter().map(|(n, o)| (n.to_string(), *o)).collect(),
+        };
+        let l = Layout(BTreeMap::from([
+            ("sqlite3".into(), s(&[("mutex", 24)])),
+            ("sqlite3_mutex".into(), s(&[("mutex", 0)])),
+            ("__pthread_mutex_s".into(), s(&[("__owner", 8)])),
+        ]));
+        let mut m = MockMemory::default();
+        m.put(0x1000 + 24, &0x2000u64.to_le_bytes());
+        m.put(0x2008, &4242u32.to_le_bytes());
+        assert_eq!(user(&m, &l, 0x1000), Some(4242));
+        m.put(0x3000 + 24, &0u64.to_le_bytes());
+        assert_eq!(user(&m, &l, 0x3000), None, "no mutex (SQLITE_OPEN_NOMUTEX)");
+    }
 
     fn layout() -> Layout {
         let s = |size: u64, f: &[(&str, u64)]| StructLayout {

@@ -224,7 +224,10 @@ fn lock_holder(
     // and waits in Go (a deadlock across the cgo boundary).
     let parked = root.blocked.is_none() && root.curg.is_none() && root.stack_goroutine.is_some();
     if parked {
-        advice = "the goroutine locked to this thread (LockOSThread) took the C lock and is parked in Go: whatever it waits for in Go cannot come while the lock is held. Release C locks before blocking in Go".into();
+        advice = format!(
+            "the goroutine locked to this thread ({}) took the C lock and is parked in Go: whatever it waits for in Go cannot come while the lock is held. Release C locks before blocking in Go",
+            super::findings::describe::lock_kind(r, root)
+        );
     }
     let goroutine_state = root
         .stack_goroutine

@@ -82,3 +82,16 @@ pub fn plural(one: bool) -> &'static str {
         "s"
     }
 }
+
+/// What locks a goroutine to thread `t`, by its M's counts: the program's
+/// `LockOSThread` (lockedExt), or only the runtime's own lock (lockedInt: a
+/// Go callback from C, `init`, a template thread), which users never called.
+pub fn lock_kind(r: &crate::report::Report, t: &ThreadInfo) -> &'static str {
+    let m = t.m.and_then(|id| r.ms.iter().find(|m| m.id == id));
+    match m {
+        Some(m) if m.locked_ext == 0 && m.locked_int > 0 => {
+            "the runtime's own lock, lockedInt: a Go callback from C runs locked to its C thread; not LockOSThread"
+        }
+        _ => "LockOSThread",
+    }
+}

@@ -17,11 +17,12 @@ pub fn locked_thread_blocked_in_c(x: &Facts) -> Vec<Finding> {
             // call on the goroutine outside cgo): the thread is held alike.
             let b = t.blocked.as_ref()?;
             let in_what = if t.in_cgo { "in C" } else { "in a system call" };
+            let how = super::describe::lock_kind(x.report, t);
             Some(Finding {
                 kind: FindingKind::LockedThreadBlockedInC,
                 severity: Severity::Warning,
                 summary: format!(
-                    "goroutine {} is locked to {} (LockOSThread) and blocked {in_what}: {}: {}",
+                    "goroutine {} is locked to {} ({how}) and blocked {in_what}: {}: {}",
                     t.curg.unwrap_or(0),
                     who(t),
                     b.class,
@@ -218,6 +219,30 @@ mod tests {
                 .starts_with("goroutine 7 is locked to thread 10 (M3, goroutine 7)"),
             "{}",
             f[0].summary
+        );
+    }
+
+    #[test]
+    fn a_callbacks_runtime_lock_is_not_called_lockosthread() {
+        let mut t = waiting(10, "mutex", 0, None);
+        (t.m, t.curg, t.lockedg, t.in_cgo) = (Some(3), Some(7), Some(7), true);
+        let mut r = report(vec![t]);
+        r.ms = vec![m_info(3, 1, 0, Some(7))];
+        let user = locked_thread_blocked_in_c(&Facts::new(&r));
+        assert!(
+            user[0].summary.contains("(LockOSThread)"),
+            "{}",
+            user[0].summary
+        );
+        // A Go callback from C that called into C again: locked by the
+        // runtime alone (lockedExt 0, lockedInt 1).
+        r.ms = vec![m_info(3, 0, 1, Some(7))];
+        let cb = locked_thread_blocked_in_c(&Facts::new(&r));
+        assert!(
+            cb[0].summary.contains("the runtime's own lock, lockedInt")
+                && cb[0].summary.contains("not LockOSThread"),
+            "{}",
+            cb[0].summary
         );
     }
 
