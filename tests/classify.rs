@@ -1003,3 +1003,232 @@ fn sqlite_without_dwarf_falls_back_to_the_frames() {
     let r = analyze(&twin).report;
     sqlite_waits_for_writer(&r, &twin, false).unwrap();
 }
+
+/// A bare sysroot (the libraries alone) as in `classes_hold_without_libc_debug_info`,
+/// into `root`; the libraries' build ids and their debug files on this host.
+fn bare_sysroot(
+    full: &cgocore::Analysis,
+    root: &std::path::Path,
+) -> Vec<(String, std::path::PathBuf)> {
+    let mut debug = vec![];
+    for lib in &full.process.libraries {
+        let dst = root.join(lib.path.trim_start_matches('/'));
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::hard_link(lib.binary.path(), &dst)
+            .or_else(|_| std::fs::copy(lib.binary.path(), &dst).map(|_| ()))
+            .unwrap();
+        if let Some(id) = lib.binary.build_id() {
+            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            let p = std::path::PathBuf::from(format!(
+                "/usr/lib/debug/.build-id/{}/{}.debug",
+                &hex[..2],
+                &hex[2..]
+            ));
+            if p.exists() {
+                debug.push((hex, p));
+            }
+        }
+    }
+    debug
+}
+
+/// `cgocore analyze` as JSON, with `env`.
+fn cli_json(
+    args: &[&dyn AsRef<std::ffi::OsStr>],
+    env: &[(&str, &dyn AsRef<std::ffi::OsStr>)],
+) -> (serde_json::Value, String, std::time::Duration) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cgocore"));
+    cmd.arg("analyze")
+        .args(args.iter().map(|a| a.as_ref()))
+        .arg("--json");
+    for (k, v) in env {
+        cmd.env(k, v.as_ref());
+    }
+    let t0 = std::time::Instant::now();
+    let out = cmd.output().unwrap();
+    let took = t0.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {err}"));
+    (v, err, took)
+}
+
+/// What the classes and libc frames say, thread by thread.
+fn libc_view(r: &serde_json::Value) -> Vec<String> {
+    r["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let frames: Vec<String> = t["frames"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|f| f["module"] == "libc.so.6")
+                .map(|f| f["function"].as_str().unwrap_or("??").to_string())
+                .collect();
+            format!(
+                "{} {} {} {}",
+                t["tid"],
+                t["blocked"]["class"],
+                t["blocked"]["owner_tid"],
+                frames.join(",")
+            )
+        })
+        .collect()
+}
+
+/// A free port on loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Whether `http://127.0.0.1:port/buildid/ID/debuginfo` answers 200.
+fn serves(port: u16, id: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let req = format!("GET /buildid/{id}/debuginfo HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 16];
+    s.read(&mut head)
+        .is_ok_and(|n| String::from_utf8_lossy(&head[..n]).contains(" 200"))
+}
+
+/// Debug info from a real `debuginfod` server on loopback (Debian's
+/// package) serving this host's libc debug files, with a bare sysroot: the
+/// classes, owners and libc frames equal those with the files installed;
+/// `--offline` fetches nothing; a server that is down or never answers
+/// costs at most the fetch deadline, and the report says what it could not
+/// fetch.
+#[test]
+fn debug_info_from_a_loopback_debuginfod() {
+    if std::process::Command::new("debuginfod")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            !require_generated(),
+            "debuginfod is installed by scripts/test-all"
+        );
+        eprintln!("debuginfod not installed; skipped");
+        return;
+    }
+    let case = fixtures()
+        .into_iter()
+        .find(|c| c.truth.variant == "plain")
+        .unwrap();
+    let full = analyze(&case);
+    let tmp = Scratch::new("debuginfod");
+    let root = tmp.join("root");
+    let debug = bare_sysroot(&full, &root);
+    let libc_id = debug
+        .iter()
+        .find(|(_, p)| {
+            full.process.libraries.iter().any(|l| {
+                l.path.ends_with("/libc.so.6")
+                    && l.binary.build_id().is_some_and(|id| {
+                        p.to_string_lossy().replace(['/', '.'], "").contains(
+                            &id.iter().map(|b| format!("{b:02x}")).collect::<String>()[2..],
+                        )
+                    })
+            })
+        })
+        .map(|(id, _)| id.clone())
+        .expect("libc's debug file on this host (libc6-dbg)");
+    let served = tmp.join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    for (id, p) in &debug {
+        std::fs::copy(p, served.join(format!("{id}.debug"))).unwrap();
+    }
+    let port = free_port();
+    let mut server = std::process::Command::new("debuginfod")
+        .args(["-p", &port.to_string(), "-F", "-d"])
+        .arg(tmp.join("db.sqlite"))
+        .arg(&served)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !serves(port, &libc_id) {
+        assert!(
+            t0.elapsed().as_secs() < 60,
+            "debuginfod did not index {libc_id}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let url = format!("http://127.0.0.1:{port}");
+    let want = libc_view(&cli_json(&[&case.core, &"--exe", &case.exe], &[]).0);
+    let base: [&dyn AsRef<std::ffi::OsStr>; 5] =
+        [&case.core, &"--exe", &case.exe, &"--sysroot", &root];
+    let cache = tmp.join("cache");
+    let (got, err, _) = cli_json(
+        &base,
+        &[("DEBUGINFOD_URLS", &url), ("DEBUGINFOD_CACHE_PATH", &cache)],
+    );
+    assert_eq!(libc_view(&got), want, "{err}");
+    assert!(
+        cache.join(&libc_id).join("debuginfo").exists(),
+        "gdb's cache layout"
+    );
+    // Offline: nothing fetched (a fresh cache), the approximate names.
+    let off_cache = tmp.join("off-cache");
+    let mut args = base.to_vec();
+    args.push(&"--offline");
+    let (off, _, _) = cli_json(
+        &args,
+        &[
+            ("DEBUGINFOD_URLS", &url),
+            ("DEBUGINFOD_CACHE_PATH", &off_cache),
+        ],
+    );
+    assert_ne!(libc_view(&off), want, "--offline fetched");
+    assert!(!off_cache.exists());
+    let _ = server.kill();
+    let _ = server.wait();
+    // Down: refused at once, said.
+    let (down, _, took) = cli_json(
+        &base,
+        &[
+            ("DEBUGINFOD_URLS", &url),
+            ("DEBUGINFOD_CACHE_PATH", &tmp.join("down-cache")),
+        ],
+    );
+    assert!(took.as_secs() < 30, "{took:?}");
+    assert!(
+        down["warnings"]
+            .to_string()
+            .contains("not fetched from debuginfod"),
+        "{}",
+        down["warnings"]
+    );
+    // A server that accepts and never answers: the deadline.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let (slow, _, took) = cli_json(
+        &base,
+        &[
+            ("DEBUGINFOD_URLS", &url),
+            ("DEBUGINFOD_CACHE_PATH", &tmp.join("slow-cache")),
+            ("CGOCORE_DEBUGINFOD_SECONDS", &"3"),
+        ],
+    );
+    assert!(took.as_secs() < 20, "{took:?}");
+    assert!(
+        slow["warnings"]
+            .to_string()
+            .contains("not fetched from debuginfod"),
+        "{}",
+        slow["warnings"]
+    );
+    assert_eq!(slow["threads"].as_array().unwrap().len(), want.len());
+}

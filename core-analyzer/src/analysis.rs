@@ -120,6 +120,7 @@ pub fn read(process: Process, opts: &AnalyzeOptions) -> Result<Read> {
         .into_iter()
         .chain(process.libraries.iter().flat_map(|l| l.binary.refused()))
         .chain(modules.warnings())
+        .chain(crate::debuginfod::take_missed())
         .collect();
     refused.sort();
     refused.dedup();

@@ -36,6 +36,9 @@ struct Cli {
     /// No progress bars (they show on a terminal for work that takes over half a second)
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Never fetch debug info from debuginfod servers (DEBUGINFOD_URLS), even when one is configured
+    #[arg(long, global = true)]
+    offline: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -423,6 +426,7 @@ where
             return e.exit_code().clamp(0, 255) as u8;
         }
     };
+    cgocore::debuginfod::set_offline(cli.offline);
     if !cli.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         cgocore::progress::set(Box::new(Bar::new()));
     }

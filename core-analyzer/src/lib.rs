@@ -46,6 +46,7 @@ pub mod report;
 pub mod classify;
 #[doc(hidden)]
 pub mod cli;
+pub mod debuginfod;
 #[doc(hidden)]
 pub mod diagnose;
 #[doc(hidden)]

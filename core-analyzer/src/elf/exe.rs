@@ -238,7 +238,9 @@ fn find_section<'d, 'f>(obj: &'f object::File<'d>, name: &str) -> Option<object:
 }
 
 /// The detached debug file of `binary` (`/usr/lib/debug/.build-id/xx/yyyy.debug`,
-/// as Debian's `-dbg`/`-dbgsym` packages install them), under `sysroot`.
+/// as Debian's `-dbg`/`-dbgsym` packages install them), under `sysroot`;
+/// else, for a binary without DWARF of its own, from a debuginfod server
+/// when one is configured (`crate::debuginfod`).
 pub fn debug_file(binary: &Binary, sysroot: &Option<std::path::PathBuf>) -> Option<Binary> {
     let id = binary.build_id()?;
     if id.len() < 2 {
@@ -246,7 +248,16 @@ pub fn debug_file(binary: &Binary, sysroot: &Option<std::path::PathBuf>) -> Opti
     }
     let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
     let rel = format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..]);
-    let path = crate::input::under_sysroot(sysroot, &rel);
+    let local = crate::input::under_sysroot(sysroot, &rel);
+    let path = if local.exists() || binary.section(".debug_info").is_some() {
+        local
+    } else {
+        let name = binary
+            .path()
+            .file_name()
+            .map_or_else(|| hex.clone(), |n| n.to_string_lossy().into_owned());
+        crate::debuginfod::fetch_debuginfo(&id, &name)?
+    };
     let dbg = Binary::open(&path).ok()?;
     // A debug file for another build would name the wrong functions.
     (dbg.build_id()? == id).then_some(dbg)

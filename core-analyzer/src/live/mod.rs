@@ -119,6 +119,8 @@ fn capture_on_this_thread(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) 
     aopts.symbols.warm(&pre.code(), &pre.root);
 
     let phase = crate::progress::Phase::new(&format!("reading process {pid} (stopped)"), None);
+    // Debug info is fetched before the stop, never during it.
+    let no_fetching = crate::debuginfod::HoldOff::new();
     let stopped = ptrace::Stopped::stop(pid, opts.stop_timeout)?;
     for u in stopped.unstopped() {
         pre.note.unstopped.push(crate::elf::core::UnstoppedThread {
@@ -172,6 +174,7 @@ fn capture_on_this_thread(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) 
     }
     stopped.check_alive()?;
     let stopped_for = stopped.release();
+    drop(no_fetching);
     drop(phase);
 
     mem.freeze();
