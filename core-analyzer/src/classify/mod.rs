@@ -325,9 +325,16 @@ fn library_entry(
 /// such thread becomes the owner, marked likely; several are named.
 pub fn likely_holders(threads: &mut [ThreadInfo], rules: &Rules, settled: &HashSet<u32>) {
     for rule in rules.libraries.iter().filter(|l| l.waits_as.is_some()) {
+        // A thread inside the library that waits for a lock itself (to
+        // enter a connection another thread uses) is not the one using it.
+        let waits_for_a_lock = |t: &ThreadInfo| {
+            t.blocked
+                .as_ref()
+                .is_some_and(|b| b.lock.is_some() && rules.is_lock(&b.class))
+        };
         let others: Vec<&ThreadInfo> = threads
             .iter()
-            .filter(|t| !rule.is_waiter(t) && rule.has_thread(t))
+            .filter(|t| !rule.is_waiter(t) && rule.has_thread(t) && !waits_for_a_lock(t))
             .collect();
         // Those with code on their stack that holds the lock come first.
         let held_in = rule.waits_as.as_ref().map_or(&[][..], |w| &w.held_in[..]);
@@ -368,7 +375,7 @@ pub fn likely_holders(threads: &mut [ThreadInfo], rules: &Rules, settled: &HashS
                 many => {
                     let list: Vec<String> = many.iter().map(u32::to_string).collect();
                     b.explain = format!(
-                        "{}; held by one of the other threads inside {}{what}: {}",
+                        "{}; likely held by one of the other threads inside {}{what} (none waiting for a lock itself): {}",
                         b.explain,
                         rule.library,
                         list.join(", ")
@@ -416,5 +423,47 @@ fn owners_from_stacks(threads: &mut [ThreadInfo]) {
             .iter()
             .find(|(c, holder, waits)| *c == code && *holder != tid && *waits != Some(lock))
             .map(|(_, holder, _)| *holder);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::findings::sample::{frame, waiting};
+
+    /// A thread inside libsqlite3 (its frames in the library's file), blocked
+    /// in `class` on `lock`.
+    fn in_sqlite(tid: u32, class: &str, lock: u64, library: Option<&str>) -> ThreadInfo {
+        let mut t = waiting(tid, class, lock, None);
+        let mut f = frame("sqlite3_step", Lang::C);
+        f.module = Some("libsqlite3.so.0".into());
+        t.frames = vec![f];
+        t.blocked.as_mut().unwrap().library = library.map(str::to_string);
+        t
+    }
+
+    #[test]
+    fn a_thread_waiting_to_enter_a_connection_is_not_its_user() {
+        let rules = Rules::builtin();
+        let busy = in_sqlite(1, "db-lock", 0, Some("sqlite"));
+        let (a, b) = (
+            in_sqlite(2, "sleep", 0, None),
+            in_sqlite(3, "sleep", 0, None),
+        );
+        // Thread 4 waits for the mutex of a connection thread 2 uses.
+        let c = in_sqlite(4, "mutex", 0x7000, None);
+        let mut threads = vec![busy, a, b, c];
+        likely_holders(&mut threads, &rules, &HashSet::new());
+        let e = &threads[0].blocked.as_ref().unwrap().explain;
+        assert!(
+            e.ends_with("likely held by one of the other threads inside sqlite (none waiting for a lock itself): 2, 3"),
+            "{e}"
+        );
+        // With thread 3 gone, the one candidate left is named, likely.
+        threads.remove(2);
+        threads[0].blocked.as_mut().unwrap().explain.clear();
+        likely_holders(&mut threads, &rules, &HashSet::new());
+        let b0 = threads[0].blocked.as_ref().unwrap();
+        assert_eq!((b0.owner_tid, b0.owner_likely), (Some(2), true));
     }
 }
