@@ -1232,3 +1232,51 @@ fn debug_info_from_a_loopback_debuginfod() {
     );
     assert_eq!(slow["threads"].as_array().unwrap().len(), want.len());
 }
+
+/// Incident signatures group cores by cause: per Go release, the plain
+/// kernel core, the plain gcore and the PIE kernel core (three runs of the
+/// program, different tids, addresses and crash states) give the same set,
+/// and within a core each problem its own.
+#[test]
+fn incident_signatures_group_cores_of_the_same_hang() {
+    let cases = generated();
+    if cases.is_empty() {
+        assert!(!require_generated(), "no generated cores");
+        return;
+    }
+    let mut versions: Vec<String> = cases.iter().map(|c| c.truth.go_version.clone()).collect();
+    versions.sort();
+    versions.dedup();
+    let mut errs = vec![];
+    for v in &versions {
+        let sigs: Vec<(String, Vec<String>)> = ["plain/kernel", "plain/gcore", "pie/kernel"]
+            .iter()
+            .filter_map(|k| {
+                let c = cases
+                    .iter()
+                    .find(|c| c.truth.go_version == *v && c.name.ends_with(k))?;
+                let mut s: Vec<String> = analyze(c)
+                    .report
+                    .incidents
+                    .iter()
+                    .map(|i| i.signature.clone())
+                    .collect();
+                s.sort();
+                Some((c.name.clone(), s))
+            })
+            .collect();
+        for (name, s) in &sigs {
+            let unique: BTreeSet<&String> = s.iter().collect();
+            if unique.len() != s.len() || s.iter().any(|x| x.contains("0x")) {
+                errs.push(format!("{name}: {s:#?}"));
+            }
+            if s != &sigs[0].1 {
+                errs.push(format!(
+                    "{name} differs from {}: {s:#?} vs {:#?}",
+                    sigs[0].0, sigs[0].1
+                ));
+            }
+        }
+    }
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+}

@@ -61,6 +61,9 @@ pub fn incidents(r: &Report) -> Vec<Incident> {
             }
         }
     }
+    for inc in out.iter_mut() {
+        inc.signature = super::signature::of(inc, r);
+    }
     // Most harm first: victims, then severity, then where the root is.
     out.sort_by_key(|inc| {
         (
@@ -194,6 +197,7 @@ fn cycle(by_tid: &HashMap<u32, &ThreadInfo>, wf: &WaitFor, cyc: &[u32]) -> Incid
         summary,
         advice: advice.into(),
         findings: vec![],
+        signature: String::new(),
     }
 }
 
@@ -254,6 +258,7 @@ fn lock_holder(
         victims: v,
         advice,
         findings: vec![],
+        signature: String::new(),
     }
 }
 
@@ -279,6 +284,7 @@ fn from_finding(by_tid: &HashMap<u32, &ThreadInfo>, f: &Finding, i: usize) -> In
         summary: f.summary.clone(),
         advice: f.advice.clone(),
         findings: vec![i],
+        signature: String::new(),
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod chains;
 pub mod findings;
 pub mod incidents;
+pub mod signature;
 
 use crate::report::Report;
 

@@ -300,6 +300,10 @@ pub struct Incident {
     pub advice: String,
     /// Indexes into `findings`: the evidence.
     pub findings: Vec<usize>,
+    /// The root cause's shape with no ids, addresses or counts: the same
+    /// hang gives the same string on every core, for grouping a fleet's.
+    #[serde(default)]
+    pub signature: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
