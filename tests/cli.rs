@@ -695,3 +695,67 @@ fn missing_c_library_is_a_warning_and_exit_3() {
         .unwrap();
     assert_eq!(t["blocked"]["class"], "mutex", "{t}");
 }
+
+/// `--goroutines` alone groups the goroutines (state, wait, frames) with a
+/// count, largest first: on real cores, every goroutine is in one group,
+/// and every set of goroutines Go's own dump shows with the same frames is
+/// one group, with the same ids.
+#[test]
+fn goroutines_grouped_as_in_gos_dump() {
+    use std::collections::BTreeMap;
+    let mut cases = vec![plain_fixture()];
+    cases.extend(
+        generated()
+            .into_iter()
+            .filter(|c| c.truth.kind == "kernel" && c.truth.variant == "plain"),
+    );
+    for c in &cases {
+        let out = cgocore(&[&c.core, &"--exe", &c.exe, &"--goroutines"]);
+        assert!(matches!(out.status.code(), Some(0) | Some(3)), "{}", c.name);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let listing = text
+            .split_once(" goroutines in ")
+            .expect("the grouped listing")
+            .1;
+        // "N goroutine(s) [state...]: id, id, ..."
+        let groups: Vec<(usize, Vec<u64>)> = listing
+            .lines()
+            .filter(|l| l.contains(" goroutine") && l.contains("]: "))
+            .map(|l| {
+                let n = l.split(' ').next().unwrap().parse().unwrap();
+                let ids = l.rsplit_once("]: ").unwrap().1;
+                (n, ids.split(", ").filter_map(|i| i.parse().ok()).collect())
+            })
+            .collect();
+        let total: usize = groups.iter().map(|g| g.0).sum();
+        assert_eq!(
+            total,
+            c.truth.goroutines.len(),
+            "{}: every goroutine once",
+            c.name
+        );
+        // Go's dump, grouped by its frames.
+        let mut by_frames: BTreeMap<Vec<(String, Option<i64>)>, Vec<u64>> = BTreeMap::new();
+        for g in &c.truth.goroutines {
+            let key = g
+                .frames
+                .iter()
+                .map(|f| (f.function.clone(), f.line))
+                .collect();
+            by_frames.entry(key).or_default().push(g.goid);
+        }
+        // Each set Go's dump shows with the same frames is one of ours.
+        for mut same in by_frames.into_values().filter(|v| v.len() > 1) {
+            same.sort();
+            let shown = same.len().min(12);
+            assert!(
+                groups
+                    .iter()
+                    .any(|(n, ids)| *n == same.len() && ids[..] == same[..shown]),
+                "{}: {same:?} not a group: {groups:?}",
+                c.name
+            );
+        }
+        assert!(groups.windows(2).all(|w| w[0].0 >= w[1].0), "largest first");
+    }
+}

@@ -157,8 +157,8 @@ struct Output {
     /// Indent the JSON for reading
     #[arg(long, requires = "json")]
     pretty: bool,
-    /// Also list goroutines, like Go's own dump
-    #[arg(long, value_enum)]
+    /// Also list the goroutines: alone (or `grouped`), grouped by state, wait and frames with a count, largest first; `all` (or `cgo`, `locked`: those in a cgo call, those locked to their thread) one by one in the shape of Go's own dump
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "grouped")]
     goroutines: Option<Which>,
     /// Show every frame of every thread (signal handlers included), not the first few
     #[arg(long)]
@@ -196,6 +196,7 @@ enum DevCmd {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Which {
+    Grouped,
     All,
     Cgo,
     Locked,
@@ -399,6 +400,11 @@ fn print_report(r: &cgocore::Report, out: &Output) -> Result<u8> {
         }
         let f = match out.goroutines {
             None => GoroutineFilter::None,
+            Some(Which::Grouped) => {
+                writeln!(w)?;
+                cgocore::render::write_goroutine_groups(r, &mut w)?;
+                GoroutineFilter::None
+            }
             Some(Which::All) => GoroutineFilter::All,
             Some(Which::Cgo) => GoroutineFilter::Cgo,
             Some(Which::Locked) => GoroutineFilter::Locked,

@@ -91,7 +91,7 @@ pub mod render {
     pub use crate::report::pprof::write as write_pprof;
     pub use crate::report::text::{
         findings, goroutine, goroutines, render_sched, render_with, thread_stack, threads_table,
-        write_goroutines, GoroutineFilter,
+        write_goroutine_groups, write_goroutines, GoroutineFilter,
     };
 }
 

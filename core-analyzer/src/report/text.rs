@@ -445,6 +445,82 @@ pub fn write_goroutines(
     Ok(())
 }
 
+/// Goroutines grouped by what they are doing, as people read dumps of
+/// 100k goroutines: those with the same state (or wait reason), the same
+/// lock and C call, and the same frames (function, file, line) are one
+/// group, largest first, with their count and first ids.
+pub fn write_goroutine_groups(r: &Report, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    /// Ids listed per group.
+    const IDS: usize = 12;
+    type Key = (
+        String,
+        Option<String>,
+        Vec<(Option<String>, Option<String>, Option<u32>)>,
+    );
+    let mut groups: BTreeMap<Key, Vec<u64>> = BTreeMap::new();
+    let lock_of: HashMap<u64, String> = r
+        .threads
+        .iter()
+        .filter_map(|t| {
+            let b = t.blocked.as_ref()?;
+            let g = t.curg.or(t.stack_goroutine)?;
+            Some((g, b.lock_symbol.clone().unwrap_or_else(|| b.class.clone())))
+        })
+        .collect();
+    for g in &r.goroutines {
+        let frames = g
+            .frames
+            .iter()
+            .map(|f| {
+                (
+                    f.function.as_deref().map(str::to_string),
+                    f.file.as_deref().map(str::to_string),
+                    f.line,
+                )
+            })
+            .collect();
+        let key = (g.state().to_string(), lock_of.get(&g.goid).cloned(), frames);
+        groups.entry(key).or_default().push(g.goid);
+    }
+    let mut groups: Vec<(Key, Vec<u64>)> = groups.into_iter().collect();
+    groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.1.cmp(&b.1)));
+    let n = groups.len();
+    writeln!(
+        out,
+        "{} goroutines in {n} group{} (the same state, wait and frames; largest first):",
+        r.goroutines.len(),
+        if n == 1 { "" } else { "s" }
+    )?;
+    for ((state, lock, frames), ids) in &groups {
+        let mut shown: Vec<String> = ids.iter().take(IDS).map(u64::to_string).collect();
+        if ids.len() > IDS {
+            shown.push("…".into());
+        }
+        let on = lock
+            .as_deref()
+            .map(|l| format!(", on {}", escape::escape_line(l)))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "\n{} goroutine{} [{}{on}]: {}",
+            ids.len(),
+            if ids.len() == 1 { "" } else { "s" },
+            escape::escape_line(state),
+            shown.join(", ")
+        )?;
+        for (function, file, line) in frames {
+            writeln!(
+                out,
+                "    {}\n\t{}:{}",
+                escape::escape_line(function.as_deref().unwrap_or("??")),
+                escape::escape_line(file.as_deref().unwrap_or("?")),
+                opt(*line)
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// One goroutine as Go's dump shows it, or `None` when there is no such one.
 pub fn goroutine(r: &Report, goid: u64) -> Option<String> {
     r.goroutines
