@@ -994,3 +994,86 @@ fn a_capture_reads_the_process_once() {
     assert!(cap.analysis.report.stopped_ms.is_some_and(|ms| ms > 0.0));
     assert!(held(s.pid).is_empty());
 }
+
+/// `cgocore top` on a process whose threads climb (one more goroutine a
+/// 200 ms enters a C call that never returns; the program records how many):
+/// ten JSON lines, the threads in C rising with the program's record, each
+/// sample's stop reported and short, the Ms' rate and the limit's ETA
+/// given, and the process unharmed afterwards.
+#[test]
+fn top_follows_a_climbing_thread_count() {
+    let Some(c) = go127_plain() else {
+        assert!(!require_generated(), "generated builds are required");
+        return;
+    };
+    let dir = Scratch::new("live-top");
+    let record = dir.join("climbed");
+    let s = Scenario::start_with(
+        &c,
+        "top",
+        // Without the wedged malloc arena: threads must keep being created.
+        &["-parked", "10", "-no-arena"],
+        &[("CGOSTUCK_CLIMB", record.to_str().unwrap())],
+    );
+    let climbed = || -> u64 {
+        std::fs::read_to_string(&record)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let before = climbed();
+    let out = cgocore(&[
+        "top",
+        "--pid",
+        &s.pid.to_string(),
+        "--interval",
+        "0.4",
+        "--count",
+        "10",
+    ]);
+    let after = climbed();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = s.pid;
+    let samples: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(samples.len(), 10, "JSON lines without a terminal");
+    let in_c: Vec<u64> = samples
+        .iter()
+        .map(|s| s["threads_in_c"].as_u64().unwrap())
+        .collect();
+    // The rise is the program's: between its record before and after.
+    let rise = in_c[9] - in_c[0];
+    assert!(
+        rise >= 5 && rise <= after - before,
+        "{in_c:?}, climbed {before} -> {after}"
+    );
+    assert!(in_c.windows(2).all(|w| w[1] >= w[0]), "{in_c:?}");
+    for sample in &samples {
+        let ms = sample["stopped_ms"].as_f64().unwrap();
+        assert!(ms > 0.0 && ms < 1000.0, "stopped {ms} ms");
+        assert_eq!(sample["pid"], pid);
+    }
+    let last = &samples[9];
+    assert!(last["threads_per_second"].as_f64().unwrap() > 0.0, "{last}");
+    assert!(last["limit_in_seconds"].as_f64().unwrap() > 0.0, "{last}");
+    assert_eq!(last["maxmcount"], 10000);
+    let climbing = last["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["function"] == "C.climb_sleep")
+        .unwrap_or_else(|| panic!("{}", last["groups"]));
+    assert!(climbing["count"].as_u64().unwrap() >= rise, "{climbing}");
+    assert!(held(s.pid).is_empty(), "let go");
+    assert!(
+        std::fs::metadata(format!("/proc/{}", s.pid)).is_ok(),
+        "alive"
+    );
+}

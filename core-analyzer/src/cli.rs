@@ -90,6 +90,32 @@ LockOSThread surprises, a wedged signal handler, a stuck C library, hanging righ
         #[command(flatten)]
         live: Live,
     },
+    /// Watch a live process: each interval a short stop (milliseconds), then threads and Ms and how fast they climb, when the thread limit is reached at that rate, threads in C by what they wait for, goroutines by state
+    #[command(after_help = concat!(
+        "Without a terminal (or with --json-lines) one JSON object per sample: time, pid, threads, ms, threads_in_c, \
+stopped_ms, groups [{class, function, library, count, delta}], goroutines {state: count}, maxmcount, threads_per_second, limit_in_seconds.",
+        "\n\nExample:\n  cgocore top --pid 4242 --interval 2\n  cgocore top --pid 4242 --count 10 --json-lines > trend.jsonl"
+    ))]
+    Top {
+        #[arg(long, value_name = "PID")]
+        pid: u32,
+        /// Seconds between samples
+        #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = positive_secs)]
+        interval: f64,
+        /// Stop after this many samples (default: until interrupted)
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// One sample, then exit
+        #[arg(long)]
+        once: bool,
+        /// One JSON object per sample, also on a terminal
+        #[arg(long)]
+        json_lines: bool,
+        #[arg(long)]
+        sysroot: Option<PathBuf>,
+        #[command(flatten)]
+        live: Live,
+    },
     /// Print a completion script for SHELL (e.g. `source <(cgocore completions bash)`)
     Completions {
         #[arg(value_enum)]
@@ -240,6 +266,50 @@ fn analyze(
     print_report(&report, out)
 }
 
+/// `cgocore top`: samples until `count` (or Ctrl-C); JSON lines without a
+/// terminal, else the view redrawn in place.
+fn top(
+    pid: u32,
+    interval: f64,
+    count: Option<u64>,
+    json_lines: bool,
+    opts: &cgocore::LiveOptions,
+) -> Result<u8> {
+    let json = json_lines || !std::io::IsTerminal::is_terminal(&std::io::stdout());
+    // Symbols stay loaded between samples; goroutine stacks are not read.
+    let aopts = cgocore::AnalyzeOptions {
+        goroutine_frames: false,
+        ..Default::default()
+    };
+    let mut prev: Option<cgocore::top::Sample> = None;
+    let mut n = 0u64;
+    loop {
+        let started = std::time::Instant::now();
+        let r = cgocore::capture_pid(pid, opts, &aopts)?.analysis.report;
+        let time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let s = cgocore::top::Sample::of(&r, time, prev.as_ref());
+        let mut w = std::io::stdout().lock();
+        if json {
+            serde_json::to_writer(&mut w, &s)?;
+            writeln!(w)?;
+        } else {
+            // Home, clear, the view.
+            write!(w, "\x1b[H\x1b[2J{}", s.render())?;
+        }
+        w.flush()?;
+        drop(w);
+        prev = Some(s);
+        n += 1;
+        if count.is_some_and(|c| n >= c) {
+            return Ok(0);
+        }
+        let wait = std::time::Duration::from_secs_f64(interval).saturating_sub(started.elapsed());
+        std::thread::sleep(wait);
+    }
+}
+
 fn run(cli: Cli) -> Result<u8> {
     match cli.cmd {
         Cmd::Analyze {
@@ -273,6 +343,21 @@ fn run(cli: Cli) -> Result<u8> {
             );
             Ok(if r.incomplete { EXIT_INCOMPLETE } else { 0 })
         }
+        Cmd::Top {
+            pid,
+            interval,
+            count,
+            once,
+            json_lines,
+            sysroot,
+            live,
+        } => top(
+            pid,
+            interval,
+            if once { Some(1) } else { count },
+            json_lines,
+            &live.options(sysroot),
+        ),
         Cmd::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

@@ -69,6 +69,7 @@ pub mod progress;
 pub mod runtime;
 #[doc(hidden)]
 pub mod symbolize;
+pub mod top;
 #[doc(hidden)]
 pub mod unwind;
 #[doc(hidden)]

@@ -398,3 +398,21 @@ func init() {
 	fmt.Printf("SCENARIO vfork_stuck tid=%d goid=%d\n", C.vfork_stuck_tid(), g)
 	fmt.Printf("SCENARIO vfork_child tid=%d goid=0\n", C.vfork_stuck_child())
 }
+
+// The live tests' climbing thread count (CGOSTUCK_CLIMB=FILE): every 200 ms
+// one more goroutine enters a C call that never returns (a thread each); FILE
+// holds how many have, the program's own record.
+func init() {
+	record := os.Getenv("CGOSTUCK_CLIMB")
+	if record == "" {
+		return
+	}
+	go func() {
+		for n := 1; ; n++ {
+			go func() { C.climb_sleep() }()
+			os.WriteFile(record+".tmp", []byte(strconv.Itoa(n)), 0o644)
+			os.Rename(record+".tmp", record)
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+}

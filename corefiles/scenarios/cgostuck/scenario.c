@@ -583,3 +583,8 @@ void block_in_vfork(void) {
 			syscall(SYS_ppoll, NULL, 0, NULL, NULL, 0);
 	}
 }
+
+// The live tests' climbing thread count (only when asked: CGOSTUCK_CLIMB):
+// each call holds its thread in C for good, as a call into a library that
+// never returns does.
+void climb_sleep(void) { sleep_forever(); }

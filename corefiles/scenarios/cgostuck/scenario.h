@@ -49,4 +49,5 @@ void fork_wedge_then_ready(int fork_slot, int waiter_slot, long pid, long main_g
 long vfork_stuck_tid(void);
 long vfork_stuck_child(void);
 void block_in_vfork(void);
+void climb_sleep(void);
 #endif

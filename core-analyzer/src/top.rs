@@ -1,0 +1,205 @@
+//! `cgocore top`: the trend of a live process, one short stop per sample —
+//! threads and Ms now and how fast they climb, when the runtime's thread
+//! limit (`sched.maxmcount`, 10000 by default) is reached at that rate, the
+//! threads in C grouped by what they wait for, goroutines by state. Each
+//! sample is a live capture without the goroutines' stacks (what the view
+//! needs: threads, Ms, goroutine headers, the stacks of threads in C).
+use crate::report::Report;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One sample, as `--json-lines` prints it (keys are a contract).
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Seconds since the Unix epoch.
+    pub time: f64,
+    pub pid: Option<u32>,
+    pub threads: usize,
+    pub ms: usize,
+    pub threads_in_c: usize,
+    pub stopped_ms: f64,
+    /// Threads in C by what they wait for, most first.
+    pub groups: Vec<Group>,
+    /// Goroutines by state (or wait reason).
+    pub goroutines: BTreeMap<String, usize>,
+    /// The runtime's thread limit (`sched.maxmcount`), when read.
+    pub maxmcount: Option<i32>,
+    /// OS threads gained per second since the previous sample.
+    pub threads_per_second: Option<f64>,
+    /// Seconds until `maxmcount` Ms at the Ms' rate, when they climb.
+    pub limit_in_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Group {
+    pub class: String,
+    /// The C function the goroutines called (`C.name`), else `?`.
+    pub function: String,
+    pub library: Option<String>,
+    pub count: usize,
+    /// How the count moved since the previous sample.
+    pub delta: i64,
+}
+
+impl Sample {
+    /// The sample of `r`, taken at `time`, after `prev` (for the rates).
+    pub fn of(r: &Report, time: f64, prev: Option<&Sample>) -> Sample {
+        let mut groups: BTreeMap<(String, String, Option<String>), usize> = BTreeMap::new();
+        for t in r.threads.iter().filter(|t| t.in_cgo || t.blocked.is_some()) {
+            let Some(b) = &t.blocked else {
+                continue;
+            };
+            let function = t.cgo_call.clone().unwrap_or_else(|| "?".into());
+            *groups
+                .entry((b.class.clone(), function, b.library.clone()))
+                .or_default() += 1;
+        }
+        let before = |g: &(String, String, Option<String>)| {
+            prev.and_then(|p| {
+                p.groups
+                    .iter()
+                    .find(|x| (&x.class, &x.function, &x.library) == (&g.0, &g.1, &g.2))
+            })
+            .map_or(0, |x| x.count as i64)
+        };
+        let mut groups: Vec<Group> = groups
+            .into_iter()
+            .map(|(k, count)| Group {
+                delta: count as i64 - before(&k),
+                class: k.0,
+                function: k.1,
+                library: k.2,
+                count,
+            })
+            .collect();
+        groups.sort_by(|a, b| b.count.cmp(&a.count).then(a.class.cmp(&b.class)));
+        let mut goroutines = BTreeMap::new();
+        for g in &r.goroutines {
+            *goroutines.entry(g.state().to_string()).or_default() += 1;
+        }
+        let maxmcount = r.sched.as_ref().map(|s| s.maxmcount).filter(|&m| m > 0);
+        let rate = |now: usize, then: usize, dt: f64| (now as f64 - then as f64) / dt;
+        let (threads_per_second, limit_in_seconds) = match prev {
+            Some(p) if time > p.time => {
+                let dt = time - p.time;
+                let ms_rate = rate(r.ms.len(), p.ms, dt);
+                let left = maxmcount.map(|m| m as f64 - r.ms.len() as f64);
+                (
+                    Some(rate(r.threads.len(), p.threads, dt)),
+                    left.filter(|_| ms_rate > 0.0)
+                        .map(|l| (l / ms_rate).max(0.0)),
+                )
+            }
+            _ => (None, None),
+        };
+        Sample {
+            time,
+            pid: r.pid,
+            threads: r.threads.len(),
+            ms: r.ms.len(),
+            threads_in_c: r.counts.threads_in_cgo,
+            stopped_ms: r.stopped_ms.unwrap_or(0.0),
+            groups,
+            goroutines,
+            maxmcount,
+            threads_per_second,
+            limit_in_seconds,
+        }
+    }
+
+    /// The terminal view of one sample.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut o = String::new();
+        let rate = self
+            .threads_per_second
+            .map(|r| format!(" ({r:+.1}/s)"))
+            .unwrap_or_default();
+        let limit = match (self.limit_in_seconds, self.maxmcount) {
+            (Some(s), Some(m)) => format!(" · the {m}-thread limit in {s:.0} s at this rate"),
+            (None, Some(m)) => format!(" · limit {m}"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            o,
+            "cgocore top · process {} · {} threads{rate} · {} Ms{limit} · {} in C · stopped {:.1} ms",
+            self.pid.map_or("?".into(), |p| p.to_string()),
+            self.threads,
+            self.ms,
+            self.threads_in_c,
+            self.stopped_ms
+        );
+        let _ = writeln!(o, "\n  COUNT  MOVED  CLASS          C CALL");
+        for g in &self.groups {
+            let lib = g
+                .library
+                .as_deref()
+                .map(|l| format!(" [{l}]"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "  {:>5}  {:>+5}  {:<13}  {}{lib}",
+                g.count,
+                g.delta,
+                crate::report::escape::escape_line(&g.class),
+                crate::report::escape::escape_line(&g.function)
+            );
+        }
+        let mut states: Vec<(&String, &usize)> = self.goroutines.iter().collect();
+        states.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let _ = writeln!(o, "\n  goroutines by state:");
+        for (s, n) in states.iter().take(10) {
+            let _ = writeln!(o, "  {n:>7}  {}", crate::report::escape::escape_line(s));
+        }
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::findings::sample::{report, waiting};
+
+    fn in_c(tid: u32, class: &str, call: &str) -> crate::report::ThreadInfo {
+        let mut t = waiting(tid, class, 0, None);
+        t.in_cgo = true;
+        t.cgo_call = Some(call.into());
+        t
+    }
+
+    #[test]
+    fn groups_rates_and_the_limit() {
+        let mut r1 = report(vec![in_c(1, "sleep", "C.s"), in_c(2, "read", "C.r")]);
+        r1.counts.threads_in_cgo = 2;
+        r1.ms = vec![crate::diagnose::findings::sample::m_info(1, 0, 0, None); 2];
+        let s1 = Sample::of(&r1, 100.0, None);
+        assert_eq!(s1.groups.len(), 2);
+        assert_eq!((s1.threads_per_second, s1.limit_in_seconds), (None, None));
+        let mut r2 = report(vec![
+            in_c(1, "sleep", "C.s"),
+            in_c(2, "read", "C.r"),
+            in_c(3, "sleep", "C.s"),
+            in_c(4, "sleep", "C.s"),
+        ]);
+        r2.ms = vec![crate::diagnose::findings::sample::m_info(1, 0, 0, None); 4];
+        r2.sched = Some(crate::diagnose::findings::sample::sched(0));
+        r2.sched.as_mut().unwrap().maxmcount = 10;
+        let s2 = Sample::of(&r2, 102.0, Some(&s1));
+        assert_eq!(
+            (
+                s2.groups[0].class.as_str(),
+                s2.groups[0].count,
+                s2.groups[0].delta
+            ),
+            ("sleep", 3, 2)
+        );
+        assert_eq!(s2.threads_per_second, Some(1.0));
+        // 2 Ms in 2 s: the 6 left take 6 s.
+        assert_eq!(s2.limit_in_seconds, Some(6.0));
+        assert!(
+            s2.render().contains("the 10-thread limit in 6 s"),
+            "{}",
+            s2.render()
+        );
+    }
+}
