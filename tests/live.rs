@@ -1077,3 +1077,77 @@ fn top_follows_a_climbing_thread_count() {
         "alive"
     );
 }
+
+/// `cgocore top` in a real terminal (tmux): the header and the groups
+/// drawn, `s` and `p` change the view, `q` quits, and the terminal is as it
+/// was (the shell's line editing back, the view gone with the alternate
+/// screen).
+#[test]
+fn top_in_a_real_terminal() {
+    let Some(c) = go127_plain() else {
+        assert!(!require_generated(), "generated builds are required");
+        return;
+    };
+    if Command::new("tmux").arg("-V").output().is_err() {
+        assert!(
+            !require_generated(),
+            "tmux is installed by scripts/test-all"
+        );
+        eprintln!("tmux not installed; skipped");
+        return;
+    }
+    let s = Scenario::start_with(&c, "top-tty", &["-parked", "10", "-no-arena"], &[]);
+    let dir = Scratch::new("live-top-tty");
+    let sock = dir.join("tmux.sock");
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let cmd = format!(
+        "CGOCORE_CACHE={} {} top --pid {} --interval 0.3; echo TOP-EXITED $?; stty -a; sleep 60",
+        dir.join("cache").display(),
+        env!("CARGO_BIN_EXE_cgocore"),
+        s.pid
+    );
+    let out = tmux(&["new-session", "-d", "-x", "150", "-y", "50", &cmd]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let screen = || String::from_utf8_lossy(&tmux(&["capture-pane", "-p"]).stdout).to_string();
+    let wait_for = |needle: &str| -> String {
+        for _ in 0..100 {
+            let text = screen();
+            if text.contains(needle) {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{needle:?} never shown:\n{}", screen())
+    };
+    let view = wait_for(&format!("cgocore top · process {}", s.pid));
+    assert!(view.contains("COUNT  MOVED  CLASS"), "{view}");
+    assert!(view.contains("C.block_sleep"), "{view}");
+    assert!(
+        view.contains("keys: q quit · p pause · s sort by movement"),
+        "{view}"
+    );
+    tmux(&["send-keys", "s"]);
+    wait_for("s sort by count");
+    tmux(&["send-keys", "p"]);
+    wait_for("PAUSED");
+    tmux(&["send-keys", "q"]);
+    let after = wait_for("TOP-EXITED 0");
+    assert!(!after.contains("COUNT  MOVED"), "the view stays:\n{after}");
+    assert!(
+        after.contains(" icanon") && after.contains(" echo "),
+        "not restored:\n{after}"
+    );
+    tmux(&["kill-server"]);
+    assert!(held(s.pid).is_empty());
+}

@@ -266,8 +266,8 @@ fn analyze(
     print_report(&report, out)
 }
 
-/// `cgocore top`: samples until `count` (or Ctrl-C); JSON lines without a
-/// terminal, else the view redrawn in place.
+/// `cgocore top`: samples until `count` (or q); JSON lines without a
+/// terminal, else the view redrawn in place, with keys.
 fn top(
     pid: u32,
     interval: f64,
@@ -281,32 +281,107 @@ fn top(
         goroutine_frames: false,
         ..Default::default()
     };
-    let mut prev: Option<cgocore::top::Sample> = None;
-    let mut n = 0u64;
+    let keys = (!json).then(Keys::take).flatten();
+    let (mut prev, mut n): (Option<cgocore::top::Sample>, u64) = (None, 0);
+    let (mut paused, mut by_moved) = (false, false);
+    let interval = std::time::Duration::from_secs_f64(interval);
     loop {
         let started = std::time::Instant::now();
-        let r = cgocore::capture_pid(pid, opts, &aopts)?.analysis.report;
-        let time = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        let s = cgocore::top::Sample::of(&r, time, prev.as_ref());
+        if !paused || prev.is_none() {
+            let r = cgocore::capture_pid(pid, opts, &aopts)?.analysis.report;
+            let time = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            prev = Some(cgocore::top::Sample::of(&r, time, prev.as_ref()));
+            n += 1;
+        }
+        let s = prev.as_ref().expect("a sample");
         let mut w = std::io::stdout().lock();
         if json {
-            serde_json::to_writer(&mut w, &s)?;
+            serde_json::to_writer(&mut w, s)?;
             writeln!(w)?;
         } else {
             // Home, clear, the view.
-            write!(w, "\x1b[H\x1b[2J{}", s.render())?;
+            write!(w, "\x1b[H\x1b[2J{}", s.render_as(by_moved, paused))?;
         }
         w.flush()?;
         drop(w);
-        prev = Some(s);
-        n += 1;
         if count.is_some_and(|c| n >= c) {
             return Ok(0);
         }
-        let wait = std::time::Duration::from_secs_f64(interval).saturating_sub(started.elapsed());
-        std::thread::sleep(wait);
+        let wait = interval.saturating_sub(started.elapsed());
+        match keys.as_ref().map_or_else(
+            || {
+                std::thread::sleep(wait);
+                None
+            },
+            |k| k.next(wait),
+        ) {
+            Some(b'q') | Some(3) => return Ok(0), // q, Ctrl-C
+            Some(b'p') => paused = !paused,
+            Some(b's') => by_moved = !by_moved,
+            _ => {}
+        }
+    }
+}
+
+/// The terminal in key-at-a-time mode on the alternate screen while `top`
+/// runs, restored on every way out (keys are read, not signals: Ctrl-C is
+/// a key here, so the restore always runs).
+struct Keys {
+    saved: libc::termios,
+}
+
+impl Keys {
+    fn take() -> Option<Keys> {
+        use std::os::unix::io::AsRawFd;
+        let fd = std::io::stdin().as_raw_fd();
+        // SAFETY: tcgetattr/tcsetattr on stdin with a zeroed struct the call
+        // fills; the original settings are kept and put back on drop.
+        unsafe {
+            let mut saved: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(fd, &mut saved) != 0 {
+                return None;
+            }
+            let mut raw = saved;
+            raw.c_lflag &= !(libc::ICANON | libc::ECHO | libc::ISIG);
+            raw.c_cc[libc::VMIN] = 1;
+            raw.c_cc[libc::VTIME] = 0;
+            if libc::tcsetattr(fd, libc::TCSANOW, &raw) != 0 {
+                return None;
+            }
+            print!("\x1b[?1049h\x1b[?25l");
+            Some(Keys { saved })
+        }
+    }
+
+    /// The next key within `wait`, if one is pressed.
+    fn next(&self, wait: std::time::Duration) -> Option<u8> {
+        use std::os::unix::io::AsRawFd;
+        let fd = std::io::stdin().as_raw_fd();
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one pollfd; read of one byte into a local.
+        unsafe {
+            if libc::poll(&mut p, 1, wait.as_millis().min(i32::MAX as u128) as i32) <= 0 {
+                return None;
+            }
+            let mut b = 0u8;
+            (libc::read(fd, (&mut b as *mut u8).cast(), 1) == 1).then_some(b)
+        }
+    }
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        use std::os::unix::io::AsRawFd;
+        print!("\x1b[?25h\x1b[?1049l");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        // SAFETY: puts back the settings saved in `take`.
+        unsafe { libc::tcsetattr(std::io::stdin().as_raw_fd(), libc::TCSANOW, &self.saved) };
     }
 }
 

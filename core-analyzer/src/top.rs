@@ -107,8 +107,14 @@ impl Sample {
         }
     }
 
-    /// The terminal view of one sample.
+    /// The terminal view of one sample, its groups by count.
     pub fn render(&self) -> String {
+        self.render_as(false, false)
+    }
+
+    /// The view with the groups by how they moved (`by_moved`), and a note
+    /// when the sampling is paused.
+    pub fn render_as(&self, by_moved: bool, paused: bool) -> String {
         use std::fmt::Write;
         let mut o = String::new();
         let rate = self
@@ -129,8 +135,19 @@ impl Sample {
             self.threads_in_c,
             self.stopped_ms
         );
+        let _ = writeln!(
+            o,
+            "{}keys: q quit · p {} · s sort by {}",
+            if paused { "PAUSED · " } else { "" },
+            if paused { "resume" } else { "pause" },
+            if by_moved { "count" } else { "movement" }
+        );
         let _ = writeln!(o, "\n  COUNT  MOVED  CLASS          C CALL");
-        for g in &self.groups {
+        let mut groups: Vec<&Group> = self.groups.iter().collect();
+        if by_moved {
+            groups.sort_by(|a, b| b.delta.cmp(&a.delta).then(b.count.cmp(&a.count)));
+        }
+        for g in groups {
             let lib = g
                 .library
                 .as_deref()
