@@ -1071,6 +1071,40 @@ fn top_follows_a_climbing_thread_count() {
         .find(|g| g["function"] == "C.climb_sleep")
         .unwrap_or_else(|| panic!("{}", last["groups"]));
     assert!(climbing["count"].as_u64().unwrap() >= rise, "{climbing}");
+    // The same trend from a series of snapshots, given out of order.
+    let snaps: Vec<PathBuf> = (0..3)
+        .map(|i| {
+            let p = dir.join(format!("s{i}.core"));
+            snapshot(s.pid, &p, "a snapshot of the climbing process");
+            std::thread::sleep(Duration::from_millis(600));
+            p
+        })
+        .collect();
+    let out = cgocore(&[
+        "top",
+        snaps[2].to_str().unwrap(),
+        snaps[0].to_str().unwrap(),
+        snaps[1].to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let series: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let in_c: Vec<u64> = series
+        .iter()
+        .map(|s| s["threads_in_c"].as_u64().unwrap())
+        .collect();
+    assert!(
+        in_c.len() == 3 && in_c[0] < in_c[1] && in_c[1] < in_c[2],
+        "oldest first: {in_c:?}"
+    );
+    assert!(series[2]["threads_per_second"].as_f64().unwrap() > 0.0);
     assert!(held(s.pid).is_empty(), "let go");
     assert!(
         std::fs::metadata(format!("/proc/{}", s.pid)).is_ok(),

@@ -97,8 +97,20 @@ stopped_ms, groups [{class, function, library, count, delta}], goroutines {state
         "\n\nExample:\n  cgocore top --pid 4242 --interval 2\n  cgocore top --pid 4242 --count 10 --json-lines > trend.jsonl"
     ))]
     Top {
-        #[arg(long, value_name = "PID")]
-        pid: u32,
+        /// The live process
+        #[arg(
+            long,
+            value_name = "PID",
+            required_unless_present = "cores",
+            conflicts_with = "cores"
+        )]
+        pid: Option<u32>,
+        /// Instead of a live process: a series of cores or snapshots of one process, read in the order they were written (their files' modification times), each a sample
+        #[arg(value_name = "CORE")]
+        cores: Vec<PathBuf>,
+        /// The executable, for cores that do not name one this host has
+        #[arg(long, requires = "cores")]
+        exe: Option<PathBuf>,
         /// Seconds between samples
         #[arg(long, value_name = "SECS", default_value_t = 1.0, value_parser = positive_secs)]
         interval: f64,
@@ -325,6 +337,57 @@ fn top(
     }
 }
 
+/// `cgocore top CORE...`: the same trend from cores or snapshots of one
+/// process, oldest first (by their files' modification times).
+fn top_of_cores(
+    mut cores: Vec<PathBuf>,
+    exe: Option<PathBuf>,
+    sysroot: Option<PathBuf>,
+    json_lines: bool,
+) -> Result<u8> {
+    let written = |p: &PathBuf| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0.0, |d| d.as_secs_f64())
+    };
+    cores.sort_by(|a, b| written(a).total_cmp(&written(b)));
+    let json = json_lines || !std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let aopts = cgocore::AnalyzeOptions {
+        goroutine_frames: false,
+        ..Default::default()
+    };
+    let mut prev: Option<cgocore::top::Sample> = None;
+    let mut status = 0;
+    for core in &cores {
+        let opts = cgocore::OpenOptions {
+            exe: exe.clone(),
+            sysroot: sysroot.clone(),
+        };
+        let process = cgocore::open_core(core, &opts)?;
+        let r = cgocore::analyze_with(process, Some(core.display().to_string()), &aopts)?.report;
+        if r.incomplete {
+            status = EXIT_INCOMPLETE;
+        }
+        let s = cgocore::top::Sample::of(&r, written(core), prev.as_ref());
+        let mut w = std::io::stdout().lock();
+        if json {
+            serde_json::to_writer(&mut w, &s)?;
+            writeln!(w)?;
+        } else {
+            writeln!(
+                w,
+                "== {}\n{}",
+                cgocore::render::escape_line(&core.display().to_string()),
+                s.render()
+            )?;
+        }
+        prev = Some(s);
+    }
+    Ok(status)
+}
+
 /// The terminal in key-at-a-time mode on the alternate screen while `top`
 /// runs, restored on every way out (keys are read, not signals: Ctrl-C is
 /// a key here, so the restore always runs).
@@ -419,13 +482,22 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(if r.incomplete { EXIT_INCOMPLETE } else { 0 })
         }
         Cmd::Top {
-            pid,
+            pid: None,
+            cores,
+            exe,
+            sysroot,
+            json_lines,
+            ..
+        } => top_of_cores(cores, exe, sysroot, json_lines),
+        Cmd::Top {
+            pid: Some(pid),
             interval,
             count,
             once,
             json_lines,
             sysroot,
             live,
+            ..
         } => top(
             pid,
             interval,
