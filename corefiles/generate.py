@@ -35,6 +35,8 @@ CSHARED = os.path.join(ROOT, "corefiles", "scenarios", "cshared")
 # growth, short cgo calls, callbacks): kernel cores of these releases.
 BUSY = os.path.join(ROOT, "corefiles", "scenarios", "busy")
 BUSY_VERSIONS = ["1.21.13", "1.27.3"]
+# The crash at the 10000-thread limit: one release (a core of 10,000 threads).
+EXHAUST_VERSIONS = ["1.27.3"]
 # Goroutines blocked in system calls made from Go (no cgo call): built
 # without cgo (a static binary) and with it; kernel cores of these releases.
 GOSYSCALL = os.path.join(ROOT, "corefiles", "scenarios", "gosyscall")
@@ -58,6 +60,8 @@ VARIANTS = {
     "pie": ["-buildmode=pie"],
     "cshared": ["-buildmode=c-shared"],
     "busy": [],
+    # The plain build, run until the thread limit crashes it (CGOSTUCK_EXHAUST).
+    "exhaust": [],
     "arm64": [],
     # musl (Debian's musl-tools): Alpine-style dynamic, and static.
     "musl": [],
@@ -440,6 +444,47 @@ def capture_busy(version, base, gocache, force):
             json.dump(truth, f, indent=1)
 
 
+def capture_exhaust(version, base, gocache, force):
+    """The crash at Go's 10000-thread limit: the scenario's goroutines enter a
+    C call that never returns until the runtime aborts ("program exceeds
+    10000-thread limit", "fatal error: thread exhaustion"); its kernel core
+    (10,000 threads, 80+ GB apparent, a few hundred MB of data) and Go's dump."""
+    exe = build(version, "exhaust", base, gocache)
+    d = os.path.join(base, "kernel")
+    if not force and captured_by(d) == WRITER["kernel"]:
+        return
+    log("capture", version, "exhaust", "kernel (the thread limit)")
+    os.makedirs(d, exist_ok=True)
+    for f in os.listdir(d):
+        os.unlink(os.path.join(d, f))
+
+    def limits():
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C", "GOTRACEBACK": "crash", "GOMAXPROCS": "2",
+           "CGOSTUCK_EXHAUST": "1"}
+    with open(os.path.join(d, "dump.txt"), "wb") as err:
+        p = subprocess.Popen([exe, "-parked", "10", "-no-arena"], cwd=d, env=env, stdout=subprocess.DEVNULL,
+                             stderr=err, preexec_fn=limits)
+        try:
+            p.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            raise RuntimeError("the exhaustion scenario did not crash within 300 s")
+    produced = [f for f in os.listdir(d) if f == "core" or f.startswith("core.")]
+    if not produced:
+        raise RuntimeError("no kernel core in %s: check ulimit -c and /proc/sys/kernel/core_pattern" % d)
+    if produced[0] != "core":
+        os.rename(os.path.join(d, produced[0]), os.path.join(d, "core"))
+    with open(os.path.join(d, "dump.txt"), errors="replace") as f:
+        dump = f.read()
+    if "thread exhaustion" not in dump:
+        raise RuntimeError("the exhaustion scenario crashed otherwise: %s" % dump[:500])
+    truth = parse(dump, [])
+    truth.update(kind="kernel", pid=p.pid, writer=WRITER["kernel"], go_version="go" + version, variant="exhaust")
+    with open(os.path.join(d, "truth.json"), "w") as f:
+        json.dump(truth, f, indent=1)
+
+
 def gcore(pid, core):
     """gdb's gcore of a live process, kept sparse.
 
@@ -552,7 +597,7 @@ def main():
     ap.add_argument("--variants", default="plain,stripped,pie,cshared,busy",
                     help="plain,stripped,pie,cshared,busy; arm64, musl-arm64, musl-arm64-dynamic (qemu-user; Go %s); "
                     "musl, musl-static (Go %s); "
-                    "gosyscall, gosyscall-cgo (Go %s); libs (Go %s); libs-bundled (Go %s)"
+                    "gosyscall, gosyscall-cgo (Go %s); libs (Go %s); libs-bundled (Go %s); exhaust (Go 1.27.3)"
                     % (", ".join(ARM64_VERSIONS), ", ".join(MUSL_VERSIONS), ", ".join(GOSYSCALL_VERSIONS),
                        ", ".join(LIBS_VERSIONS), ", ".join(LIBS_BUNDLED_VERSIONS)))
     ap.add_argument("--kinds", default="kernel", help="kernel,gcore")
@@ -579,6 +624,10 @@ def main():
         # version's variants: it is hundreds of MB per version, then dropped.
         gocache = tempfile.TemporaryDirectory(prefix="cgocore-gocache-")
         for variant in a.variants.split(","):
+            if variant == "exhaust":
+                if version in EXHAUST_VERSIONS:
+                    capture_exhaust(version, os.path.join(a.out, "go" + version, "exhaust"), gocache.name, a.force)
+                continue
             if variant == "busy":
                 if version in BUSY_VERSIONS and "kernel" in a.kinds.split(","):
                     # (its gcore is taken with the kernel cores: one pass)

@@ -1280,3 +1280,40 @@ fn incident_signatures_group_cores_of_the_same_hang() {
     }
     assert!(errs.is_empty(), "{}", errs.join("\n"));
 }
+
+/// The crash at Go's 10000-thread limit (the scenario's goroutines enter a
+/// C call that never returns until the runtime aborts: a kernel core of
+/// 10,000 threads made in each run): every goroutine of Go's dump, the
+/// runtime's limit read, and one pile-up as the first problem, its
+/// signature naming the call.
+#[test]
+fn the_crash_at_the_thread_limit() {
+    let Some(case) = generated_exhaust().into_iter().next() else {
+        assert!(!require_generated(), "no exhaustion core");
+        return;
+    };
+    let r = analyze(&case).report;
+    assert_eq!(
+        r.counts.goroutines,
+        case.truth.goroutines.len(),
+        "Go's dump"
+    );
+    assert_eq!(r.sched.as_ref().map(|s| s.maxmcount), Some(10000));
+    assert!(
+        r.counts.threads >= 10000 && r.ms.len() >= 10000,
+        "{:?}",
+        r.counts
+    );
+    assert!(r.counts.threads_in_cgo >= 9900, "{:?}", r.counts);
+    assert!(!r.incomplete, "{:?}", r.warnings);
+    let first = &r.incidents[0];
+    assert_eq!(first.kind, "thread-pileup", "{}", first.summary);
+    assert!(first.victims.tids.len() >= 9900, "{}", first.summary);
+    assert!(
+        first
+            .signature
+            .starts_with("thread-pileup: sleep in C.climb_sleep"),
+        "{}",
+        first.signature
+    );
+}

@@ -111,10 +111,18 @@ pub fn generated() -> Vec<CoreCase> {
     v.retain(|c| {
         c.truth.variant != "cshared"
             && c.truth.variant != "busy"
+            && c.truth.variant != "exhaust"
             && !c.truth.variant.starts_with("gosyscall")
             && !c.truth.variant.starts_with("libs")
             && !c.truth.foreign_platform()
     });
+    v
+}
+
+/// The kernel core of the crash at Go's 10000-thread limit.
+pub fn generated_exhaust() -> Vec<CoreCase> {
+    let mut v = generated_all();
+    v.retain(|c| c.truth.variant == "exhaust");
     v
 }
 

@@ -416,3 +416,18 @@ func init() {
 		}
 	}()
 }
+
+// The crash at the thread limit (CGOSTUCK_EXHAUST=1): goroutines enter a C
+// call that never returns, each holding a thread, until Go aborts with
+// "program exceeds 10000-thread limit" (a kernel core with GOTRACEBACK=crash).
+func init() {
+	if os.Getenv("CGOSTUCK_EXHAUST") == "" {
+		return
+	}
+	go func() {
+		for {
+			go func() { C.climb_sleep() }()
+			time.Sleep(50 * time.Microsecond)
+		}
+	}()
+}
