@@ -469,7 +469,7 @@ def capture_exhaust(version, base, gocache, force):
             p.wait(timeout=300)
         except subprocess.TimeoutExpired:
             p.kill()
-            raise RuntimeError("the exhaustion scenario did not crash within 300 s")
+            raise RuntimeError("the exhaustion scenario did not crash within 300 s") from None
     produced = [f for f in os.listdir(d) if f == "core" or f.startswith("core.")]
     if not produced:
         raise RuntimeError("no kernel core in %s: check ulimit -c and /proc/sys/kernel/core_pattern" % d)
