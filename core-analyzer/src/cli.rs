@@ -123,6 +123,7 @@ stopped_ms, groups [{class, function, library, count, delta}], goroutines {state
         /// One JSON object per sample, also on a terminal
         #[arg(long)]
         json_lines: bool,
+        /// Root folder under which the target's file paths are looked up (default for a process in a container: /proc/PID/root)
         #[arg(long)]
         sysroot: Option<PathBuf>,
         #[command(flatten)]
@@ -536,23 +537,27 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Cmd::Dev {
             cmd: DevCmd::Layout { binary },
-        } => {
-            let bin = cgocore::elf::exe::Binary::open(&binary)?;
-            let (_, bi) = bin.section(".go.buildinfo").context("not a Go binary")?;
-            let info = cgocore::elf::buildinfo::parse(bi, None).context("bad .go.buildinfo")?;
-            let mut l = cgocore::layout::dwarf::layout_from_dwarf(&bin, &info.go_version)?
-                .context("binary has no DWARF")?;
-            let (maj, min) =
-                cgocore::elf::buildinfo::major_minor(&info.go_version).context("bad version")?;
-            l.source = format!(
-                "generated from the DWARF of a cgo binary built by {}",
-                info.go_version
-            );
-            l.go = format!("go{maj}.{min}");
-            println!("{}", serde_json::to_string_pretty(&l)?);
-            Ok(0)
-        }
+        } => dev_layout(&binary),
     }
+}
+
+/// `cgocore dev layout BINARY`: the runtime's struct layout from its DWARF,
+/// as a layout table.
+fn dev_layout(binary: &std::path::Path) -> Result<u8> {
+    let bin = cgocore::elf::exe::Binary::open(binary)?;
+    let (_, bi) = bin.section(".go.buildinfo").context("not a Go binary")?;
+    let info = cgocore::elf::buildinfo::parse(bi, None).context("bad .go.buildinfo")?;
+    let mut l = cgocore::layout::dwarf::layout_from_dwarf(&bin, &info.go_version)?
+        .context("binary has no DWARF")?;
+    let (maj, min) =
+        cgocore::elf::buildinfo::major_minor(&info.go_version).context("bad version")?;
+    l.source = format!(
+        "generated from the DWARF of a cgo binary built by {}",
+        info.go_version
+    );
+    l.go = format!("go{maj}.{min}");
+    println!("{}", serde_json::to_string_pretty(&l)?);
+    Ok(0)
 }
 
 impl Output {
