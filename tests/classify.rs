@@ -517,15 +517,7 @@ fn check_without_debug_info(case: &CoreCase) -> Vec<String> {
     let full = analyze(case);
     let tmp = Scratch::new("classify-sysroot");
     let root = tmp.0.clone();
-    for lib in &full.process.libraries {
-        let dst = root.join(lib.path.trim_start_matches('/'));
-        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-        // A link to this host's file would resolve inside the sysroot (as a
-        // core's names must): the file itself, hard-linked or copied.
-        std::fs::hard_link(lib.binary.path(), &dst)
-            .or_else(|_| std::fs::copy(lib.binary.path(), &dst).map(|_| ()))
-            .unwrap();
-    }
+    bare_sysroot(&full, &root);
     let opts = cgocore::OpenOptions {
         exe: Some(case.exe.clone()),
         sysroot: Some(root.clone()),
@@ -1014,6 +1006,8 @@ fn bare_sysroot(
     for lib in &full.process.libraries {
         let dst = root.join(lib.path.trim_start_matches('/'));
         std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        // A link to this host's file would resolve inside the sysroot (as a
+        // core's names must): the file itself, hard-linked or copied.
         std::fs::hard_link(lib.binary.path(), &dst)
             .or_else(|_| std::fs::copy(lib.binary.path(), &dst).map(|_| ()))
             .unwrap();

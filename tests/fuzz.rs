@@ -77,17 +77,7 @@ impl Target {
         .collect();
         let parsed = cgocore::elf::core::CoreFile::parse(core_map.clone()).unwrap();
         let data = &core_map.map[..];
-        let phoff = u64::from_le_bytes(data[0x20..0x28].try_into().unwrap());
-        let phnum = u16::from_le_bytes(data[0x38..0x3a].try_into().unwrap()) as u64;
-        let mut core_meta = vec![(0, 64), (phoff, phnum * 56)];
-        for i in 0..phnum {
-            let ph = (phoff + i * 56) as usize;
-            if u32::from_le_bytes(data[ph..ph + 4].try_into().unwrap()) == 4 {
-                let off = u64::from_le_bytes(data[ph + 8..ph + 16].try_into().unwrap());
-                let size = u64::from_le_bytes(data[ph + 32..ph + 40].try_into().unwrap());
-                core_meta.push((off, size));
-            }
-        }
+        let core_meta = core_meta(data);
         // Words the analysis follows first: the roots and what they point at.
         let bin = cgocore::elf::exe::Binary::open(&c.exe).unwrap();
         let file_off = |addr: u64| {
@@ -131,6 +121,22 @@ impl Target {
             exe_sections,
         }
     }
+}
+
+/// (file offset, len) of a core's ELF header, program headers and notes.
+fn core_meta(data: &[u8]) -> Vec<(u64, u64)> {
+    let phoff = u64::from_le_bytes(data[0x20..0x28].try_into().unwrap());
+    let phnum = u16::from_le_bytes(data[0x38..0x3a].try_into().unwrap()) as u64;
+    let mut meta = vec![(0, 64), (phoff, phnum * 56)];
+    for i in 0..phnum {
+        let ph = (phoff + i * 56) as usize;
+        if u32::from_le_bytes(data[ph..ph + 4].try_into().unwrap()) == 4 {
+            let off = u64::from_le_bytes(data[ph + 8..ph + 16].try_into().unwrap());
+            let size = u64::from_le_bytes(data[ph + 32..ph + 40].try_into().unwrap());
+            meta.push((off, size));
+        }
+    }
+    meta
 }
 
 /// Patches applied to a target, undone after its run.
@@ -434,7 +440,8 @@ fn mutated_cores_end_in_a_report_or_one_clear_error() {
         zst: fixture.core.clone(),
         exe: fixture.exe.clone(),
         dir: dir.join("fuzz-cache"),
-        meta: Target::new(&fixture, &dir, 999).core_meta,
+        // The entry is the decompressed core, byte for byte.
+        meta: core_meta(&cgocore::input::open(&fixture.core).unwrap().map[..]),
     };
     let targets: Vec<Target> = inputs
         .iter()

@@ -72,9 +72,7 @@ fn fifos_are_refused_not_waited_on() {
     let c = plain_fixture();
     let tmp = Scratch::new("hostile-fifo");
     let fifo = tmp.join("fifo");
-    let cpath = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo with a NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(cpath.as_ptr(), 0o600) }, 0);
+    mkfifo(&fifo);
     let cache = tmp.join("cache");
     let (out, took) = bounded(&[&fifo], &cache);
     check(
@@ -463,9 +461,7 @@ fn analyze_outputs_are_regular_files_written_whole() {
     );
     refused("--pprof", &"/dev/full", "character device");
     let fifo = tmp.join("fifo");
-    let cp = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo with a NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(cp.as_ptr(), 0o600) }, 0);
+    mkfifo(&fifo);
     refused("--dot", &fifo, "FIFO");
     let victim = tmp.join("victim");
     std::fs::write(&victim, "keep").unwrap();
@@ -485,16 +481,9 @@ fn analyze_outputs_are_regular_files_written_whole() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains("Threads:"));
     // A full file system.
     let small = tmp.join("small");
-    std::fs::create_dir(&small).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=8k", "tmpfs"])
-        .arg(&small)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("cannot mount a tmpfs here: the full-disk case is skipped");
+    let Some(_full) = Tmpfs::mount(&small, "8k") else {
         return;
-    }
+    };
     let target = small.join("g.pb.gz");
     std::fs::write(&target, "old").unwrap();
     let (out, took) = bounded(&[&c.core, &"--exe", &c.exe, &"--pprof", &target], &cache);
@@ -504,7 +493,6 @@ fn analyze_outputs_are_regular_files_written_whole() {
         .map(|e| e.file_name())
         .collect();
     let old = std::fs::read_to_string(&target).unwrap_or_default();
-    let _ = std::process::Command::new("umount").arg(&small).status();
     check(&out, took, &[1], "No space left on device", "full disk");
     assert_eq!(
         left,

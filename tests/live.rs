@@ -884,7 +884,7 @@ fn snapshot_writes_only_a_file_and_never_half_of_one() {
         unsafe { libc::mknod(c.as_ptr(), mode, dev) == 0 }
     };
     let fifo = dir.join("fifo");
-    assert!(mk(&fifo, libc::S_IFIFO | 0o600, 0));
+    mkfifo(&fifo);
     refused(&fifo, "FIFO");
     let null = dir.join("null");
     if mk(&null, libc::S_IFCHR | 0o666, libc::makedev(1, 3)) {
@@ -918,15 +918,7 @@ fn snapshot_writes_only_a_file_and_never_half_of_one() {
     );
     // A full file system: a tmpfs of 64 KiB.
     let small = dir.join("small");
-    std::fs::create_dir(&small).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
-        .arg(&small)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("cannot mount a tmpfs here: the full-disk case is skipped");
-    } else {
+    if let Some(_full) = Tmpfs::mount(&small, "64k") {
         let target = small.join("s.core.zst");
         std::fs::write(&target, "old").unwrap();
         let out = snap(&target);
@@ -937,7 +929,6 @@ fn snapshot_writes_only_a_file_and_never_half_of_one() {
             .map(|e| e.file_name())
             .collect();
         let old = std::fs::read_to_string(&target).unwrap_or_default();
-        let _ = Command::new("umount").arg(&small).status();
         assert_eq!(old, "old", "the old file as it was");
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(err.contains("No space left on device"), "{err}");

@@ -288,19 +288,19 @@ pub fn in_root(root: &Path, p: &str) -> PathBuf {
             .chain(done.iter().map(|d| d.as_os_str()))
             .chain(std::iter::once(c.as_os_str()))
             .collect();
-        let link = std::fs::symlink_metadata(&here)
-            .is_ok_and(|m| m.file_type().is_symlink())
-            .then(|| std::fs::read_link(&here).ok())
-            .flatten();
-        let Some(target) = link else {
+        let is_link = std::fs::symlink_metadata(&here).is_ok_and(|m| m.file_type().is_symlink());
+        if !is_link {
             done.push(c);
             continue;
-        };
-        links += 1;
-        if links > MAX_LINKS {
-            // A name that cannot exist, and says why when it is printed.
-            return root.join(format!("(too many symbolic links resolving {p})"));
         }
+        links += 1;
+        // A link that cannot be read is not followed: the kernel would
+        // follow it from this host's root.
+        let target = std::fs::read_link(&here).ok();
+        let Some(target) = target.filter(|_| links <= MAX_LINKS) else {
+            // A name that cannot exist, and says why when it is printed.
+            return root.join(format!("(unresolvable symbolic links resolving {p})"));
+        };
         if target.is_absolute() {
             done.clear();
         }

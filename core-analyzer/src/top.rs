@@ -45,10 +45,11 @@ impl Sample {
     /// The sample of `r`, taken at `time`, after `prev` (for the rates).
     pub fn of(r: &Report, time: f64, prev: Option<&Sample>) -> Sample {
         let mut groups: BTreeMap<(String, String, Option<String>), usize> = BTreeMap::new();
-        for t in r.threads.iter().filter(|t| t.in_cgo || t.blocked.is_some()) {
-            let Some(b) = &t.blocked else {
-                continue;
-            };
+        for (t, b) in r
+            .threads
+            .iter()
+            .filter_map(|t| Some((t, t.blocked.as_ref()?)))
+        {
             let function = t.cgo_call.clone().unwrap_or_else(|| "?".into());
             *groups
                 .entry((b.class.clone(), function, b.library.clone()))

@@ -22,6 +22,8 @@ use std::time::SystemTime;
 const DEFAULT_BUDGET_MB: u64 = 8 * 1024;
 /// The record beside an entry.
 const ID_SUFFIX: &str = ".id";
+/// The largest record read.
+const MAX_RECORD: u64 = 64 << 10;
 /// Bytes of the compressed input, at each end, that its identity hashes.
 const SAMPLE: u64 = 64 << 10;
 
@@ -276,7 +278,14 @@ fn verify(entry: &Path, id_path: &Path, want: &Identity) -> std::result::Result<
         Ok(m)
     };
     mine(id_path)?;
-    let rec = fs::read(id_path).map_err(|e| format!("has an unreadable record ({e})"))?;
+    // A record is a few hundred bytes: more is not one of ours.
+    let mut rec = vec![];
+    File::open(id_path)
+        .and_then(|f| f.take(MAX_RECORD + 1).read_to_end(&mut rec))
+        .map_err(|e| format!("has an unreadable record ({e})"))?;
+    if rec.len() as u64 > MAX_RECORD {
+        return Err("has a damaged record".into());
+    }
     let got: Identity =
         serde_json::from_slice(&rec).map_err(|_| "has a damaged record".to_string())?;
     if !got.same_input(want) {
