@@ -51,6 +51,13 @@ LIBS_VERSIONS = ["1.21.13", "1.27.3"]
 # which bundles it: one release, the amalgamation's build is the slow part.
 LIBS_BUNDLED_VERSIONS = ["1.27.3"]
 SQLITE_CRATE = ("libsqlite3-sys", "0.30.1", "2e99fb7a497b1e3339bc746195567ed8d3e24945ecd636e3619d20b9de9e9149")
+# Goroutines queued in Go behind goroutines in C (mutexes, a channel
+# semaphore, an RWMutex, a WaitGroup, a Cond, a two-step chain): kernel cores
+# and gcores, and a stripped build's kernel core, of these releases.
+QUEUE = os.path.join(ROOT, "corefiles", "scenarios", "queue")
+QUEUE_VERSIONS = ["1.21.13", "1.27.3"]
+QUEUE_BUILDS = {"queue": [], "queue-stripped": ["-ldflags=-s -w"]}
+QUEUE_KINDS = {"queue": ("kernel", "gcore"), "queue-stripped": ("kernel",)}
 BUSY_CAPTURES = 3
 CACHE = os.path.join(ROOT, ".cache")
 VERSIONS = ["1.21.13", "1.22.10", "1.23.9", "1.24.11", "1.25.5", "1.26.6", "1.27.3"]
@@ -160,6 +167,9 @@ def source_hash(variant):
     elif variant in ("libs", "libs-bundled"):
         sources = [os.path.join(LIBS, n) for n in sorted(os.listdir(LIBS))]
         h.update(variant.encode())
+    elif variant in QUEUE_BUILDS:
+        sources = [os.path.join(QUEUE, n) for n in sorted(os.listdir(QUEUE))]
+        h.update(variant.encode())
     else:
         with open(CUDA_STUB, "rb") as f:
             h.update(f.read())
@@ -194,6 +204,9 @@ def build(version, variant, out_dir, gocache):
         subprocess.check_call([go_binary(version), "build", "-trimpath", "-o", exe, "."], cwd=GOSYSCALL, env=env)
     elif variant == "libs":
         subprocess.check_call([go_binary(version), "build", "-trimpath", "-o", exe, "."], cwd=LIBS, env=env)
+    elif variant in QUEUE_BUILDS:
+        subprocess.check_call([go_binary(version), "build", "-trimpath", "-o", exe] + QUEUE_BUILDS[variant] + ["."],
+                              cwd=QUEUE, env=env)
     elif variant == "libs-bundled":
         src = sqlite_amalgamation()
         env.update(CGO_CFLAGS="-g -O2 -I%s -fdebug-prefix-map=%s=sqlite" % (src, src))
@@ -401,6 +414,23 @@ def capture_program(version, variant, base, gocache, force):
         json.dump(truth, f, indent=1)
 
 
+def capture_queue(version, variant, base, gocache, force):
+    """The queue program's cores: each object's holders and waiters are in
+    the program's own record (truth.json's "objects")."""
+    exe = build(version, variant, base, gocache)
+    for kind in QUEUE_KINDS[variant]:
+        d = os.path.join(base, kind)
+        if not force and captured_by(d) == WRITER[kind]:
+            continue
+        log("capture", version, variant, kind)
+        capture_retrying(exe, kind, d, [])
+        with open(os.path.join(d, "truth.json")) as f:
+            truth = json.load(f)
+        truth.update(go_version="go" + version, variant=variant)
+        with open(os.path.join(d, "truth.json"), "w") as f:
+            json.dump(truth, f, indent=1)
+
+
 def capture_musl(version, variant, base, gocache, force, args):
     """The scenario linked with musl: its glibc-only scenarios left out, no
     CUDA stand-in (a static program cannot dlopen it)."""
@@ -573,9 +603,16 @@ def parse(dump, scenario_lines):
         m = re.match(r"^SCENARIO (\S+) tid=(\d+) goid=(\d+)", line)
         if m:
             scen[m.group(1)] = {"tid": int(m.group(2)), "goid": int(m.group(3))}
+    objects = {}
+    for line in scenario_lines:
+        m = re.match(r"^OBJECT (\S+) kind=(\S+) addr=(0x[0-9a-f]+) holders=(\S*) waiters=(\S*)", line)
+        if m:
+            objects[m.group(1)] = {"kind": m.group(2), "addr": int(m.group(3), 16),
+                                   "holders": [int(x) for x in m.group(4).split(",") if x],
+                                   "waiters": [int(x) for x in m.group(5).split(",") if x]}
     ready = next((line for line in scenario_lines if line.startswith("READY")), "")
     main_goid = re.search(r"main_goid=(\d+)", ready)
-    return {"goroutines": goroutines, "scenarios": scen,
+    return {"goroutines": goroutines, "scenarios": scen, "objects": objects,
             "go_version": None, "main_goid": int(main_goid.group(1)) if main_goid else None}
 
 
@@ -597,9 +634,10 @@ def main():
     ap.add_argument("--variants", default="plain,stripped,pie,cshared,busy",
                     help="plain,stripped,pie,cshared,busy; arm64, musl-arm64, musl-arm64-dynamic (qemu-user; Go %s); "
                     "musl, musl-static (Go %s); "
-                    "gosyscall, gosyscall-cgo (Go %s); libs (Go %s); libs-bundled (Go %s); exhaust (Go 1.27.3)"
+                    "gosyscall, gosyscall-cgo (Go %s); libs (Go %s); libs-bundled (Go %s); exhaust (Go 1.27.3); "
+                    "queue, queue-stripped (Go %s)"
                     % (", ".join(ARM64_VERSIONS), ", ".join(MUSL_VERSIONS), ", ".join(GOSYSCALL_VERSIONS),
-                       ", ".join(LIBS_VERSIONS), ", ".join(LIBS_BUNDLED_VERSIONS)))
+                       ", ".join(LIBS_VERSIONS), ", ".join(LIBS_BUNDLED_VERSIONS), ", ".join(QUEUE_VERSIONS)))
     ap.add_argument("--kinds", default="kernel", help="kernel,gcore")
     ap.add_argument("--parked", type=int, default=40, help="ordinary parked goroutines")
     ap.add_argument("--cblocked", type=int, default=0, help="extra goroutines blocked in C")
@@ -638,6 +676,10 @@ def main():
                 wanted = {"libs": LIBS_VERSIONS, "libs-bundled": LIBS_BUNDLED_VERSIONS}.get(variant, GOSYSCALL_VERSIONS)
                 if version in wanted:
                     capture_program(version, variant, base, gocache.name, a.force)
+                continue
+            if variant in QUEUE_BUILDS:
+                if version in QUEUE_VERSIONS:
+                    capture_queue(version, variant, base, gocache.name, a.force)
                 continue
             if variant in MUSL_KINDS:
                 if version in MUSL_VERSIONS:

@@ -1311,3 +1311,169 @@ fn the_crash_at_the_thread_limit() {
         first.signature
     );
 }
+
+/// Goroutines queued in Go behind goroutines in C (the queue program, Go
+/// 1.21 and 1.27, kernel cores, gcores and a stripped build): each waiter's
+/// `waits_on` names the object the program recorded (kind and address), its
+/// state is the program's, the holders are the recorded ones where the
+/// evidence reaches, a definite holder is never wrong, and each incident's
+/// victims are the goroutines queued behind its root, through the chain.
+#[test]
+fn goroutines_queued_in_go_are_linked_to_their_holders() {
+    let cases = generated_queue();
+    if require_generated() {
+        let kinds: BTreeSet<_> = cases
+            .iter()
+            .map(|c| {
+                (
+                    c.truth.go_version.clone(),
+                    c.truth.variant.clone(),
+                    c.truth.kind.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds.len(),
+            6,
+            "1.21 and 1.27: kernel, gcore, stripped: {kinds:?}"
+        );
+    }
+    let mut errs = vec![];
+    for case in &cases {
+        let r = analyze(case).report;
+        let stripped = case.truth.variant == "queue-stripped";
+        let mut e = |s: String| errs.push(format!("{}: {s}", case.name));
+        let g = |id: u64| r.goroutines.iter().find(|x| x.goid == id);
+        for (name, o) in &case.truth.objects {
+            let mut holders = BTreeSet::new();
+            for &w in &o.waiters {
+                let Some(wo) = g(w).and_then(|x| x.waits_on.as_ref()) else {
+                    e(format!("{name}: waiter {w} has no waits_on"));
+                    continue;
+                };
+                if wo.kind != o.kind || wo.addr != o.addr {
+                    e(format!(
+                        "{name}: waiter {w} waits on {} {:#x}, the program says {} {:#x}",
+                        wo.kind, wo.addr, o.kind, o.addr
+                    ));
+                }
+                for h in &wo.holders {
+                    holders.insert(h.goid);
+                    if !h.likely && !o.holders.contains(&h.goid) {
+                        e(format!(
+                            "{name}: definite holder {} is not one of {:?}",
+                            h.goid, o.holders
+                        ));
+                    }
+                }
+            }
+            let recorded: BTreeSet<u64> = o.holders.iter().copied().collect();
+            let ok = match name.as_str() {
+                // Found through the heap object that holds the value (its
+                // span), which a stripped binary does not name: there only
+                // a pointer to the value itself counts.
+                "store" | "cache" if stripped => holders.is_subset(&recorded),
+                "store" | "cache" | "config" | "sem" | "ledger" | "jobs" => holders == recorded,
+                // No evidence reaches them: the holders stay unknown.
+                _ => holders.is_empty(),
+            };
+            if !ok {
+                e(format!(
+                    "{name}: holders {holders:?}, recorded {recorded:?}"
+                ));
+            }
+        }
+        // The state the program left each object in.
+        let state = |name: &str| {
+            let o = &case.truth.objects[name];
+            g(o.waiters[0])
+                .and_then(|x| x.waits_on.as_ref())
+                .map(|w| w.state.clone())
+                .unwrap_or_default()
+        };
+        let s = state("store");
+        if s.locked != Some(true) || s.waiters != Some(200) {
+            e(format!("store state {s:?}"));
+        }
+        let s = state("sem");
+        if (s.len, s.cap, s.senders) != (Some(2), Some(2), Some(50)) {
+            e(format!("sem state {s:?}"));
+        }
+        let s = state("cache");
+        if (s.readers, s.writer_pending, s.waiters) != (Some(2), Some(true), Some(6)) {
+            e(format!("cache state {s:?}"));
+        }
+        let s = state("wg");
+        if (s.counter, s.waiters) != (Some(3), Some(1)) {
+            e(format!("wg state {s:?}"));
+        }
+        if state("cond").waiters != Some(3) {
+            e(format!("cond state {:?}", state("cond")));
+        }
+        let config = &case.truth.objects["config"];
+        let name = g(config.waiters[0])
+            .and_then(|x| x.waits_on.as_ref())
+            .and_then(|w| w.object.clone());
+        if !stripped && name.as_deref() != Some("main.configMu") {
+            e(format!("config is named {name:?}"));
+        }
+        // The chain: the jobs' producers and the ledger's waiter are victims
+        // of the incident rooted at the goroutine in C that holds the ledger.
+        let ledger = &case.truth.objects["ledger"];
+        let jobs = &case.truth.objects["jobs"];
+        match r
+            .incidents
+            .iter()
+            .find(|i| i.root.as_ref().and_then(|s| s.goid) == Some(ledger.holders[0]))
+        {
+            Some(i) => {
+                let behind: BTreeSet<u64> = ledger
+                    .waiters
+                    .iter()
+                    .chain(&jobs.waiters)
+                    .copied()
+                    .collect();
+                let got: BTreeSet<u64> = i.victims.goids.iter().copied().collect();
+                if !behind.is_subset(&got) {
+                    e(format!(
+                        "ledger incident victims {got:?} lack {:?}",
+                        behind.difference(&got).collect::<Vec<_>>()
+                    ));
+                }
+            }
+            None => e(format!(
+                "no incident rooted at the ledger's holder {}",
+                ledger.holders[0]
+            )),
+        }
+        if !stripped {
+            let store = &case.truth.objects["store"];
+            let i = r
+                .incidents
+                .iter()
+                .find(|i| i.root.as_ref().and_then(|s| s.goid) == Some(store.holders[0]));
+            match i {
+                Some(i)
+                    if i.victims.goids.len() >= 200
+                        && i.summary.contains("200 goroutines wait for sync.Mutex") => {}
+                other => e(format!("store incident: {:?}", other.map(|i| &i.summary))),
+            }
+        }
+        // Wait reasons as Go's dump prints them.
+        for o in case.truth.objects.values() {
+            for &w in &o.waiters {
+                let dump = case
+                    .truth
+                    .goroutines
+                    .iter()
+                    .find(|x| x.goid == w)
+                    .map(|x| x.state.clone());
+                let ours = g(w).map(|x| x.state().to_string());
+                if dump != ours {
+                    e(format!("goroutine {w}: {ours:?}, Go says {dump:?}"));
+                }
+            }
+        }
+    }
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+}

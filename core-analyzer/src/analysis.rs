@@ -16,6 +16,7 @@ use crate::unwind::goroutines::unwind_goroutines;
 use crate::unwind::native::NativeUnwinder;
 use crate::unwind::thread::{arch_key, SignalFrame, Stitcher, ThreadStack};
 use crate::unwind::{cgo_call, go::GoUnwinder, signal, Stack};
+use crate::waits::Waits;
 use anyhow::Result;
 use rustc_hash::FxHashMap as HashMap;
 
@@ -78,6 +79,9 @@ pub struct Read {
     ms: Vec<MInfo>,
     ps: Vec<PInfo>,
     sched: Option<Sched>,
+    /// What the goroutines parked in Go wait on (read while the process is
+    /// stopped: sudogs, sync values and channels are not on stacks).
+    waits: Waits,
     warnings: Vec<String>,
     incomplete: bool,
 }
@@ -128,6 +132,7 @@ pub fn read(process: Process, opts: &AnalyzeOptions) -> Result<Read> {
     warnings.extend(refused);
     let ms = describe_ms(&process, &rt, &d.ms, &join, &ix);
     let ps = describe_ps(&d.ps, &ix);
+    let waits = crate::waits::read(&rt, &process, &live_goroutines(&rt, &d, &ix, &join));
     drop(modules); // its symbols go back to the shared cache
     Ok(Read {
         process,
@@ -139,6 +144,7 @@ pub fn read(process: Process, opts: &AnalyzeOptions) -> Result<Read> {
         ms,
         ps,
         sched,
+        waits,
         warnings,
         incomplete,
     })
@@ -206,7 +212,14 @@ impl Read {
             .collect()
     }
 
-    /// unwind the goroutines (when `goroutine_frames`), then assemble the
+    /// Goroutines wait in Go on objects: their holders are found on every
+    /// goroutine's stack, so `finish` unwinds them all (and reads them).
+    pub fn has_go_waits(&self) -> bool {
+        !self.waits.objects.is_empty()
+    }
+
+    /// unwind the goroutines (when `goroutine_frames`, or when goroutines
+    /// wait in Go: holders are found from frames), then assemble the
     /// report and its findings.
     pub fn finish(self, core: Option<String>, goroutine_frames: bool) -> Analysis {
         let Read {
@@ -219,12 +232,13 @@ impl Read {
             ms,
             ps,
             sched,
+            waits,
             mut warnings,
             incomplete,
         } = self;
         let ix = Index::new(&d);
         let live = live_goroutines(&rt, &d, &ix, &join);
-        let goroutine_stacks = if goroutine_frames {
+        let goroutine_stacks = if goroutine_frames || !waits.objects.is_empty() {
             let stack_of_g = stack_of_goroutine(&stacks);
             let (found, notes) =
                 unwind_goroutines(&rt.pcln, &*process.mem, process.arch, &live, &stack_of_g);
@@ -237,7 +251,14 @@ impl Read {
             };
             vec![skipped; live.len()]
         };
-        let goroutines = describe_goroutines(&rt, &live, goroutine_stacks, &ix);
+        let refs = crate::waits::references::find(
+            &rt.pcln,
+            &*process.mem,
+            process.arch,
+            &live,
+            &waits.objects,
+        );
+        let goroutines = describe_goroutines(&rt, &live, goroutine_stacks, &ix, (&waits, refs));
         let report = assemble(
             &process,
             &rt,
@@ -621,11 +642,14 @@ fn describe_ms(
         .collect()
 }
 
+/// The goroutines as the report shows them, each with its wait in Go and the
+/// references its frames hold to objects others wait on.
 fn describe_goroutines(
     rt: &GoRuntime,
     live: &[&G],
     stacks: Vec<Stack>,
     ix: &Index,
+    (waits, mut refs): (&Waits, HashMap<u64, Vec<Reference>>),
 ) -> Vec<GoroutineInfo> {
     live.iter()
         .zip(stacks)
@@ -656,9 +680,26 @@ fn describe_goroutines(
                 cgo_call: cgo_call(&stack.frames),
                 frames: stack.frames,
                 stack_truncated: stack.truncated,
+                waits_on: waits_on(waits, g.addr),
+                references: refs.remove(&g.addr).unwrap_or_default(),
             }
         })
         .collect()
+}
+
+/// A goroutine's wait as the report gives it (holders come from `diagnose`).
+fn waits_on(waits: &Waits, g: u64) -> Option<WaitsOn> {
+    let w = waits.of_goroutine.get(&g)?;
+    let o = waits.objects.get(&w.addr)?;
+    Some(WaitsOn {
+        kind: w.kind.to_string(),
+        addr: w.addr,
+        object: o.name.clone(),
+        state: o.state.clone(),
+        holders: vec![],
+        evidence: w.evidence.to_string(),
+        channels: w.channels.clone(),
+    })
 }
 
 fn describe_ps(ps: &[P], ix: &Index) -> Vec<PInfo> {

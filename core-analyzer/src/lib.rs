@@ -74,6 +74,8 @@ pub mod top;
 pub mod unwind;
 #[doc(hidden)]
 pub mod varint;
+#[doc(hidden)]
+pub mod waits;
 
 pub use analysis::{Analysis, AnalyzeOptions};
 pub use classify::rules::Rules;

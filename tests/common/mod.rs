@@ -44,6 +44,18 @@ pub struct Truth {
     /// guest's root for an aarch64 core made under qemu-user.
     #[serde(default)]
     pub sysroot: Option<String>,
+    /// The queue program's record: each object's kind, address, holders
+    /// and waiters (goroutine ids).
+    #[serde(default)]
+    pub objects: HashMap<String, TruthObject>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+pub struct TruthObject {
+    pub kind: String,
+    pub addr: u64,
+    pub holders: Vec<u64>,
+    pub waiters: Vec<u64>,
 }
 
 impl Truth {
@@ -114,6 +126,7 @@ pub fn generated() -> Vec<CoreCase> {
             && c.truth.variant != "exhaust"
             && !c.truth.variant.starts_with("gosyscall")
             && !c.truth.variant.starts_with("libs")
+            && !c.truth.variant.starts_with("queue")
             && !c.truth.foreign_platform()
     });
     v
@@ -140,6 +153,14 @@ pub fn generated_libs() -> Vec<CoreCase> {
 pub fn generated_gosyscall() -> Vec<CoreCase> {
     let mut v = generated_all();
     v.retain(|c| c.truth.variant.starts_with("gosyscall"));
+    v
+}
+
+/// Cores of the queue program (goroutines queued in Go behind goroutines in
+/// C), plain (kernel core and gcore) and stripped.
+pub fn generated_queue() -> Vec<CoreCase> {
+    let mut v = generated_all();
+    v.retain(|c| c.truth.variant.starts_with("queue"));
     v
 }
 

@@ -35,6 +35,12 @@ pub fn incidents(r: &Report) -> Vec<Incident> {
         claim(&mut of_thread, &inc, out.len());
         out.push(inc);
     }
+    // Goroutines queued in Go, behind the goroutine at the end of each chain.
+    let before = out.len();
+    super::queues::incidents(r, &mut out, &of_thread);
+    for (k, inc) in out.iter().enumerate().skip(before) {
+        claim(&mut of_thread, inc, k);
+    }
     for (i, f) in r.findings.iter().enumerate() {
         let own = matches!(f.kind, FindingKind::ThreadPileup);
         let subject = f.tids().first().copied();

@@ -7,6 +7,7 @@
 pub mod chains;
 pub mod findings;
 pub mod incidents;
+pub mod queues;
 pub mod signature;
 
 use crate::report::Report;
@@ -14,5 +15,6 @@ use crate::report::Report;
 /// The report's findings and incidents, from its threads and goroutines.
 pub fn diagnose(report: &mut Report) {
     report.findings = findings::findings(report);
+    queues::holders(report);
     report.incidents = incidents::incidents(report);
 }

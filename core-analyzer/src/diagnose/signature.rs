@@ -12,6 +12,8 @@ pub fn of(inc: &Incident, r: &Report) -> String {
     let by_tid: HashMap<u32, &ThreadInfo> = r.threads.iter().map(|t| (t.tid, t)).collect();
     let shape = |tid: &u32| by_tid.get(tid).map(|t| thread_shape(t));
     let what: Vec<String> = match (&inc.root, inc.kind.as_str()) {
+        // A Go-side queue with no holder: what its waiters wait on, and where.
+        (None, "goroutine-queue") => queue_shape(inc, r).into_iter().collect(),
         // A cycle: each member's shape, in an order no tid decides.
         (_, "deadlock") => {
             let all: BTreeSet<String> = inc.chain.iter().filter_map(shape).collect();
@@ -36,6 +38,32 @@ pub fn of(inc: &Incident, r: &Report) -> String {
     } else {
         format!("{}: {}", inc.kind, what.join(" ⇄ "))
     }
+}
+
+/// `mutex main.configMu in main.handle`: the object's kind, its name when it
+/// is a package variable, the function the waiters wait in.
+fn queue_shape(inc: &Incident, r: &Report) -> Option<String> {
+    let g = r
+        .goroutines
+        .iter()
+        .find(|g| Some(g.goid) == inc.victims.goids.first().copied())?;
+    let w = g.waits_on.as_ref()?;
+    let mut s = w.kind.clone();
+    if let Some(name) = &w.object {
+        s.push_str(&format!(" {name}"));
+    }
+    let site = g
+        .frames
+        .iter()
+        .filter(|f| f.lang == Lang::Go)
+        .filter_map(|f| f.function.as_deref())
+        .find(|n| {
+            !(n.starts_with("runtime.") || n.starts_with("sync.") || n.starts_with("internal/"))
+        });
+    if let Some(f) = site {
+        s.push_str(&format!(" in {f}"));
+    }
+    Some(s)
 }
 
 /// What one thread waits as, without ids or addresses.

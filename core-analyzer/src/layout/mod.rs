@@ -70,6 +70,7 @@ pub const WANTED: &[(&str, &[&str])] = &[
             "startpc",
             "sigpc",
             "labels",
+            "waiting",
         ],
     ),
     ("runtime.gobuf", &["sp", "pc", "g", "ctxt", "lr", "bp"]),
@@ -119,7 +120,43 @@ pub const WANTED: &[(&str, &[&str])] = &[
     // Where the pclntab's text start and the funcdata base are, in stripped
     // binaries too.
     ("runtime.moduledata", &["text", "gofunc"]),
+    // What a parked goroutine waits on (see `runtime::waits`): its sudogs,
+    // the channels and the sync values they name.
+    (
+        "runtime.sudog",
+        &[
+            "g", "next", "prev", "elem", "ticket", "isSelect", "parent", "waitlink", "c",
+        ],
+    ),
+    (
+        "runtime.hchan",
+        &["qcount", "dataqsiz", "closed", "recvq", "sendq"],
+    ),
+    ("runtime.waitq", &["first", "last"]),
+    ("runtime.notifyList", &["wait", "notify", "head", "tail"]),
+    // The object a heap address belongs to: its span's start and element size.
+    ("runtime.mheap", &["arenas"]),
+    ("runtime.heapArena", &["spans"]),
+    (
+        "runtime.mspan",
+        &["startAddr", "npages", "elemsize", "state"],
+    ),
+    // The sync values, by their semaphores: before Go 1.24 `sync.Mutex`
+    // holds `state` and `sema`; since, it wraps `internal/sync.Mutex` (`mu`).
+    ("sync.Mutex", &["state", "sema", "mu"]),
+    ("internal/sync.Mutex", &["state", "sema"]),
+    (
+        "sync.RWMutex",
+        &["w", "writerSem", "readerSem", "readerCount", "readerWait"],
+    ),
+    ("sync.WaitGroup", &["state", "sema"]),
+    ("sync.Cond", &["L", "notify"]),
 ];
+
+/// The compile units whose types `WANTED` names.
+pub fn wanted_unit(cu: &[u8]) -> bool {
+    matches!(cu, b"runtime" | b"sync" | b"internal/sync")
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StructLayout {
@@ -148,6 +185,9 @@ impl Layout {
                     ("runtime.g", "sched") => "runtime.gobuf",
                     ("runtime.g", "stack") => "runtime.stack",
                     ("runtime.schedt", "runq") => "runtime.gQueue",
+                    ("runtime.hchan", "recvq" | "sendq") => "runtime.waitq",
+                    ("sync.Mutex", "mu") => "internal/sync.Mutex",
+                    ("sync.RWMutex", "w") => "sync.Mutex",
                     _ => return None,
                 };
                 Some(base + self.field(inner_struct, inner)?)
@@ -156,5 +196,21 @@ impl Layout {
     }
     pub fn size(&self, strukt: &str) -> Option<u64> {
         self.structs.get(strukt).map(|s| s.size)
+    }
+
+    /// A field of `sync.Mutex` (`state`, `sema`) in either shape.
+    pub fn mutex_field(&self, field: &str) -> Option<u64> {
+        self.field("sync.Mutex", field)
+            .or_else(|| self.field("sync.Mutex", &format!("mu.{field}")))
+    }
+
+    /// Structs this layout lacks taken from `other` (the release's table):
+    /// a program's DWARF only has the types it uses.
+    pub fn fill_from(&mut self, other: &Layout) {
+        for (name, s) in &other.structs {
+            self.structs
+                .entry(name.clone())
+                .or_insert_with(|| s.clone());
+        }
     }
 }

@@ -156,7 +156,7 @@ fn capture_on_this_thread(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) 
     // Killed while stopped: what was read is not a state it was in.
     stopped.check_alive()?;
     let mut r = r?;
-    if aopts.goroutine_frames {
+    if aopts.goroutine_frames || r.has_go_waits() {
         mem.keep_many(&r.goroutine_stacks());
     }
     if std::env::var_os("CGOCORE_TIMING").is_some() {

@@ -209,6 +209,83 @@ pub struct GoroutineInfo {
     pub stack_truncated: Option<String>,
     /// The C function the goroutine is calling (`C.name` of `_Cfunc_name`).
     pub cgo_call: Option<String>,
+    /// What a parked goroutine waits on in Go (a sync value, a channel), read
+    /// from the runtime's own records of the wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waits_on: Option<WaitsOn>,
+    /// Objects some goroutine waits on that this goroutine's live frames
+    /// point to (Go's stack maps): evidence for the holders, not output.
+    #[serde(skip)]
+    pub references: Vec<Reference>,
+}
+
+/// What a goroutine parked in Go waits on (see docs/json-schema.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WaitsOn {
+    /// "mutex", "rwmutex", "waitgroup", "cond", "chan", "select" or "sema".
+    pub kind: String,
+    /// The sync value itself, or the channel (a select's first).
+    pub addr: u64,
+    /// Its name where the binary says (a package-level variable and offset).
+    pub object: Option<String>,
+    pub state: ObjectState,
+    /// Who holds it (or would let the waiter go), strongest evidence first.
+    pub holders: Vec<Holder>,
+    /// How the wait was read ("the goroutine's sudog names channel ...").
+    pub evidence: String,
+    /// Every channel of a select.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<u64>,
+}
+
+/// The state of a sync value or channel; only what its kind has is set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ObjectState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starving: Option<bool>,
+    /// Goroutines the runtime counts as waiting (the mutex's waiter count,
+    /// a WaitGroup's waiters, a Cond's tickets not yet notified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiters: Option<u64>,
+    /// RWMutex: readers holding it, and whether a writer is pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readers: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer_pending: Option<bool>,
+    /// WaitGroup: its counter (Done calls still due).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter: Option<i64>,
+    /// Channel: buffered values, capacity, closed, goroutines queued to send
+    /// and to receive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub len: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub senders: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receivers: Option<u64>,
+}
+
+/// A goroutine that holds the object, and how that was found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Holder {
+    pub goid: u64,
+    pub evidence: String,
+    pub likely: bool,
+}
+
+/// A live pointer from a goroutine's frame into an object others wait on.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    /// The object's address (as in `WaitsOn::addr`).
+    pub object: u64,
+    /// The function whose frame holds the pointer.
+    pub function: String,
 }
 
 impl GoroutineInfo {
@@ -415,5 +492,73 @@ impl PartialEq<str> for FindingKind {
 impl PartialEq<&str> for FindingKind {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
+    }
+}
+
+impl WaitsOn {
+    /// "sync.Mutex main.configMu (locked, 20 waiters)".
+    pub fn describe(&self) -> String {
+        let w = self;
+        let kind = match w.kind.as_str() {
+            "mutex" => "sync.Mutex",
+            "rwmutex" => "sync.RWMutex",
+            "waitgroup" => "sync.WaitGroup",
+            "cond" => "sync.Cond",
+            "chan" | "select" => "channel",
+            _ => "semaphore",
+        };
+        let name = w.object.clone().unwrap_or_else(|| format!("{:#x}", w.addr));
+        let s = &w.state;
+        let mut st = vec![];
+        if let Some(l) = s.locked {
+            st.push(if l { "locked" } else { "unlocked" }.to_string());
+        }
+        if s.starving == Some(true) {
+            st.push("starving".into());
+        }
+        if let Some(n) = s.readers.filter(|&n| n > 0) {
+            st.push(format!("{n} readers"));
+        }
+        if s.writer_pending == Some(true) {
+            st.push("a writer pending".into());
+        }
+        if let Some(c) = s.counter {
+            st.push(format!("counter {c}"));
+        }
+        if let (Some(l), Some(c)) = (s.len, s.cap) {
+            st.push(format!("{l}/{c} buffered"));
+        }
+        if s.closed == Some(true) {
+            st.push("closed".into());
+        }
+        if let Some(n) = s.waiters.or(s.senders.zip(s.receivers).map(|(a, b)| a + b)) {
+            st.push(format!("{n} waiter{}", if n == 1 { "" } else { "s" }));
+        }
+        format!("{kind} {name} ({})", st.join(", "))
+    }
+
+    /// Each waiter's holders, for the text report.
+    pub fn holders_line(&self) -> String {
+        let w = self;
+        if w.holders.is_empty() {
+            return "holder unknown".into();
+        }
+        let all: Vec<String> = w.holders.iter().take(4).map(Holder::text).collect();
+        let more = w.holders.len().saturating_sub(4);
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        format!("held by {}{more}", all.join(", "))
+    }
+}
+
+impl Holder {
+    /// "goroutine 19 (likely: further along in main.handle ...)".
+    pub fn text(&self) -> String {
+        let h = self;
+        let likely = if h.likely { "likely: " } else { "" };
+        format!("goroutine {} ({likely}{})", h.goid, h.evidence)
     }
 }

@@ -466,6 +466,10 @@ pub fn write_goroutine_groups(r: &Report, out: &mut dyn std::io::Write) -> std::
             let g = t.curg.or(t.stack_goroutine)?;
             Some((g, b.lock_symbol.clone().unwrap_or_else(|| b.class.clone())))
         })
+        .chain(r.goroutines.iter().filter_map(|g| {
+            let w = g.waits_on.as_ref()?;
+            Some((g.goid, format!("{}, {}", w.describe(), w.holders_line())))
+        }))
         .collect();
     for g in &r.goroutines {
         let frames = g

@@ -71,7 +71,7 @@ impl GoRuntime {
             Some(f) => f,
             None => newer_release(&version, dwarf_ok, &mut warnings)?,
         };
-        let layout = match dwarf {
+        let mut layout = match dwarf {
             Ok(Some(l)) if dwarf_ok => l,
             Ok(_) => layout::table::for_version(&facts.go).context("no layout table")?,
             Err(e) => {
@@ -81,6 +81,11 @@ impl GoRuntime {
                 layout::table::for_version(&facts.go).context("no layout table")?
             }
         };
+        if layout.source == "DWARF" {
+            if let Some(table) = layout::table::for_version(&facts.go) {
+                layout.fill_from(&table);
+            }
+        }
         let mut pcln = load_pclntab(proc_)?;
         let roots = Roots::find(proc_, &layout, &mut pcln, &mut warnings)?;
         let wait_reasons = roots::wait_reason_strings(proc_, &roots, &facts).unwrap_or_else(|e| {

@@ -11,7 +11,10 @@ pub const FLAG_TOPFRAME: u8 = 1;
 pub const FLAG_SPWRITE: u8 = 2;
 
 /// pcdata / funcdata table indices.
+pub const PCDATA_STACKMAP: usize = 1;
 pub const PCDATA_INLTREE: usize = 2;
+pub const FUNCDATA_ARGS_POINTERS: usize = 0;
+pub const FUNCDATA_LOCALS_POINTERS: usize = 1;
 pub const FUNCDATA_INLTREE: usize = 3;
 
 pub struct Pclntab {
@@ -276,6 +279,17 @@ impl Pclntab {
         }
         let v = u32le(&self.data, f.off + 44 + 4 * npcdata + 4 * i)?;
         (v != u32::MAX).then_some(v)
+    }
+
+    /// Bytes of arguments the function takes (`_func.args`; negative when
+    /// unknown, as for reflect's method wrappers).
+    pub fn args_size(&self, f: &Func) -> i32 {
+        self.field(f, 2) as i32
+    }
+
+    /// The stack map index in effect at `pc` (`PCDATA_StackMapIndex`).
+    pub fn stackmap_index(&self, f: &Func, pc: u64) -> Option<i32> {
+        self.pcvalue(f, self.pcdata(f, PCDATA_STACKMAP), pc)
     }
 
     /// Index into the inline tree at `pc` (-1 or None: not inlined).

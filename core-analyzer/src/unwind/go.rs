@@ -228,6 +228,53 @@ impl GoUnwinder<'_> {
     }
 }
 
+/// One physical Go frame: where it stopped and the stack it owns
+/// (`sp`..`cfa`), as stack maps and frame scans need it.
+#[derive(Debug, Clone, Copy)]
+pub struct PhysFrame {
+    pub func: Func,
+    pub pc: u64,
+    pub sp: u64,
+    pub cfa: u64,
+    /// Interrupted by a signal (the frame below an injected call): its pc is
+    /// not a call site, and Go scans it conservatively.
+    pub interrupted: bool,
+}
+
+impl GoUnwinder<'_> {
+    /// The physical frames from (pc, sp), innermost first, at most `max`.
+    pub fn physical_frames(&self, mut pc: u64, mut sp: u64, lr: u64, max: usize) -> Vec<PhysFrame> {
+        let mut out = vec![];
+        let mut innermost = true;
+        let mut trap = false;
+        while out.len() < max {
+            let Some(f) = self.pcln.find(pc) else { break };
+            let lookup = if pc > f.entry && !trap { pc - 1 } else { pc };
+            let cfa = self
+                .cache
+                .sp_delta(self.pcln, &f, lookup)
+                .map(|d| self.frame_slots(sp, d as u64, innermost, lr).0);
+            out.push(PhysFrame {
+                func: f,
+                pc,
+                sp,
+                cfa: cfa.unwrap_or(sp),
+                interrupted: trap,
+            });
+            trap = is_injected(self.pcln.name(&f));
+            match self.step(&f, pc, lookup, sp, lr, innermost) {
+                GoStep::Caller { pc: p, sp: s, .. } => {
+                    pc = p;
+                    sp = s;
+                }
+                GoStep::Top | GoStep::Stop(_) => break,
+            }
+            innermost = false;
+        }
+        out
+    }
+}
+
 /// Functions a signal makes a goroutine "call" (Go's injected calls): the
 /// frame below them was interrupted, not calling.
 pub fn is_injected(name: &str) -> bool {

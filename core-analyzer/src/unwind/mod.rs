@@ -6,6 +6,7 @@ pub mod goroutines;
 pub mod native;
 pub mod prologue;
 pub mod signal;
+pub mod stackmap;
 pub mod thread;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;

@@ -98,6 +98,8 @@ pub fn goroutine(goid: u64, status: &str, wait_reason: Option<&str>) -> Goroutin
         frames: vec![],
         stack_truncated: None,
         cgo_call: None,
+        waits_on: None,
+        references: vec![],
     }
 }
 

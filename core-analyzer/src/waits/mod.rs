@@ -1,0 +1,316 @@
+//! What each goroutine parked in Go waits on, read from the runtime's own
+//! record of the wait, never guessed from names:
+//! - a channel operation or `select`: the goroutine's sudogs (`g.waiting`),
+//!   each naming its channel;
+//! - a semaphore (`sync.Mutex`, `RWMutex`, `WaitGroup`, `semacquire`): the
+//!   sudog `semacquire1` keeps in its frame, whose `g` is the goroutine and
+//!   whose `elem` is the semaphore; the sync value is found from the
+//!   semaphore's field offset (DWARF or the layout tables);
+//! - `sync.Cond`: the Cond in `Cond.Wait`'s frame whose notify list holds the
+//!   goroutine's sudog.
+//!
+//! Then each object's state (locked, waiters, readers, counter, len/cap,
+//! queues), its bounds (the heap object it is in, for the holders' search in
+//! `references`) and its name where the binary has one.
+pub mod heap;
+pub mod references;
+mod state;
+
+use crate::memory::{Memory, ReadExt};
+use crate::process::Process;
+use crate::report::ObjectState;
+use crate::runtime::{g, GoRuntime, G};
+use crate::unwind::go::{GoUnwinder, PhysFrame};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::BTreeMap;
+
+/// Sudogs followed on one list before it is taken for corrupt.
+const MAX_LIST: usize = 1 << 20;
+/// Frames above `gopark` looked at for the runtime's record of the wait.
+const WAIT_FRAMES: usize = 16;
+/// Bytes of a frame scanned for the sudog or the Cond.
+const MAX_FRAME_SCAN: u64 = 4096;
+
+/// One goroutine's wait.
+#[derive(Debug, Clone)]
+pub struct GWait {
+    pub kind: &'static str,
+    pub addr: u64,
+    pub channels: Vec<u64>,
+    pub evidence: &'static str,
+}
+
+/// An object goroutines wait on.
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub kind: &'static str,
+    pub state: ObjectState,
+    /// What a live pointer to it points into: the heap object that holds it,
+    /// or the package variable, else the value alone.
+    pub bounds: (u64, u64),
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Waits {
+    /// By the goroutine's address.
+    pub of_goroutine: HashMap<u64, GWait>,
+    pub objects: BTreeMap<u64, Object>,
+}
+
+/// Field offsets the reading needs (absent ones turn a kind off).
+pub(crate) struct Offs {
+    g_waiting: Option<u64>,
+    sg_g: Option<u64>,
+    sg_elem: Option<u64>,
+    sg_next: Option<u64>,
+    sg_waitlink: Option<u64>,
+    sg_c: Option<u64>,
+    pub(crate) l: crate::layout::Layout,
+}
+
+impl Offs {
+    fn new(rt: &GoRuntime) -> Offs {
+        let l = &rt.layout;
+        let sg = |f| l.field("runtime.sudog", f);
+        Offs {
+            g_waiting: l.field("runtime.g", "waiting"),
+            sg_g: sg("g"),
+            sg_elem: sg("elem"),
+            sg_next: sg("next"),
+            sg_waitlink: sg("waitlink"),
+            sg_c: sg("c"),
+            l: l.clone(),
+        }
+    }
+}
+
+/// The waits of the parked goroutines among `gs`, and their objects.
+pub fn read(rt: &GoRuntime, p: &Process, gs: &[&G]) -> Waits {
+    let mem = &*p.mem;
+    let o = Offs::new(rt);
+    let u = GoUnwinder {
+        pcln: &rt.pcln,
+        mem,
+        arch: p.arch,
+        cache: Default::default(),
+    };
+    let mut lists = CondLists::default();
+    let mut out = Waits::default();
+    for g in gs.iter().filter(|g| g.state() == g::GWAITING) {
+        let Some(reason) = rt.wait_reason(g.waitreason) else {
+            continue;
+        };
+        let w = match reason.as_str() {
+            "chan send" | "chan receive" => chan_wait(&o, mem, g, false),
+            "select" => chan_wait(&o, mem, g, true),
+            "sync.Mutex.Lock"
+            | "sync.RWMutex.RLock"
+            | "sync.RWMutex.Lock"
+            | "sync.WaitGroup.Wait"
+            | "semacquire" => sema_wait(&o, &u, g, &reason),
+            "sync.Cond.Wait" => cond_wait(&o, &u, g, &mut lists),
+            _ => None,
+        };
+        if let Some(w) = w {
+            out.of_goroutine.insert(g.addr, w);
+        }
+    }
+    let heap = heap::Heap::new(
+        rt,
+        p.exe.symbol("runtime.mheap_").map(|(a, _)| p.rt(a)),
+        mem,
+        p.arch,
+    );
+    let kinds: BTreeMap<u64, &'static str> = out
+        .of_goroutine
+        .values()
+        .map(|w| (w.addr, w.kind))
+        .collect();
+    let globals = Globals::new(p, kinds.keys().copied());
+    for (addr, kind) in kinds {
+        let global = globals.of(addr);
+        let bounds = heap
+            .as_ref()
+            .and_then(|h| h.object(addr))
+            .map(|(b, n)| (b, b + n))
+            .or(global.as_ref().map(|g| g.1))
+            .unwrap_or((addr, addr + 1));
+        out.objects.insert(
+            addr,
+            Object {
+                kind,
+                state: state::read(&o, mem, kind, addr),
+                bounds,
+                name: global.map(|g| g.0),
+            },
+        );
+    }
+    out
+}
+
+/// Channel operations and selects: `g.waiting` lists the goroutine's
+/// sudogs (one per case), each naming its channel.
+fn chan_wait(o: &Offs, mem: &dyn Memory, g: &G, select: bool) -> Option<GWait> {
+    let (waiting, c, link) = (o.g_waiting?, o.sg_c?, o.sg_waitlink?);
+    let mut sg = mem.u64(g.addr + waiting).ok()?;
+    let mut channels = vec![];
+    while sg != 0 && channels.len() < MAX_LIST {
+        let ch = mem.u64(sg + c).ok()?;
+        if ch != 0 && !channels.contains(&ch) {
+            channels.push(ch);
+        }
+        sg = mem.u64(sg + link).ok()?;
+    }
+    let addr = *channels.first()?;
+    Some(if select {
+        GWait {
+            kind: "select",
+            addr,
+            channels,
+            evidence: "its sudogs (g.waiting) name the select's channels",
+        }
+    } else {
+        GWait {
+            kind: "chan",
+            addr,
+            channels: vec![],
+            evidence: "its sudog (g.waiting) names the channel",
+        }
+    })
+}
+
+/// Semaphore waits: the sudog in `semacquire1`'s frame whose `g` is this
+/// goroutine names the semaphore; which field of which sync value it is
+/// follows from the wait reason and the sync frames above.
+fn sema_wait(o: &Offs, u: &GoUnwinder, g: &G, reason: &str) -> Option<GWait> {
+    let frames = u.physical_frames(g.sched_pc, g.sched_sp, g.sched_lr, WAIT_FRAMES);
+    let names = frame_names(u, &frames);
+    let acquire = frames
+        .iter()
+        .find(|f| u.pcln.name(&f.func) == "runtime.semacquire1")?;
+    let (sg_g, sg_elem) = (o.sg_g?, o.sg_elem?);
+    let sema = frame_words(u.mem, acquire, 0).into_iter().find_map(|w| {
+        let ok = w % 8 == 0 && u.mem.u64(w.checked_add(sg_g)?).ok()? == g.addr;
+        ok.then(|| u.mem.u64(w + sg_elem).ok())
+            .flatten()
+            .filter(|&e| e != 0)
+    })?;
+    let l = &o.l;
+    let has = |n: &str| names.iter().any(|x| x == n);
+    let (kind, field) = match reason {
+        "sync.Mutex.Lock" if has("sync.(*RWMutex).Lock") => (
+            "rwmutex",
+            l.field("sync.RWMutex", "w")? + l.mutex_field("sema")?,
+        ),
+        "sync.Mutex.Lock" => ("mutex", l.mutex_field("sema")?),
+        "sync.RWMutex.RLock" => ("rwmutex", l.field("sync.RWMutex", "readerSem")?),
+        "sync.RWMutex.Lock" => ("rwmutex", l.field("sync.RWMutex", "writerSem")?),
+        _ if reason == "sync.WaitGroup.Wait" || has("sync.(*WaitGroup).Wait") => {
+            ("waitgroup", l.field("sync.WaitGroup", "sema")?)
+        }
+        _ => ("sema", 0),
+    };
+    Some(GWait {
+        kind,
+        addr: sema.checked_sub(field)?,
+        channels: vec![],
+        evidence: "its sudog in runtime.semacquire1's frame names the semaphore",
+    })
+}
+
+/// The goroutines on each notify list seen so far (a list is walked once).
+#[derive(Default)]
+struct CondLists(HashMap<u64, HashSet<u64>>);
+
+/// `sync.Cond.Wait`: the Cond in `Cond.Wait`'s frame (or its arguments)
+/// whose notify list holds a sudog of this goroutine.
+fn cond_wait(o: &Offs, u: &GoUnwinder, g: &G, lists: &mut CondLists) -> Option<GWait> {
+    let frames = u.physical_frames(g.sched_pc, g.sched_sp, g.sched_lr, WAIT_FRAMES);
+    let wait = frames
+        .iter()
+        .find(|f| u.pcln.name(&f.func) == "sync.(*Cond).Wait")?;
+    let notify = o.l.field("sync.Cond", "notify")?;
+    let head = o.l.field("runtime.notifyList", "head")?;
+    let (sg_g, sg_next) = (o.sg_g?, o.sg_next?);
+    let on_list = |list: u64, lists: &mut CondLists| -> bool {
+        let gs = lists.0.entry(list).or_insert_with(|| {
+            let mut gs = HashSet::default();
+            let mut sg = u.mem.u64(list + head).unwrap_or(0);
+            while sg != 0 && gs.len() < MAX_LIST {
+                match (u.mem.u64(sg + sg_g), u.mem.u64(sg + sg_next)) {
+                    (Ok(gp), Ok(next)) if gs.insert(gp) => sg = next,
+                    _ => break,
+                }
+            }
+            gs
+        });
+        gs.contains(&g.addr)
+    };
+    let addr = frame_words(u.mem, wait, 64)
+        .into_iter()
+        .filter(|w| w % 8 == 0 && *w != 0)
+        .find(|&c| on_list(c.wrapping_add(notify), lists))?;
+    Some(GWait {
+        kind: "cond",
+        addr,
+        channels: vec![],
+        evidence: "its sudog is on the Cond's notify list",
+    })
+}
+
+/// The words of a frame (and `extra` bytes above it: its arguments).
+fn frame_words(mem: &dyn Memory, f: &PhysFrame, extra: u64) -> Vec<u64> {
+    let len = (f.cfa.saturating_sub(f.sp) + extra).min(MAX_FRAME_SCAN);
+    let Ok(b) = mem.bytes(f.sp, len as usize) else {
+        return vec![];
+    };
+    b.chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// Every function name of the frames, inlined ones included.
+fn frame_names(u: &GoUnwinder, frames: &[PhysFrame]) -> Vec<String> {
+    let mut out = vec![];
+    for f in frames {
+        let mut v = vec![];
+        let lookup = if f.pc > f.func.entry { f.pc - 1 } else { f.pc };
+        u.symbolize(&f.func, f.pc, lookup, &mut v);
+        out.extend(
+            v.into_iter()
+                .filter_map(|fr| fr.function.map(|s| s.to_string())),
+        );
+    }
+    out
+}
+
+/// Package-level variables, for naming objects: (name, bounds) of the
+/// symbol an address is in.
+struct Globals(Vec<(u64, u64, String)>);
+
+impl Globals {
+    fn new(p: &Process, addrs: impl Iterator<Item = u64>) -> Globals {
+        let want: Vec<u64> = addrs.collect();
+        let hits = p
+            .exe
+            .symbols()
+            .iter()
+            .filter(|(_, (_, size))| *size > 0)
+            .map(|(n, (a, size))| (p.rt(*a), p.rt(*a) + size, n))
+            .filter(|(a, e, _)| want.iter().any(|w| a <= w && w < e))
+            .map(|(a, e, n)| (a, e, n.clone()))
+            .collect();
+        Globals(hits)
+    }
+
+    fn of(&self, addr: u64) -> Option<(String, (u64, u64))> {
+        let (a, e, n) = self.0.iter().find(|(a, e, _)| *a <= addr && addr < *e)?;
+        let name = if addr == *a {
+            n.clone()
+        } else {
+            format!("{n}+{}", addr - a)
+        };
+        Some((name, (*a, *e)))
+    }
+}
