@@ -1372,8 +1372,10 @@ fn goroutines_queued_in_go_are_linked_to_their_holders() {
                 // Found through the heap object that holds the value (its
                 // span), which a stripped binary does not name: there only
                 // a pointer to the value itself counts.
-                "store" | "cache" if stripped => holders.is_subset(&recorded),
-                "store" | "cache" | "config" | "sem" | "ledger" | "jobs" => holders == recorded,
+                "store" | "cache" | "pool" | "wg" if stripped => holders.is_subset(&recorded),
+                "store" | "cache" | "pool" | "wg" | "config" | "sem" | "ledger" | "jobs" => {
+                    holders == recorded
+                }
                 // No evidence reaches them: the holders stay unknown.
                 _ => holders.is_empty(),
             };

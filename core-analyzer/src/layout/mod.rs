@@ -119,7 +119,7 @@ pub const WANTED: &[(&str, &[&str])] = &[
     ("runtime.gQueue", &["head", "tail", "size"]),
     // Where the pclntab's text start and the funcdata base are, in stripped
     // binaries too.
-    ("runtime.moduledata", &["text", "gofunc"]),
+    ("runtime.moduledata", &["text", "gofunc", "rodata"]),
     // What a parked goroutine waits on (see `runtime::waits`): its sudogs,
     // the channels and the sync values they name.
     (

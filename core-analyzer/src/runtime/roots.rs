@@ -212,6 +212,11 @@ fn place_text(
         .u64(field("text")?)
         .context("moduledata.text unreadable")?;
     pcln.gofunc = p.mem.u64(field("gofunc")?).unwrap_or(0);
+    // Stack objects' pointer masks are offsets from it (absent: not read).
+    pcln.rodata = field("rodata")
+        .ok()
+        .and_then(|a| p.mem.u64(a).ok())
+        .unwrap_or(0);
     Ok(())
 }
 

@@ -15,6 +15,7 @@ pub const PCDATA_STACKMAP: usize = 1;
 pub const PCDATA_INLTREE: usize = 2;
 pub const FUNCDATA_ARGS_POINTERS: usize = 0;
 pub const FUNCDATA_LOCALS_POINTERS: usize = 1;
+pub const FUNCDATA_STACK_OBJECTS: usize = 2;
 pub const FUNCDATA_INLTREE: usize = 3;
 
 pub struct Pclntab {
@@ -32,6 +33,9 @@ pub struct Pclntab {
     pub text: u64,
     /// moduledata.gofunc, for funcdata (inline trees); 0 when unknown.
     pub gofunc: u64,
+    /// moduledata.rodata, the base of stack objects' pointer masks; 0 when
+    /// unknown.
+    pub rodata: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -115,6 +119,7 @@ impl Pclntab {
             data,
             addr,
             gofunc: 0,
+            rodata: 0,
         };
         let len = t.data.len();
         if t.nfunc == 0

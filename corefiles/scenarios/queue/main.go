@@ -164,6 +164,27 @@ func consume(jobs chan int, l *Ledger) {
 	l.mu.Unlock()
 }
 
+// The most common shape: Lock, defer Unlock, then the cgo call (the
+// receiver reaches the holder's frame only through the defer's closure).
+type Pool struct {
+	size int
+	mu   sync.Mutex
+}
+
+func (p *Pool) Exec() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	holds("pool")
+	C.c_block()
+}
+
+func (p *Pool) Stats() int {
+	waits("pool")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.size
+}
+
 func settle() { time.Sleep(150 * time.Millisecond) }
 
 func main() {
@@ -245,6 +266,14 @@ func main() {
 	go func() { holds("jobs"); consume(jobs, ledger) }()
 	for i := 0; i < 10; i++ {
 		go func(i int) { waits("jobs"); jobs <- i }(i)
+	}
+
+	pool := &Pool{size: 4}
+	declare("pool", "mutex", unsafe.Pointer(&pool.mu))
+	go pool.Exec()
+	settle()
+	for i := 0; i < 30; i++ {
+		go pool.Stats()
 	}
 
 	time.Sleep(500 * time.Millisecond)
