@@ -1351,10 +1351,17 @@ fn goroutines_queued_in_go_are_linked_to_their_holders() {
                     e(format!("{name}: waiter {w} has no waits_on"));
                     continue;
                 };
-                if wo.kind != o.kind || wo.addr != o.addr {
+                // A database/sql pool wait is a select whose object is the
+                // *DB (its types from DWARF: a stripped binary keeps the select).
+                let (kind, addr) = match o.kind.as_str() {
+                    "sqlpool" if stripped => ("select", wo.addr),
+                    "sqlpool" => ("select", o.addr),
+                    k => (k, o.addr),
+                };
+                if wo.kind != kind || wo.addr != addr {
                     e(format!(
                         "{name}: waiter {w} waits on {} {:#x}, the program says {} {:#x}",
-                        wo.kind, wo.addr, o.kind, o.addr
+                        wo.kind, wo.addr, kind, addr
                     ));
                 }
                 for h in &wo.holders {
@@ -1372,10 +1379,11 @@ fn goroutines_queued_in_go_are_linked_to_their_holders() {
                 // Found through the heap object that holds the value (its
                 // span), which a stripped binary does not name: there only
                 // a pointer to the value itself counts.
-                "store" | "cache" | "pool" | "wg" if stripped => holders.is_subset(&recorded),
-                "store" | "cache" | "pool" | "wg" | "config" | "sem" | "ledger" | "jobs" => {
-                    holders == recorded
+                "store" | "cache" | "pool" | "wg" | "sqldb" if stripped => {
+                    holders.is_subset(&recorded)
                 }
+                "store" | "cache" | "pool" | "wg" | "sqldb" | "config" | "sem" | "ledger"
+                | "jobs" => holders == recorded,
                 // No evidence reaches them: the holders stay unknown.
                 _ => holders.is_empty(),
             };
@@ -1411,6 +1419,10 @@ fn goroutines_queued_in_go_are_linked_to_their_holders() {
         }
         if state("cond").waiters != Some(3) {
             e(format!("cond state {:?}", state("cond")));
+        }
+        let s = state("sqldb");
+        if !stripped && (s.open, s.max_open, s.idle) != (Some(2), Some(2), Some(0)) {
+            e(format!("sqldb state {s:?}"));
         }
         let config = &case.truth.objects["config"];
         let name = g(config.waiters[0])

@@ -5,8 +5,8 @@
 //! references are read below.
 use super::findings::describe::doing;
 use crate::report::{
-    GoroutineInfo, Holder, Incident, ObjectState, Report, Severity, Subject, ThreadInfo, Victims,
-    WaitsOn,
+    GoroutineInfo, Holder, Incident, ObjectState, Reference, Report, Severity, Subject, ThreadInfo,
+    Victims, WaitsOn,
 };
 use crate::unwind::Lang;
 use std::collections::{BTreeMap, HashMap};
@@ -43,14 +43,11 @@ fn waits_for(g: &GoroutineInfo, addr: u64) -> bool {
 /// stack maps), else goroutines further along the function the waiters
 /// wait in; none when neither says.
 fn holders_of(r: &Report, addr: u64, w: &WaitsOn) -> Vec<Holder> {
-    let referencing: Vec<(&GoroutineInfo, &str)> = r
+    let referencing: Vec<(&GoroutineInfo, &Reference)> = r
         .goroutines
         .iter()
         .filter(|g| !waits_for(g, addr))
-        .filter_map(|g| {
-            let f = g.references.iter().find(|x| x.object == addr)?;
-            Some((g, f.function.as_str()))
-        })
+        .filter_map(|g| Some((g, g.references.iter().find(|x| x.object == addr)?)))
         .collect();
     if !referencing.is_empty() {
         let sure = held_by(&w.kind, &w.state) == Some(referencing.len());
@@ -58,7 +55,11 @@ fn holders_of(r: &Report, addr: u64, w: &WaitsOn) -> Vec<Holder> {
             .into_iter()
             .map(|(g, f)| Holder {
                 goid: g.goid,
-                evidence: format!("a live pointer to it in {f}'s frame (Go's stack map)"),
+                evidence: format!(
+                    "a live pointer to {} in {}'s frame (Go's stack map)",
+                    f.via.unwrap_or("it"),
+                    f.function
+                ),
                 likely: !sure,
             })
             .collect();
@@ -68,8 +69,12 @@ fn holders_of(r: &Report, addr: u64, w: &WaitsOn) -> Vec<Holder> {
 
 /// How many goroutines the state says hold the object, where only holders
 /// can point to it: a locked mutex one, an RWMutex its readers or its
-/// writer. Channels, WaitGroups and Conds are referenced by others too.
+/// writer, a database/sql pool its connections in use. Channels,
+/// WaitGroups and Conds are referenced by others too.
 fn held_by(kind: &str, s: &ObjectState) -> Option<usize> {
+    if let (Some(open), Some(_)) = (s.open, s.max_open) {
+        return Some(open.saturating_sub(s.idle.unwrap_or(0)) as usize);
+    }
     match kind {
         "mutex" => (s.locked == Some(true)).then_some(1),
         "rwmutex" if s.locked == Some(true) => Some(1),
@@ -189,8 +194,9 @@ fn harmful(by_goid: &HashMap<u64, &GoroutineInfo>, root: Result<u64, u64>, goids
         .filter_map(|g| by_goid.get(g)?.waits_on.as_ref())
         .any(|w| {
             let s = &w.state;
-            matches!(w.kind.as_str(), "mutex" | "rwmutex")
-                && (s.locked == Some(true) || s.readers.is_some_and(|n| n > 0))
+            let lock = matches!(w.kind.as_str(), "mutex" | "rwmutex")
+                && (s.locked == Some(true) || s.readers.is_some_and(|n| n > 0));
+            lock || s.max_open.is_some()
         });
     in_c || held_lock
 }
@@ -236,7 +242,7 @@ fn held(
     } else {
         ""
     };
-    let s = if n == 1 { "" } else { "s" };
+    let (s, verb) = if n == 1 { ("", "waits") } else { ("s", "wait") };
     Incident {
         kind: "goroutine-queue".into(),
         severity: if hg.is_some_and(|g| g.in_cgo) {
@@ -255,7 +261,7 @@ fn held(
             goids,
         },
         summary: format!(
-            "{n} goroutine{s} wait for {what}{through}, {held_by}; goroutine {h} is {where_}"
+            "{n} goroutine{s} {verb} for {what}{through}, {held_by}; goroutine {h} is {where_}"
         ),
         advice: "the goroutines queue in Go behind one that does not let go: its stack says why. Do not hold a Go lock (or a pool slot) across a cgo call that can block; bound the C call (a timeout, a cancel) or release before calling".into(),
         findings: vec![],
@@ -287,7 +293,7 @@ fn unheld(
         format!("goroutines in C now: {}", in_c.join(", "))
     };
     let n = goids.len();
-    let s = if n == 1 { "" } else { "s" };
+    let (s, verb) = if n == 1 { ("", "waits") } else { ("s", "wait") };
     Incident {
         kind: "goroutine-queue".into(),
         severity: Severity::Warning,
@@ -298,7 +304,7 @@ fn unheld(
             goids,
         },
         summary: format!(
-            "{n} goroutine{s} wait for {}; holder unknown (no live frame points to it, and no goroutine is further along where they wait); {context}",
+            "{n} goroutine{s} {verb} for {}; holder unknown (no live frame points to it, and no goroutine is further along where they wait); {context}",
             w.map(WaitsOn::describe).unwrap_or_else(|| format!("{addr:#x}")),
         ),
         advice: "Go records no owner for a mutex: look for a path that takes it and never lets go (an early return or a recovered panic that skips Unlock, a call that never returns)".into(),

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 /// `None` when the binary has no DWARF (stripped with `-w`).
 pub fn layout_from_dwarf(bin: &Binary, go_version: &str) -> Result<Option<Layout>> {
-    // Go's linker emits a package's types in its compile unit ("runtime",
-    // "sync"; verified 1.21-1.27): the other units (every package, the C
-    // objects) are skipped unread, which matters for big binaries.
+    // Go's linker emits every Go type in the "runtime" compile unit
+    // (verified 1.21-1.27): the other units (every package, the C objects)
+    // are skipped unread, which matters for big binaries.
     let Some(structs) = structs_from_dwarf(bin, WANTED, &super::wanted_unit)? else {
         return Ok(None);
     };

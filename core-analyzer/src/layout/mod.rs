@@ -153,9 +153,10 @@ pub const WANTED: &[(&str, &[&str])] = &[
     ("sync.Cond", &["L", "notify"]),
 ];
 
-/// The compile units whose types `WANTED` names.
+/// The compile unit that holds the types `WANTED` names: Go's linker puts
+/// every package's types in the runtime's (seen 1.21-1.27).
 pub fn wanted_unit(cu: &[u8]) -> bool {
-    matches!(cu, b"runtime" | b"sync" | b"internal/sync")
+    cu == b"runtime"
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

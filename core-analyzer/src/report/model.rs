@@ -269,6 +269,14 @@ pub struct ObjectState {
     pub senders: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receivers: Option<u64>,
+    /// A `database/sql` pool: connections open (and being opened), the
+    /// limit (`SetMaxOpenConns`), idle ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_open: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<u64>,
 }
 
 /// A goroutine that holds the object, and how that was found.
@@ -286,6 +294,9 @@ pub struct Reference {
     pub object: u64,
     /// The function whose frame holds the pointer.
     pub function: String,
+    /// What the pointer points to when not the object itself ("one of its
+    /// connections in use").
+    pub via: Option<&'static str>,
 }
 
 impl GoroutineInfo {
@@ -500,6 +511,7 @@ impl WaitsOn {
     pub fn describe(&self) -> String {
         let w = self;
         let kind = match w.kind.as_str() {
+            _ if w.state.max_open.is_some() => "database/sql pool",
             "mutex" => "sync.Mutex",
             "rwmutex" => "sync.RWMutex",
             "waitgroup" => "sync.WaitGroup",
@@ -530,6 +542,9 @@ impl WaitsOn {
         }
         if s.closed == Some(true) {
             st.push("closed".into());
+        }
+        if let (Some(o), Some(m)) = (s.open, s.max_open) {
+            st.push(format!("{o} open of {m}, {} idle", s.idle.unwrap_or(0)));
         }
         if let Some(n) = s.waiters.or(s.senders.zip(s.receivers).map(|(a, b)| a + b)) {
             st.push(format!("{n} waiter{}", if n == 1 { "" } else { "s" }));

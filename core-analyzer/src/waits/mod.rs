@@ -14,6 +14,7 @@
 //! `references`) and its name where the binary has one.
 pub mod heap;
 pub mod references;
+pub mod sqlpool;
 mod state;
 
 use crate::memory::{Memory, ReadExt};
@@ -49,6 +50,8 @@ pub struct Object {
     /// or the package variable, else the value alone.
     pub bounds: (u64, u64),
     pub name: Option<String>,
+    /// A database/sql pool: how its connections are recognized.
+    pub pool: Option<sqlpool::SqlLayout>,
 }
 
 #[derive(Debug, Default)]
@@ -95,6 +98,9 @@ pub fn read(rt: &GoRuntime, p: &Process, gs: &[&G]) -> Waits {
         arch: p.arch,
         cache: Default::default(),
     };
+    let mheap = p.exe.symbol("runtime.mheap_").map(|(a, _)| p.rt(a));
+    let heap = heap::Heap::new(rt, mheap, mem, p.arch);
+    let mut pools = Pools::new(p);
     let mut lists = CondLists::default();
     let mut out = Waits::default();
     for g in gs.iter().filter(|g| g.state() == g::GWAITING) {
@@ -103,7 +109,9 @@ pub fn read(rt: &GoRuntime, p: &Process, gs: &[&G]) -> Waits {
         };
         let w = match reason.as_str() {
             "chan send" | "chan receive" => chan_wait(&o, mem, g, false),
-            "select" => chan_wait(&o, mem, g, true),
+            "select" => {
+                chan_wait(&o, mem, g, true).map(|w| pools.pool_wait(&u, heap.as_ref(), g, w))
+            }
             "sync.Mutex.Lock"
             | "sync.RWMutex.RLock"
             | "sync.RWMutex.Lock"
@@ -116,12 +124,6 @@ pub fn read(rt: &GoRuntime, p: &Process, gs: &[&G]) -> Waits {
             out.of_goroutine.insert(g.addr, w);
         }
     }
-    let heap = heap::Heap::new(
-        rt,
-        p.exe.symbol("runtime.mheap_").map(|(a, _)| p.rt(a)),
-        mem,
-        p.arch,
-    );
     let kinds: BTreeMap<u64, &'static str> = out
         .of_goroutine
         .values()
@@ -136,17 +138,75 @@ pub fn read(rt: &GoRuntime, p: &Process, gs: &[&G]) -> Waits {
             .map(|(b, n)| (b, b + n))
             .or(global.as_ref().map(|g| g.1))
             .unwrap_or((addr, addr + 1));
+        let pool = pools
+            .found
+            .iter()
+            .find(|(db, _)| *db == addr)
+            .map(|(_, l)| *l);
         out.objects.insert(
             addr,
             Object {
                 kind,
-                state: state::read(&o, mem, kind, addr),
+                state: match &pool {
+                    Some(l) => sqlpool::state(mem, l, addr),
+                    None => state::read(&o, mem, kind, addr),
+                },
                 bounds,
                 name: global.map(|g| g.0),
+                pool,
             },
         );
     }
     out
+}
+
+/// database/sql pools found so far (the package's DWARF read once, when a
+/// select waits in `(*DB).conn`).
+struct Pools<'p> {
+    exe: &'p crate::elf::exe::Binary,
+    layout: Option<Option<sqlpool::SqlLayout>>,
+    found: Vec<(u64, sqlpool::SqlLayout)>,
+}
+
+impl<'p> Pools<'p> {
+    fn new(p: &'p Process) -> Pools<'p> {
+        Pools {
+            exe: &p.exe,
+            layout: None,
+            found: vec![],
+        }
+    }
+
+    /// A select in `database/sql.(*DB).conn` waits on the pool: the wait is
+    /// the `*DB` live in that frame (else the select as read).
+    fn pool_wait(&mut self, u: &GoUnwinder, heap: Option<&heap::Heap>, g: &G, w: GWait) -> GWait {
+        let frames = u.physical_frames(g.sched_pc, g.sched_sp, g.sched_lr, WAIT_FRAMES);
+        let Some(conn) = frames
+            .iter()
+            .find(|f| u.pcln.name(&f.func) == "database/sql.(*DB).conn")
+        else {
+            return w;
+        };
+        let exe = self.exe;
+        let Some(l) = *self
+            .layout
+            .get_or_insert_with(|| sqlpool::SqlLayout::from_dwarf(exe))
+        else {
+            return w;
+        };
+        let Some(db) = heap.and_then(|h| sqlpool::pool_of(u.pcln, u.mem, u.arch, h, &l, conn))
+        else {
+            return w;
+        };
+        if !self.found.iter().any(|(d, _)| *d == db) {
+            self.found.push((db, l));
+        }
+        GWait {
+            addr: db,
+            evidence: "its select in database/sql.(*DB).conn waits for a connection of the pool live in that frame (Go's stack map)",
+            ..w
+        }
+    }
 }
 
 /// Channel operations and selects: `g.waiting` lists the goroutine's

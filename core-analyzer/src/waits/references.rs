@@ -1,6 +1,7 @@
 //! Which goroutines' live frames point to the objects others wait on: every
 //! Go frame's live pointer slots (Go's stack maps) checked against each
 //! object's bounds. The evidence for who holds a mutex Go does not record.
+use super::sqlpool::{self, SqlLayout};
 use super::Object;
 use crate::elf::regs::Arch;
 use crate::memory::Memory;
@@ -24,10 +25,16 @@ pub fn find(
     if objects.is_empty() {
         return out;
     }
-    // Bounds sorted by start, for a binary search per pointer.
+    // Bounds sorted by start, for a binary search per pointer. A pool is
+    // held through its connections, not pointers to it.
     let mut spans: Vec<(u64, u64, u64)> = objects
         .iter()
+        .filter(|(_, o)| o.pool.is_none())
         .map(|(&addr, o)| (o.bounds.0, o.bounds.1, addr))
+        .collect();
+    let pools: Vec<(u64, SqlLayout)> = objects
+        .iter()
+        .filter_map(|(&addr, o)| Some((addr, o.pool?)))
         .collect();
     spans.sort_unstable();
     let u = GoUnwinder {
@@ -45,11 +52,17 @@ pub fn find(
         let mut refs: Vec<Reference> = vec![];
         for fr in u.physical_frames(pc, sp, lr, MAX_FRAMES) {
             for p in live_pointers(pcln, mem, arch, &fr) {
-                for object in containing(&spans, p) {
+                let by_bounds = containing(&spans, p).map(|o| (o, None));
+                let by_conn = pools
+                    .iter()
+                    .filter(|(db, l)| sqlpool::in_use_conn(mem, l, *db, p))
+                    .map(|(db, _)| (*db, Some("one of its connections in use (a driverConn)")));
+                for (object, via) in by_bounds.chain(by_conn) {
                     if !refs.iter().any(|r| r.object == object) {
                         refs.push(Reference {
                             object,
                             function: pcln.name(&fr.func).to_string(),
+                            via,
                         });
                     }
                 }

@@ -21,6 +21,9 @@ import "C"
 
 import (
 	"bytes"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -61,8 +64,8 @@ func declare(name, kind string, addr unsafe.Pointer) {
 	order = append(order, name)
 }
 
-func holds(name string)  { note(name, true) }
-func waits(name string)  { note(name, false) }
+func holds(name string) { note(name, true) }
+func waits(name string) { note(name, false) }
 func note(name string, holder bool) {
 	id := goid()
 	recordMu.Lock()
@@ -185,6 +188,24 @@ func (p *Pool) Stats() int {
 	return p.size
 }
 
+// A database/sql driver whose statements block in C: two connections (the
+// pool's maximum) are in C, the other callers wait for one in database/sql.
+type cDriver struct{}
+type cConn struct{}
+type cStmt struct{}
+
+func (cDriver) Open(string) (driver.Conn, error)         { return &cConn{}, nil }
+func (*cConn) Prepare(string) (driver.Stmt, error)       { return &cStmt{}, nil }
+func (*cConn) Close() error                              { return nil }
+func (*cConn) Begin() (driver.Tx, error)                 { return nil, errors.New("no transactions") }
+func (*cStmt) Close() error                              { return nil }
+func (*cStmt) NumInput() int                             { return -1 }
+func (*cStmt) Query([]driver.Value) (driver.Rows, error) { return nil, errors.New("no rows") }
+func (*cStmt) Exec([]driver.Value) (driver.Result, error) {
+	C.c_block()
+	return driver.RowsAffected(0), nil
+}
+
 func settle() { time.Sleep(150 * time.Millisecond) }
 
 func main() {
@@ -276,6 +297,21 @@ func main() {
 		go pool.Stats()
 	}
 
+	sql.Register("cblock", cDriver{})
+	db, err := sql.Open("cblock", "")
+	if err != nil {
+		panic(err)
+	}
+	db.SetMaxOpenConns(2)
+	declare("sqldb", "sqlpool", unsafe.Pointer(db))
+	for i := 0; i < 2; i++ {
+		go func() { holds("sqldb"); db.Exec("UPDATE slow") }()
+	}
+	settle()
+	for i := 0; i < 20; i++ {
+		go func() { waits("sqldb"); db.Exec("SELECT 1") }()
+	}
+
 	time.Sleep(500 * time.Millisecond)
 	recordMu.Lock()
 	for _, name := range order {
@@ -287,6 +323,7 @@ func main() {
 	runtime.KeepAlive(store)
 	runtime.KeepAlive(cache)
 	runtime.KeepAlive(w)
+	runtime.KeepAlive(db)
 	select {}
 }
 
