@@ -121,6 +121,20 @@ def live(go, parked, cblocked, runs):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def queue_core(go, objects, waiters):
+    """A kernel core of the queue program at scale: `objects` mutexes, each
+    held by a goroutine in C, with `waiters` goroutines waiting on each."""
+    sys.path.insert(0, os.path.join(ROOT, "corefiles"))
+    import generate as gen
+    base = os.path.join(ROOT, ".cache", "bench", "queue-%dx%d" % (objects, waiters))
+    with tempfile.TemporaryDirectory(prefix="cgocore-gocache-") as gocache:
+        exe = gen.build(go, "queue", base, gocache)
+    d = os.path.join(base, "kernel")
+    if gen.captured_by(d) != gen.WRITER["kernel"]:
+        gen.capture(exe, "kernel", d, ["-objects", str(objects), "-waiters", str(waiters)], delay=1.0)
+    return exe, os.path.join(d, "core")
+
+
 def goroot(go):
     return os.path.join(ROOT, ".cache", "go", "v" + go, "lib", "python3.11", "site-packages", "go")
 
@@ -264,6 +278,9 @@ def main():
                     help="also time cgocore --json with the core dropped from the page cache before each run")
     ap.add_argument("--plot", metavar="PNG", help="plot time, memory and instructions against core size "
                     "(matplotlib, installed into .cache/plot-venv when missing)")
+    ap.add_argument("--queue", metavar="OBJECTSxWAITERS",
+                    help="also measure the queue program: OBJECTS mutexes each held by a goroutine in C, WAITERS "
+                    "goroutines queued on each (e.g. 100x1000: 100k goroutines on 100 objects)")
     ap.add_argument("--results", default=os.path.join(ROOT, "bench", "results.md"))
     ap.add_argument("--replot", action="store_true", help="only redraw --plot from the results JSON")
     a = ap.parse_args()
@@ -273,6 +290,22 @@ def main():
         return
     subprocess.check_call(["cargo", "build", "--release", "-q", "-p", "core-analyzer"], cwd=ROOT)
     rows, records, failed, live_rows = [], [], [], []
+    if a.queue:
+        objects, waiters = (int(x) for x in a.queue.split("x"))
+        exe, core = queue_core(a.go, objects, waiters)
+        label = "%dk goroutines queued on %d mutexes held in C, kernel core" % (objects * waiters // 1000, objects)
+        print("\n%s (%.1f GB apparent)" % (label, os.path.getsize(core) / 1e9), flush=True)
+        base = [CGOCORE, "analyze", core, "--exe", exe]
+        for name, cmd in [("cgocore analyze", base), ("cgocore analyze --json", base + ["--json"])]:
+            r, err = measure(cmd, a.runs)
+            ir = instructions(cmd) if a.callgrind else None
+            rows.append((label, name, r, err, ir, ""))
+            records.append({"goroutines": objects * (waiters + 1), "threads": objects, "kind": "queue",
+                            "apparent_gb": os.path.getsize(core) / 1e9, "command": name,
+                            "wall_s": r and r[0], "cpu_s": r and r[1], "rss_mb": r and r[2],
+                            "instructions": ir, "error": err})
+            print("  %-45s %s" % (name, "%.3f s %.3f s cpu %.1f MB" % r if r else "failed: %s" % err), flush=True)
+        write_results(a, rows, records)
     for size in a.sizes.split(","):
         parked, cblocked = (int(x) for x in size.split("x"))
         for kind in a.kinds.split(","):

@@ -1176,3 +1176,65 @@ fn top_in_a_real_terminal() {
     tmux(&["kill-server"]);
     assert!(held(s.pid).is_empty());
 }
+
+/// Goroutines queued in Go, read from the running queue program in one short
+/// stop: each waiter's object and the holders the program recorded (the
+/// mutex a method holds across a cgo call, the one a defer releases, the
+/// package-level one found further along the function, the database/sql
+/// pool's connections), with goroutine stacks not asked for (the text
+/// report's case: the capture keeps them anyway for the holders), and the
+/// process let go unharmed.
+#[test]
+fn a_live_capture_links_goroutines_queued_in_go() {
+    let Some(c) = generated_queue()
+        .into_iter()
+        .find(|c| c.name == "go1.27.3/queue/kernel")
+    else {
+        assert!(
+            !require_generated(),
+            "the queue program's build is required"
+        );
+        return;
+    };
+    let s = Scenario::start_with(&c, "queue", &["-"], &[]);
+    // OBJECT <name> kind=<k> addr=<hex> holders=<ids> waiters=<ids>
+    let mut objects: BTreeMap<String, (u64, BTreeSet<u64>, Vec<u64>)> = BTreeMap::new();
+    for l in s.lines.iter().filter(|l| l.starts_with("OBJECT ")) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let val = |k: &str| f.iter().find_map(|x| x.strip_prefix(k)).unwrap_or("");
+        let ids = |v: &str| -> Vec<u64> { v.split(',').filter_map(|x| x.parse().ok()).collect() };
+        let addr = u64::from_str_radix(val("addr=").trim_start_matches("0x"), 16).unwrap();
+        objects.insert(
+            f[1].to_string(),
+            (
+                addr,
+                ids(val("holders=")).into_iter().collect(),
+                ids(val("waiters=")),
+            ),
+        );
+    }
+    assert!(objects.len() >= 9, "{:?}", s.lines);
+    let aopts = cgocore::AnalyzeOptions {
+        goroutine_frames: false,
+        ..Default::default()
+    };
+    let cap = cgocore::capture_pid(s.pid, &cgocore::LiveOptions::default(), &aopts).unwrap();
+    let r = &cap.analysis.report;
+    for name in ["store", "pool", "config", "sqldb", "ledger"] {
+        let (addr, holders, waiters) = &objects[name];
+        for w in waiters {
+            let wo = r
+                .goroutines
+                .iter()
+                .find(|g| g.goid == *w)
+                .and_then(|g| g.waits_on.as_ref())
+                .unwrap_or_else(|| panic!("{name}: waiter {w} has no waits_on"));
+            assert_eq!(wo.addr, *addr, "{name}: waiter {w}");
+            let got: BTreeSet<u64> = wo.holders.iter().map(|h| h.goid).collect();
+            assert_eq!(&got, holders, "{name}: waiter {w}: {:?}", wo.holders);
+        }
+    }
+    assert!(r.stopped_ms.is_some_and(|ms| ms > 0.0));
+    assert!(held(s.pid).is_empty(), "the process is let go");
+    assert!(std::path::Path::new(&format!("/proc/{}", s.pid)).exists());
+}

@@ -251,13 +251,19 @@ impl Read {
             };
             vec![skipped; live.len()]
         };
-        let refs = crate::waits::references::find(
+        let mut refs = crate::waits::references::find(
             &rt.pcln,
             &*process.mem,
             process.arch,
             &live,
-            &waits.objects,
+            (
+                &waits.objects,
+                crate::waits::references::Looking::IntoObjects,
+            ),
         );
+        for (g, more) in &waits.pool_references {
+            refs.entry(*g).or_default().extend(more.iter().cloned());
+        }
         let goroutines = describe_goroutines(&rt, &live, goroutine_stacks, &ix, (&waits, refs));
         let report = assemble(
             &process,
@@ -688,10 +694,10 @@ fn describe_goroutines(
 }
 
 /// A goroutine's wait as the report gives it (holders come from `diagnose`).
-fn waits_on(waits: &Waits, g: u64) -> Option<WaitsOn> {
+fn waits_on(waits: &Waits, g: u64) -> Option<Box<WaitsOn>> {
     let w = waits.of_goroutine.get(&g)?;
     let o = waits.objects.get(&w.addr)?;
-    Some(WaitsOn {
+    Some(Box::new(WaitsOn {
         kind: w.kind.to_string(),
         addr: w.addr,
         object: o.name.clone(),
@@ -699,7 +705,7 @@ fn waits_on(waits: &Waits, g: u64) -> Option<WaitsOn> {
         holders: vec![],
         evidence: w.evidence.to_string(),
         channels: w.channels.clone(),
-    })
+    }))
 }
 
 fn describe_ps(ps: &[P], ix: &Index) -> Vec<PInfo> {

@@ -15,6 +15,8 @@ pub struct Scenario {
     pub pid: u32,
     /// name -> (tid, goid) as the program recorded them.
     pub record: BTreeMap<String, (u32, u64)>,
+    /// Everything it printed up to READY.
+    pub lines: Vec<String>,
     /// Go's dump goes here (stderr).
     pub stderr: PathBuf,
     _dir: Scratch,
@@ -98,6 +100,7 @@ impl Scenario {
             }
         });
         let mut record = BTreeMap::new();
+        let mut lines = vec![];
         loop {
             let line = rx
                 .recv_timeout(Duration::from_secs(120))
@@ -113,7 +116,9 @@ impl Scenario {
                     record.insert(f[1].to_string(), (tid as u32, goid));
                 }
             }
-            if line.starts_with("READY") {
+            let ready = line.starts_with("READY");
+            lines.push(line);
+            if ready {
                 break;
             }
         }
@@ -123,6 +128,7 @@ impl Scenario {
             child,
             pid,
             record,
+            lines,
             stderr,
             _dir: dir,
         }

@@ -16,20 +16,70 @@ const MAX_CHAIN: usize = 64;
 
 /// Fill each waiter's `waits_on.holders`.
 pub fn holders(r: &mut Report) {
-    let mut by_object: BTreeMap<u64, Vec<Holder>> = BTreeMap::new();
-    let objects: BTreeMap<u64, &WaitsOn> = r
-        .goroutines
+    let ix = Index::new(r);
+    let by_object: BTreeMap<u64, Vec<Holder>> = ix
+        .waiters
         .iter()
-        .filter_map(|g| g.waits_on.as_ref())
-        .map(|w| (w.addr, w))
+        .map(|(&addr, ws)| {
+            let w = ws[0].waits_on.as_deref().expect("a waiter");
+            (addr, holders_of(&ix, addr, w))
+        })
         .collect();
-    for (&addr, w) in &objects {
-        by_object.insert(addr, holders_of(r, addr, w));
-    }
     for g in r.goroutines.iter_mut() {
         if let Some(w) = g.waits_on.as_mut() {
             w.holders = by_object.get(&w.addr).cloned().unwrap_or_default();
         }
+    }
+}
+
+/// The goroutines by what they wait on, by what they point to, and (built
+/// when first needed) by the functions on their stacks: one pass each, so
+/// 100k goroutines on many objects cost no product of the two.
+struct Index<'r> {
+    waiters: BTreeMap<u64, Vec<&'r GoroutineInfo>>,
+    referencing: HashMap<u64, Vec<(&'r GoroutineInfo, &'r Reference)>>,
+    all: &'r [GoroutineInfo],
+    in_function: std::cell::OnceCell<HashMap<&'r str, Vec<(&'r GoroutineInfo, u32)>>>,
+}
+
+impl<'r> Index<'r> {
+    fn new(r: &'r Report) -> Index<'r> {
+        let mut waiters: BTreeMap<u64, Vec<&GoroutineInfo>> = BTreeMap::new();
+        let mut referencing: HashMap<u64, Vec<(&GoroutineInfo, &Reference)>> = HashMap::new();
+        for g in &r.goroutines {
+            if let Some(w) = &g.waits_on {
+                waiters.entry(w.addr).or_default().push(g);
+            }
+            for x in &g.references {
+                referencing.entry(x.object).or_default().push((g, x));
+            }
+        }
+        Index {
+            waiters,
+            referencing,
+            all: &r.goroutines,
+            in_function: Default::default(),
+        }
+    }
+
+    /// Goroutines with `func` on their stack, at its outermost line there.
+    fn in_function(&self, func: &str) -> &[(&'r GoroutineInfo, u32)] {
+        let m = self.in_function.get_or_init(|| {
+            let mut m: HashMap<&str, Vec<(&GoroutineInfo, u32)>> = HashMap::new();
+            for g in self.all {
+                let mut seen: Vec<&str> = vec![];
+                for f in &g.frames {
+                    if let (Some(n), Some(line)) = (f.function.as_deref(), f.line) {
+                        if !seen.contains(&n) {
+                            seen.push(n);
+                            m.entry(n).or_default().push((g, line));
+                        }
+                    }
+                }
+            }
+            m
+        });
+        m.get(func).map(Vec::as_slice).unwrap_or(&[])
     }
 }
 
@@ -42,12 +92,13 @@ fn waits_for(g: &GoroutineInfo, addr: u64) -> bool {
 /// Holders of one object: goroutines whose live frames point into it (Go's
 /// stack maps), else goroutines further along the function the waiters
 /// wait in; none when neither says.
-fn holders_of(r: &Report, addr: u64, w: &WaitsOn) -> Vec<Holder> {
-    let referencing: Vec<(&GoroutineInfo, &Reference)> = r
-        .goroutines
-        .iter()
-        .filter(|g| !waits_for(g, addr))
-        .filter_map(|g| Some((g, g.references.iter().find(|x| x.object == addr)?)))
+fn holders_of(ix: &Index, addr: u64, w: &WaitsOn) -> Vec<Holder> {
+    let referencing: Vec<&(&GoroutineInfo, &Reference)> = ix
+        .referencing
+        .get(&addr)
+        .into_iter()
+        .flatten()
+        .filter(|(g, _)| !waits_for(g, addr))
         .collect();
     if !referencing.is_empty() {
         let sure = held_by(&w.kind, &w.state) == Some(referencing.len());
@@ -64,7 +115,7 @@ fn holders_of(r: &Report, addr: u64, w: &WaitsOn) -> Vec<Holder> {
             })
             .collect();
     }
-    further_along(r, addr)
+    further_along(ix, addr)
 }
 
 /// How many goroutines the state says hold the object, where only holders
@@ -101,31 +152,23 @@ fn site(g: &GoroutineInfo) -> Option<(&str, u32)> {
 
 /// Goroutines in the waiters' function past the line where they wait (the
 /// one before them took the lock or the slot and went on): likely holders.
-fn further_along(r: &Report, addr: u64) -> Vec<Holder> {
-    let Some((func, line)) = r
-        .goroutines
-        .iter()
-        .filter(|g| waits_for(g, addr))
-        .find_map(site)
+fn further_along(ix: &Index, addr: u64) -> Vec<Holder> {
+    let Some((func, line)) = ix
+        .waiters
+        .get(&addr)
+        .and_then(|ws| ws.iter().find_map(|g| site(g)))
     else {
         return vec![];
     };
-    r.goroutines
+    ix.in_function(func)
         .iter()
-        .filter(|g| !waits_for(g, addr))
-        .filter_map(|g| {
-            let at = g
-                .frames
-                .iter()
-                .find(|f| f.function.as_deref() == Some(func))?
-                .line?;
-            (at > line).then(|| Holder {
-                goid: g.goid,
-                evidence: format!(
-                    "further along in {func} (line {at}, past line {line} where the others wait)"
-                ),
-                likely: true,
-            })
+        .filter(|(g, at)| *at > line && !waits_for(g, addr))
+        .map(|(g, at)| Holder {
+            goid: g.goid,
+            evidence: format!(
+                "further along in {func} (line {at}, past line {line} where the others wait)"
+            ),
+            likely: true,
         })
         .collect()
 }
@@ -221,7 +264,7 @@ fn held(
         .filter_map(|g| by_goid.get(g)?.waits_on.as_ref())
         .find(|w| w.holders.iter().any(|x| x.goid == h));
     let held_by = direct
-        .map(WaitsOn::holders_line)
+        .map(|w| w.holders_line())
         .unwrap_or_else(|| format!("held by goroutine {h}"));
     let where_ = match (thread, hg) {
         (Some(t), Some(g)) if g.in_cgo => format!("in C: {}", doing(t)),
@@ -230,7 +273,7 @@ fn held(
     };
     let n = goids.len();
     let what = direct
-        .map(WaitsOn::describe)
+        .map(|w| w.describe())
         .unwrap_or_else(|| "an object".into());
     let through = if goids.iter().any(|g| {
         by_goid
@@ -305,10 +348,132 @@ fn unheld(
         },
         summary: format!(
             "{n} goroutine{s} {verb} for {}; holder unknown (no live frame points to it, and no goroutine is further along where they wait); {context}",
-            w.map(WaitsOn::describe).unwrap_or_else(|| format!("{addr:#x}")),
+            w.map(|w| w.describe()).unwrap_or_else(|| format!("{addr:#x}")),
         ),
         advice: "Go records no owner for a mutex: look for a path that takes it and never lets go (an early return or a recovered panic that skips Unlock, a call that never returns)".into(),
         findings: vec![],
         signature: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::findings::sample::goroutine;
+
+    fn waiting(goid: u64, addr: u64, kind: &str, state: ObjectState) -> GoroutineInfo {
+        let mut g = goroutine(goid, "waiting", Some("sync.Mutex.Lock"));
+        g.waits_on = Some(Box::new(WaitsOn {
+            kind: kind.into(),
+            addr,
+            object: None,
+            state,
+            holders: vec![],
+            evidence: String::new(),
+            channels: vec![],
+        }));
+        g
+    }
+
+    fn pointing(goid: u64, object: u64) -> GoroutineInfo {
+        let mut g = goroutine(goid, "syscall", None);
+        g.in_cgo = true;
+        g.references = vec![Reference {
+            object,
+            function: "main.(*Store).Save".into(),
+            via: None,
+        }];
+        g
+    }
+
+    fn locked() -> ObjectState {
+        ObjectState {
+            locked: Some(true),
+            waiters: Some(2),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn one_goroutine_pointing_to_a_locked_mutex_holds_it() {
+        let mut r = crate::diagnose::findings::sample::report(vec![]);
+        r.goroutines = vec![
+            waiting(1, 0x100, "mutex", locked()),
+            waiting(2, 0x100, "mutex", locked()),
+            pointing(3, 0x100),
+        ];
+        holders(&mut r);
+        let h = &r.goroutines[0].waits_on.as_ref().unwrap().holders;
+        assert_eq!(h.len(), 1);
+        assert_eq!((h[0].goid, h[0].likely), (3, false));
+        let mut out = vec![];
+        incidents(&r, &mut out, &HashMap::new());
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].root.as_ref().and_then(|s| s.goid), Some(3));
+        assert_eq!(out[0].victims.goids, vec![1, 2]);
+    }
+
+    #[test]
+    fn two_pointing_to_a_mutex_are_only_likely() {
+        let mut r = crate::diagnose::findings::sample::report(vec![]);
+        r.goroutines = vec![
+            waiting(1, 0x100, "mutex", locked()),
+            pointing(3, 0x100),
+            pointing(4, 0x100),
+        ];
+        holders(&mut r);
+        let h = &r.goroutines[0].waits_on.as_ref().unwrap().holders;
+        assert!(h.len() == 2 && h.iter().all(|h| h.likely), "{h:?}");
+        // A channel's are likely even when one goroutine points to it.
+        r.goroutines = vec![
+            waiting(1, 0x200, "chan", ObjectState::default()),
+            pointing(3, 0x200),
+        ];
+        holders(&mut r);
+        assert!(r.goroutines[0].waits_on.as_ref().unwrap().holders[0].likely);
+    }
+
+    #[test]
+    fn a_chain_ends_at_the_goroutine_in_c() {
+        // 1 waits on channel 0x200, which 2 holds; 2 waits on mutex 0x100,
+        // which 3 (in C) holds.
+        let mut r = crate::diagnose::findings::sample::report(vec![]);
+        let mut consumer = waiting(2, 0x100, "mutex", locked());
+        consumer.references = vec![Reference {
+            object: 0x200,
+            function: "main.consume".into(),
+            via: None,
+        }];
+        r.goroutines = vec![
+            waiting(1, 0x200, "chan", ObjectState::default()),
+            consumer,
+            pointing(3, 0x100),
+        ];
+        holders(&mut r);
+        let mut out = vec![];
+        incidents(&r, &mut out, &HashMap::new());
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].root.as_ref().and_then(|s| s.goid), Some(3));
+        let mut v = out[0].victims.goids.clone();
+        v.sort();
+        assert_eq!(v, vec![1, 2]);
+    }
+
+    #[test]
+    fn idle_receivers_with_no_holder_are_not_a_problem_but_a_held_lock_is() {
+        let mut r = crate::diagnose::findings::sample::report(vec![]);
+        r.goroutines = vec![
+            waiting(1, 0x200, "chan", ObjectState::default()),
+            waiting(2, 0x100, "mutex", locked()),
+        ];
+        holders(&mut r);
+        let mut out = vec![];
+        incidents(&r, &mut out, &HashMap::new());
+        assert_eq!(out.len(), 1);
+        assert!(
+            out[0].root.is_none() && out[0].summary.contains("holder unknown"),
+            "{}",
+            out[0].summary
+        );
     }
 }

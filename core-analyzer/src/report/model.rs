@@ -212,7 +212,7 @@ pub struct GoroutineInfo {
     /// What a parked goroutine waits on in Go (a sync value, a channel), read
     /// from the runtime's own records of the wait.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub waits_on: Option<WaitsOn>,
+    pub waits_on: Option<Box<WaitsOn>>,
     /// Objects some goroutine waits on that this goroutine's live frames
     /// point to (Go's stack maps): evidence for the holders, not output.
     #[serde(skip)]

@@ -46,6 +46,14 @@ pub struct Func {
     pub end: u64,
 }
 
+impl Func {
+    /// A function at [entry, end) with no record (unit tests of frame math).
+    #[cfg(test)]
+    pub fn for_tests(entry: u64, end: u64) -> Func {
+        Func { off: 0, entry, end }
+    }
+}
+
 fn u32le(b: &[u8], off: usize) -> Option<u32> {
     b.get(off..off + 4)
         .map(|s| u32::from_le_bytes(s.try_into().unwrap()))

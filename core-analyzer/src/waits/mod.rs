@@ -22,6 +22,7 @@ use crate::process::Process;
 use crate::report::ObjectState;
 use crate::runtime::{g, GoRuntime, G};
 use crate::unwind::go::{GoUnwinder, PhysFrame};
+use crate::unwind::stackmap::StackMaps;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::collections::BTreeMap;
 
@@ -29,8 +30,6 @@ use std::collections::BTreeMap;
 const MAX_LIST: usize = 1 << 20;
 /// Frames above `gopark` looked at for the runtime's record of the wait.
 const WAIT_FRAMES: usize = 16;
-/// Bytes of a frame scanned for the sudog or the Cond.
-const MAX_FRAME_SCAN: u64 = 4096;
 
 /// One goroutine's wait.
 #[derive(Debug, Clone)]
@@ -59,6 +58,8 @@ pub struct Waits {
     /// By the goroutine's address.
     pub of_goroutine: HashMap<u64, GWait>,
     pub objects: BTreeMap<u64, Object>,
+    /// Goroutines' references to pools' connections (read with the heap).
+    pub pool_references: HashMap<u64, Vec<crate::report::Reference>>,
 }
 
 /// Field offsets the reading needs (absent ones turn a kind off).
@@ -98,6 +99,7 @@ pub fn read(rt: &GoRuntime, p: &Process, gs: &[&G]) -> Waits {
         arch: p.arch,
         cache: Default::default(),
     };
+    let maps = StackMaps::new(&rt.pcln, mem, p.arch);
     let mheap = p.exe.symbol("runtime.mheap_").map(|(a, _)| p.rt(a));
     let heap = heap::Heap::new(rt, mheap, mem, p.arch);
     let mut pools = Pools::new(p);
@@ -109,15 +111,14 @@ pub fn read(rt: &GoRuntime, p: &Process, gs: &[&G]) -> Waits {
         };
         let w = match reason.as_str() {
             "chan send" | "chan receive" => chan_wait(&o, mem, g, false),
-            "select" => {
-                chan_wait(&o, mem, g, true).map(|w| pools.pool_wait(&u, heap.as_ref(), g, w))
-            }
+            "select" => chan_wait(&o, mem, g, true)
+                .map(|w| pools.pool_wait((&u, &maps), heap.as_ref(), g, w)),
             "sync.Mutex.Lock"
             | "sync.RWMutex.RLock"
             | "sync.RWMutex.Lock"
             | "sync.WaitGroup.Wait"
-            | "semacquire" => sema_wait(&o, &u, g, &reason),
-            "sync.Cond.Wait" => cond_wait(&o, &u, g, &mut lists),
+            | "semacquire" => sema_wait(&o, (&u, &maps), g, &reason),
+            "sync.Cond.Wait" => cond_wait(&o, (&u, &maps), g, &mut lists),
             _ => None,
         };
         if let Some(w) = w {
@@ -157,6 +158,8 @@ pub fn read(rt: &GoRuntime, p: &Process, gs: &[&G]) -> Waits {
             },
         );
     }
+    let looking = (&out.objects, references::Looking::AtPoolConnections);
+    out.pool_references = references::find(&rt.pcln, mem, p.arch, gs, looking);
     out
 }
 
@@ -179,7 +182,13 @@ impl<'p> Pools<'p> {
 
     /// A select in `database/sql.(*DB).conn` waits on the pool: the wait is
     /// the `*DB` live in that frame (else the select as read).
-    fn pool_wait(&mut self, u: &GoUnwinder, heap: Option<&heap::Heap>, g: &G, w: GWait) -> GWait {
+    fn pool_wait(
+        &mut self,
+        (u, maps): (&GoUnwinder, &StackMaps),
+        heap: Option<&heap::Heap>,
+        g: &G,
+        w: GWait,
+    ) -> GWait {
         let frames = u.physical_frames(g.sched_pc, g.sched_sp, g.sched_lr, WAIT_FRAMES);
         let Some(conn) = frames
             .iter()
@@ -194,8 +203,7 @@ impl<'p> Pools<'p> {
         else {
             return w;
         };
-        let Some(db) = heap.and_then(|h| sqlpool::pool_of(u.pcln, u.mem, u.arch, h, &l, conn))
-        else {
+        let Some(db) = heap.and_then(|h| sqlpool::pool_of(maps, u.mem, h, &l, conn)) else {
             return w;
         };
         if !self.found.iter().any(|(d, _)| *d == db) {
@@ -243,21 +251,24 @@ fn chan_wait(o: &Offs, mem: &dyn Memory, g: &G, select: bool) -> Option<GWait> {
 /// Semaphore waits: the sudog in `semacquire1`'s frame whose `g` is this
 /// goroutine names the semaphore; which field of which sync value it is
 /// follows from the wait reason and the sync frames above.
-fn sema_wait(o: &Offs, u: &GoUnwinder, g: &G, reason: &str) -> Option<GWait> {
+fn sema_wait(o: &Offs, (u, maps): (&GoUnwinder, &StackMaps), g: &G, reason: &str) -> Option<GWait> {
     let frames = u.physical_frames(g.sched_pc, g.sched_sp, g.sched_lr, WAIT_FRAMES);
-    let names = frame_names(u, &frames);
-    let acquire = frames
+    let at = frames
         .iter()
-        .find(|f| u.pcln.name(&f.func) == "runtime.semacquire1")?;
+        .position(|f| u.pcln.name(&f.func) == "runtime.semacquire1")?;
     let (sg_g, sg_elem) = (o.sg_g?, o.sg_elem?);
-    let sema = frame_words(u.mem, acquire, 0).into_iter().find_map(|w| {
-        let ok = w % 8 == 0 && u.mem.u64(w.checked_add(sg_g)?).ok()? == g.addr;
+    // The sudog is a live pointer of semacquire1's frame (used after the park).
+    let sema = maps.live_pointers(&frames[at]).into_iter().find_map(|w| {
+        let ok = u.mem.u64(w.checked_add(sg_g)?).ok()? == g.addr;
         ok.then(|| u.mem.u64(w + sg_elem).ok())
             .flatten()
             .filter(|&e| e != 0)
     })?;
+    // Which sync call waits: the frames just above (inlined ones included).
+    let above = &frames[at + 1..frames.len().min(at + 4)];
+    let names = frame_names(u, above);
+    let has = |n: &str| names.iter().any(|x| &**x == n);
     let l = &o.l;
-    let has = |n: &str| names.iter().any(|x| x == n);
     let (kind, field) = match reason {
         "sync.Mutex.Lock" if has("sync.(*RWMutex).Lock") => (
             "rwmutex",
@@ -275,7 +286,7 @@ fn sema_wait(o: &Offs, u: &GoUnwinder, g: &G, reason: &str) -> Option<GWait> {
         kind,
         addr: sema.checked_sub(field)?,
         channels: vec![],
-        evidence: "its sudog in runtime.semacquire1's frame names the semaphore",
+        evidence: "its sudog, live in runtime.semacquire1's frame, names the semaphore",
     })
 }
 
@@ -285,7 +296,12 @@ struct CondLists(HashMap<u64, HashSet<u64>>);
 
 /// `sync.Cond.Wait`: the Cond in `Cond.Wait`'s frame (or its arguments)
 /// whose notify list holds a sudog of this goroutine.
-fn cond_wait(o: &Offs, u: &GoUnwinder, g: &G, lists: &mut CondLists) -> Option<GWait> {
+fn cond_wait(
+    o: &Offs,
+    (u, maps): (&GoUnwinder, &StackMaps),
+    g: &G,
+    lists: &mut CondLists,
+) -> Option<GWait> {
     let frames = u.physical_frames(g.sched_pc, g.sched_sp, g.sched_lr, WAIT_FRAMES);
     let wait = frames
         .iter()
@@ -307,9 +323,10 @@ fn cond_wait(o: &Offs, u: &GoUnwinder, g: &G, lists: &mut CondLists) -> Option<G
         });
         gs.contains(&g.addr)
     };
-    let addr = frame_words(u.mem, wait, 64)
+    // The Cond is live in Cond.Wait's frame (its L is locked after the park).
+    let addr = maps
+        .live_pointers(wait)
         .into_iter()
-        .filter(|w| w % 8 == 0 && *w != 0)
         .find(|&c| on_list(c.wrapping_add(notify), lists))?;
     Some(GWait {
         kind: "cond",
@@ -317,17 +334,6 @@ fn cond_wait(o: &Offs, u: &GoUnwinder, g: &G, lists: &mut CondLists) -> Option<G
         channels: vec![],
         evidence: "its sudog is on the Cond's notify list",
     })
-}
-
-/// The words of a frame (and `extra` bytes above it: its arguments).
-fn frame_words(mem: &dyn Memory, f: &PhysFrame, extra: u64) -> Vec<u64> {
-    let len = (f.cfa.saturating_sub(f.sp) + extra).min(MAX_FRAME_SCAN);
-    let Ok(b) = mem.bytes(f.sp, len as usize) else {
-        return vec![];
-    };
-    b.chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-        .collect()
 }
 
 /// Every function name of the frames, inlined ones included.

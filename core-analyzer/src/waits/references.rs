@@ -9,41 +9,97 @@ use crate::report::Reference;
 use crate::runtime::{g, G};
 use crate::symbolize::pclntab::Pclntab;
 use crate::unwind::go::{GoUnwinder, MAX_FRAMES};
-use crate::unwind::stackmap::live_pointers;
+use crate::unwind::stackmap::StackMaps;
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::BTreeMap;
 
-/// For each goroutine (by address) that has any, its references.
+/// What a pass looks for: pointers into the objects' bounds (over the
+/// stacks alone), or pointers to a pool's connections in use (which reads
+/// the heap: done while a live process is stopped).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Looking {
+    IntoObjects,
+    AtPoolConnections,
+}
+
+/// How often a worker lets the core's pages go (see `Memory::release`).
+const RELEASE_EVERY: usize = 2048;
+
+/// What the pointers are checked against.
+struct Targets {
+    /// Bounds sorted by start, for a binary search per pointer.
+    spans: Vec<(u64, u64, u64)>,
+    /// Pools, held through their connections, not pointers to them.
+    pools: Vec<(u64, SqlLayout)>,
+}
+
+/// For each goroutine (by address) that has any, its references; the
+/// goroutines are split between workers, as their unwinding is.
 pub fn find(
+    pcln: &Pclntab,
+    mem: &(dyn Memory + Send + Sync),
+    arch: Arch,
+    gs: &[&G],
+    (objects, looking): (&BTreeMap<u64, Object>, Looking),
+) -> HashMap<u64, Vec<Reference>> {
+    let into = looking == Looking::IntoObjects;
+    let mut t = Targets {
+        spans: objects
+            .iter()
+            .filter(|(_, o)| o.pool.is_none() && into)
+            .map(|(&addr, o)| (o.bounds.0, o.bounds.1, addr))
+            .collect(),
+        pools: objects
+            .iter()
+            .filter(|_| !into)
+            .filter_map(|(&addr, o)| Some((addr, o.pool?)))
+            .collect(),
+    };
+    if t.spans.is_empty() && t.pools.is_empty() {
+        return HashMap::default();
+    }
+    t.spans.sort_unstable();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let chunk = gs.len().div_ceil(workers).max(1024);
+    let t = &t;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = gs
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part_refs(pcln, mem, arch, part, t)))
+            .collect();
+        let mut out = HashMap::default();
+        for h in handles {
+            // A worker that panicked loses its part's references, not the run.
+            out.extend(h.join().unwrap_or_default());
+        }
+        out
+    })
+}
+
+fn part_refs(
     pcln: &Pclntab,
     mem: &dyn Memory,
     arch: Arch,
     gs: &[&G],
-    objects: &BTreeMap<u64, Object>,
+    t: &Targets,
 ) -> HashMap<u64, Vec<Reference>> {
-    let mut out = HashMap::default();
-    if objects.is_empty() {
-        return out;
-    }
-    // Bounds sorted by start, for a binary search per pointer. A pool is
-    // held through its connections, not pointers to it.
-    let mut spans: Vec<(u64, u64, u64)> = objects
-        .iter()
-        .filter(|(_, o)| o.pool.is_none())
-        .map(|(&addr, o)| (o.bounds.0, o.bounds.1, addr))
-        .collect();
-    let pools: Vec<(u64, SqlLayout)> = objects
-        .iter()
-        .filter_map(|(&addr, o)| Some((addr, o.pool?)))
-        .collect();
-    spans.sort_unstable();
     let u = GoUnwinder {
         pcln,
         mem,
         arch,
         cache: Default::default(),
     };
-    for g in gs.iter().filter(|g| g.state() != g::GRUNNING) {
+    let maps = StackMaps::new(pcln, mem, arch);
+    let mut out = HashMap::default();
+    for (i, g) in gs.iter().enumerate() {
+        if i % RELEASE_EVERY == RELEASE_EVERY - 1 {
+            mem.release();
+        }
+        if g.state() == g::GRUNNING {
+            continue;
+        }
         let (pc, sp, lr) = if g.syscallsp != 0 {
             (g.syscallpc, g.syscallsp, 0)
         } else {
@@ -51,9 +107,10 @@ pub fn find(
         };
         let mut refs: Vec<Reference> = vec![];
         for fr in u.physical_frames(pc, sp, lr, MAX_FRAMES) {
-            for p in live_pointers(pcln, mem, arch, &fr) {
-                let by_bounds = containing(&spans, p).map(|o| (o, None));
-                let by_conn = pools
+            for p in maps.live_pointers(&fr) {
+                let by_bounds = containing(&t.spans, p).map(|o| (o, None));
+                let by_conn = t
+                    .pools
                     .iter()
                     .filter(|(db, l)| sqlpool::in_use_conn(mem, l, *db, p))
                     .map(|(db, _)| (*db, Some("one of its connections in use (a driverConn)")));

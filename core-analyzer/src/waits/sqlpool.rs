@@ -10,9 +10,8 @@ use crate::elf::exe::Binary;
 use crate::layout::dwarf::structs_from_dwarf;
 use crate::memory::{Memory, ReadExt};
 use crate::report::ObjectState;
-use crate::symbolize::pclntab::Pclntab;
 use crate::unwind::go::PhysFrame;
-use crate::unwind::stackmap::live_pointers;
+use crate::unwind::stackmap::StackMaps;
 
 const WANTED: &[(&str, &[&str])] = &[
     ("database/sql.DB", &["numOpen", "maxOpen", "freeConn"]),
@@ -53,14 +52,13 @@ impl SqlLayout {
 /// `(*DB).conn`'s frame to the start of a heap object of the DB's size whose
 /// pool is full (`numOpen >= maxOpen > 0`: the condition for waiting).
 pub fn pool_of(
-    pcln: &Pclntab,
+    maps: &StackMaps,
     mem: &dyn Memory,
-    arch: crate::elf::regs::Arch,
     heap: &Heap,
     l: &SqlLayout,
     conn: &PhysFrame,
 ) -> Option<u64> {
-    live_pointers(pcln, mem, arch, conn).into_iter().find(|&p| {
+    maps.live_pointers(conn).into_iter().find(|&p| {
         let fits = heap
             .object(p)
             .is_some_and(|(base, size)| base == p && size >= l.db_size && size < 2 * l.db_size);

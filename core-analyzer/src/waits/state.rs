@@ -113,3 +113,44 @@ fn chan(o: &Offs, mem: &dyn Memory, addr: u64) -> ObjectState {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mutex_word_says_locked_starving_and_waiters() {
+        // locked | starving, 200 waiters (the sync package's encoding)
+        let s = mutex(Some(1 | 4 | (200 << 3)));
+        assert_eq!(
+            (s.locked, s.starving, s.waiters),
+            (Some(true), Some(true), Some(200))
+        );
+        let s = mutex(Some(0));
+        assert_eq!((s.locked, s.waiters), (Some(false), Some(0)));
+    }
+
+    #[test]
+    fn an_rwmutex_with_readers_inside_and_a_writer_waiting() {
+        // Two readers in, a writer announced (-max), five readers after it.
+        let count = 2 - RWMUTEX_MAX_READERS + 5;
+        let s = rwmutex(Some(1), Some(count), Some(2));
+        assert_eq!(s.readers, Some(2));
+        assert_eq!(s.writer_pending, Some(true));
+        assert_eq!(s.locked, Some(false));
+        // the writer and the five readers queued behind it
+        assert_eq!(s.waiters, Some(6));
+        // The writer got in (no reader left), three readers queued.
+        let s = rwmutex(Some(1), Some(3 - RWMUTEX_MAX_READERS), Some(0));
+        assert_eq!(
+            (s.locked, s.readers, s.waiters),
+            (Some(true), Some(0), Some(3))
+        );
+        // Readers only.
+        let s = rwmutex(Some(0), Some(4), Some(0));
+        assert_eq!(
+            (s.locked, s.readers, s.writer_pending),
+            (Some(false), Some(4), Some(false))
+        );
+    }
+}

@@ -24,6 +24,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"runtime"
@@ -71,6 +72,9 @@ func note(name string, holder bool) {
 	recordMu.Lock()
 	defer recordMu.Unlock()
 	o := objects[name]
+	if o == nil {
+		return // the benchmark's objects are not recorded
+	}
 	if holder {
 		o.holders = append(o.holders, id)
 	} else {
@@ -208,7 +212,38 @@ func (*cStmt) Exec([]driver.Value) (driver.Result, error) {
 
 func settle() { time.Sleep(150 * time.Millisecond) }
 
+// scale is the benchmark's program: n mutexes, each held by a goroutine in
+// C, each with w goroutines waiting.
+func scale(n, w int) {
+	held := make(chan struct{})
+	for i := 0; i < n; i++ {
+		s := &Store{name: "shard", data: map[string]string{}}
+		go func() {
+			s.mu.Lock()
+			held <- struct{}{}
+			C.c_block()
+			s.mu.Unlock()
+		}()
+		<-held
+		for j := 0; j < w; j++ {
+			go s.Get("k")
+		}
+	}
+	for runtime.NumGoroutine() < n*(w+1) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	fmt.Printf("READY main_goid=%d\n", goid())
+	select {}
+}
+
 func main() {
+	nObjects := flag.Int("objects", 0, "benchmark: this many mutexes, each held by a goroutine in C")
+	nWaiters := flag.Int("waiters", 0, "benchmark: goroutines waiting on each of them")
+	flag.Parse()
+	if *nObjects > 0 {
+		scale(*nObjects, *nWaiters)
+	}
 	store := &Store{name: "orders", data: map[string]string{}}
 	declare("store", "mutex", unsafe.Pointer(&store.mu))
 	go store.Save()
