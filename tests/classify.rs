@@ -1364,7 +1364,7 @@ fn goroutines_queued_in_go_are_linked_to_their_holders() {
                         wo.kind, wo.addr, kind, addr
                     ));
                 }
-                for h in &wo.holders {
+                for h in wo.holders.iter() {
                     holders.insert(h.goid);
                     if !h.likely && !o.holders.contains(&h.goid) {
                         e(format!(

@@ -12,7 +12,6 @@ use crate::report::*;
 use crate::runtime::join::{ThreadJoin, ThreadSp};
 use crate::runtime::{self, g, sched::Sched, GoRuntime, G, M, P};
 use crate::symbolize::modules::{Modules, Preload, SymbolCache};
-use crate::unwind::goroutines::unwind_goroutines;
 use crate::unwind::native::NativeUnwinder;
 use crate::unwind::thread::{arch_key, SignalFrame, Stitcher, ThreadStack};
 use crate::unwind::{cgo_call, go::GoUnwinder, signal, Stack};
@@ -238,32 +237,17 @@ impl Read {
         } = self;
         let ix = Index::new(&d);
         let live = live_goroutines(&rt, &d, &ix, &join);
-        let goroutine_stacks = if goroutine_frames || !waits.objects.is_empty() {
-            let stack_of_g = stack_of_goroutine(&stacks);
-            let (found, notes) =
-                unwind_goroutines(&rt.pcln, &*process.mem, process.arch, &live, &stack_of_g);
+        let (goroutine_stacks, refs) = if goroutine_frames || !waits.objects.is_empty() {
+            let (found, refs, notes) = unwind_and_refer(&process, &rt, &live, &stacks, &waits);
             warnings.extend(notes);
-            found
+            (found, refs)
         } else {
             let skipped = Stack {
                 frames: vec![],
                 truncated: Some("not unwound (goroutine stacks were not asked for)".into()),
             };
-            vec![skipped; live.len()]
+            (vec![skipped; live.len()], HashMap::default())
         };
-        let mut refs = crate::waits::references::find(
-            &rt.pcln,
-            &*process.mem,
-            process.arch,
-            &live,
-            (
-                &waits.objects,
-                crate::waits::references::Looking::IntoObjects,
-            ),
-        );
-        for (g, more) in &waits.pool_references {
-            refs.entry(*g).or_default().extend(more.iter().cloned());
-        }
         let goroutines = describe_goroutines(&rt, &live, goroutine_stacks, &ix, (&waits, refs));
         let report = assemble(
             &process,
@@ -288,6 +272,50 @@ impl Read {
             report,
         }
     }
+}
+
+/// Every goroutine's stack, and (in the same walk) the references its live
+/// frames hold to the objects goroutines wait on, with those to pools' connections read earlier.
+fn unwind_and_refer(
+    process: &Process,
+    rt: &GoRuntime,
+    live: &[&G],
+    stacks: &[ThreadStack],
+    waits: &Waits,
+) -> (Vec<Stack>, HashMap<u64, Vec<Reference>>, Vec<String>) {
+    use crate::unwind::goroutines::{unwind_goroutines_scanning, FrameScan};
+    use crate::unwind::stackmap::StackMaps;
+    use crate::waits::references::{self, Looking, Targets};
+    let (mem, arch) = (&*process.mem, process.arch);
+    let targets = Targets::new(&waits.objects, Looking::IntoObjects);
+    let start = || StackMaps::new(&rt.pcln, mem, arch);
+    let scan = |maps: &mut StackMaps, _: &G, frames: &[crate::unwind::go::PhysFrame]| match &targets
+    {
+        Some(t) => references::scan(maps, t, frames),
+        None => vec![],
+    };
+    let stack_of_g = stack_of_goroutine(stacks);
+    let (found, refs, notes) = unwind_goroutines_scanning(
+        &rt.pcln,
+        mem,
+        arch,
+        live,
+        &stack_of_g,
+        &FrameScan {
+            start: &start,
+            scan: &scan,
+        },
+    );
+    let mut by_g: HashMap<u64, Vec<Reference>> = live
+        .iter()
+        .zip(refs)
+        .filter(|(_, r)| !r.is_empty())
+        .map(|(g, r)| (g.addr, r))
+        .collect();
+    for (g, more) in &waits.pool_references {
+        by_g.entry(*g).or_default().extend(more.iter().cloned());
+    }
+    (found, by_g, notes)
 }
 
 /// The runtime's objects, decoded once.
@@ -698,12 +726,12 @@ fn waits_on(waits: &Waits, g: u64) -> Option<Box<WaitsOn>> {
     let w = waits.of_goroutine.get(&g)?;
     let o = waits.objects.get(&w.addr)?;
     Some(Box::new(WaitsOn {
-        kind: w.kind.to_string(),
+        kind: w.kind.into(),
         addr: w.addr,
         object: o.name.clone(),
         state: o.state.clone(),
-        holders: vec![],
-        evidence: w.evidence.to_string(),
+        holders: Default::default(),
+        evidence: w.evidence.into(),
         channels: w.channels.clone(),
     }))
 }

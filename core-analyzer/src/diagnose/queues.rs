@@ -17,12 +17,12 @@ const MAX_CHAIN: usize = 64;
 /// Fill each waiter's `waits_on.holders`.
 pub fn holders(r: &mut Report) {
     let ix = Index::new(r);
-    let by_object: BTreeMap<u64, Vec<Holder>> = ix
+    let by_object: BTreeMap<u64, std::sync::Arc<[Holder]>> = ix
         .waiters
         .iter()
         .map(|(&addr, ws)| {
             let w = ws[0].waits_on.as_deref().expect("a waiter");
-            (addr, holders_of(&ix, addr, w))
+            (addr, holders_of(&ix, addr, w).into())
         })
         .collect();
     for g in r.goroutines.iter_mut() {
@@ -237,7 +237,7 @@ fn harmful(by_goid: &HashMap<u64, &GoroutineInfo>, root: Result<u64, u64>, goids
         .filter_map(|g| by_goid.get(g)?.waits_on.as_ref())
         .any(|w| {
             let s = &w.state;
-            let lock = matches!(w.kind.as_str(), "mutex" | "rwmutex")
+            let lock = matches!(&*w.kind, "mutex" | "rwmutex")
                 && (s.locked == Some(true) || s.readers.is_some_and(|n| n > 0));
             lock || s.max_open.is_some()
         });
@@ -364,12 +364,12 @@ mod tests {
     fn waiting(goid: u64, addr: u64, kind: &str, state: ObjectState) -> GoroutineInfo {
         let mut g = goroutine(goid, "waiting", Some("sync.Mutex.Lock"));
         g.waits_on = Some(Box::new(WaitsOn {
-            kind: kind.into(),
+            kind: kind.to_string().into(),
             addr,
             object: None,
             state,
-            holders: vec![],
-            evidence: String::new(),
+            holders: Default::default(),
+            evidence: Default::default(),
             channels: vec![],
         }));
         g

@@ -48,7 +48,7 @@ fn queue_shape(inc: &Incident, r: &Report) -> Option<String> {
         .iter()
         .find(|g| Some(g.goid) == inc.victims.goids.first().copied())?;
     let w = g.waits_on.as_ref()?;
-    let mut s = w.kind.clone();
+    let mut s = w.kind.to_string();
     if let Some(name) = &w.object {
         s.push_str(&format!(" {name}"));
     }

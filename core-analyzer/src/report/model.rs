@@ -223,16 +223,17 @@ pub struct GoroutineInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WaitsOn {
     /// "mutex", "rwmutex", "waitgroup", "cond", "chan", "select" or "sema".
-    pub kind: String,
+    pub kind: std::borrow::Cow<'static, str>,
     /// The sync value itself, or the channel (a select's first).
     pub addr: u64,
     /// Its name where the binary says (a package-level variable and offset).
     pub object: Option<String>,
     pub state: ObjectState,
-    /// Who holds it (or would let the waiter go), strongest evidence first.
-    pub holders: Vec<Holder>,
+    /// Who holds it (or would let the waiter go), strongest evidence first;
+    /// one list shared by the object's waiters.
+    pub holders: std::sync::Arc<[Holder]>,
     /// How the wait was read ("the goroutine's sudog names channel ...").
-    pub evidence: String,
+    pub evidence: std::borrow::Cow<'static, str>,
     /// Every channel of a select.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub channels: Vec<u64>,
@@ -510,7 +511,7 @@ impl WaitsOn {
     /// "sync.Mutex main.configMu (locked, 20 waiters)".
     pub fn describe(&self) -> String {
         let w = self;
-        let kind = match w.kind.as_str() {
+        let kind = match &*w.kind {
             _ if w.state.max_open.is_some() => "database/sql pool",
             "mutex" => "sync.Mutex",
             "rwmutex" => "sync.RWMutex",

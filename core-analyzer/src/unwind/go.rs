@@ -103,7 +103,19 @@ impl GoUnwinder<'_> {
     }
 
     /// Walk a goroutine stack from (pc, sp); `lr` is the link register on arm64.
-    pub fn unwind(&self, mut pc: u64, mut sp: u64, lr: u64) -> Stack {
+    pub fn unwind(&self, pc: u64, sp: u64, lr: u64) -> Stack {
+        self.unwind_into(pc, sp, lr, None)
+    }
+
+    /// The same walk, also giving each physical frame (for a stack-map scan
+    /// in the same pass).
+    pub fn unwind_into(
+        &self,
+        mut pc: u64,
+        mut sp: u64,
+        lr: u64,
+        mut phys: Option<&mut Vec<PhysFrame>>,
+    ) -> Stack {
         let mut frames = vec![];
         let mut innermost = true;
         // The frame above was injected by a signal (Go's `unwindTrap`): this
@@ -125,8 +137,26 @@ impl GoUnwinder<'_> {
             // Return addresses point after the call: look up the call itself.
             let lookup = if pc > f.entry && !trap { pc - 1 } else { pc };
             self.symbolize(&f, pc, lookup, &mut frames);
+            let interrupted = trap;
             trap = is_injected(self.pcln.name(&f));
-            match self.step(&f, pc, lookup, sp, lr, innermost) {
+            let step = self.step(&f, pc, lookup, sp, lr, innermost);
+            if let Some(v) = phys.as_deref_mut() {
+                let cfa = match &step {
+                    GoStep::Caller { sp: s, .. } => *s,
+                    _ => self
+                        .cache
+                        .sp_delta(self.pcln, &f, lookup)
+                        .map_or(sp, |d| self.frame_slots(sp, d as u64, innermost, lr).0),
+                };
+                v.push(PhysFrame {
+                    func: f,
+                    pc,
+                    sp,
+                    cfa,
+                    interrupted,
+                });
+            }
+            match step {
                 GoStep::Caller { pc: p, sp: s, .. } => {
                     pc = p;
                     sp = s;

@@ -1,6 +1,6 @@
 //! Every goroutine's stack: its Go frames from where Go's own traceback
 //! starts, with the C frames of the thread that serves it spliced in.
-use super::go::GoUnwinder;
+use super::go::{GoUnwinder, PhysFrame};
 use super::thread::ThreadStack;
 use super::{Frame, Lang, Stack};
 use crate::elf::regs::Arch;
@@ -17,6 +17,11 @@ const RELEASE_EVERY_GOROUTINES: usize = 2048;
 /// still while leaving one: runnable in `exitsyscall`, waiting for a P),
 /// else the saved scheduler state.
 pub fn goroutine_stack(u: &GoUnwinder, g: &G) -> Stack {
+    goroutine_stack_into(u, g, None)
+}
+
+/// The same, also giving its physical frames.
+fn goroutine_stack_into(u: &GoUnwinder, g: &G, phys: Option<&mut Vec<PhysFrame>>) -> Stack {
     if g.state() == g::GRUNNING {
         return Stack {
             frames: vec![],
@@ -24,9 +29,17 @@ pub fn goroutine_stack(u: &GoUnwinder, g: &G) -> Stack {
         };
     }
     if g.syscallsp != 0 {
-        return u.unwind(g.syscallpc, g.syscallsp, 0);
+        return u.unwind_into(g.syscallpc, g.syscallsp, 0, phys);
     }
-    u.unwind(g.sched_pc, g.sched_sp, g.sched_lr)
+    u.unwind_into(g.sched_pc, g.sched_sp, g.sched_lr, phys)
+}
+
+/// A look at each goroutine's physical Go frames in the unwinding pass
+/// (one walk for both): `start` makes a worker's state, `scan` gives what one
+/// goroutine's frames hold.
+pub struct FrameScan<'s, W, R> {
+    pub start: &'s (dyn Fn() -> W + Sync),
+    pub scan: &'s (dyn Fn(&mut W, &G, &[PhysFrame]) -> R + Sync),
 }
 
 /// Every goroutine's stack, on all cores: goroutines are independent, and on
@@ -40,64 +53,85 @@ pub fn unwind_goroutines(
     live: &[&G],
     stack_of_g: &HashMap<u64, &ThreadStack>,
 ) -> (Vec<Stack>, Vec<String>) {
+    let none = FrameScan {
+        start: &|| (),
+        scan: &|_: &mut (), _: &G, _: &[PhysFrame]| (),
+    };
+    let (stacks, _, notes) = unwind_goroutines_scanning(pcln, mem, arch, live, stack_of_g, &none);
+    (stacks, notes)
+}
+
+/// The same, with `scan` run over each goroutine's physical frames as they
+/// are walked; its results in the goroutines' order.
+pub fn unwind_goroutines_scanning<W, R: Send + Default>(
+    pcln: &Pclntab,
+    mem: &(dyn Memory + Send + Sync),
+    arch: Arch,
+    live: &[&G],
+    stack_of_g: &HashMap<u64, &ThreadStack>,
+    scan: &FrameScan<W, R>,
+) -> (Vec<Stack>, Vec<R>, Vec<String>) {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
     let chunk = live.len().div_ceil(workers).max(1024);
     let phase = crate::progress::Phase::new("unwinding goroutines", Some(live.len() as u64));
-    let parts: Vec<(Vec<Stack>, Vec<String>)> = std::thread::scope(|s| {
+    type Part<R> = (Vec<Stack>, Vec<R>, Vec<String>);
+    let parts: Vec<Option<Part<R>>> = std::thread::scope(|s| {
         let handles: Vec<_> = live
             .chunks(chunk)
             .map(|part| {
-                let n = part.len();
-                let h = s.spawn(move || {
+                s.spawn(move || {
                     let u = GoUnwinder {
                         pcln,
                         mem,
                         arch,
                         cache: Default::default(),
                     };
-                    let mut notes = vec![];
-                    let stacks = part
-                        .iter()
-                        .enumerate()
-                        .map(|(i, g)| {
-                            if i % RELEASE_EVERY_GOROUTINES == RELEASE_EVERY_GOROUTINES - 1 {
-                                mem.release();
-                                crate::progress::advance(RELEASE_EVERY_GOROUTINES as u64);
-                            }
-                            goroutine_frames(&u, g, stack_of_g.get(&g.addr).copied(), &mut notes)
-                        })
-                        .collect();
-                    (stacks, notes)
-                });
-                (h, n)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|(h, n)| {
-                h.join().unwrap_or_else(|_| {
-                    let lost = Stack {
-                        frames: vec![],
-                        truncated: Some("internal error while unwinding".into()),
-                    };
-                    (
-                        vec![lost; n],
-                        vec!["internal error while unwinding goroutines".into()],
-                    )
+                    let mut worker = (scan.start)();
+                    let (mut notes, mut phys) = (vec![], vec![]);
+                    let mut found = Vec::with_capacity(part.len());
+                    let mut stacks = Vec::with_capacity(part.len());
+                    for (i, g) in part.iter().enumerate() {
+                        if i % RELEASE_EVERY_GOROUTINES == RELEASE_EVERY_GOROUTINES - 1 {
+                            mem.release();
+                            crate::progress::advance(RELEASE_EVERY_GOROUTINES as u64);
+                        }
+                        phys.clear();
+                        let thread = stack_of_g.get(&g.addr).copied();
+                        stacks.push(goroutine_frames(&u, g, thread, &mut notes, &mut phys));
+                        found.push((scan.scan)(&mut worker, g, &phys));
+                    }
+                    (stacks, found, notes)
                 })
             })
-            .collect()
+            .collect();
+        handles.into_iter().map(|h| h.join().ok()).collect()
     });
     drop(phase);
     let mut stacks = Vec::with_capacity(live.len());
+    let mut found = Vec::with_capacity(live.len());
     let mut notes = vec![];
-    for (s, n) in parts {
-        stacks.extend(s);
-        notes.extend(n);
+    for (part, p) in live.chunks(chunk).zip(parts) {
+        match p {
+            Some((s, f, n)) => {
+                stacks.extend(s);
+                found.extend(f);
+                notes.extend(n);
+            }
+            // A worker that panicked: its goroutines say so; nothing scanned.
+            None => {
+                let lost = Stack {
+                    frames: vec![],
+                    truncated: Some("internal error while unwinding".into()),
+                };
+                stacks.extend(std::iter::repeat_n(lost, part.len()));
+                found.extend(part.iter().map(|_| R::default()));
+                notes.push("internal error while unwinding goroutines".into());
+            }
+        }
     }
-    (stacks, notes)
+    (stacks, found, notes)
 }
 
 /// A goroutine's frames: stitched from its thread's stack (C frames included)
@@ -107,8 +141,9 @@ fn goroutine_frames(
     g: &G,
     thread: Option<&ThreadStack>,
     warnings: &mut Vec<String>,
+    phys: &mut Vec<PhysFrame>,
 ) -> Stack {
-    let go_only = goroutine_stack(u, g);
+    let go_only = goroutine_stack_into(u, g, Some(phys));
     let Some(st) = thread else {
         return go_only;
     };

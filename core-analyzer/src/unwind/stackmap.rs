@@ -59,6 +59,16 @@ impl<'a> StackMaps<'a> {
         }
     }
 
+    /// The memory the frames are read from.
+    pub fn memory(&self) -> &'a dyn Memory {
+        self.mem
+    }
+
+    /// The frame's function name.
+    pub fn function_name(&self, fr: &PhysFrame) -> &'a str {
+        self.pcln.name(&fr.func)
+    }
+
     /// The values of the frame's live pointer slots, then the pointer words
     /// of the stack objects they reach. Frames a signal interrupted have no
     /// map at their pc (Go scans them conservatively): none are given.

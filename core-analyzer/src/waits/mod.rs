@@ -28,8 +28,13 @@ use std::collections::BTreeMap;
 
 /// Sudogs followed on one list before it is taken for corrupt.
 const MAX_LIST: usize = 1 << 20;
-/// Frames above `gopark` looked at for the runtime's record of the wait.
-const WAIT_FRAMES: usize = 16;
+/// Frames from `gopark` up to the one that records the wait, at most:
+/// `gopark`, `goparkunlock`, `semacquire1` (or `selectgo`, then
+/// `(*DB).conn`; `notifyListWait`, then `Cond.Wait`), and the sync frames
+/// above the semaphore that say which sync type waits.
+const SELECT_FRAMES: usize = 3;
+const COND_FRAMES: usize = 5;
+const SEMA_FRAMES: usize = 8;
 
 /// One goroutine's wait.
 #[derive(Debug, Clone)]
@@ -89,42 +94,40 @@ impl Offs {
     }
 }
 
-/// The waits of the parked goroutines among `gs`, and their objects.
+/// The waits of the parked goroutines among `gs`, and their objects. The
+/// goroutines are split between workers (each with its own caches).
 pub fn read(rt: &GoRuntime, p: &Process, gs: &[&G]) -> Waits {
     let mem = &*p.mem;
     let o = Offs::new(rt);
-    let u = GoUnwinder {
-        pcln: &rt.pcln,
-        mem,
-        arch: p.arch,
-        cache: Default::default(),
-    };
-    let maps = StackMaps::new(&rt.pcln, mem, p.arch);
-    let mheap = p.exe.symbol("runtime.mheap_").map(|(a, _)| p.rt(a));
-    let heap = heap::Heap::new(rt, mheap, mem, p.arch);
-    let mut pools = Pools::new(p);
-    let mut lists = CondLists::default();
+    let waiting: Vec<&G> = gs
+        .iter()
+        .copied()
+        .filter(|g| g.state() == g::GWAITING)
+        .collect();
+    let sql = std::sync::OnceLock::new();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let chunk = waiting.len().div_ceil(workers).max(4096);
+    let parts: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = waiting
+            .chunks(chunk)
+            .map(|part| s.spawn(|| read_part(rt, p, (&o, &sql), part)))
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
     let mut out = Waits::default();
-    for g in gs.iter().filter(|g| g.state() == g::GWAITING) {
-        let Some(reason) = rt.wait_reason(g.waitreason) else {
-            continue;
-        };
-        let w = match reason.as_str() {
-            "chan send" | "chan receive" => chan_wait(&o, mem, g, false),
-            "select" => chan_wait(&o, mem, g, true)
-                .map(|w| pools.pool_wait((&u, &maps), heap.as_ref(), g, w)),
-            "sync.Mutex.Lock"
-            | "sync.RWMutex.RLock"
-            | "sync.RWMutex.Lock"
-            | "sync.WaitGroup.Wait"
-            | "semacquire" => sema_wait(&o, (&u, &maps), g, &reason),
-            "sync.Cond.Wait" => cond_wait(&o, (&u, &maps), g, &mut lists),
-            _ => None,
-        };
-        if let Some(w) = w {
-            out.of_goroutine.insert(g.addr, w);
+    let mut found: Vec<(u64, sqlpool::SqlLayout)> = vec![];
+    for (waits, pools) in parts {
+        out.of_goroutine.extend(waits);
+        for f in pools {
+            if !found.iter().any(|(d, _)| *d == f.0) {
+                found.push(f);
+            }
         }
     }
+    let mheap = p.exe.symbol("runtime.mheap_").map(|(a, _)| p.rt(a));
+    let heap = heap::Heap::new(rt, mheap, mem, p.arch);
     let kinds: BTreeMap<u64, &'static str> = out
         .of_goroutine
         .values()
@@ -139,11 +142,7 @@ pub fn read(rt: &GoRuntime, p: &Process, gs: &[&G]) -> Waits {
             .map(|(b, n)| (b, b + n))
             .or(global.as_ref().map(|g| g.1))
             .unwrap_or((addr, addr + 1));
-        let pool = pools
-            .found
-            .iter()
-            .find(|(db, _)| *db == addr)
-            .map(|(_, l)| *l);
+        let pool = found.iter().find(|(db, _)| *db == addr).map(|(_, l)| *l);
         out.objects.insert(
             addr,
             Object {
@@ -163,19 +162,65 @@ pub fn read(rt: &GoRuntime, p: &Process, gs: &[&G]) -> Waits {
     out
 }
 
-/// database/sql pools found so far (the package's DWARF read once, when a
-/// select waits in `(*DB).conn`).
+/// One worker's goroutines: each one's wait, and the pools found.
+fn read_part(
+    rt: &GoRuntime,
+    p: &Process,
+    (o, sql): (&Offs, &SqlCell),
+    gs: &[&G],
+) -> (HashMap<u64, GWait>, Vec<(u64, sqlpool::SqlLayout)>) {
+    let mem = &*p.mem;
+    let u = GoUnwinder {
+        pcln: &rt.pcln,
+        mem,
+        arch: p.arch,
+        cache: Default::default(),
+    };
+    let maps = StackMaps::new(&rt.pcln, mem, p.arch);
+    let mheap = p.exe.symbol("runtime.mheap_").map(|(a, _)| p.rt(a));
+    let heap = heap::Heap::new(rt, mheap, mem, p.arch);
+    let mut pools = Pools::new(p, sql);
+    let mut lists = CondLists::default();
+    let mut out = HashMap::default();
+    for g in gs {
+        let Some(reason) = rt.wait_reason(g.waitreason) else {
+            continue;
+        };
+        let w = match reason.as_str() {
+            "chan send" | "chan receive" => chan_wait(o, mem, g, false),
+            "select" => chan_wait(o, mem, g, true)
+                .map(|w| pools.pool_wait((&u, &maps), heap.as_ref(), g, w)),
+            "sync.Mutex.Lock"
+            | "sync.RWMutex.RLock"
+            | "sync.RWMutex.Lock"
+            | "sync.WaitGroup.Wait"
+            | "semacquire" => sema_wait(o, (&u, &maps), g, &reason),
+            "sync.Cond.Wait" => cond_wait(o, (&u, &maps), g, &mut lists),
+            _ => None,
+        };
+        if let Some(w) = w {
+            out.insert(g.addr, w);
+        }
+    }
+    (out, pools.found)
+}
+
+/// The database/sql types, read from DWARF once for every worker (when a
+/// select first waits in `(*DB).conn`).
+type SqlCell = std::sync::OnceLock<Option<sqlpool::SqlLayout>>;
+
+/// database/sql pools found so far.
 struct Pools<'p> {
     exe: &'p crate::elf::exe::Binary,
-    layout: Option<Option<sqlpool::SqlLayout>>,
+    layout: &'p SqlCell,
     found: Vec<(u64, sqlpool::SqlLayout)>,
 }
 
 impl<'p> Pools<'p> {
-    fn new(p: &'p Process) -> Pools<'p> {
+    fn new(p: &'p Process, layout: &'p SqlCell) -> Pools<'p> {
         Pools {
             exe: &p.exe,
-            layout: None,
+            layout,
             found: vec![],
         }
     }
@@ -189,7 +234,7 @@ impl<'p> Pools<'p> {
         g: &G,
         w: GWait,
     ) -> GWait {
-        let frames = u.physical_frames(g.sched_pc, g.sched_sp, g.sched_lr, WAIT_FRAMES);
+        let frames = u.physical_frames(g.sched_pc, g.sched_sp, g.sched_lr, SELECT_FRAMES);
         let Some(conn) = frames
             .iter()
             .find(|f| u.pcln.name(&f.func) == "database/sql.(*DB).conn")
@@ -199,7 +244,7 @@ impl<'p> Pools<'p> {
         let exe = self.exe;
         let Some(l) = *self
             .layout
-            .get_or_insert_with(|| sqlpool::SqlLayout::from_dwarf(exe))
+            .get_or_init(|| sqlpool::SqlLayout::from_dwarf(exe))
         else {
             return w;
         };
@@ -252,7 +297,7 @@ fn chan_wait(o: &Offs, mem: &dyn Memory, g: &G, select: bool) -> Option<GWait> {
 /// goroutine names the semaphore; which field of which sync value it is
 /// follows from the wait reason and the sync frames above.
 fn sema_wait(o: &Offs, (u, maps): (&GoUnwinder, &StackMaps), g: &G, reason: &str) -> Option<GWait> {
-    let frames = u.physical_frames(g.sched_pc, g.sched_sp, g.sched_lr, WAIT_FRAMES);
+    let frames = u.physical_frames(g.sched_pc, g.sched_sp, g.sched_lr, SEMA_FRAMES);
     let at = frames
         .iter()
         .position(|f| u.pcln.name(&f.func) == "runtime.semacquire1")?;
@@ -265,7 +310,7 @@ fn sema_wait(o: &Offs, (u, maps): (&GoUnwinder, &StackMaps), g: &G, reason: &str
             .filter(|&e| e != 0)
     })?;
     // Which sync call waits: the frames just above (inlined ones included).
-    let above = &frames[at + 1..frames.len().min(at + 4)];
+    let above = &frames[at + 1..frames.len().min(at + 5)];
     let names = frame_names(u, above);
     let has = |n: &str| names.iter().any(|x| &**x == n);
     let l = &o.l;
@@ -302,7 +347,7 @@ fn cond_wait(
     g: &G,
     lists: &mut CondLists,
 ) -> Option<GWait> {
-    let frames = u.physical_frames(g.sched_pc, g.sched_sp, g.sched_lr, WAIT_FRAMES);
+    let frames = u.physical_frames(g.sched_pc, g.sched_sp, g.sched_lr, COND_FRAMES);
     let wait = frames
         .iter()
         .find(|f| u.pcln.name(&f.func) == "sync.(*Cond).Wait")?;

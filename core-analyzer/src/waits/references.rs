@@ -8,7 +8,7 @@ use crate::memory::Memory;
 use crate::report::Reference;
 use crate::runtime::{g, G};
 use crate::symbolize::pclntab::Pclntab;
-use crate::unwind::go::{GoUnwinder, MAX_FRAMES};
+use crate::unwind::go::{GoUnwinder, PhysFrame, MAX_FRAMES};
 use crate::unwind::stackmap::StackMaps;
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::BTreeMap;
@@ -26,14 +26,36 @@ pub enum Looking {
 const RELEASE_EVERY: usize = 2048;
 
 /// What the pointers are checked against.
-struct Targets {
+pub struct Targets {
     /// Bounds sorted by start, for a binary search per pointer.
     spans: Vec<(u64, u64, u64)>,
     /// Pools, held through their connections, not pointers to them.
     pools: Vec<(u64, SqlLayout)>,
 }
 
-/// For each goroutine (by address) that has any, its references; the
+impl Targets {
+    /// The objects a pass looks for; `None` when there is nothing to find.
+    pub fn new(objects: &BTreeMap<u64, Object>, looking: Looking) -> Option<Targets> {
+        let into = looking == Looking::IntoObjects;
+        let mut t = Targets {
+            spans: objects
+                .iter()
+                .filter(|(_, o)| o.pool.is_none() && into)
+                .map(|(&addr, o)| (o.bounds.0, o.bounds.1, addr))
+                .collect(),
+            pools: objects
+                .iter()
+                .filter(|_| !into)
+                .filter_map(|(&addr, o)| Some((addr, o.pool?)))
+                .collect(),
+        };
+        t.spans.sort_unstable();
+        (!t.spans.is_empty() || !t.pools.is_empty()).then_some(t)
+    }
+}
+
+/// For each goroutine (by address) that has any, its references, walking
+/// their stacks here (the unwinding pass does the same through `scan`); the
 /// goroutines are split between workers, as their unwinding is.
 pub fn find(
     pcln: &Pclntab,
@@ -42,23 +64,9 @@ pub fn find(
     gs: &[&G],
     (objects, looking): (&BTreeMap<u64, Object>, Looking),
 ) -> HashMap<u64, Vec<Reference>> {
-    let into = looking == Looking::IntoObjects;
-    let mut t = Targets {
-        spans: objects
-            .iter()
-            .filter(|(_, o)| o.pool.is_none() && into)
-            .map(|(&addr, o)| (o.bounds.0, o.bounds.1, addr))
-            .collect(),
-        pools: objects
-            .iter()
-            .filter(|_| !into)
-            .filter_map(|(&addr, o)| Some((addr, o.pool?)))
-            .collect(),
-    };
-    if t.spans.is_empty() && t.pools.is_empty() {
+    let Some(t) = Targets::new(objects, looking) else {
         return HashMap::default();
-    }
-    t.spans.sort_unstable();
+    };
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
@@ -105,31 +113,38 @@ fn part_refs(
         } else {
             (g.sched_pc, g.sched_sp, g.sched_lr)
         };
-        let mut refs: Vec<Reference> = vec![];
-        for fr in u.physical_frames(pc, sp, lr, MAX_FRAMES) {
-            for p in maps.live_pointers(&fr) {
-                let by_bounds = containing(&t.spans, p).map(|o| (o, None));
-                let by_conn = t
-                    .pools
-                    .iter()
-                    .filter(|(db, l)| sqlpool::in_use_conn(mem, l, *db, p))
-                    .map(|(db, _)| (*db, Some("one of its connections in use (a driverConn)")));
-                for (object, via) in by_bounds.chain(by_conn) {
-                    if !refs.iter().any(|r| r.object == object) {
-                        refs.push(Reference {
-                            object,
-                            function: pcln.name(&fr.func).to_string(),
-                            via,
-                        });
-                    }
-                }
-            }
-        }
+        let refs = scan(&maps, t, &u.physical_frames(pc, sp, lr, MAX_FRAMES));
         if !refs.is_empty() {
             out.insert(g.addr, refs);
         }
     }
     out
+}
+
+/// The references one goroutine's frames hold: each live pointer (stack
+/// maps) that falls in an object's bounds, or names a pool's connection.
+pub fn scan(maps: &StackMaps, t: &Targets, frames: &[PhysFrame]) -> Vec<Reference> {
+    let mut refs: Vec<Reference> = vec![];
+    for fr in frames {
+        for p in maps.live_pointers(fr) {
+            let by_bounds = containing(&t.spans, p).map(|o| (o, None));
+            let by_conn = t
+                .pools
+                .iter()
+                .filter(|(db, l)| sqlpool::in_use_conn(maps.memory(), l, *db, p))
+                .map(|(db, _)| (*db, Some("one of its connections in use (a driverConn)")));
+            for (object, via) in by_bounds.chain(by_conn) {
+                if !refs.iter().any(|r| r.object == object) {
+                    refs.push(Reference {
+                        object,
+                        function: maps.function_name(fr).to_string(),
+                        via,
+                    });
+                }
+            }
+        }
+    }
+    refs
 }
 
 /// The objects whose bounds hold `p` (several when objects share a heap
