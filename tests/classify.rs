@@ -1320,7 +1320,8 @@ fn the_crash_at_the_thread_limit() {
 /// victims are the goroutines queued behind its root, through the chain.
 #[test]
 fn goroutines_queued_in_go_are_linked_to_their_holders() {
-    let cases = generated_queue();
+    let mut cases = generated_queue();
+    cases.extend(queue_fixture());
     if require_generated() {
         let kinds: BTreeSet<_> = cases
             .iter()

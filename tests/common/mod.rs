@@ -96,8 +96,23 @@ fn load_truth(p: &Path) -> Truth {
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-/// Committed fixtures: corefiles/fixtures/<name>/{core.zst, cgostuck.zst, truth.json}.
+/// Committed fixtures of the cgostuck scenario:
+/// corefiles/fixtures/<name>/{core.zst, cgostuck.zst, truth.json}.
 pub fn fixtures() -> Vec<CoreCase> {
+    let mut v = all_fixtures();
+    v.retain(|c| !c.truth.variant.starts_with("queue"));
+    v
+}
+
+/// The committed core of the queue program (goroutines queued in Go behind
+/// goroutines in C), for the runbooks and a test that needs no generated core.
+pub fn queue_fixture() -> Option<CoreCase> {
+    all_fixtures()
+        .into_iter()
+        .find(|c| c.truth.variant == "queue")
+}
+
+fn all_fixtures() -> Vec<CoreCase> {
     let dir = root().join("corefiles/fixtures");
     let mut out = vec![];
     for e in std::fs::read_dir(&dir).expect("corefiles/fixtures exists") {
