@@ -1425,6 +1425,25 @@ fn goroutines_queued_in_go_are_linked_to_their_holders() {
         if !stripped && (s.open, s.max_open, s.idle) != (Some(2), Some(2), Some(0)) {
             e(format!("sqldb state {s:?}"));
         }
+        // Heap objects named from the method whose frame points to them,
+        // checked against the DWARF (none without it). Pool and Ledger are
+        // 16 pointer-free bytes: Go's tiny allocator may pack them with
+        // other values, so no pointer into the block says whose they are.
+        for (obj, want) in [
+            ("store", Some("main.Store.mu")),
+            ("cache", Some("main.Cache.rw")),
+            ("pool", None),
+            ("ledger", None),
+        ] {
+            let o = &case.truth.objects[obj];
+            let got = g(o.waiters[0])
+                .and_then(|x| x.waits_on.as_ref())
+                .and_then(|w| w.object.clone());
+            let want = want.filter(|_| !stripped).map(str::to_string);
+            if got != want {
+                e(format!("{obj} is named {got:?}, want {want:?}"));
+            }
+        }
         let config = &case.truth.objects["config"];
         let name = g(config.waiters[0])
             .and_then(|x| x.waits_on.as_ref())

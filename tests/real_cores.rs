@@ -233,6 +233,67 @@ fn check(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
     if r.incomplete {
         e(format!("report incomplete: {:?}", r.warnings));
     }
+    for s in waits_mismatches(r, t) {
+        e(s);
+    }
+    errs
+}
+
+/// Every goroutine Go's dump shows parked on a sync value or a channel has
+/// `waits_on` of that kind (from the runtime's sudogs, on every release,
+/// architecture and libc, stripped too), and the goroutines the scenario
+/// parks on one object (`parked()`: one mutex, one RWMutex, ...) agree on
+/// its address.
+fn waits_mismatches(r: &Report, t: &Truth) -> Vec<String> {
+    let mut errs = vec![];
+    let mut addrs: HashMap<(String, Option<String>), HashSet<u64>> = HashMap::new();
+    for tg in &t.goroutines {
+        let want: &[&str] = match tg.state.as_str() {
+            "sync.Mutex.Lock" => &["mutex", "rwmutex"],
+            "sync.RWMutex.RLock" | "sync.RWMutex.Lock" => &["rwmutex"],
+            "sync.WaitGroup.Wait" => &["waitgroup"],
+            "semacquire" => &["waitgroup", "sema"],
+            "sync.Cond.Wait" => &["cond"],
+            "chan send" | "chan receive" => &["chan"],
+            "select" => &["select"],
+            _ => continue,
+        };
+        let Some(g) = r.goroutines.iter().find(|g| g.goid == tg.goid) else {
+            continue;
+        };
+        match g.waits_on.as_deref() {
+            Some(w) if want.contains(&&*w.kind) && w.addr != 0 => {
+                // The function that waits: one object per call site in parked().
+                let site = tg
+                    .frames
+                    .iter()
+                    .find(|f| f.function.starts_with("main."))
+                    .map(|f| format!("{}:{:?}", f.function, f.line));
+                addrs
+                    .entry((tg.state.clone(), site))
+                    .or_default()
+                    .insert(w.addr);
+            }
+            other => errs.push(format!(
+                "goroutine {} ({}): waits_on {:?}, want one of {want:?}",
+                tg.goid,
+                tg.state,
+                other.map(|w| (&w.kind, w.addr))
+            )),
+        }
+    }
+    for ((state, site), a) in addrs {
+        if a.len() > 1
+            && site
+                .as_deref()
+                .is_some_and(|s| s.starts_with("main.parked"))
+        {
+            errs.push(format!(
+                "{state} at {site:?}: {} objects {a:x?}, the scenario parks them on one",
+                a.len()
+            ));
+        }
+    }
     errs
 }
 

@@ -231,7 +231,7 @@ impl Read {
             ms,
             ps,
             sched,
-            waits,
+            mut waits,
             mut warnings,
             incomplete,
         } = self;
@@ -248,6 +248,11 @@ impl Read {
             };
             (vec![skipped; live.len()], HashMap::default())
         };
+        crate::waits::naming::name_objects(
+            &process.exe,
+            &mut waits.objects,
+            refs.values().flatten(),
+        );
         let goroutines = describe_goroutines(&rt, &live, goroutine_stacks, &ix, (&waits, refs));
         let report = assemble(
             &process,

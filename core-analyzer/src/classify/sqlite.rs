@@ -425,6 +425,7 @@ mod tests {
         let s = |f: &[(&str, u64)]| StructLayout {
             size: 64,
             fields: f.iter().map(|(n, o)| (n.to_string(), *o)).collect(),
+            ..Default::default()
         };
         let l = Layout(BTreeMap::from([
             ("sqlite3".into(), s(&[("mutex", 24)])),
@@ -443,6 +444,7 @@ mod tests {
         let s = |size: u64, f: &[(&str, u64)]| StructLayout {
             size,
             fields: f.iter().map(|(n, o)| (n.to_string(), *o)).collect(),
+            ..Default::default()
         };
         Layout(BTreeMap::from([
             (

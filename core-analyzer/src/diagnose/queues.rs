@@ -101,14 +101,22 @@ fn holders_of(ix: &Index, addr: u64, w: &WaitsOn) -> Vec<Holder> {
         .filter(|(g, _)| !waits_for(g, addr))
         .collect();
     if !referencing.is_empty() {
-        let sure = held_by(&w.kind, &w.state) == Some(referencing.len());
+        // Whoever will unlock a value needs a pointer to the value itself: a
+        // pointer only into the object that contains it (a long-lived owner
+        // of the struct) is not enough to state a holder as fact.
+        let sure = held_by(&w.kind, &w.state) == Some(referencing.len())
+            && referencing.iter().all(|(_, r)| r.exact);
         return referencing
             .into_iter()
             .map(|(g, f)| Holder {
                 goid: g.goid,
                 evidence: format!(
                     "a live pointer to {} in {}'s frame (Go's stack map)",
-                    f.via.unwrap_or("it"),
+                    f.via.unwrap_or(if f.exact {
+                        "it"
+                    } else {
+                        "the object that holds it"
+                    }),
                     f.function
                 ),
                 likely: !sure,
@@ -382,6 +390,7 @@ mod tests {
             object,
             function: "main.(*Store).Save".into(),
             via: None,
+            exact: true,
         }];
         g
     }
@@ -443,6 +452,7 @@ mod tests {
             object: 0x200,
             function: "main.consume".into(),
             via: None,
+            exact: true,
         }];
         r.goroutines = vec![
             waiting(1, 0x200, "chan", ObjectState::default()),

@@ -104,7 +104,15 @@ pub fn structs_from_dwarf(
                     .attr_string(&unit_, mn)?
                     .to_string_lossy()
                     .into_owned();
-                if let (true, Some(off)) = (fields.contains(&mn.as_str()), loc.udata_value()) {
+                // `["*"]` asks for every member, with its type's name.
+                let all = fields == &["*"];
+                if all {
+                    if let Some(t) = member_type(&dwarf, &unit_, me) {
+                        sl.types.insert(mn.clone(), t);
+                    }
+                }
+                if let (true, Some(off)) = (all || fields.contains(&mn.as_str()), loc.udata_value())
+                {
                     sl.fields.insert(mn, off);
                 }
             }
@@ -115,4 +123,25 @@ pub fn structs_from_dwarf(
         }
     }
     Ok(Some(structs))
+}
+
+type Reader<'a> = EndianSlice<'a, LittleEndian>;
+
+/// The name of a member's type (`sync.Mutex`, `*main.Store`).
+fn member_type(
+    dwarf: &gimli::Dwarf<Reader>,
+    unit: &gimli::Unit<Reader>,
+    member: &gimli::DebuggingInformationEntry<Reader>,
+) -> Option<String> {
+    // Go's linker refers to types by their offset in .debug_info.
+    let off = match member.attr_value(gimli::DW_AT_type)? {
+        AttributeValue::UnitRef(off) => off,
+        AttributeValue::DebugInfoRef(off) => off.to_unit_offset(&unit.header)?,
+        _ => return None,
+    };
+    let t = unit.entry(off).ok()?;
+    let name = dwarf
+        .attr_string(unit, t.attr_value(gimli::DW_AT_name)?)
+        .ok()?;
+    Some(name.to_string_lossy().into_owned())
 }

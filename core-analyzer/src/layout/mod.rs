@@ -163,6 +163,9 @@ pub fn wanted_unit(cu: &[u8]) -> bool {
 pub struct StructLayout {
     pub size: u64,
     pub fields: BTreeMap<String, u64>,
+    /// Members' type names, when every member was asked for (`["*"]`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub types: BTreeMap<String, String>,
 }
 
 /// Offsets of the wanted structs for one Go release (or one binary's DWARF).

@@ -298,6 +298,9 @@ pub struct Reference {
     /// What the pointer points to when not the object itself ("one of its
     /// connections in use").
     pub via: Option<&'static str>,
+    /// It points at the value itself (what an Unlock needs), not only into
+    /// the object that contains it.
+    pub exact: bool,
 }
 
 impl GoroutineInfo {

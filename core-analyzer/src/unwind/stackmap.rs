@@ -22,6 +22,8 @@ use std::rc::Rc;
 const MAX_BITS: i32 = 1 << 20;
 /// Stack objects a frame may declare before its table is taken for corrupt.
 const MAX_OBJECTS: u64 = 4096;
+/// How far from SP a stack object may lie (8 MiB: a frame can be no larger).
+const MAX_FRAME_OBJECT_OFFSET: u64 = 8 << 20;
 /// Frame maps kept before the cache starts over (bounded memory).
 const CACHE_MAX: usize = 1 << 16;
 
@@ -90,10 +92,8 @@ impl<'a> StackMaps<'a> {
         loop {
             let mut grew = false;
             for (i, o) in map.objects.iter().enumerate() {
-                let (lo, hi) = (
-                    fr.sp.wrapping_add(o.start),
-                    fr.sp.wrapping_add(o.start + o.size),
-                );
+                let lo = fr.sp.wrapping_add(o.start);
+                let hi = lo.wrapping_add(o.size);
                 if scanned[i] || !out.iter().any(|&p| lo <= p && p < hi) {
                     continue;
                 }
@@ -198,8 +198,13 @@ impl<'a> StackMaps<'a> {
                     n: words as i32,
                     bytes: mask,
                 };
+                let start = if o < 0 { varp } else { argp }.wrapping_add(o as u64);
+                // An object outside the frame and its arguments is a corrupt record.
+                if start > MAX_FRAME_OBJECT_OFFSET || size as u64 > MAX_FRAME_OBJECT_OFFSET {
+                    return None;
+                }
                 Some(StackObject {
-                    start: if o < 0 { varp } else { argp }.wrapping_add(o as u64),
+                    start,
                     size: size as u64,
                     pointers: bits.set().map(|i| 8 * i).collect(),
                 })

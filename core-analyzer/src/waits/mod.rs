@@ -13,6 +13,7 @@
 //! queues), its bounds (the heap object it is in, for the holders' search in
 //! `references`) and its name where the binary has one.
 pub mod heap;
+pub mod naming;
 pub mod references;
 pub mod sqlpool;
 mod state;
@@ -26,6 +27,8 @@ use crate::unwind::stackmap::StackMaps;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::collections::BTreeMap;
 
+/// Go's tiny allocator block (`maxTinySize`).
+const TINY_BLOCK: u64 = 16;
 /// Sudogs followed on one list before it is taken for corrupt.
 const MAX_LIST: usize = 1 << 20;
 /// Frames from `gopark` up to the one that records the wait, at most:
@@ -136,9 +139,13 @@ pub fn read(rt: &GoRuntime, p: &Process, gs: &[&G]) -> Waits {
     let globals = Globals::new(p, kinds.keys().copied());
     for (addr, kind) in kinds {
         let global = globals.of(addr);
+        // A 16-byte block may hold several tiny objects (Go's tiny allocator
+        // packs pointer-free values): a pointer into it is not a pointer to
+        // this one, so only the value's own address counts there.
         let bounds = heap
             .as_ref()
             .and_then(|h| h.object(addr))
+            .filter(|&(_, n)| n > TINY_BLOCK)
             .map(|(b, n)| (b, b + n))
             .or(global.as_ref().map(|g| g.1))
             .unwrap_or((addr, addr + 1));

@@ -127,19 +127,27 @@ pub fn scan(maps: &StackMaps, t: &Targets, frames: &[PhysFrame]) -> Vec<Referenc
     let mut refs: Vec<Reference> = vec![];
     for fr in frames {
         for p in maps.live_pointers(fr) {
-            let by_bounds = containing(&t.spans, p).map(|o| (o, None));
+            let by_bounds = containing(&t.spans, p).map(|o| (o, None, o == p));
             let by_conn = t
                 .pools
                 .iter()
                 .filter(|(db, l)| sqlpool::in_use_conn(maps.memory(), l, *db, p))
-                .map(|(db, _)| (*db, Some("one of its connections in use (a driverConn)")));
-            for (object, via) in by_bounds.chain(by_conn) {
-                if !refs.iter().any(|r| r.object == object) {
-                    refs.push(Reference {
+                .map(|(db, _)| {
+                    (
+                        *db,
+                        Some("one of its connections in use (a driverConn)"),
+                        true,
+                    )
+                });
+            for (object, via, exact) in by_bounds.chain(by_conn) {
+                match refs.iter_mut().find(|r| r.object == object) {
+                    Some(r) => r.exact |= exact,
+                    None => refs.push(Reference {
                         object,
                         function: maps.function_name(fr).to_string(),
                         via,
-                    });
+                        exact,
+                    }),
                 }
             }
         }
