@@ -69,6 +69,8 @@ VARIANTS = {
     "busy": [],
     # The plain build, run until the thread limit crashes it (CGOSTUCK_EXHAUST).
     "exhaust": [],
+    # The same under a low `ulimit -u`: pthread_create fails first.
+    "exhaust-nproc": [],
     "arm64": [],
     # musl (Debian's musl-tools): Alpine-style dynamic, and static.
     "musl": [],
@@ -474,22 +476,39 @@ def capture_busy(version, base, gocache, force):
             json.dump(truth, f, indent=1)
 
 
-def capture_exhaust(version, base, gocache, force):
+# The process limit the exhaust-nproc capture runs under (as user nobody when
+# run as root: root is exempt from RLIMIT_NPROC).
+NPROC_LIMIT = 300
+
+
+def capture_exhaust(version, base, gocache, force, variant="exhaust"):
     """The crash at Go's 10000-thread limit: the scenario's goroutines enter a
     C call that never returns until the runtime aborts ("program exceeds
     10000-thread limit", "fatal error: thread exhaustion"); its kernel core
     (10,000 threads, 80+ GB apparent, a few hundred MB of data) and Go's dump."""
-    exe = build(version, "exhaust", base, gocache)
+    exe = build(version, variant, base, gocache)
     d = os.path.join(base, "kernel")
     if not force and captured_by(d) == WRITER["kernel"]:
         return
-    log("capture", version, "exhaust", "kernel (the thread limit)")
+    nproc = variant == "exhaust-nproc"
+    log("capture", version, variant, "kernel (%s)" % ("ulimit -u %d" % NPROC_LIMIT if nproc else "the thread limit"))
     os.makedirs(d, exist_ok=True)
     for f in os.listdir(d):
         os.unlink(os.path.join(d, f))
+    as_user = None
+    if nproc and os.getuid() == 0:
+        import pwd
+        as_user = pwd.getpwnam("nobody")
+        os.chmod(d, 0o777)  # the core is written by the process, as nobody
 
     def limits():
         resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        if as_user:
+            os.setgroups([])
+            os.setgid(as_user.pw_gid)
+            os.setuid(as_user.pw_uid)
+        if nproc:
+            resource.setrlimit(resource.RLIMIT_NPROC, (NPROC_LIMIT, NPROC_LIMIT))
     env = {"PATH": "/usr/bin:/bin", "LANG": "C", "GOTRACEBACK": "crash", "GOMAXPROCS": "2",
            "CGOSTUCK_EXHAUST": "1"}
     with open(os.path.join(d, "dump.txt"), "wb") as err:
@@ -507,10 +526,14 @@ def capture_exhaust(version, base, gocache, force):
         os.rename(os.path.join(d, produced[0]), os.path.join(d, "core"))
     with open(os.path.join(d, "dump.txt"), errors="replace") as f:
         dump = f.read()
-    if "thread exhaustion" not in dump:
+    want = "pthread_create failed" if nproc else "thread exhaustion"
+    if want not in dump:
         raise RuntimeError("the exhaustion scenario crashed otherwise: %s" % dump[:500])
     truth = parse(dump, [])
-    truth.update(kind="kernel", pid=p.pid, writer=WRITER["kernel"], go_version="go" + version, variant="exhaust")
+    truth.update(kind="kernel", pid=p.pid, writer=WRITER["kernel"], go_version="go" + version, variant=variant)
+    # The M whose signal ended the process, as Go's dump names it ("PC=0x... m=2").
+    crash = re.search(r"^PC=0x[0-9a-f]+ m=(\d+)", dump, re.M)
+    truth["crash_m"] = int(crash.group(1)) if crash else None
     with open(os.path.join(d, "truth.json"), "w") as f:
         json.dump(truth, f, indent=1)
 
@@ -634,8 +657,8 @@ def main():
     ap.add_argument("--variants", default="plain,stripped,pie,cshared,busy",
                     help="plain,stripped,pie,cshared,busy; arm64, musl-arm64, musl-arm64-dynamic (qemu-user; Go %s); "
                     "musl, musl-static (Go %s); "
-                    "gosyscall, gosyscall-cgo (Go %s); libs (Go %s); libs-bundled (Go %s); exhaust (Go 1.27.3); "
-                    "queue, queue-stripped (Go %s)"
+                    "gosyscall, gosyscall-cgo (Go %s); libs (Go %s); libs-bundled (Go %s); "
+                    "exhaust, exhaust-nproc (Go 1.27.3); queue, queue-stripped (Go %s)"
                     % (", ".join(ARM64_VERSIONS), ", ".join(MUSL_VERSIONS), ", ".join(GOSYSCALL_VERSIONS),
                        ", ".join(LIBS_VERSIONS), ", ".join(LIBS_BUNDLED_VERSIONS), ", ".join(QUEUE_VERSIONS)))
     ap.add_argument("--kinds", default="kernel", help="kernel,gcore")
@@ -662,9 +685,10 @@ def main():
         # version's variants: it is hundreds of MB per version, then dropped.
         gocache = tempfile.TemporaryDirectory(prefix="cgocore-gocache-")
         for variant in a.variants.split(","):
-            if variant == "exhaust":
+            if variant in ("exhaust", "exhaust-nproc"):
                 if version in EXHAUST_VERSIONS:
-                    capture_exhaust(version, os.path.join(a.out, "go" + version, "exhaust"), gocache.name, a.force)
+                    capture_exhaust(version, os.path.join(a.out, "go" + version, variant), gocache.name, a.force,
+                                    variant)
                 continue
             if variant == "busy":
                 if version in BUSY_VERSIONS and "kernel" in a.kinds.split(","):

@@ -1303,6 +1303,12 @@ fn the_crash_at_the_thread_limit() {
     let first = &r.incidents[0];
     assert_eq!(first.kind, "thread-pileup", "{}", first.summary);
     assert!(first.victims.tids.len() >= 9900, "{}", first.summary);
+    // How the process ended, under the pile-up that caused it.
+    assert!(
+        first.summary.contains("thread exhaustion"),
+        "{}",
+        first.summary
+    );
     assert!(
         first
             .signature
@@ -1310,6 +1316,45 @@ fn the_crash_at_the_thread_limit() {
         "{}",
         first.signature
     );
+}
+
+/// The crash under a low `ulimit -u` (the same program, RLIMIT_NPROC 300):
+/// runtime/cgo's pthread_create fails and aborts. The report opens with the
+/// pile-up, which says how the process ended, naming the thread whose M
+/// Go's dump names, and the cause's advice (the process limit).
+#[test]
+fn the_crash_at_the_process_limit() {
+    let Some(case) = generated_exhaust_nproc().into_iter().next() else {
+        assert!(!require_generated(), "no process-limit core");
+        return;
+    };
+    let r = analyze(&case).report;
+    assert_eq!(
+        r.counts.goroutines,
+        case.truth.goroutines.len(),
+        "Go's dump"
+    );
+    assert!(r.counts.threads <= 300, "{:?}", r.counts);
+    let first = &r.incidents[0];
+    assert_eq!(first.kind, "thread-pileup", "{}", first.summary);
+    assert!(
+        first.summary.contains("pthread_create failed"),
+        "{}",
+        first.summary
+    );
+    assert!(first.advice.contains("RLIMIT_NPROC"), "{}", first.advice);
+    let crash = r
+        .findings
+        .iter()
+        .find(|f| f.kind == cgocore::diagnose::findings::FindingKind::ThreadCreateFailed)
+        .expect("a thread-create-failed finding");
+    let tid = crash.tids()[0];
+    let m = r.threads.iter().find(|t| t.tid == tid).and_then(|t| t.m);
+    assert_eq!(m, case.truth.crash_m, "the M Go's dump names");
+    assert!(first
+        .findings
+        .iter()
+        .any(|&i| r.findings[i].kind == crash.kind));
 }
 
 /// Goroutines queued in Go behind goroutines in C (the queue program, Go

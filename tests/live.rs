@@ -1178,12 +1178,13 @@ fn top_in_a_real_terminal() {
 }
 
 /// Goroutines queued in Go, read from the running queue program in one short
-/// stop: each waiter's object and the holders the program recorded (the
-/// mutex a method holds across a cgo call, the one a defer releases, the
-/// package-level one found further along the function, the database/sql
-/// pool's connections), with goroutine stacks not asked for (the text
-/// report's case: the capture keeps them anyway for the holders), and the
-/// process let go unharmed.
+/// stop each: with `--json`, each waiter's object and the holders the
+/// program recorded (the mutex a method holds across a cgo call, the one a
+/// defer releases, the package-level one found further along the function,
+/// the database/sql pool's connections); as text (no goroutine stacks asked
+/// for: the capture keeps them anyway for the holders), the same holders in
+/// the problems; the process let go unharmed. (The CLI, in its own process:
+/// a capture in this one would count in another test's reads.)
 #[test]
 fn a_live_capture_links_goroutines_queued_in_go() {
     let Some(c) = generated_queue()
@@ -1214,27 +1215,49 @@ fn a_live_capture_links_goroutines_queued_in_go() {
         );
     }
     assert!(objects.len() >= 9, "{:?}", s.lines);
-    let aopts = cgocore::AnalyzeOptions {
-        goroutine_frames: false,
-        ..Default::default()
-    };
-    let cap = cgocore::capture_pid(s.pid, &cgocore::LiveOptions::default(), &aopts).unwrap();
-    let r = &cap.analysis.report;
+    let pid = s.pid.to_string();
+    let r = json_of(
+        &cgocore(&["analyze", "--pid", &pid, "--json"]),
+        "analyze --pid --json",
+    );
+    let goroutines = r["goroutines"].as_array().unwrap();
     for name in ["store", "pool", "config", "sqldb", "ledger"] {
         let (addr, holders, waiters) = &objects[name];
         for w in waiters {
-            let wo = r
-                .goroutines
+            let wo = goroutines
                 .iter()
-                .find(|g| g.goid == *w)
-                .and_then(|g| g.waits_on.as_ref())
+                .find(|g| g["goid"] == *w)
+                .map(|g| &g["waits_on"])
+                .filter(|w| w.is_object())
                 .unwrap_or_else(|| panic!("{name}: waiter {w} has no waits_on"));
-            assert_eq!(wo.addr, *addr, "{name}: waiter {w}");
-            let got: BTreeSet<u64> = wo.holders.iter().map(|h| h.goid).collect();
-            assert_eq!(&got, holders, "{name}: waiter {w}: {:?}", wo.holders);
+            assert_eq!(wo["addr"], *addr, "{name}: waiter {w}");
+            let got: BTreeSet<u64> = wo["holders"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|h| h["goid"].as_u64())
+                .collect();
+            assert_eq!(&got, holders, "{name}: waiter {w}: {}", wo["holders"]);
         }
     }
-    assert!(r.stopped_ms.is_some_and(|ms| ms > 0.0));
+    assert!(r["stopped_ms"].as_f64().is_some_and(|ms| ms > 0.0));
+    let text = cgocore(&["analyze", "--pid", &pid]);
+    assert!(
+        text.status.success(),
+        "{}",
+        String::from_utf8_lossy(&text.stderr)
+    );
+    let text = String::from_utf8_lossy(&text.stdout);
+    for name in ["store", "pool", "config"] {
+        let (_, holders, waiters) = &objects[name];
+        let h = holders.iter().next().unwrap();
+        let line = format!("{} goroutines wait for", waiters.len());
+        assert!(
+            text.lines()
+                .any(|l| l.contains(&line) && l.contains(&format!("held by goroutine {h} "))),
+            "{name}: no problem line with {line:?} held by {h}:\n{text}"
+        );
+    }
     assert!(held(s.pid).is_empty(), "the process is let go");
     assert!(std::path::Path::new(&format!("/proc/{}", s.pid)).exists());
 }

@@ -48,6 +48,9 @@ pub struct Truth {
     /// and waiters (goroutine ids).
     #[serde(default)]
     pub objects: HashMap<String, TruthObject>,
+    /// The M whose signal ended the process ("PC=0x... m=2" in Go's dump).
+    #[serde(default)]
+    pub crash_m: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -138,7 +141,7 @@ pub fn generated() -> Vec<CoreCase> {
     v.retain(|c| {
         c.truth.variant != "cshared"
             && c.truth.variant != "busy"
-            && c.truth.variant != "exhaust"
+            && !c.truth.variant.starts_with("exhaust")
             && !c.truth.variant.starts_with("gosyscall")
             && !c.truth.variant.starts_with("libs")
             && !c.truth.variant.starts_with("queue")
@@ -151,6 +154,14 @@ pub fn generated() -> Vec<CoreCase> {
 pub fn generated_exhaust() -> Vec<CoreCase> {
     let mut v = generated_all();
     v.retain(|c| c.truth.variant == "exhaust");
+    v
+}
+
+/// The kernel core of the same program under `ulimit -u 300`: runtime/cgo's
+/// pthread_create fails first.
+pub fn generated_exhaust_nproc() -> Vec<CoreCase> {
+    let mut v = generated_all();
+    v.retain(|c| c.truth.variant == "exhaust-nproc");
     v
 }
 

@@ -67,6 +67,7 @@ pub fn incidents(r: &Report) -> Vec<Incident> {
             }
         }
     }
+    merge_thread_limit(&mut out);
     for inc in out.iter_mut() {
         inc.signature = super::signature::of(inc, r);
     }
@@ -79,6 +80,34 @@ pub fn incidents(r: &Report) -> Vec<Incident> {
         )
     });
     out
+}
+
+/// A crash at a thread limit is the end of a pile-up, not a second cause:
+/// its finding goes under the pile-up, which says how the process ended.
+fn merge_thread_limit(out: &mut Vec<Incident>) {
+    let kind = |k: FindingKind| k.as_str();
+    let pile = out
+        .iter()
+        .position(|i| i.kind == kind(FindingKind::ThreadPileup));
+    let crash = out
+        .iter()
+        .position(|i| i.kind == kind(FindingKind::ThreadCreateFailed));
+    let (Some(p), Some(c)) = (pile, crash) else {
+        return;
+    };
+    let crash = out.remove(c);
+    let p = if c < p { p - 1 } else { p };
+    let pileup = &mut out[p];
+    pileup.severity = Severity::Critical;
+    // (the counts are the pile-up's already)
+    let how = crash
+        .summary
+        .split("; the process had")
+        .next()
+        .unwrap_or_default();
+    pileup.summary = format!("{}; then {how}", pileup.summary);
+    pileup.findings.extend(crash.findings);
+    pileup.advice = crash.advice;
 }
 
 fn claim(of_thread: &mut HashMap<u32, usize>, inc: &Incident, idx: usize) {

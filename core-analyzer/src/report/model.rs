@@ -470,6 +470,8 @@ pub enum FindingKind {
     ExtraMs,
     /// Many threads blocked in C for cgo calls.
     ThreadPileup,
+    /// The runtime could not create a thread and ended the process.
+    ThreadCreateFailed,
 }
 
 impl FindingKind {
@@ -488,6 +490,7 @@ impl FindingKind {
             FindingKind::ForeignThreads => "foreign-threads",
             FindingKind::ExtraMs => "extra-ms",
             FindingKind::ThreadPileup => "thread-pileup",
+            FindingKind::ThreadCreateFailed => "thread-create-failed",
         }
     }
 }

@@ -99,7 +99,11 @@ impl<'a> StackMaps<'a> {
                 }
                 scanned[i] = true;
                 grew = true;
-                out.extend(o.pointers.iter().filter_map(|&w| word(o.start + w)));
+                out.extend(
+                    o.pointers
+                        .iter()
+                        .filter_map(|&w| word(o.start.wrapping_add(w))),
+                );
             }
             if !grew {
                 return out;
@@ -162,7 +166,7 @@ impl<'a> StackMaps<'a> {
         let stride = ((nbit + 7) / 8) as u64;
         let bytes = self
             .mem
-            .bytes(at + 8 + index as u64 * stride, stride as usize)
+            .bytes(at.wrapping_add(8 + index as u64 * stride), stride as usize)
             .ok()?;
         Some(Bits { n: nbit, bytes })
     }
@@ -182,7 +186,7 @@ impl<'a> StackMaps<'a> {
         let n = mem.u64(at).unwrap_or(0).min(MAX_OBJECTS);
         (0..n)
             .filter_map(|i| {
-                let r = mem.bytes(at + 8 + 16 * i, 16).ok()?;
+                let r = mem.bytes(at.wrapping_add(8 + 16 * i), 16).ok()?;
                 let word = |k: usize| i32::from_le_bytes(r[k..k + 4].try_into().unwrap());
                 let (o, size, ptr_bytes) = (word(0) as i64, word(4), word(8));
                 // A negative size is a GC program (Go 1.21's large objects): not read.

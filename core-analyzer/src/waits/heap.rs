@@ -72,16 +72,20 @@ impl<'a> Heap<'a> {
         if ai >> self.shape.l2_bits != 0 {
             return None;
         }
-        let arena = self.mem.u64(self.l2 + 8 * ai).ok().filter(|&a| a != 0)?;
+        let arena = self
+            .mem
+            .u64(self.l2.wrapping_add(8 * ai))
+            .ok()
+            .filter(|&a| a != 0)?;
         let page = (addr / PAGE_SIZE) % PAGES_PER_ARENA;
         let span = self
             .mem
-            .u64(arena + self.spans + 8 * page)
+            .u64(arena.wrapping_add(self.spans).wrapping_add(8 * page))
             .ok()
             .filter(|&s| s != 0)?;
-        let word = |off| self.mem.u64(span + off).ok();
+        let word = |off: u64| self.mem.u64(span.wrapping_add(off)).ok();
         let (start, npages, size) = (word(self.start)?, word(self.npages)?, word(self.elemsize)?);
-        let in_use = self.mem.u8(span + self.state).ok()? == SPAN_IN_USE;
+        let in_use = self.mem.u8(span.wrapping_add(self.state)).ok()? == SPAN_IN_USE;
         let end = start.checked_add(npages.checked_mul(PAGE_SIZE)?)?;
         if !in_use || size == 0 || addr < start || addr >= end {
             return None;

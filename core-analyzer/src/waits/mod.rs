@@ -146,9 +146,9 @@ pub fn read(rt: &GoRuntime, p: &Process, gs: &[&G]) -> Waits {
             .as_ref()
             .and_then(|h| h.object(addr))
             .filter(|&(_, n)| n > TINY_BLOCK)
-            .map(|(b, n)| (b, b + n))
+            .map(|(b, n)| (b, b.saturating_add(n)))
             .or(global.as_ref().map(|g| g.1))
-            .unwrap_or((addr, addr + 1));
+            .unwrap_or((addr, addr.saturating_add(1)));
         let pool = found.iter().find(|(db, _)| *db == addr).map(|(_, l)| *l);
         out.objects.insert(
             addr,
@@ -277,14 +277,14 @@ impl<'p> Pools<'p> {
 /// sudogs (one per case), each naming its channel.
 fn chan_wait(o: &Offs, mem: &dyn Memory, g: &G, select: bool) -> Option<GWait> {
     let (waiting, c, link) = (o.g_waiting?, o.sg_c?, o.sg_waitlink?);
-    let mut sg = mem.u64(g.addr + waiting).ok()?;
+    let mut sg = mem.u64(g.addr.wrapping_add(waiting)).ok()?;
     let mut channels = vec![];
     while sg != 0 && channels.len() < MAX_LIST {
-        let ch = mem.u64(sg + c).ok()?;
+        let ch = mem.u64(sg.wrapping_add(c)).ok()?;
         if ch != 0 && !channels.contains(&ch) {
             channels.push(ch);
         }
-        sg = mem.u64(sg + link).ok()?;
+        sg = mem.u64(sg.wrapping_add(link)).ok()?;
     }
     let addr = *channels.first()?;
     Some(if select {
@@ -316,7 +316,7 @@ fn sema_wait(o: &Offs, (u, maps): (&GoUnwinder, &StackMaps), g: &G, reason: &str
     // The sudog is a live pointer of semacquire1's frame (used after the park).
     let sema = maps.live_pointers(&frames[at]).into_iter().find_map(|w| {
         let ok = u.mem.u64(w.checked_add(sg_g)?).ok()? == g.addr;
-        ok.then(|| u.mem.u64(w + sg_elem).ok())
+        ok.then(|| u.mem.u64(w.wrapping_add(sg_elem)).ok())
             .flatten()
             .filter(|&e| e != 0)
     })?;
@@ -368,9 +368,12 @@ fn cond_wait(
     let on_list = |list: u64, lists: &mut CondLists| -> bool {
         let gs = lists.0.entry(list).or_insert_with(|| {
             let mut gs = HashSet::default();
-            let mut sg = u.mem.u64(list + head).unwrap_or(0);
+            let mut sg = u.mem.u64(list.wrapping_add(head)).unwrap_or(0);
             while sg != 0 && gs.len() < MAX_LIST {
-                match (u.mem.u64(sg + sg_g), u.mem.u64(sg + sg_next)) {
+                match (
+                    u.mem.u64(sg.wrapping_add(sg_g)),
+                    u.mem.u64(sg.wrapping_add(sg_next)),
+                ) {
                     (Ok(gp), Ok(next)) if gs.insert(gp) => sg = next,
                     _ => break,
                 }
@@ -419,7 +422,7 @@ impl Globals {
             .symbols()
             .iter()
             .filter(|(_, (_, size))| *size > 0)
-            .map(|(n, (a, size))| (p.rt(*a), p.rt(*a) + size, n))
+            .map(|(n, (a, size))| (p.rt(*a), p.rt(*a).saturating_add(*size), n))
             .filter(|(a, e, _)| want.iter().any(|w| a <= w && w < e))
             .map(|(a, e, n)| (a, e, n.clone()))
             .collect();

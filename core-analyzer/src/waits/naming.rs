@@ -63,7 +63,7 @@ pub fn name_objects<'r>(
         let named = candidates.iter().find_map(|t| {
             let s = structs.get(t)?;
             // The struct fills the heap object up to its size class.
-            let fits = s.size > 0 && s.size <= end - base && end - base < 2 * s.size;
+            let fits = s.size > 0 && s.size <= end - base && end - base < s.size.saturating_mul(2);
             let (member, _) = s.fields.iter().find(|(_, &o)| o == off)?;
             let same_type = s.types.get(member).map(String::as_str) == sync_type(o.kind);
             (fits && same_type).then(|| format!("{t}.{member}"))

@@ -59,9 +59,9 @@ pub fn pool_of(
     conn: &PhysFrame,
 ) -> Option<u64> {
     maps.live_pointers(conn).into_iter().find(|&p| {
-        let fits = heap
-            .object(p)
-            .is_some_and(|(base, size)| base == p && size >= l.db_size && size < 2 * l.db_size);
+        let fits = heap.object(p).is_some_and(|(base, size)| {
+            base == p && size >= l.db_size && size < l.db_size.saturating_mul(2)
+        });
         let st = state(mem, l, p);
         fits && st.max_open.is_some_and(|m| m > 0) && st.open >= st.max_open
     })
@@ -69,7 +69,7 @@ pub fn pool_of(
 
 /// The pool's size, its limit and idle connections.
 pub fn state(mem: &dyn Memory, l: &SqlLayout, db: u64) -> ObjectState {
-    let word = |off: u64| mem.u64(db + off).ok();
+    let word = |off: u64| mem.u64(db.wrapping_add(off)).ok();
     ObjectState {
         open: word(l.num_open).map(|v| v as i64 as u64),
         max_open: word(l.max_open).map(|v| v as i64 as u64),

@@ -20,7 +20,7 @@ pub fn read(o: &Offs, mem: &dyn Memory, kind: &str, addr: u64) -> ObjectState {
             let w = l
                 .field("sync.RWMutex", "w")
                 .zip(l.mutex_field("state"))
-                .map(|(a, b)| a + b);
+                .map(|(a, b)| a.wrapping_add(b));
             let count = r32(l.field("sync.RWMutex", "readerCount")).map(|v| v as i32 as i64);
             let departing = r32(l.field("sync.RWMutex", "readerWait")).map(|v| v as i32 as i64);
             rwmutex(r32(w), count, departing)
@@ -40,7 +40,7 @@ pub fn read(o: &Offs, mem: &dyn Memory, kind: &str, addr: u64) -> ObjectState {
             let list = l.field("sync.Cond", "notify");
             let at = |f| {
                 list.zip(l.field("runtime.notifyList", f))
-                    .map(|(a, b)| a + b)
+                    .map(|(a, b)| a.wrapping_add(b))
             };
             let (wait, notify) = (r32(at("wait")), r32(at("notify")));
             ObjectState {
@@ -88,16 +88,16 @@ fn chan(o: &Offs, mem: &dyn Memory, addr: u64) -> ObjectState {
     let l = &o.l;
     let word = |f| {
         l.field("runtime.hchan", f)
-            .and_then(|f| mem.u64(addr + f).ok())
+            .and_then(|f| mem.u64(addr.wrapping_add(f)).ok())
     };
     let queue = |q: &str| {
         let first = l.field("runtime.hchan", &format!("{q}.first"))?;
         let next = l.field("runtime.sudog", "next")?;
-        let mut sg = mem.u64(addr + first).ok()?;
+        let mut sg = mem.u64(addr.wrapping_add(first)).ok()?;
         let mut n = 0u64;
         while sg != 0 && (n as usize) < MAX_LIST {
             n += 1;
-            sg = mem.u64(sg + next).ok()?;
+            sg = mem.u64(sg.wrapping_add(next)).ok()?;
         }
         Some(n)
     };
@@ -106,7 +106,7 @@ fn chan(o: &Offs, mem: &dyn Memory, addr: u64) -> ObjectState {
         cap: word("dataqsiz"),
         closed: l
             .field("runtime.hchan", "closed")
-            .and_then(|f| mem.u32(addr + f).ok())
+            .and_then(|f| mem.u32(addr.wrapping_add(f)).ok())
             .map(|c| c != 0),
         senders: queue("sendq"),
         receivers: queue("recvq"),

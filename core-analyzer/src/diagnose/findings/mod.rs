@@ -119,6 +119,11 @@ pub const DETECTORS: &[Detector] = &[
         per_thread: false,
         run: threads::thread_pileup,
     },
+    Detector {
+        kind: FindingKind::ThreadCreateFailed,
+        per_thread: true,
+        run: threads::thread_create_failed,
+    },
 ];
 
 /// Every finding, most severe first; within a severity in detector order,

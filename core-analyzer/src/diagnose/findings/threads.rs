@@ -138,11 +138,115 @@ pub fn thread_pileup(x: &Facts) -> Vec<Finding> {
     }]
 }
 
+/// Why the runtime could not add a thread, from the frames of the thread
+/// that ended the process: (cause, advice).
+fn create_failure(t: &ThreadInfo) -> Option<(&'static str, &'static str)> {
+    let has = |names: &[&str]| {
+        t.frames
+            .iter()
+            .filter_map(|f| f.function.as_deref())
+            .any(|n| names.contains(&n))
+    };
+    let died = has(&[
+        "abort",
+        "__GI_abort",
+        "fatalf",
+        "runtime.throw",
+        "runtime.fatal",
+        "runtime.fatalthrow",
+    ]);
+    if !died {
+        return None;
+    }
+    const SYSTEM: &str = "the system refused a new thread: the user's process limit (RLIMIT_NPROC, `ulimit -u`: every thread of every process of the user counts), a cgroup's pids.max, kernel.threads-max or kernel.pid_max, or memory for the thread's stack. Threads pile up because goroutines block in C (each holds its thread): bound concurrency into C and give the calls deadlines; raise the limit only after";
+    if has(&["runtime.checkmcount"]) {
+        Some((
+            "the program exceeds Go's thread limit (sched.maxmcount, debug.SetMaxThreads; 'fatal error: thread exhaustion')",
+            "Go's own limit (10000 unless debug.SetMaxThreads changed it): goroutines blocked in C each hold a thread; bound concurrency into C (a semaphore around the calls) and give the calls deadlines",
+        ))
+    } else if has(&[
+        "_cgo_sys_thread_start",
+        "_cgo_try_pthread_create",
+        "x_cgo_thread_start",
+    ]) {
+        Some(("runtime/cgo's pthread_create failed ('runtime/cgo: pthread_create failed: Resource temporarily unavailable')", SYSTEM))
+    } else if has(&["runtime.newosproc"]) {
+        Some((
+            "the runtime's clone failed ('runtime: failed to create new OS thread')",
+            SYSTEM,
+        ))
+    } else {
+        None
+    }
+}
+
+pub fn thread_create_failed(x: &Facts) -> Vec<Finding> {
+    let r = x.report;
+    r.threads
+        .iter()
+        .filter_map(|t| {
+            let (cause, advice) = create_failure(t)?;
+            Some(Finding {
+                kind: FindingKind::ThreadCreateFailed,
+                severity: Severity::Critical,
+                summary: format!(
+                    "{} could not create a thread for Go and ended the process: {cause}; the process had {} threads and {} Ms",
+                    super::describe::who(t),
+                    r.threads.len(),
+                    r.ms.len()
+                ),
+                evidence: evidence(&[t]),
+                advice: advice.into(),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::sample::*;
     use super::*;
     use crate::unwind::Lang;
+
+    #[test]
+    fn the_thread_that_could_not_create_a_thread_is_named_with_its_cause() {
+        let mut cgo = thread(20);
+        cgo.frames = ["__GI_abort", "fatalf", "_cgo_sys_thread_start"]
+            .iter()
+            .map(|n| frame(n, Lang::C))
+            .chain(
+                ["runtime.asmcgocall", "runtime.newm1"]
+                    .iter()
+                    .map(|n| frame(n, Lang::Go)),
+            )
+            .collect();
+        let mut limit = thread(21);
+        limit.frames = [
+            "runtime.fatalthrow",
+            "runtime.throw",
+            "runtime.checkmcount",
+            "runtime.startm",
+        ]
+        .iter()
+        .map(|n| frame(n, Lang::Go))
+        .collect();
+        // A thread that only creates a thread (no abort, no throw) is not it.
+        let mut busy = thread(22);
+        busy.frames = vec![
+            frame("_cgo_sys_thread_start", Lang::C),
+            frame("runtime.newm1", Lang::Go),
+        ];
+        let r = report(vec![cgo, limit, busy]);
+        let f = thread_create_failed(&Facts::new(&r));
+        assert_eq!(f.len(), 2);
+        assert!(
+            f[0].summary.contains("pthread_create failed") && f[0].advice.contains("RLIMIT_NPROC")
+        );
+        assert!(
+            f[1].summary.contains("thread exhaustion") && f[1].advice.contains("SetMaxThreads")
+        );
+        assert!(f.iter().all(|f| f.severity == Severity::Critical));
+    }
 
     #[test]
     fn foreign_threads_and_threads_go_is_starting_are_told_apart() {
