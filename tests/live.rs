@@ -1133,7 +1133,8 @@ fn top_in_a_real_terminal() {
             .unwrap()
     };
     let cmd = format!(
-        "CGOCORE_CACHE={} {} top --pid {} --interval 0.3; echo TOP-EXITED $?; stty -a; sleep 60",
+        // The marker comes last: once it shows, stty's report is on the screen.
+        "CGOCORE_CACHE={} {} top --pid {} --interval 0.3; rc=$?; stty -a; echo TOP-EXITED $rc; sleep 60",
         dir.join("cache").display(),
         env!("CARGO_BIN_EXE_cgocore"),
         s.pid
