@@ -132,6 +132,9 @@ pub fn read(process: Process, opts: &AnalyzeOptions) -> Result<Read> {
     let ms = describe_ms(&process, &rt, &d.ms, &join, &ix);
     let ps = describe_ps(&d.ps, &ix);
     let waits = crate::waits::read(&rt, &process, &live_goroutines(&rt, &d, &ix, &join));
+    if waits.cut_short {
+        warnings.push("some goroutines' wait lists were not followed to their end (a corrupt core?): what they wait on may be missing".into());
+    }
     drop(modules); // its symbols go back to the shared cache
     Ok(Read {
         process,
@@ -143,9 +146,9 @@ pub fn read(process: Process, opts: &AnalyzeOptions) -> Result<Read> {
         ms,
         ps,
         sched,
+        incomplete: incomplete || waits.cut_short,
         waits,
         warnings,
-        incomplete,
     })
 }
 

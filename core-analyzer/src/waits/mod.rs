@@ -29,8 +29,11 @@ use std::collections::BTreeMap;
 
 /// Go's tiny allocator block (`maxTinySize`).
 const TINY_BLOCK: u64 = 16;
-/// Sudogs followed on one list before it is taken for corrupt.
-const MAX_LIST: usize = 1 << 20;
+/// Cases a select may have (Go refuses more): its sudog list is no longer.
+const MAX_SELECT_CASES: usize = 1 << 16;
+/// List steps (sudogs followed) a whole read may take, beyond a few per
+/// goroutine: a corrupt core's lists end there, never in a hang.
+const BASE_STEPS: u64 = 1 << 22;
 /// Frames from `gopark` up to the one that records the wait, at most:
 /// `gopark`, `goparkunlock`, `semacquire1` (or `selectgo`, then
 /// `(*DB).conn`; `notifyListWait`, then `Cond.Wait`), and the sync frames
@@ -68,6 +71,9 @@ pub struct Waits {
     pub objects: BTreeMap<u64, Object>,
     /// Goroutines' references to pools' connections (read with the heap).
     pub pool_references: HashMap<u64, Vec<crate::report::Reference>>,
+    /// Some lists were not followed to their end (the step budget ran out:
+    /// a corrupt core).
+    pub cut_short: bool,
 }
 
 /// Field offsets the reading needs (absent ones turn a kind off).
@@ -79,10 +85,14 @@ pub(crate) struct Offs {
     sg_waitlink: Option<u64>,
     sg_c: Option<u64>,
     pub(crate) l: crate::layout::Layout,
+    /// The longest a wait list can be: every goroutine on it.
+    pub(crate) max_list: usize,
+    /// List steps left for the whole read (shared by the workers).
+    steps: std::sync::atomic::AtomicU64,
 }
 
 impl Offs {
-    fn new(rt: &GoRuntime) -> Offs {
+    fn new(rt: &GoRuntime, goroutines: usize) -> Offs {
         let l = &rt.layout;
         let sg = |f| l.field("runtime.sudog", f);
         Offs {
@@ -93,7 +103,21 @@ impl Offs {
             sg_waitlink: sg("waitlink"),
             sg_c: sg("c"),
             l: l.clone(),
+            max_list: goroutines + 1,
+            steps: (BASE_STEPS + 8 * goroutines as u64).into(),
         }
+    }
+
+    /// One more step along a list, if the budget allows.
+    pub(crate) fn step(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.steps
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    fn cut_short(&self) -> bool {
+        self.steps.load(std::sync::atomic::Ordering::Relaxed) == 0
     }
 }
 
@@ -101,7 +125,7 @@ impl Offs {
 /// goroutines are split between workers (each with its own caches).
 pub fn read(rt: &GoRuntime, p: &Process, gs: &[&G]) -> Waits {
     let mem = &*p.mem;
-    let o = Offs::new(rt);
+    let o = Offs::new(rt, gs.len());
     let waiting: Vec<&G> = gs
         .iter()
         .copied()
@@ -164,6 +188,7 @@ pub fn read(rt: &GoRuntime, p: &Process, gs: &[&G]) -> Waits {
             },
         );
     }
+    out.cut_short = o.cut_short();
     let looking = (&out.objects, references::Looking::AtPoolConnections);
     out.pool_references = references::find(&rt.pcln, mem, p.arch, gs, looking);
     out
@@ -278,10 +303,14 @@ impl<'p> Pools<'p> {
 fn chan_wait(o: &Offs, mem: &dyn Memory, g: &G, select: bool) -> Option<GWait> {
     let (waiting, c, link) = (o.g_waiting?, o.sg_c?, o.sg_waitlink?);
     let mut sg = mem.u64(g.addr.wrapping_add(waiting)).ok()?;
-    let mut channels = vec![];
-    while sg != 0 && channels.len() < MAX_LIST {
+    // A channel operation has one sudog; a select one per case.
+    let cap = if select { MAX_SELECT_CASES } else { 1 };
+    let (mut channels, mut seen, mut named) = (vec![], HashSet::default(), HashSet::default());
+    let mut n = 0;
+    while sg != 0 && n < cap && seen.insert(sg) && o.step() {
+        n += 1;
         let ch = mem.u64(sg.wrapping_add(c)).ok()?;
-        if ch != 0 && !channels.contains(&ch) {
+        if ch != 0 && named.insert(ch) {
             channels.push(ch);
         }
         sg = mem.u64(sg.wrapping_add(link)).ok()?;
@@ -369,7 +398,7 @@ fn cond_wait(
         let gs = lists.0.entry(list).or_insert_with(|| {
             let mut gs = HashSet::default();
             let mut sg = u.mem.u64(list.wrapping_add(head)).unwrap_or(0);
-            while sg != 0 && gs.len() < MAX_LIST {
+            while sg != 0 && gs.len() < o.max_list && o.step() {
                 match (
                     u.mem.u64(sg.wrapping_add(sg_g)),
                     u.mem.u64(sg.wrapping_add(sg_next)),
@@ -437,5 +466,67 @@ impl Globals {
             format!("{n}+{}", addr - a)
         };
         Some((name, (*a, *e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::{Layout, StructLayout};
+    use crate::memory::mock::MockMemory;
+
+    fn offs(goroutines: usize, steps: u64) -> Offs {
+        let sudog = StructLayout {
+            size: 88,
+            fields: [
+                ("g", 0),
+                ("next", 8),
+                ("elem", 24),
+                ("waitlink", 64),
+                ("c", 80),
+            ]
+            .map(|(n, o)| (n.to_string(), o))
+            .into(),
+            ..Default::default()
+        };
+        let mut l = Layout::default();
+        l.structs.insert("runtime.sudog".into(), sudog);
+        Offs {
+            g_waiting: Some(0x100),
+            sg_g: Some(0),
+            sg_elem: Some(24),
+            sg_next: Some(8),
+            sg_waitlink: Some(64),
+            sg_c: Some(80),
+            l,
+            max_list: goroutines + 1,
+            steps: steps.into(),
+        }
+    }
+
+    #[test]
+    fn a_select_whose_sudogs_form_a_cycle_ends() {
+        // g.waiting -> sudog A -> sudog B -> sudog A ..., on channels 1 and 2.
+        let mut m = MockMemory::default();
+        let (g, a, b) = (0x1000u64, 0x2000u64, 0x3000u64);
+        m.put(g + 0x100, &a.to_le_bytes());
+        m.put(a + 80, &0x10u64.to_le_bytes());
+        m.put(a + 64, &b.to_le_bytes());
+        m.put(b + 80, &0x20u64.to_le_bytes());
+        m.put(b + 64, &a.to_le_bytes());
+        let gp = G {
+            addr: g,
+            ..Default::default()
+        };
+        let o = offs(10, 1_000);
+        let w = chan_wait(&o, &m, &gp, true).unwrap();
+        assert_eq!((w.kind, w.channels.clone()), ("select", vec![0x10, 0x20]));
+        // A channel operation reads its one sudog.
+        let w = chan_wait(&o, &m, &gp, false).unwrap();
+        assert_eq!((w.kind, w.addr), ("chan", 0x10));
+        // With no steps left, nothing is followed, and the read says so.
+        let spent = offs(10, 0);
+        assert!(chan_wait(&spent, &m, &gp, true).is_none());
+        assert!(spent.cut_short());
     }
 }

@@ -1,6 +1,6 @@
 //! The state of a sync value or channel, from its words (the sync package's
 //! and the runtime's encodings, named below).
-use super::{Offs, MAX_LIST};
+use super::Offs;
 use crate::memory::{Memory, ReadExt};
 use crate::report::ObjectState;
 
@@ -95,7 +95,7 @@ fn chan(o: &Offs, mem: &dyn Memory, addr: u64) -> ObjectState {
         let next = l.field("runtime.sudog", "next")?;
         let mut sg = mem.u64(addr.wrapping_add(first)).ok()?;
         let mut n = 0u64;
-        while sg != 0 && (n as usize) < MAX_LIST {
+        while sg != 0 && (n as usize) < o.max_list && o.step() {
             n += 1;
             sg = mem.u64(sg.wrapping_add(next)).ok()?;
         }
