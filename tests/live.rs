@@ -1062,6 +1062,23 @@ fn top_follows_a_climbing_thread_count() {
         .find(|g| g["function"] == "C.climb_sleep")
         .unwrap_or_else(|| panic!("{}", last["groups"]));
     assert!(climbing["count"].as_u64().unwrap() >= rise, "{climbing}");
+    // What goroutines wait on in Go: each mutex waiter counted on its mutex.
+    let on = |kind: &str| -> u64 {
+        last["waiting_on"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w["kind"] == kind)
+            .map(|w| w["count"].as_u64().unwrap())
+            .sum()
+    };
+    let locking = last["goroutines"]["sync.Mutex.Lock"].as_u64().unwrap_or(0);
+    assert!(
+        locking > 0 && on("mutex") == locking,
+        "{}",
+        last["waiting_on"]
+    );
+    assert!(on("chan") > 0, "{}", last["waiting_on"]);
     // The same trend from a series of snapshots, given out of order.
     let snaps: Vec<PathBuf> = (0..3)
         .map(|i| {

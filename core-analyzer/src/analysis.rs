@@ -43,6 +43,10 @@ pub struct AnalyzeOptions {
     /// C symbols already loaded (a live capture loads them before it stops
     /// the process); shared with the caller.
     pub symbols: SymbolCache,
+    /// Find who holds what goroutines wait on in Go (it reads every
+    /// goroutine's stack; `top`, which shows only what they wait on, does
+    /// without).
+    pub go_holders: bool,
 }
 
 impl Default for AnalyzeOptions {
@@ -51,6 +55,7 @@ impl Default for AnalyzeOptions {
             rules: Rules::builtin(),
             goroutine_frames: true,
             symbols: SymbolCache::default(),
+            go_holders: true,
         }
     }
 }
@@ -81,6 +86,8 @@ pub struct Read {
     /// What the goroutines parked in Go wait on (read while the process is
     /// stopped: sudogs, sync values and channels are not on stacks).
     waits: Waits,
+    /// `AnalyzeOptions::go_holders`.
+    go_holders: bool,
     warnings: Vec<String>,
     incomplete: bool,
 }
@@ -147,6 +154,7 @@ pub fn read(process: Process, opts: &AnalyzeOptions) -> Result<Read> {
         ps,
         sched,
         incomplete: incomplete || waits.cut_short,
+        go_holders: opts.go_holders,
         waits,
         warnings,
     })
@@ -217,7 +225,7 @@ impl Read {
     /// Goroutines wait in Go on objects: their holders are found on every
     /// goroutine's stack, so `finish` unwinds them all (and reads them).
     pub fn has_go_waits(&self) -> bool {
-        !self.waits.objects.is_empty()
+        self.go_holders && !self.waits.objects.is_empty()
     }
 
     /// unwind the goroutines (when `goroutine_frames`, or when goroutines
@@ -235,12 +243,14 @@ impl Read {
             ps,
             sched,
             mut waits,
+            go_holders,
             mut warnings,
             incomplete,
         } = self;
         let ix = Index::new(&d);
         let live = live_goroutines(&rt, &d, &ix, &join);
-        let (goroutine_stacks, refs) = if goroutine_frames || !waits.objects.is_empty() {
+        let holders = go_holders && !waits.objects.is_empty();
+        let (goroutine_stacks, refs) = if goroutine_frames || holders {
             let (found, refs, notes) = unwind_and_refer(&process, &rt, &live, &stacks, &waits);
             warnings.extend(notes);
             (found, refs)

@@ -289,9 +289,11 @@ fn top(
     opts: &cgocore::LiveOptions,
 ) -> Result<u8> {
     let json = json_lines || !std::io::IsTerminal::is_terminal(&std::io::stdout());
-    // Symbols stay loaded between samples; goroutine stacks are not read.
+    // Symbols stay loaded between samples; goroutine stacks are not read
+    // (what goroutines wait on is, who holds it is not).
     let aopts = cgocore::AnalyzeOptions {
         goroutine_frames: false,
+        go_holders: false,
         ..Default::default()
     };
     let keys = (!json).then(Keys::take).flatten();
@@ -314,8 +316,12 @@ fn top(
             serde_json::to_writer(&mut w, s)?;
             writeln!(w)?;
         } else {
-            // Home, clear, the view.
-            write!(w, "\x1b[H\x1b[2J{}", s.render_as(by_moved, paused))?;
+            // Home, clear, the view (fitted to the terminal: its header must not scroll away).
+            write!(
+                w,
+                "\x1b[H\x1b[2J{}",
+                s.render_fit(by_moved, paused, terminal_rows())
+            )?;
         }
         w.flush()?;
         drop(w);
@@ -357,6 +363,7 @@ fn top_of_cores(
     let json = json_lines || !std::io::IsTerminal::is_terminal(&std::io::stdout());
     let aopts = cgocore::AnalyzeOptions {
         goroutine_frames: false,
+        go_holders: false,
         ..Default::default()
     };
     let mut prev: Option<cgocore::top::Sample> = None;
@@ -392,6 +399,14 @@ fn top_of_cores(
 /// The terminal in key-at-a-time mode on the alternate screen while `top`
 /// runs, restored on every way out (keys are read, not signals: Ctrl-C is
 /// a key here, so the restore always runs).
+/// The terminal's height in rows, when stdout is one.
+fn terminal_rows() -> Option<usize> {
+    // SAFETY: TIOCGWINSZ fills the winsize it is given, nothing else.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    (ok && ws.ws_row > 0).then_some(ws.ws_row as usize)
+}
+
 struct Keys {
     saved: libc::termios,
 }

@@ -1,7 +1,8 @@
 //! `cgocore top`: the trend of a live process, one short stop per sample —
 //! threads and Ms now and how fast they climb, when the runtime's thread
 //! limit (`sched.maxmcount`, 10000 by default) is reached at that rate, the
-//! threads in C grouped by what they wait for, goroutines by state. Each
+//! threads in C grouped by what they wait for, goroutines by state and by
+//! the sync value or channel they wait on in Go. Each
 //! sample is a live capture without the goroutines' stacks (what the view
 //! needs: threads, Ms, goroutine headers, the stacks of threads in C).
 use crate::report::Report;
@@ -22,6 +23,8 @@ pub struct Sample {
     pub groups: Vec<Group>,
     /// Goroutines by state (or wait reason).
     pub goroutines: BTreeMap<String, usize>,
+    /// The objects most goroutines wait on in Go, most first.
+    pub waiting_on: Vec<WaitedOn>,
     /// The runtime's thread limit (`sched.maxmcount`), when read.
     pub maxmcount: Option<i32>,
     /// OS threads gained per second since the previous sample.
@@ -39,6 +42,37 @@ pub struct Group {
     pub count: usize,
     /// How the count moved since the previous sample.
     pub delta: i64,
+}
+
+/// Goroutines parked in Go on one object.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct WaitedOn {
+    /// As in `waits_on.kind`: "mutex", "chan", ...
+    pub kind: String,
+    /// Its name, else its address.
+    pub object: String,
+    pub count: usize,
+}
+
+/// Objects shown per sample.
+const WAITED_ON_SHOWN: usize = 8;
+
+/// The objects most goroutines wait on.
+fn waited_on(r: &Report) -> Vec<WaitedOn> {
+    let mut by: BTreeMap<u64, WaitedOn> = BTreeMap::new();
+    for w in r.goroutines.iter().filter_map(|g| g.waits_on.as_deref()) {
+        by.entry(w.addr)
+            .or_insert_with(|| WaitedOn {
+                kind: w.kind.to_string(),
+                object: w.object.clone().unwrap_or_else(|| format!("{:#x}", w.addr)),
+                count: 0,
+            })
+            .count += 1;
+    }
+    let mut v: Vec<WaitedOn> = by.into_values().collect();
+    v.sort_by(|a, b| b.count.cmp(&a.count).then(a.object.cmp(&b.object)));
+    v.truncate(WAITED_ON_SHOWN);
+    v
 }
 
 impl Sample {
@@ -102,6 +136,7 @@ impl Sample {
             stopped_ms: r.stopped_ms.unwrap_or(0.0),
             groups,
             goroutines,
+            waiting_on: waited_on(r),
             maxmcount,
             threads_per_second,
             limit_in_seconds,
@@ -116,6 +151,12 @@ impl Sample {
     /// The view with the groups by how they moved (`by_moved`), and a note
     /// when the sampling is paused.
     pub fn render_as(&self, by_moved: bool, paused: bool) -> String {
+        self.render_fit(by_moved, paused, None)
+    }
+
+    /// The view in at most `rows` lines (a terminal's height): the groups
+    /// give way, with a line saying how many are not shown.
+    pub fn render_fit(&self, by_moved: bool, paused: bool, rows: Option<usize>) -> String {
         use std::fmt::Write;
         let mut o = String::new();
         let rate = self
@@ -148,6 +189,18 @@ impl Sample {
         if by_moved {
             groups.sort_by(|a, b| b.delta.cmp(&a.delta).then(b.count.cmp(&a.count)));
         }
+        // Header (4 lines), states (2 + up to 10), waits (2 + theirs), a
+        // "more" line and the cursor's.
+        let states_shown = self.goroutines.len().min(10);
+        let waits_shown = if self.waiting_on.is_empty() {
+            0
+        } else {
+            2 + self.waiting_on.len()
+        };
+        let fixed = 4 + 2 + states_shown + waits_shown + 2;
+        let room = rows.map_or(usize::MAX, |r| r.saturating_sub(fixed).max(1));
+        let hidden = groups.len().saturating_sub(room);
+        groups.truncate(room);
         for g in groups {
             let lib = g
                 .library
@@ -163,11 +216,26 @@ impl Sample {
                 crate::report::escape::escape_line(&g.function)
             );
         }
+        if hidden > 0 {
+            let _ = writeln!(o, "  … {hidden} more groups");
+        }
         let mut states: Vec<(&String, &usize)> = self.goroutines.iter().collect();
         states.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let _ = writeln!(o, "\n  goroutines by state:");
         for (s, n) in states.iter().take(10) {
             let _ = writeln!(o, "  {n:>7}  {}", crate::report::escape::escape_line(s));
+        }
+        if !self.waiting_on.is_empty() {
+            let _ = writeln!(o, "\n  goroutines waiting in Go on:");
+            for w in &self.waiting_on {
+                let _ = writeln!(
+                    o,
+                    "  {:>7}  {} {}",
+                    w.count,
+                    w.kind,
+                    crate::report::escape::escape_line(&w.object)
+                );
+            }
         }
         o
     }
@@ -218,6 +286,42 @@ mod tests {
             s2.render().contains("the 10-thread limit in 6 s"),
             "{}",
             s2.render()
+        );
+    }
+
+    #[test]
+    fn the_view_fits_its_terminal_with_what_goroutines_wait_on() {
+        let threads: Vec<_> = (1..=40)
+            .map(|i| in_c(i, "sleep", &format!("C.f{i}")))
+            .collect();
+        let mut r = report(threads);
+        let mut g =
+            crate::diagnose::findings::sample::goroutine(7, "waiting", Some("sync.Mutex.Lock"));
+        g.waits_on = Some(Box::new(crate::report::WaitsOn {
+            kind: "mutex".into(),
+            addr: 0x10,
+            object: Some("main.mu".into()),
+            state: Default::default(),
+            holders: Default::default(),
+            evidence: Default::default(),
+            channels: vec![],
+        }));
+        r.goroutines = vec![g.clone(), g];
+        let s = Sample::of(&r, 1.0, None);
+        assert_eq!(
+            s.waiting_on,
+            vec![WaitedOn {
+                kind: "mutex".into(),
+                object: "main.mu".into(),
+                count: 2
+            }]
+        );
+        let view = s.render_fit(false, false, Some(24));
+        assert!(view.lines().count() < 24, "{view}");
+        assert!(view.starts_with("cgocore top"), "{view}");
+        assert!(
+            view.contains("more groups") && view.contains("2  mutex main.mu"),
+            "{view}"
         );
     }
 }
