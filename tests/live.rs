@@ -1052,8 +1052,15 @@ fn top_follows_a_climbing_thread_count() {
         assert_eq!(sample["pid"], pid);
     }
     let last = &samples[9];
-    assert!(last["threads_per_second"].as_f64().unwrap() > 0.0, "{last}");
-    assert!(last["limit_in_seconds"].as_f64().unwrap() > 0.0, "{last}");
+    // A new goroutine in C may take an idle M instead of a new thread, so
+    // one interval can show no rise: the rate and the limit's ETA are
+    // checked where the threads did rise.
+    let rose = samples[1..]
+        .iter()
+        .find(|s| s["threads_per_second"].as_f64().is_some_and(|r| r > 0.0))
+        .unwrap_or_else(|| panic!("no sample saw the threads rise: {in_c:?}"));
+    assert!(rose["limit_in_seconds"].as_f64().unwrap() > 0.0, "{rose}");
+    assert!(last["threads_per_second"].as_f64().is_some(), "{last}");
     assert_eq!(last["maxmcount"], 10000);
     let climbing = last["groups"]
         .as_array()
