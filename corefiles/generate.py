@@ -495,11 +495,18 @@ def capture_exhaust(version, base, gocache, force, variant="exhaust"):
     os.makedirs(d, exist_ok=True)
     for f in os.listdir(d):
         os.unlink(os.path.join(d, f))
-    as_user = None
+    as_user, run_exe, run_dir = None, exe, d
     if nproc and os.getuid() == 0:
+        # Run as nobody from a folder nobody can reach (the checkout may be
+        # under a private home): the binary copied there, the core written
+        # there by the process, then moved beside the build.
         import pwd
         as_user = pwd.getpwnam("nobody")
-        os.chmod(d, 0o777)  # the core is written by the process, as nobody
+        run_dir = tempfile.mkdtemp(prefix="cgocore-nproc-")
+        os.chmod(run_dir, 0o777)
+        run_exe = os.path.join(run_dir, "cgostuck")
+        shutil.copy(exe, run_exe)
+        os.chmod(run_exe, 0o755)
 
     def limits():
         resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
@@ -512,18 +519,23 @@ def capture_exhaust(version, base, gocache, force, variant="exhaust"):
     env = {"PATH": "/usr/bin:/bin", "LANG": "C", "GOTRACEBACK": "crash", "GOMAXPROCS": "2",
            "CGOSTUCK_EXHAUST": "1"}
     with open(os.path.join(d, "dump.txt"), "wb") as err:
-        p = subprocess.Popen([exe, "-parked", "10", "-no-arena"], cwd=d, env=env, stdout=subprocess.DEVNULL,
-                             stderr=err, preexec_fn=limits)
+        p = subprocess.Popen([run_exe, "-parked", "10", "-no-arena"], cwd=run_dir, env=env,
+                             stdout=subprocess.DEVNULL, stderr=err, preexec_fn=limits)
         try:
             p.wait(timeout=300)
         except subprocess.TimeoutExpired:
             p.kill()
             raise RuntimeError("the exhaustion scenario did not crash within 300 s") from None
-    produced = [f for f in os.listdir(d) if f == "core" or f.startswith("core.")]
+    produced = [f for f in os.listdir(run_dir) if f == "core" or f.startswith("core.")]
     if not produced:
-        raise RuntimeError("no kernel core in %s: check ulimit -c and /proc/sys/kernel/core_pattern" % d)
-    if produced[0] != "core":
-        os.rename(os.path.join(d, produced[0]), os.path.join(d, "core"))
+        raise RuntimeError("no kernel core in %s: check ulimit -c and /proc/sys/kernel/core_pattern" % run_dir)
+    src, dst = os.path.join(run_dir, produced[0]), os.path.join(d, "core")
+    if run_dir != d:
+        # (cp keeps the core sparse; the folder it ran in goes)
+        subprocess.check_call(["cp", "--sparse=always", src, dst])
+        shutil.rmtree(run_dir)
+    elif src != dst:
+        os.rename(src, dst)
     with open(os.path.join(d, "dump.txt"), errors="replace") as f:
         dump = f.read()
     want = "pthread_create failed" if nproc else "thread exhaustion"
