@@ -476,6 +476,32 @@ def capture_busy(version, base, gocache, force):
             json.dump(truth, f, indent=1)
 
 
+def run_crash(run_exe, run_dir, d, limits):
+    """Run the exhaustion scenario in `run_dir` until it crashes; Go's dump
+    goes to d/dump.txt, the kernel's core to d/core."""
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C", "GOTRACEBACK": "crash", "GOMAXPROCS": "2",
+           "CGOSTUCK_EXHAUST": "1"}
+    with open(os.path.join(d, "dump.txt"), "wb") as err:
+        p = subprocess.Popen([run_exe, "-parked", "10", "-no-arena"], cwd=run_dir, env=env,
+                             stdout=subprocess.DEVNULL, stderr=err, preexec_fn=limits)
+        try:
+            p.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise RuntimeError("the exhaustion scenario did not crash within 300 s") from None
+    produced = [f for f in os.listdir(run_dir) if f == "core" or f.startswith("core.")]
+    if not produced:
+        raise RuntimeError("no kernel core in %s: check ulimit -c and /proc/sys/kernel/core_pattern" % run_dir)
+    src, dst = os.path.join(run_dir, produced[0]), os.path.join(d, "core")
+    if run_dir != d:
+        # (cp keeps the core sparse)
+        subprocess.check_call(["cp", "--sparse=always", src, dst])
+    elif src != dst:
+        os.rename(src, dst)
+    return p.pid
+
+
 # The process limit the exhaust-nproc capture runs under (as user nobody when
 # run as root: root is exempt from RLIMIT_NPROC).
 NPROC_LIMIT = 300
@@ -516,33 +542,19 @@ def capture_exhaust(version, base, gocache, force, variant="exhaust"):
             os.setuid(as_user.pw_uid)
         if nproc:
             resource.setrlimit(resource.RLIMIT_NPROC, (NPROC_LIMIT, NPROC_LIMIT))
-    env = {"PATH": "/usr/bin:/bin", "LANG": "C", "GOTRACEBACK": "crash", "GOMAXPROCS": "2",
-           "CGOSTUCK_EXHAUST": "1"}
-    with open(os.path.join(d, "dump.txt"), "wb") as err:
-        p = subprocess.Popen([run_exe, "-parked", "10", "-no-arena"], cwd=run_dir, env=env,
-                             stdout=subprocess.DEVNULL, stderr=err, preexec_fn=limits)
-        try:
-            p.wait(timeout=300)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            raise RuntimeError("the exhaustion scenario did not crash within 300 s") from None
-    produced = [f for f in os.listdir(run_dir) if f == "core" or f.startswith("core.")]
-    if not produced:
-        raise RuntimeError("no kernel core in %s: check ulimit -c and /proc/sys/kernel/core_pattern" % run_dir)
-    src, dst = os.path.join(run_dir, produced[0]), os.path.join(d, "core")
-    if run_dir != d:
-        # (cp keeps the core sparse; the folder it ran in goes)
-        subprocess.check_call(["cp", "--sparse=always", src, dst])
-        shutil.rmtree(run_dir)
-    elif src != dst:
-        os.rename(src, dst)
+    try:
+        pid = run_crash(run_exe, run_dir, d, limits)
+    finally:
+        # The folder the capture ran in goes, whatever happened there.
+        if run_dir != d:
+            shutil.rmtree(run_dir, ignore_errors=True)
     with open(os.path.join(d, "dump.txt"), errors="replace") as f:
         dump = f.read()
     want = "pthread_create failed" if nproc else "thread exhaustion"
     if want not in dump:
         raise RuntimeError("the exhaustion scenario crashed otherwise: %s" % dump[:500])
     truth = parse(dump, [])
-    truth.update(kind="kernel", pid=p.pid, writer=WRITER["kernel"], go_version="go" + version, variant=variant)
+    truth.update(kind="kernel", pid=pid, writer=WRITER["kernel"], go_version="go" + version, variant=variant)
     # The M whose signal ended the process, as Go's dump names it ("PC=0x... m=2").
     crash = re.search(r"^PC=0x[0-9a-f]+ m=(\d+)", dump, re.M)
     truth["crash_m"] = int(crash.group(1)) if crash else None

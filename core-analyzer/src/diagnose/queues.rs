@@ -9,7 +9,7 @@ use crate::report::{
     Victims, WaitsOn,
 };
 use crate::unwind::Lang;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Links followed from a waiter to the root of its chain.
 const MAX_CHAIN: usize = 64;
@@ -203,6 +203,7 @@ fn root_of(by_goid: &HashMap<u64, &GoroutineInfo>, w: &WaitsOn) -> Result<u64, u
 /// known, the object.
 pub fn incidents(r: &Report, out: &mut Vec<Incident>, of_thread: &HashMap<u32, usize>) {
     let by_goid: HashMap<u64, &GoroutineInfo> = r.goroutines.iter().map(|g| (g.goid, g)).collect();
+    let threads = Threads::new(r);
     let mut groups: BTreeMap<Result<u64, u64>, Vec<u64>> = BTreeMap::new();
     for g in &r.goroutines {
         if let Some(w) = &g.waits_on {
@@ -212,14 +213,12 @@ pub fn incidents(r: &Report, out: &mut Vec<Incident>, of_thread: &HashMap<u32, u
     for (root, goids) in groups {
         let thread = root
             .ok()
-            .and_then(|h| thread_of(r, by_goid.get(&h).copied()?));
+            .and_then(|h| threads.of(by_goid.get(&h).copied()?));
         if let Some(&k) = thread.and_then(|t| of_thread.get(&t.tid)) {
+            // (a set: 100k goroutines may join one incident)
             let v = &mut out[k].victims.goids;
-            for g in goids {
-                if !v.contains(&g) {
-                    v.push(g);
-                }
-            }
+            let mut have: HashSet<u64> = v.iter().copied().collect();
+            v.extend(goids.into_iter().filter(|g| have.insert(*g)));
             continue;
         }
         if !harmful(&by_goid, root, &goids) {
@@ -252,10 +251,39 @@ fn harmful(by_goid: &HashMap<u64, &GoroutineInfo>, root: Result<u64, u64>, goids
     in_c || held_lock
 }
 
-fn thread_of<'r>(r: &'r Report, g: &GoroutineInfo) -> Option<&'r ThreadInfo> {
-    r.threads
-        .iter()
-        .find(|t| t.curg == Some(g.goid) || (g.m.is_some() && t.m == g.m && t.curg.is_none()))
+/// The thread a goroutine runs on (its M's current goroutine), else the
+/// thread of its M parked for it (a locked goroutine waiting in Go).
+struct Threads<'r> {
+    by_curg: HashMap<u64, &'r ThreadInfo>,
+    idle_by_m: HashMap<i64, &'r ThreadInfo>,
+}
+
+impl<'r> Threads<'r> {
+    fn new(r: &'r Report) -> Threads<'r> {
+        let mut t = Threads {
+            by_curg: HashMap::new(),
+            idle_by_m: HashMap::new(),
+        };
+        for th in &r.threads {
+            match (th.curg, th.m) {
+                (Some(g), _) => {
+                    t.by_curg.entry(g).or_insert(th);
+                }
+                (None, Some(m)) => {
+                    t.idle_by_m.entry(m).or_insert(th);
+                }
+                _ => {}
+            }
+        }
+        t
+    }
+
+    fn of(&self, g: &GoroutineInfo) -> Option<&'r ThreadInfo> {
+        self.by_curg
+            .get(&g.goid)
+            .or_else(|| self.idle_by_m.get(&g.m?))
+            .copied()
+    }
 }
 
 /// The incident of a chain that ends at goroutine `h`.
