@@ -58,6 +58,16 @@ QUEUE = os.path.join(ROOT, "corefiles", "scenarios", "queue")
 QUEUE_VERSIONS = ["1.21.13", "1.27.3"]
 QUEUE_BUILDS = {"queue": [], "queue-stripped": ["-ldflags=-s -w"]}
 QUEUE_KINDS = {"queue": ("kernel", "gcore"), "queue-stripped": ("kernel",)}
+# A database/sql service over github.com/mattn/go-sqlite3 as Debian packages it
+# (golang-github-mattn-go-sqlite3-dev: its Go and C glue, linked to Debian's
+# libsqlite3), and the same glue with SQLite's amalgamation compiled in as the
+# upstream binding ships it (sqlite3-binding.c, with its DWARF): kernel cores
+# and gcores of these releases.
+MATTN = os.path.join(ROOT, "corefiles", "scenarios", "mattn")
+MATTN_SOURCE = "/usr/share/gocode/src/github.com/mattn/go-sqlite3"
+MATTN_VERSIONS = ["1.21.13", "1.27.3"]
+MATTN_VARIANTS = ("mattn", "mattn-bundled")
+MATTN_KINDS = ("kernel", "gcore")
 BUSY_CAPTURES = 3
 CACHE = os.path.join(ROOT, ".cache")
 VERSIONS = ["1.21.13", "1.22.10", "1.23.9", "1.24.11", "1.25.5", "1.26.6", "1.27.3"]
@@ -172,6 +182,11 @@ def source_hash(variant):
     elif variant in QUEUE_BUILDS:
         sources = [os.path.join(QUEUE, n) for n in sorted(os.listdir(QUEUE))]
         h.update(variant.encode())
+    elif variant in MATTN_VARIANTS:
+        binding = mattn_binding(variant)
+        sources = [os.path.join(MATTN, n) for n in sorted(os.listdir(MATTN))]
+        sources += [os.path.join(binding, n) for n in sorted(os.listdir(binding)) if not n.endswith(".c")]
+        h.update(variant.encode())
     else:
         with open(CUDA_STUB, "rb") as f:
             h.update(f.read())
@@ -209,6 +224,8 @@ def build(version, variant, out_dir, gocache):
     elif variant in QUEUE_BUILDS:
         subprocess.check_call([go_binary(version), "build", "-trimpath", "-o", exe] + QUEUE_BUILDS[variant] + ["."],
                               cwd=QUEUE, env=env)
+    elif variant in MATTN_VARIANTS:
+        build_mattn(version, variant, exe, env)
     elif variant == "libs-bundled":
         src = sqlite_amalgamation()
         env.update(CGO_CFLAGS="-g -O2 -I%s -fdebug-prefix-map=%s=sqlite" % (src, src))
@@ -236,6 +253,120 @@ def build(version, variant, out_dir, gocache):
     with open(stamp, "w") as f:
         f.write(want + "\n")
     return exe
+
+
+def mattn_binding(variant):
+    """go-sqlite3's source as Debian ships it (over the system libsqlite3), or
+    made as upstream ships it: the amalgamation as sqlite3-binding.c/.h,
+    each guarded by USE_LIBSQLITE3, and no file forcing the system library."""
+    if not os.path.isfile(os.path.join(MATTN_SOURCE, "sqlite3.go")):
+        raise RuntimeError("%s is missing: apt-get install golang-github-mattn-go-sqlite3-dev" % MATTN_SOURCE)
+    if variant == "mattn":
+        return MATTN_SOURCE
+    out = os.path.join(CACHE, "mattn", "go-sqlite3-bundled")
+    if os.path.exists(os.path.join(out, "sqlite3-binding.c")):
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(MATTN_SOURCE, out, ignore=shutil.ignore_patterns("_example", "*_test.go"))
+    os.unlink(os.path.join(out, "sqlite3_libsqlite3.go"))
+    amalgamation = sqlite_amalgamation()
+    for name, wrapped in (("sqlite3-binding.c", "sqlite3.c"), ("sqlite3-binding.h", "sqlite3.h")):
+        with open(os.path.join(amalgamation, wrapped), "rb") as src, open(os.path.join(out, name), "wb") as dst:
+            dst.write(b"#ifndef USE_LIBSQLITE3\n")
+            shutil.copyfileobj(src, dst)
+            dst.write(b"\n#else // USE_LIBSQLITE3\n#include <sqlite3.h>\n#endif\n" if name.endswith(".h")
+                      else b"\n#endif // USE_LIBSQLITE3\n")
+    return out
+
+
+def build_mattn(version, variant, exe, env):
+    """The scenario in a scratch module whose `replace` points at the binding
+    (no network: the binding has no dependencies)."""
+    work = tempfile.mkdtemp(prefix="cgocore-mattn-")
+    try:
+        for n in ("main.go", "go.mod"):
+            shutil.copy(os.path.join(MATTN, n), work)
+        os.symlink(mattn_binding(variant), os.path.join(work, "go-sqlite3"))
+        env = dict(env, CGO_CFLAGS="-g -O2")
+        subprocess.check_call([go_binary(version), "build", "-trimpath", "-o", exe, "."], cwd=work, env=env)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# gdb's side of the "starting" capture: stop at the first system call the
+# new thread makes (Go's clone: gettid, before its M records it; glibc's
+# start_thread: rseq, before runtime/cgo's threadentry) and take the core.
+STARTING_GDB = r"""
+import os, signal, gdb
+gdb.execute("handle SIGUSR1 nostop noprint pass")
+gdb.execute("handle SIGURG nostop noprint pass")
+before = {t.ptid[1] for t in gdb.selected_inferior().threads()}
+gdb.execute("catch syscall gettid rseq")
+os.kill(int(os.environ["CGOCORE_PID"]), signal.SIGUSR1)
+for _ in range(200):
+    gdb.execute("continue")
+    new = gdb.selected_thread().ptid[1]
+    if new not in before:
+        print("STARTING %d" % new)
+        gdb.execute("gcore " + os.environ["CGOCORE_CORE"])
+        break
+"""
+
+
+def capture_starting(exe, d, version, variant):
+    """A gcore taken the moment Go starts a thread: SIGUSR1 makes the program
+    block more goroutines in system calls than it has threads, and gdb stops
+    it at the new thread's first system call (STARTING_GDB), so the new
+    thread has only its creation frames and its M no thread id yet. The new
+    thread's id is gdb's; Go's dump comes after."""
+    os.makedirs(d, exist_ok=True)
+    for f in os.listdir(d):
+        os.unlink(os.path.join(d, f))
+    p, lines, err = start(exe, d, [], kernel_core=False)
+    time.sleep(0.2)
+    core = os.path.join(d, "core")
+    raw = core + ".raw"
+    script = os.path.join(d, "starting-gdb.py")
+    with open(script, "w") as f:
+        f.write(STARTING_GDB)
+    out = subprocess.run(["timeout", "120", "gdb", "-nx", "-batch", "-p", str(p.pid), "-x", script],
+                         capture_output=True, text=True, env=dict(os.environ, CGOCORE_PID=str(p.pid),
+                                                                  CGOCORE_CORE=raw))
+    os.unlink(script)
+    new = re.findall(r"^STARTING (\d+)$", out.stdout, re.M)
+    if not os.path.exists(raw) or not new:
+        p.kill()
+        raise ScenarioFailed("gdb caught no thread being created: %s" % (out.stdout + out.stderr)[-2000:])
+    subprocess.check_call(["cp", "--sparse=always", raw, core])
+    os.unlink(raw)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGQUIT)
+    p.wait(timeout=60)
+    err.close()
+    with open(os.path.join(d, "dump.txt"), errors="replace") as f:
+        truth = parse(f.read(), lines)
+    truth.update(kind="starting", pid=p.pid, writer="gdb gcore (thread starting)",
+                 starting_tids=[int(t) for t in new], go_version="go" + version, variant=variant)
+    with open(os.path.join(d, "truth.json"), "w") as f:
+        json.dump(truth, f, indent=1)
+
+
+def capture_starting_retrying(exe, d, version, variant):
+    try:
+        capture_starting(exe, d, version, variant)
+    except ScenarioFailed as e:
+        log("retry after failure:", e)
+        capture_starting(exe, d, version, variant)
+
+
+def capture_mattn(version, variant, base, gocache, force):
+    """The go-sqlite3 program's cores, and (over Debian's libsqlite3) the
+    moment it starts a thread."""
+    exe = capture_kinds(version, variant, base, gocache, force, MATTN_KINDS)
+    d = os.path.join(base, "starting")
+    if variant == "mattn" and (force or captured_by(d) is None):
+        log("capture", version, variant, "starting")
+        capture_starting_retrying(exe, d, version, variant)
 
 
 def build_cshared(version, out_dir, exe, env):
@@ -416,11 +547,12 @@ def capture_program(version, variant, base, gocache, force):
         json.dump(truth, f, indent=1)
 
 
-def capture_queue(version, variant, base, gocache, force):
-    """The queue program's cores: each object's holders and waiters are in
-    the program's own record (truth.json's "objects")."""
+def capture_kinds(version, variant, base, gocache, force, kinds):
+    """A program's cores of each kind (the queue program: each object's
+    holders and waiters are in its own record, truth.json's "objects"; the
+    go-sqlite3 program: its "scenarios" and "holders")."""
     exe = build(version, variant, base, gocache)
-    for kind in QUEUE_KINDS[variant]:
+    for kind in kinds:
         d = os.path.join(base, kind)
         if not force and captured_by(d) == WRITER[kind]:
             continue
@@ -431,6 +563,7 @@ def capture_queue(version, variant, base, gocache, force):
         truth.update(go_version="go" + version, variant=variant)
         with open(os.path.join(d, "truth.json"), "w") as f:
             json.dump(truth, f, indent=1)
+    return exe
 
 
 def capture_musl(version, variant, base, gocache, force, args):
@@ -657,9 +790,14 @@ def parse(dump, scenario_lines):
             objects[m.group(1)] = {"kind": m.group(2), "addr": int(m.group(3), 16),
                                    "holders": [int(x) for x in m.group(4).split(",") if x],
                                    "waiters": [int(x) for x in m.group(5).split(",") if x]}
+    holders = {}
+    for line in scenario_lines:
+        m = re.match(r"^HOLDER (\S+) (\S+)$", line)
+        if m:
+            holders[m.group(1)] = None if m.group(2) == "none" else m.group(2)
     ready = next((line for line in scenario_lines if line.startswith("READY")), "")
     main_goid = re.search(r"main_goid=(\d+)", ready)
-    return {"goroutines": goroutines, "scenarios": scen, "objects": objects,
+    return {"goroutines": goroutines, "scenarios": scen, "objects": objects, "holders": holders,
             "go_version": None, "main_goid": int(main_goid.group(1)) if main_goid else None}
 
 
@@ -682,9 +820,10 @@ def main():
                     help="plain,stripped,pie,cshared,busy; arm64, musl-arm64, musl-arm64-dynamic (qemu-user; Go %s); "
                     "musl, musl-static (Go %s); "
                     "gosyscall, gosyscall-cgo (Go %s); libs (Go %s); libs-bundled (Go %s); "
-                    "exhaust, exhaust-nproc (Go 1.27.3); queue, queue-stripped (Go %s)"
+                    "exhaust, exhaust-nproc (Go 1.27.3); queue, queue-stripped (Go %s); mattn, mattn-bundled (Go %s)"
                     % (", ".join(ARM64_VERSIONS), ", ".join(MUSL_VERSIONS), ", ".join(GOSYSCALL_VERSIONS),
-                       ", ".join(LIBS_VERSIONS), ", ".join(LIBS_BUNDLED_VERSIONS), ", ".join(QUEUE_VERSIONS)))
+                       ", ".join(LIBS_VERSIONS), ", ".join(LIBS_BUNDLED_VERSIONS), ", ".join(QUEUE_VERSIONS),
+                       ", ".join(MATTN_VERSIONS)))
     ap.add_argument("--kinds", default="kernel", help="kernel,gcore")
     ap.add_argument("--parked", type=int, default=40, help="ordinary parked goroutines")
     ap.add_argument("--cblocked", type=int, default=0, help="extra goroutines blocked in C")
@@ -724,10 +863,18 @@ def main():
                 wanted = {"libs": LIBS_VERSIONS, "libs-bundled": LIBS_BUNDLED_VERSIONS}.get(variant, GOSYSCALL_VERSIONS)
                 if version in wanted:
                     capture_program(version, variant, base, gocache.name, a.force)
+                d = os.path.join(base, "starting")
+                if variant in GOSYSCALL_CGO and version in wanted and (a.force or captured_by(d) is None):
+                    log("capture", version, variant, "starting")
+                    capture_starting_retrying(os.path.join(base, "cgostuck"), d, version, variant)
                 continue
             if variant in QUEUE_BUILDS:
                 if version in QUEUE_VERSIONS:
-                    capture_queue(version, variant, base, gocache.name, a.force)
+                    capture_kinds(version, variant, base, gocache.name, a.force, QUEUE_KINDS[variant])
+                continue
+            if variant in MATTN_VARIANTS:
+                if version in MATTN_VERSIONS:
+                    capture_mattn(version, variant, base, gocache.name, a.force)
                 continue
             if variant in MUSL_KINDS:
                 if version in MUSL_VERSIONS:

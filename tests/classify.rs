@@ -975,6 +975,93 @@ fn sqlite_without_dwarf_falls_back_to_the_frames() {
         assert!(!require_generated(), "no libs-bundled core");
         return;
     };
+    let (_tmp, twin) = without_dwarf(&case);
+    let r = analyze(&twin).report;
+    sqlite_waits_for_writer(&r, &twin, false).unwrap();
+}
+
+/// The database/sql pool (SetMaxOpenConns 2) whose connections goroutines
+/// in SQLite's busy handler hold: each caller waiting for a connection waits
+/// on the *DB the program printed, held by the goroutines it recorded (read
+/// through database/sql's types: DWARF; without it, never a wrong definite
+/// holder), and is counted in the incident at the writer whose lock those
+/// holders wait for (read through SQLite's DWARF), else in the incident at
+/// the pool's holders.
+fn check_pool_behind_sqlite(
+    case: &CoreCase,
+    r: &Report,
+    dwarf: bool,
+    go_dwarf: bool,
+) -> Vec<String> {
+    let mut errs = vec![];
+    let mut e = |s: String| errs.push(format!("{}: pool: {s}", case.name));
+    let Some(pool) = case.truth.objects.get("pool") else {
+        return vec![format!("{}: no OBJECT pool record", case.name)];
+    };
+    let recorded: BTreeSet<u64> = pool.holders.iter().copied().collect();
+    let mut found = BTreeSet::new();
+    for &w in &pool.waiters {
+        let Some(wo) = r
+            .goroutines
+            .iter()
+            .find(|g| g.goid == w)
+            .and_then(|g| g.waits_on.as_ref())
+        else {
+            e(format!("waiter {w} has no waits_on"));
+            continue;
+        };
+        if wo.kind != "select" || (go_dwarf && wo.addr != pool.addr) {
+            e(format!("waiter {w} waits on {} {:#x}", wo.kind, wo.addr));
+        }
+        for h in wo.holders.iter() {
+            found.insert(h.goid);
+            if !h.likely && !recorded.contains(&h.goid) {
+                e(format!(
+                    "definite holder {} not one of {recorded:?}",
+                    h.goid
+                ));
+            }
+        }
+        if dwarf && (wo.state.open, wo.state.max_open, wo.state.idle) != (Some(2), Some(2), Some(0))
+        {
+            e(format!("state {:?}", wo.state));
+        }
+    }
+    if go_dwarf && found != recorded {
+        e(format!("holders {found:?}, recorded {recorded:?}"));
+    }
+    if !go_dwarf {
+        return errs;
+    }
+    let writer = tid(case, "journal_writer");
+    let inc = r.incidents.iter().find(|i| {
+        let root = i.root.as_ref();
+        if dwarf {
+            root.and_then(|x| x.tid) == Some(writer)
+        } else {
+            root.and_then(|x| x.goid)
+                .is_some_and(|g| recorded.contains(&g))
+        }
+    });
+    match inc {
+        Some(i)
+            if pool.waiters.iter().all(|w| i.victims.goids.contains(w))
+                && (!dwarf
+                    || i.summary.contains(&format!(
+                        "{} goroutines queued in Go behind it on database/sql pool",
+                        pool.waiters.len()
+                    ))) => {}
+        other => e(format!(
+            "the writer's incident: {:?}",
+            other.map(|i| (&i.summary, &i.victims))
+        )),
+    }
+    errs
+}
+
+/// `case` with its executable's DWARF stripped (`objcopy --strip-debug`:
+/// symbols kept, as `go build -ldflags=-w` leaves them), in a scratch folder.
+fn without_dwarf(case: &CoreCase) -> (Scratch, CoreCase) {
     let tmp = Scratch::new("sqlite-nodwarf");
     let exe = tmp.join("cgostuck");
     let ok = std::process::Command::new("objcopy")
@@ -992,8 +1079,162 @@ fn sqlite_without_dwarf_falls_back_to_the_frames() {
         exe,
         truth: case.truth.clone(),
     };
-    let r = analyze(&twin).report;
-    sqlite_waits_for_writer(&r, &twin, false).unwrap();
+    (tmp, twin)
+}
+
+/// A database/sql service over github.com/mattn/go-sqlite3 (Debian's
+/// package; Go 1.21 and 1.27; kernel cores and gcores): writers holding
+/// write transactions while a Go SQL function sleeps inside sqlite3_step,
+/// busy-timeout waiters (rollback journal and WAL), one waiter on a locked
+/// thread that first ran statements on the writers' connections (their
+/// stale pointers), and a transaction left open by a goroutine parked in Go.
+/// Each waiter's holder is the program's record: read from SQLite's
+/// structures where its DWARF is compiled in, or none with the reason;
+/// without the DWARF (Debian's libsqlite3, or the bundled build stripped)
+/// likely candidates that include the writer, and never a definite holder.
+#[test]
+fn sqlite_holders_over_go_sqlite3() {
+    let cases = generated_mattn();
+    assert!(
+        cases.len() >= 4 || !require_generated(),
+        "go-sqlite3 cores: {}",
+        cases.len()
+    );
+    let mut errs = vec![];
+    for case in &cases {
+        let dwarf = case.truth.variant == "mattn-bundled";
+        errs.extend(check_go_sqlite3(case, dwarf, true));
+        if dwarf {
+            let (_tmp, twin) = without_dwarf(case);
+            errs.extend(check_go_sqlite3(&twin, false, false));
+        }
+    }
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+}
+
+/// `dwarf`: SQLite's DWARF is in the executable; `go_dwarf`: Go's is.
+fn check_go_sqlite3(case: &CoreCase, dwarf: bool, go_dwarf: bool) -> Vec<String> {
+    let r = analyze(case).report;
+    let mut errs = vec![];
+    let mut e = |s: String| errs.push(format!("{}: {s}", case.name));
+    assert!(
+        case.truth.holders.len() >= 4,
+        "{}: no HOLDER record",
+        case.name
+    );
+    let waiters: BTreeSet<u32> = case.truth.holders.keys().map(|w| tid(case, w)).collect();
+    for (waiter, holder) in &case.truth.holders {
+        let w = tid(case, waiter);
+        let Some(b) = thread(&r, w).blocked.clone() else {
+            e(format!("{waiter} ({w}): not blocked"));
+            continue;
+        };
+        if b.class != "db-lock" || b.library.as_deref() != Some("sqlite") {
+            e(format!("{waiter}: {} [{:?}]", b.class, b.library));
+        }
+        let want = holder.as_deref().map(|h| tid(case, h));
+        // Never a definite holder the record contradicts; never a waiter.
+        if !b.owner_likely && b.owner_tid.is_some() && b.owner_tid != want {
+            e(format!(
+                "{waiter}: definite holder {:?}, the program says {want:?}",
+                b.owner_tid
+            ));
+        }
+        if b.owner_tid.is_some_and(|o| waiters.contains(&o)) {
+            e(format!(
+                "{waiter}: a waiter named as its holder: {}",
+                b.explain
+            ));
+        }
+        match (dwarf, want) {
+            (true, Some(h)) => {
+                let ok = b.owner_tid == Some(h)
+                    && !b.owner_likely
+                    && b.explain
+                        .contains(&format!("held by thread {h}'s connection 0x"))
+                    && b.explain
+                        .contains("each connection's mutex names the thread using it");
+                if !ok {
+                    e(format!("{waiter}: not read as held by {h}: {b:?}"));
+                }
+            }
+            (true, None) => {
+                if b.owner_tid.is_some() || !b.explain.contains("a transaction left open") {
+                    e(format!(
+                        "{waiter}: no holder and the reason expected: {b:?}"
+                    ));
+                }
+            }
+            (false, Some(h)) => {
+                if b.owner_tid.is_some_and(|o| o != h) || !b.explain.contains(&h.to_string()) {
+                    e(format!(
+                        "{waiter}: the writer {h} not among the candidates: {b:?}"
+                    ));
+                }
+            }
+            (false, None) => {}
+        }
+        if dwarf {
+            let db = case
+                .truth
+                .holders
+                .iter()
+                .find(|(w2, _)| *w2 == waiter)
+                .map(|_| match waiter.as_str() {
+                    "wal_busy" => "/wal.db",
+                    "left_busy" => "/left.db",
+                    _ => "/journal.db",
+                });
+            if !b
+                .lock_symbol
+                .as_deref()
+                .is_some_and(|l| db.is_some_and(|d| l.ends_with(d)))
+            {
+                e(format!("{waiter}: lock {:?}", b.lock_symbol));
+            }
+        }
+    }
+    let pool = check_pool_behind_sqlite(case, &r, dwarf, go_dwarf);
+    // The writers: a Go callback parked inside sqlite3_step, its thread
+    // locked by the runtime (not LockOSThread), holding what the waiters want.
+    for writer in ["journal_writer", "wal_writer"] {
+        let t = tid(case, writer);
+        let goid = case.truth.scenarios[writer].goid;
+        match r.goroutines.iter().find(|g| g.goid == goid) {
+            Some(g) if g.state() == "select (no cases)" => {}
+            other => e(format!(
+                "{writer}: goroutine {goid}: {:?}",
+                other.map(|g| g.state())
+            )),
+        }
+        let m =
+            r.ms.iter()
+                .find(|m| m.tid == Some(t))
+                .map(|m| (m.locked_ext, m.locked_int));
+        if m != Some((0, 1)) {
+            e(format!("{writer}: lockedExt/lockedInt {m:?}"));
+        }
+        if dwarf {
+            let waiting: BTreeSet<u32> = case
+                .truth
+                .holders
+                .iter()
+                .filter(|(_, h)| h.as_deref() == Some(writer))
+                .map(|(w, _)| tid(case, w))
+                .collect();
+            let ok = r.incidents.iter().any(|i| {
+                i.kind == "lock-holder"
+                    && i.root.as_ref().and_then(|x| x.tid) == Some(t)
+                    && waiting.iter().all(|w| i.victims.tids.contains(w))
+                    && i.advice.contains("not LockOSThread")
+            });
+            if !ok {
+                e(format!("{writer}: no lock-holder incident for {waiting:?}"));
+            }
+        }
+    }
+    errs.extend(pool);
+    errs
 }
 
 /// A bare sysroot (the libraries alone) as in `classes_hold_without_libc_debug_info`,
@@ -1553,6 +1794,71 @@ fn goroutines_queued_in_go_are_linked_to_their_holders() {
                 if dump != ours {
                     e(format!("goroutine {w}: {ours:?}, Go says {dump:?}"));
                 }
+            }
+        }
+    }
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+}
+
+/// The moment Go starts a thread (gdb stopped the program where the clone
+/// returns in the new thread; gosyscall builds use Go's own clone, the
+/// go-sqlite3 program pthread_create): every thread gdb saw created is Go's,
+/// never "a thread created by C": joined to its M by its stack pointer at
+/// the M's g0 stack top (Go's clone), or a thread Go is starting while an M
+/// waits for its thread (pthread_create, before runtime/cgo's threadentry).
+#[test]
+fn a_thread_go_is_starting_is_not_foreign() {
+    let cases = generated_starting();
+    assert!(
+        cases.len() >= 3 || !require_generated(),
+        "thread-starting cores: {}",
+        cases.len()
+    );
+    let mut errs = vec![];
+    for case in &cases {
+        let r = analyze(case).report;
+        let mut e = |s: String| errs.push(format!("{}: {s}", case.name));
+        let starting = of_kind(&r, "threads-starting");
+        let foreign = of_kind(&r, "foreign-threads");
+        if case.truth.starting_tids.is_empty() {
+            e("gdb saw no thread created".into());
+        }
+        for &tid in &case.truth.starting_tids {
+            let t = thread(&r, tid);
+            if foreign.iter().any(|f| tids(f).contains(&tid)) {
+                e(format!("{tid}: called a C thread"));
+            }
+            // gdb stopped it at its first system call: Go's clone's gettid,
+            // before its M records the id (joined by its stack pointer at
+            // the M's g0 stack top), or glibc's rseq in start_thread, before
+            // runtime/cgo's threadentry (a thread Go is starting while its M
+            // waits for it).
+            let ok = if case.truth.variant.starts_with("mattn") {
+                starting.iter().any(|f| {
+                    tids(f).contains(&tid)
+                        && r.ms.iter().any(|m| {
+                            m.tid.is_none()
+                                && !m.isextra
+                                && f.summary
+                                    .contains(&format!("waiting for a thread: M{}", m.id))
+                        })
+                })
+            } else {
+                t.kind == cgocore::report::ThreadKind::Go
+                    && t.m
+                        .is_some_and(|m| r.ms.iter().any(|x| x.id == m && x.procid == 0))
+                    && t.frames.first().and_then(|f| f.function.as_deref()) == Some("runtime.clone")
+            };
+            if !ok {
+                e(format!(
+                    "{tid}: {:?} M{:?}, frames {:?}; starting: {starting:?}",
+                    t.kind,
+                    t.m,
+                    t.frames
+                        .iter()
+                        .map(|f| f.function.clone())
+                        .collect::<Vec<_>>()
+                ));
             }
         }
     }

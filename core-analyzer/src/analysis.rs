@@ -196,7 +196,8 @@ fn classify_all(
         .unwrap_or_default(),
         None => Default::default(),
     };
-    classify::likely_holders(&mut threads, &opts.rules, &settled);
+    let defines = |module: &str, sym: &str| modules.defines(module, sym);
+    classify::likely_holders(&mut threads, &opts.rules, &settled, &defines);
     threads
 }
 

@@ -51,6 +51,14 @@ pub struct Truth {
     /// The M whose signal ended the process ("PC=0x... m=2" in Go's dump).
     #[serde(default)]
     pub crash_m: Option<i64>,
+    /// The go-sqlite3 program's record: each waiting scenario and the
+    /// scenario whose thread holds its database lock (`None`: no thread
+    /// does; a transaction left open by a goroutine parked in Go).
+    #[serde(default)]
+    pub holders: HashMap<String, Option<String>>,
+    /// The threads gdb saw created when it stopped the program at a clone.
+    #[serde(default)]
+    pub starting_tids: Vec<u32>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -145,6 +153,7 @@ pub fn generated() -> Vec<CoreCase> {
             && !c.truth.variant.starts_with("gosyscall")
             && !c.truth.variant.starts_with("libs")
             && !c.truth.variant.starts_with("queue")
+            && !c.truth.variant.starts_with("mattn")
             && !c.truth.foreign_platform()
     });
     v
@@ -190,6 +199,15 @@ pub fn generated_queue() -> Vec<CoreCase> {
     v
 }
 
+/// Cores of the database/sql program over github.com/mattn/go-sqlite3
+/// (`mattn`: Debian's package over Debian's libsqlite3; `mattn-bundled`: the
+/// amalgamation compiled in, with its DWARF), kernel cores and gcores.
+pub fn generated_mattn() -> Vec<CoreCase> {
+    let mut v = generated_all();
+    v.retain(|c| c.truth.variant.starts_with("mattn"));
+    v
+}
+
 /// Generated cores of the scenario linked with musl: a dynamic (Alpine-style)
 /// build's gcore, a static build's kernel core, and arm64 builds (static,
 /// and dynamic with Debian's musl:arm64) under qemu-user, each in both forms.
@@ -221,7 +239,24 @@ pub fn generated_cshared() -> Vec<CoreCase> {
     v
 }
 
+/// Every generated core but the captures of a thread being started.
 fn generated_all() -> Vec<CoreCase> {
+    let mut v = scan_generated();
+    v.retain(|c| c.truth.kind != "starting");
+    v
+}
+
+/// gdb's gcores taken the moment Go starts a thread (the clone has just
+/// returned in the new thread; `truth.starting_tids` are the new threads
+/// gdb announced): gosyscall builds (Go's own clone) and the go-sqlite3
+/// program (pthread_create).
+pub fn generated_starting() -> Vec<CoreCase> {
+    let mut v = scan_generated();
+    v.retain(|c| c.truth.kind == "starting");
+    v
+}
+
+fn scan_generated() -> Vec<CoreCase> {
     let base = std::env::var_os("CGOCORE_CORES")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join(".cache/cores"));

@@ -323,7 +323,12 @@ fn library_entry(
 /// database lock, without SQLite's DWARF): a thread that waits for one is
 /// linked to the other threads inside that library — its likely holders. One
 /// such thread becomes the owner, marked likely; several are named.
-pub fn likely_holders(threads: &mut [ThreadInfo], rules: &Rules, settled: &HashSet<u32>) {
+pub fn likely_holders(
+    threads: &mut [ThreadInfo],
+    rules: &Rules,
+    settled: &HashSet<u32>,
+    defines: &dyn Fn(&str, &str) -> bool,
+) {
     for rule in rules.libraries.iter().filter(|l| l.waits_as.is_some()) {
         // A thread inside the library that waits for a lock itself (to
         // enter a connection another thread uses) is not the one using it.
@@ -334,7 +339,7 @@ pub fn likely_holders(threads: &mut [ThreadInfo], rules: &Rules, settled: &HashS
         };
         let others: Vec<&ThreadInfo> = threads
             .iter()
-            .filter(|t| !rule.is_waiter(t) && rule.has_thread(t) && !waits_for_a_lock(t))
+            .filter(|t| !rule.is_waiter(t) && rule.has_thread(t, defines) && !waits_for_a_lock(t))
             .collect();
         // Those with code on their stack that holds the lock come first.
         let held_in = rule.waits_as.as_ref().map_or(&[][..], |w| &w.held_in[..]);
@@ -453,7 +458,7 @@ mod tests {
         // Thread 4 waits for the mutex of a connection thread 2 uses.
         let c = in_sqlite(4, "mutex", 0x7000, None);
         let mut threads = vec![busy, a, b, c];
-        likely_holders(&mut threads, &rules, &HashSet::new());
+        likely_holders(&mut threads, &rules, &HashSet::new(), &|_, _| false);
         let e = &threads[0].blocked.as_ref().unwrap().explain;
         assert!(
             e.ends_with("likely held by one of the other threads inside sqlite (none waiting for a lock itself): 2, 3"),
@@ -462,7 +467,7 @@ mod tests {
         // With thread 3 gone, the one candidate left is named, likely.
         threads.remove(2);
         threads[0].blocked.as_mut().unwrap().explain.clear();
-        likely_holders(&mut threads, &rules, &HashSet::new());
+        likely_holders(&mut threads, &rules, &HashSet::new(), &|_, _| false);
         let b0 = threads[0].blocked.as_ref().unwrap();
         assert_eq!((b0.owner_tid, b0.owner_likely), (Some(2), true));
     }

@@ -278,15 +278,20 @@ impl LibraryRule {
     }
 
     /// A thread inside the library: its blocked call is the library's, or
-    /// one of its frames lies in the library's file.
-    pub fn has_thread(&self, t: &ThreadInfo) -> bool {
+    /// one of its frames (anywhere on the stack: below a Go callback too) is
+    /// the library's code: in its file, or named like it in a module that
+    /// has it linked in (`defines`, as [`LibraryRule::belongs`]).
+    pub fn has_thread(&self, t: &ThreadInfo, defines: &dyn Fn(&str, &str) -> bool) -> bool {
         t.blocked
             .as_ref()
             .is_some_and(|b| b.library.as_deref() == Some(&self.library))
             || t.frames.iter().any(|f| {
-                f.module
-                    .as_deref()
-                    .is_some_and(|m| self.modules.iter().any(|p| glob(p, m)))
+                f.module.as_deref().is_some_and(|m| {
+                    self.modules.iter().any(|p| glob(p, m))
+                        || f.known_function()
+                            .is_some_and(|n| self.frames.iter().any(|p| glob(p, n)))
+                            && self.defines.iter().any(|d| defines(m, d))
+                })
             })
     }
 

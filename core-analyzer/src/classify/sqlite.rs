@@ -211,15 +211,8 @@ fn connections_by_thread(
         .map(|n| n.to_string_lossy().into_owned());
     // SQLite's frames anywhere on the stack: a thread parked in a Go
     // callback (an application SQL function) is inside sqlite3_step.
-    let inside = |t: &ThreadInfo| {
-        rule.has_thread(t)
-            || t.frames.iter().any(|f| {
-                f.module.as_deref() == module.as_deref()
-                    && f.function
-                        .as_deref()
-                        .is_some_and(|n| rule.frames.iter().any(|g| super::rules::glob(g, n)))
-            })
-    };
+    let in_sqlite = |m: &str, _: &str| Some(m) == module.as_deref();
+    let inside = |t: &ThreadInfo| rule.has_thread(t, &in_sqlite);
     let tids: HashSet<u32> = threads.iter().map(|t| t.tid).collect();
     let mut by: BTreeMap<u32, Vec<Connection>> = BTreeMap::new();
     for t in threads.iter().filter(|t| inside(t)) {

@@ -143,7 +143,7 @@ fn victims(by_tid: &HashMap<u32, &ThreadInfo>, tids: Vec<u32>) -> Victims {
 }
 
 /// "blocks 3 threads (31921, 31899, 31930) and 2 goroutines (12, 5)".
-fn harm(v: &Victims) -> String {
+pub(super) fn harm(v: &Victims) -> String {
     fn n<T: ToString>(items: &[T], one: &str) -> String {
         let head: Vec<String> = items.iter().take(6).map(|x| x.to_string()).collect();
         let more = items.len().saturating_sub(6);

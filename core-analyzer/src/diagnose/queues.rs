@@ -215,10 +215,7 @@ pub fn incidents(r: &Report, out: &mut Vec<Incident>, of_thread: &HashMap<u32, u
             .ok()
             .and_then(|h| threads.of(by_goid.get(&h).copied()?));
         if let Some(&k) = thread.and_then(|t| of_thread.get(&t.tid)) {
-            // (a set: 100k goroutines may join one incident)
-            let v = &mut out[k].victims.goids;
-            let mut have: HashSet<u64> = v.iter().copied().collect();
-            v.extend(goids.into_iter().filter(|g| have.insert(*g)));
+            join_queue(&mut out[k], &by_goid, goids);
             continue;
         }
         if !harmful(&by_goid, root, &goids) {
@@ -228,6 +225,34 @@ pub fn incidents(r: &Report, out: &mut Vec<Incident>, of_thread: &HashMap<u32, u
             Ok(h) => held(&by_goid, h, thread, goids),
             Err(addr) => unheld(r, &by_goid, addr, goids),
         });
+    }
+}
+
+/// Goroutines queued in Go behind a thread another incident already holds
+/// up: its victims, and its summary counts them and says what they wait on.
+fn join_queue(inc: &mut Incident, by_goid: &HashMap<u64, &GoroutineInfo>, goids: Vec<u64>) {
+    let before = super::incidents::harm(&inc.victims);
+    // (a set: 100k goroutines may join one incident)
+    let v = &mut inc.victims.goids;
+    let mut have: HashSet<u64> = v.iter().copied().collect();
+    let new: Vec<u64> = goids.into_iter().filter(|g| have.insert(*g)).collect();
+    if new.is_empty() {
+        return;
+    }
+    let on = by_goid
+        .get(&new[0])
+        .and_then(|g| g.waits_on.as_ref())
+        .map(|w| w.describe());
+    v.extend(&new);
+    let after = super::incidents::harm(&inc.victims);
+    inc.summary = inc.summary.replacen(&before, &after, 1);
+    if let Some(on) = on {
+        let n = new.len();
+        inc.summary = format!(
+            "{}; {n} goroutine{} queued in Go behind it on {on}",
+            inc.summary,
+            if n == 1 { "" } else { "s" }
+        );
     }
 }
 

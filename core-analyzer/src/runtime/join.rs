@@ -71,7 +71,8 @@ impl ThreadJoin {
         }
         // A thread Go is still starting has no procid yet (minit sets it
         // after the signal setup): its stack pointer is on its M's g0 or
-        // gsignal stack.
+        // gsignal stack, or at the g0 stack's very top where Go's own clone
+        // put it (the kernel starts the thread there).
         let unclaimed: Vec<usize> = (0..ms.len())
             .filter(|i| {
                 let m = &ms[*i];
@@ -83,7 +84,8 @@ impl ThreadJoin {
                 if j.own.contains_key(&t.tid) {
                     continue;
                 }
-                let on = |g: u64| stack(g).is_some_and(|(lo, hi)| lo <= t.sp && t.sp < hi);
+                let on =
+                    |g: u64| stack(g).is_some_and(|(lo, hi)| lo != 0 && lo <= t.sp && t.sp <= hi);
                 if let Some(&i) = unclaimed
                     .iter()
                     .find(|&&i| on(ms[i].g0) || on(ms[i].gsignal))
@@ -197,6 +199,28 @@ mod tests {
         assert!(j.m_of(&ms, 102).is_none(), "no M claims a foreign thread");
         assert_eq!(j.tid_of(&ms, 0, |t| t == 100), Some(100));
         assert_eq!(j.signal_m(&ms, 100), None);
+    }
+
+    #[test]
+    fn a_thread_fresh_from_gos_clone_is_its_m_by_the_stack_top() {
+        // Go's own clone starts the thread with its stack pointer at the M's
+        // g0 stack top; the M has no procid until the thread runs. A cgo M
+        // still waiting for pthread_create has no g0 stack yet (lo 0, hi its
+        // size): nothing matches it.
+        let ms = vec![m(0, 100), m(1, 0), m(2, 0)];
+        let stack = |g: u64| match g {
+            0x10_0001 => Some((0x7000_0000, 0x7000_8000)),
+            0x10_0002 => Some((0, 0x8000)),
+            _ => None,
+        };
+        let j = ThreadJoin::new(
+            &ms,
+            &ts(&[(100, 0), (101, 0x7000_8000), (102, 0x8000)]),
+            never_dead,
+            stack,
+        );
+        assert_eq!(j.m_of(&ms, 101).map(|m| m.id), Some(1));
+        assert!(j.m_of(&ms, 102).is_none());
     }
 
     #[test]

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime"
 	"strconv"
 	"sync"
@@ -96,6 +97,7 @@ func main() {
 	})
 
 	wg.Wait()
+	startThreadsOn(syscall.SIGUSR1)
 	// Let every goroutine enter its system call.
 	time.Sleep(500 * time.Millisecond)
 	mu.Lock()
@@ -105,4 +107,24 @@ func main() {
 	mu.Unlock()
 	fmt.Printf("READY pid=%d main_goid=%d\n", os.Getpid(), goid())
 	select {}
+}
+
+// startThreadsOn: at the signal (the generator's "starting" capture, made
+// under gdb), more goroutines block in system calls than there are idle
+// threads, so Go starts new ones (pthread_create with cgo, its own clone
+// without).
+func startThreadsOn(sig os.Signal) {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, sig)
+	go func() {
+		<-c
+		for i := 0; i < 8; i++ {
+			var p [2]int
+			must(syscall.Pipe(p[:]))
+			go func() {
+				buf := make([]byte, 1)
+				syscall.Read(p[0], buf)
+			}()
+		}
+	}()
 }

@@ -8,23 +8,59 @@ use crate::unwind::Lang;
 /// Threads blocked in C beyond this many per P are a pile-up.
 const PILEUP_PER_P: usize = 4;
 
-/// A thread Go created through cgo that has not reached `minit` (which
-/// records its tid in the M): runtime/cgo's `threadentry` is at its base.
-fn go_thread_starting(t: &ThreadInfo) -> bool {
-    t.frames.iter().rev().take(4).any(|f| {
+/// Thread-creation code of the C libraries and of Go: a thread with only
+/// these frames has not run its own function yet (glibc's clone3 and
+/// start_thread, musl's __clone and start, Go's own clone).
+const THREAD_START: &[&str] = &[
+    "clone",
+    "clone3",
+    "__clone",
+    "__clone3",
+    "__clone_internal",
+    "start_thread",
+    "rseq_register_current_thread",
+    "start",
+    "start_c11",
+    "runtime.clone",
+];
+
+/// A thread Go is starting: runtime/cgo's `threadentry` at its base (it has
+/// not reached `minit`, which records its tid in the M), or a thread with
+/// nothing but thread-creation frames while an M waits for its thread (the
+/// clone has just returned in the new thread).
+fn go_thread_starting(t: &ThreadInfo, m_without_thread: bool) -> bool {
+    let in_threadentry = t.frames.iter().rev().take(4).any(|f| {
         f.lang == Lang::C
             && (f.function.as_deref() == Some("threadentry")
                 || f.file
                     .as_deref()
                     .is_some_and(|p| p.contains("runtime/cgo/gcc_")))
-    })
+    });
+    let only_created = !t.frames.is_empty()
+        && t.frames.iter().all(|f| {
+            f.known_function()
+                .is_some_and(|n| THREAD_START.contains(&n))
+        });
+    in_threadentry || (m_without_thread && only_created)
+}
+
+/// The Ms waiting for their thread: not extra Ms (those wait for a C
+/// thread to call into Go), no thread id recorded yet.
+fn ms_without_thread(x: &Facts) -> Vec<i64> {
+    x.report
+        .ms
+        .iter()
+        .filter(|m| m.tid.is_none() && m.procid == 0 && !m.isextra)
+        .map(|m| m.id)
+        .collect()
 }
 
 fn foreign<'r>(x: &Facts<'r>, starting: bool) -> Vec<&'r ThreadInfo> {
+    let waiting = !ms_without_thread(x).is_empty();
     x.report
         .threads
         .iter()
-        .filter(|t| t.kind == ThreadKind::Foreign && go_thread_starting(t) == starting)
+        .filter(|t| t.kind == ThreadKind::Foreign && go_thread_starting(t, waiting) == starting)
         .collect()
 }
 
@@ -33,12 +69,41 @@ pub fn threads_starting(x: &Facts) -> Vec<Finding> {
     if starting.is_empty() {
         return vec![];
     }
-    let stuck = starting.iter().any(|t| t.blocked.is_some());
+    let stuck = starting
+        .iter()
+        .any(|t| t.blocked.is_some() && !just_created(t));
+    let cloned = starting.iter().filter(|t| just_created(t)).count();
+    let ms: Vec<String> = ms_without_thread(x)
+        .iter()
+        .map(|m| format!("M{m}"))
+        .collect();
+    let how = match (cloned, starting.len() - cloned) {
+        (0, _) => "in runtime/cgo's threadentry, no M yet".to_string(),
+        (_, in_threadentry) => format!(
+            "{}, no M yet; waiting for a thread: {}",
+            if in_threadentry == 0 {
+                "just created"
+            } else {
+                "in runtime/cgo's threadentry or just created"
+            },
+            ms.join(", ")
+        ),
+    };
+    let mut advice = "Go creates threads through C (pthread_create, malloc): a new thread stuck here means thread creation itself is wedged (a malloc arena or list_lock held for good), so the scheduler cannot add threads; find the lock's holder".to_string();
+    if cloned > 0 {
+        advice.push_str(
+            ". A thread only just created is no problem: the capture caught Go starting it",
+        );
+    }
     vec![Finding {
         kind: FindingKind::ThreadsStarting,
-        severity: if stuck { Severity::Warning } else { Severity::Info },
+        severity: if stuck {
+            Severity::Warning
+        } else {
+            Severity::Info
+        },
         summary: format!(
-            "{} thread{} Go is starting (in runtime/cgo's threadentry, no M yet){}: {}",
+            "{} thread{} Go is starting ({how}){}: {}",
             starting.len(),
             plural(starting.len() == 1),
             match (stuck, starting.len()) {
@@ -49,8 +114,16 @@ pub fn threads_starting(x: &Facts) -> Vec<Finding> {
             each_doing(&starting)
         ),
         evidence: evidence(&starting),
-        advice: "Go creates threads through C (pthread_create, malloc): a new thread stuck here means thread creation itself is wedged (a malloc arena or list_lock held for good), so the scheduler cannot add threads; find the lock's holder".into(),
+        advice,
     }]
+}
+
+/// Nothing but thread-creation frames: whatever it is in is its start.
+fn just_created(t: &ThreadInfo) -> bool {
+    t.frames.iter().all(|f| {
+        f.known_function()
+            .is_some_and(|n| THREAD_START.contains(&n))
+    })
 }
 
 pub fn foreign_threads(x: &Facts) -> Vec<Finding> {
@@ -266,6 +339,38 @@ mod tests {
         let f = foreign_threads(&x);
         assert_eq!(f.iter().map(tids).collect::<Vec<_>>(), vec![vec![12]]);
         assert!(extra_ms(&x).is_empty());
+    }
+
+    #[test]
+    fn a_thread_only_just_cloned_is_go_starting_one_while_an_m_waits_for_it() {
+        // pthread_create's clone3 has returned in the new thread: its stack
+        // is clone3 and start_thread only. An M with no thread yet makes it
+        // Go's; without one it is a C library's.
+        let mut new = thread(30);
+        new.kind = ThreadKind::Foreign;
+        new.frames = vec![frame("start_thread", Lang::C), frame("clone3", Lang::C)];
+        let mut r = report(vec![thread(10), new]);
+        let mut extra = m_info(2, 0, 0, None);
+        extra.isextra = true;
+        r.ms = vec![m_info(0, 0, 0, None), extra];
+        r.ms[0].tid = Some(10);
+        r.ms[0].procid = 10;
+        let x = Facts::new(&r);
+        assert!(
+            threads_starting(&x).is_empty(),
+            "a spare extra M waits for a C thread, not a new one"
+        );
+        assert_eq!(foreign_threads(&x).len(), 1);
+        r.ms.push(m_info(5, 0, 0, None));
+        let x = Facts::new(&r);
+        let s = threads_starting(&x);
+        assert_eq!((s.len(), s[0].severity), (1, Severity::Info));
+        assert!(
+            s[0].summary.contains("waiting for a thread: M5"),
+            "{}",
+            s[0].summary
+        );
+        assert!(foreign_threads(&x).is_empty());
     }
 
     #[test]
