@@ -20,7 +20,7 @@ use anyhow::Result;
 use rustc_hash::FxHashMap as HashMap;
 
 /// How often the thread walk lets the core's pages go (see `Memory::release`).
-const RELEASE_EVERY_THREADS: usize = 64;
+const RELEASE_EVERY_THREADS: usize = 256;
 
 /// A finished analysis: the report, and what it was built from (for faces
 /// that look further, such as tests and the debugger bridges).

@@ -183,18 +183,20 @@ fn in_c_library(f: &CallFrame) -> bool {
         || f.name.is_some_and(|n| WAITS.contains(&n))
 }
 
-/// `*` matches any run of characters; everything else literally.
+/// `*` matches any run of characters; everything else literally. No
+/// allocation: it runs for every rule against every frame of every thread
+/// (10,000 threads: it was a tenth of the analysis when it split the
+/// pattern into a Vec).
 pub fn glob(pat: &str, s: &str) -> bool {
-    let parts: Vec<&str> = pat.split('*').collect();
-    if parts.len() == 1 {
+    let Some((first, tail)) = pat.split_once('*') else {
         return pat == s;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    };
+    let (mids, last) = tail.rsplit_once('*').unwrap_or(("", tail));
     if !s.starts_with(first) || s.len() < first.len() + last.len() || !s.ends_with(last) {
         return false;
     }
     let mut rest = &s[first.len()..s.len() - last.len()];
-    for mid in &parts[1..parts.len() - 1] {
+    for mid in mids.split('*').filter(|m| !m.is_empty()) {
         match rest.find(mid) {
             Some(i) => rest = &rest[i + mid.len()..],
             None => return false,
@@ -337,6 +339,8 @@ mod tests {
         assert!(!glob("lll_lock_wait", "lll_lock_wait_private"));
         assert!(glob("a*b*c", "axxbyyc"));
         assert!(!glob("a*b*c", "axxc"));
+        assert!(glob("a**b", "ab") && glob("*", "") && glob("a*", "a") && !glob("ab*ba", "aba"));
+        assert!(glob("*x*y*", "..x..y") && !glob("*x*y*", "..y..x"));
         assert_eq!(normalize("__GI___lll_lock_wait"), "lll_lock_wait");
         assert_eq!(normalize("__libc_read"), "read");
         assert_eq!(normalize("___pthread_cond_wait"), "pthread_cond_wait");

@@ -132,9 +132,11 @@ fn subject(t: &ThreadInfo) -> Subject {
 /// The threads and their goroutines held up.
 fn victims(by_tid: &HashMap<u32, &ThreadInfo>, tids: Vec<u32>) -> Victims {
     let mut goids: Vec<u64> = vec![];
+    // (a set: a pile-up's victims are thousands of threads)
+    let mut seen = std::collections::HashSet::new();
     for t in tids.iter().filter_map(|t| by_tid.get(t)) {
         for g in [t.curg, t.stack_goroutine, t.lockedg].into_iter().flatten() {
-            if !goids.contains(&g) {
+            if seen.insert(g) {
                 goids.push(g);
             }
         }

@@ -10,7 +10,7 @@ use crate::symbolize::pclntab::Pclntab;
 use rustc_hash::FxHashMap as HashMap;
 
 /// How often a worker lets the core's pages go (see `Memory::release`).
-const RELEASE_EVERY_GOROUTINES: usize = 2048;
+const RELEASE_EVERY_GOROUTINES: usize = 1024;
 
 /// Go frames of a goroutine, from where Go's own traceback starts: the
 /// syscall entry while `syscallsp` is set (in a syscall or cgo call, and
