@@ -56,8 +56,14 @@ SQLITE_CRATE = ("libsqlite3-sys", "0.30.1", "2e99fb7a497b1e3339bc746195567ed8d3e
 # and gcores, and a stripped build's kernel core, of these releases.
 QUEUE = os.path.join(ROOT, "corefiles", "scenarios", "queue")
 QUEUE_VERSIONS = ["1.21.13", "1.27.3"]
-QUEUE_BUILDS = {"queue": [], "queue-stripped": ["-ldflags=-s -w"]}
-QUEUE_KINDS = {"queue": ("kernel", "gcore"), "queue-stripped": ("kernel",)}
+QUEUE_BUILDS = {"queue": [], "queue-stripped": ["-ldflags=-s -w"], "queue-arm64": [],
+                "queue-musl": ["-ldflags=-linkmode external -extldflags -static"]}
+# (queue-arm64: qemu-user's core and the kernel's form, as for arm64)
+QUEUE_KINDS = {"queue": ("kernel", "gcore"), "queue-stripped": ("kernel",), "queue-musl": ("kernel",)}
+# The C compiler and GOARCH of the queue program's other platforms: arm64
+# under qemu-user, and musl (static, so Go's crash path writes a kernel core).
+QUEUE_PLATFORM = {"queue-arm64": {"GOARCH": "arm64", "CC": "aarch64-linux-gnu-gcc"},
+                  "queue-musl": {"CC": "musl-gcc"}}
 # A database/sql service over github.com/mattn/go-sqlite3 as Debian packages it
 # (golang-github-mattn-go-sqlite3-dev: its Go and C glue, linked to Debian's
 # libsqlite3), and the same glue with SQLite's amalgamation compiled in as the
@@ -222,6 +228,7 @@ def build(version, variant, out_dir, gocache):
     elif variant == "libs":
         subprocess.check_call([go_binary(version), "build", "-trimpath", "-o", exe, "."], cwd=LIBS, env=env)
     elif variant in QUEUE_BUILDS:
+        env.update(QUEUE_PLATFORM.get(variant, {}))
         subprocess.check_call([go_binary(version), "build", "-trimpath", "-o", exe] + QUEUE_BUILDS[variant] + ["."],
                               cwd=QUEUE, env=env)
     elif variant in MATTN_VARIANTS:
@@ -820,7 +827,8 @@ def main():
                     help="plain,stripped,pie,cshared,busy; arm64, musl-arm64, musl-arm64-dynamic (qemu-user; Go %s); "
                     "musl, musl-static (Go %s); "
                     "gosyscall, gosyscall-cgo (Go %s); libs (Go %s); libs-bundled (Go %s); "
-                    "exhaust, exhaust-nproc (Go 1.27.3); queue, queue-stripped (Go %s); mattn, mattn-bundled (Go %s)"
+                    "exhaust, exhaust-nproc (Go 1.27.3); queue, queue-stripped, queue-arm64, queue-musl (Go %s); "
+                    "mattn, mattn-bundled (Go %s)"
                     % (", ".join(ARM64_VERSIONS), ", ".join(MUSL_VERSIONS), ", ".join(GOSYSCALL_VERSIONS),
                        ", ".join(LIBS_VERSIONS), ", ".join(LIBS_BUNDLED_VERSIONS), ", ".join(QUEUE_VERSIONS),
                        ", ".join(MATTN_VERSIONS)))
@@ -867,6 +875,10 @@ def main():
                 if variant in GOSYSCALL_CGO and version in wanted and (a.force or captured_by(d) is None):
                     log("capture", version, variant, "starting")
                     capture_starting_retrying(os.path.join(base, "cgostuck"), d, version, variant)
+                continue
+            if variant == "queue-arm64":
+                if version in QUEUE_VERSIONS:
+                    capture_arm64(version, base, gocache.name, a.force, [], variant)
                 continue
             if variant in QUEUE_BUILDS:
                 if version in QUEUE_VERSIONS:
