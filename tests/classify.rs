@@ -673,10 +673,19 @@ fn check_go_sqlite3(case: &CoreCase, dwarf: bool, go_dwarf: bool) -> Vec<String>
                     e(format!("{waiter}: not read as held by {h}: {b:?}"));
                 }
             }
+            // No thread holds it: the goroutine that left the transaction
+            // open, likely (its stack leads to the connection).
             (true, None) => {
-                if b.owner_tid.is_some() || !b.explain.contains("a transaction left open") {
+                let open_tx = case.truth.scenarios["open_tx"].goid;
+                let named = format!(
+                    "likely held by goroutine {open_tx}, parked in Go, through connection 0x"
+                );
+                if b.owner_tid.is_some()
+                    || !b.explain.contains("a transaction left open")
+                    || (go_dwarf && !b.explain.contains(&named))
+                {
                     e(format!(
-                        "{waiter}: no holder and the reason expected: {b:?}"
+                        "{waiter}: no thread holds it; goroutine {open_tx} expected: {b:?}"
                     ));
                 }
             }

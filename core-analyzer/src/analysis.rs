@@ -189,8 +189,25 @@ fn classify_all(
                 })
                 .collect();
             let stacks = |tid| sps.get(&tid).cloned().unwrap_or_default();
+            let waiting = rt.facts.status("waiting");
+            let parked = || {
+                let ix = found.2;
+                ix.g.values()
+                    .filter(|g| Some(g.state()) == waiting)
+                    .map(|g| classify::sqlite::Parked {
+                        goid: g.goid,
+                        start: rt.func_name(g.startpc).map(str::to_string),
+                        sp: g.sched_sp,
+                        hi: g.stack_hi,
+                    })
+                    .collect()
+            };
+            let go = classify::sqlite::GoSide {
+                exe: &process.exe,
+                parked: &parked,
+            };
             sqlite.map(|b| {
-                classify::sqlite::link_waiters(&*process.mem, rule, b, &mut threads, &stacks)
+                classify::sqlite::link_waiters(&*process.mem, rule, b, &mut threads, &stacks, &go)
             })
         })
         .unwrap_or_default(),

@@ -15,6 +15,10 @@
 //! reference. A connection its mutex gives to another thread is that
 //! thread's; one whose mutex is free is no thread's; one whose mutex cannot
 //! be read (no mutex, musl, no types for it) is only likely the stack's.
+mod left_open;
+
+pub use left_open::{GoSide, Parked};
+
 use super::rules::{LibraryRule, Rules};
 use crate::elf::exe::Binary;
 use crate::layout::dwarf::structs_from_dwarf;
@@ -111,6 +115,7 @@ pub fn link_waiters(
     sqlite: &Binary,
     threads: &mut [ThreadInfo],
     stacks: &dyn Fn(u32) -> Vec<u64>,
+    go: &GoSide,
 ) -> HashSet<u32> {
     let mut settled = HashSet::new();
     let bin = sqlite;
@@ -126,6 +131,8 @@ pub fn link_waiters(
     let conns = connections_by_thread(mem, &l, rule, sqlite, threads, stacks);
     // What each holder's own line says: the lock its connection holds.
     let mut held: Vec<(u32, String)> = vec![];
+    // Connections no thread uses, found from parked goroutines (read once).
+    let mut left_open = None;
     for t in threads.iter_mut().filter(|t| rule.is_waiter(t)) {
         let Some(mine) = conns
             .iter()
@@ -164,9 +171,12 @@ pub fn link_waiters(
             "likely: a connection pointer found on a thread's stack, whose mutex could not say whose it is"
         };
         b.explain = if who.is_empty() {
+            let open = left_open.get_or_insert_with(|| left_open::held_by_goroutines(mem, &l, go));
             format!(
-                "{}; connection {:#x} waits, and no other thread inside SQLite holds {file} ({evidence}): a connection no thread is using holds it (a transaction left open), or another process",
-                b.explain, mine.addr
+                "{}; connection {:#x} waits, and no other thread inside SQLite holds {file} ({evidence}): {}",
+                b.explain,
+                mine.addr,
+                left_open_text(mine, open)
             )
         } else {
             format!(
@@ -192,6 +202,38 @@ pub fn link_waiters(
         }
     }
     settled
+}
+
+/// Who holds a lock no thread inside SQLite holds: the goroutines whose
+/// stacks lead to a connection holding it (likely), else the possibilities.
+fn left_open_text(mine: &Connection, open: &(Vec<(u64, Connection)>, bool)) -> String {
+    let (found, complete) = open;
+    let by: Vec<String> = found
+        .iter()
+        .filter_map(|(goid, c)| {
+            let f = c.files.iter().find(|f| {
+                mine.files
+                    .iter()
+                    .any(|m| m.path == f.path && excludes(f, m))
+            })?;
+            Some(format!(
+                "goroutine {goid}, parked in Go, through {}",
+                holding(c.addr, f)
+            ))
+        })
+        .collect();
+    if by.is_empty() {
+        let searched = if *complete {
+            ""
+        } else {
+            " (not every parked goroutine's stack was searched)"
+        };
+        return format!("a connection no thread is using holds it (a transaction left open), or another process{searched}");
+    }
+    format!(
+        "likely held by {} — a transaction left open: no thread is using that connection (its mutex is free), and a *sql.Tx or *sql.Conn on the parked goroutine's stack leads to it (database/sql's driverConn, go-sqlite3's SQLiteConn; found by scanning the stack)",
+        by.join(", ")
+    )
 }
 
 /// The connections each thread uses: those on the stacks of the threads
