@@ -1202,6 +1202,74 @@ fn top_in_a_real_terminal() {
     assert!(held(s.pid).is_empty());
 }
 
+/// The queue program's record: `OBJECT <name> kind=<k> addr=<hex>
+/// holders=<ids> waiters=<ids>` lines, by name.
+fn queue_objects(s: &Scenario) -> BTreeMap<String, (u64, BTreeSet<u64>, Vec<u64>)> {
+    let mut objects = BTreeMap::new();
+    for l in s.lines.iter().filter(|l| l.starts_with("OBJECT ")) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let val = |k: &str| f.iter().find_map(|x| x.strip_prefix(k)).unwrap_or("");
+        let ids = |v: &str| -> Vec<u64> { v.split(',').filter_map(|x| x.parse().ok()).collect() };
+        let addr = u64::from_str_radix(val("addr=").trim_start_matches("0x"), 16).unwrap();
+        objects.insert(
+            f[1].to_string(),
+            (
+                addr,
+                ids(val("holders=")).into_iter().collect(),
+                ids(val("waiters=")),
+            ),
+        );
+    }
+    objects
+}
+
+/// `cgocore top`'s longest waits on the running queue program (a garbage
+/// collection every 100 ms, so the runtime records when each blocked
+/// goroutine was first seen blocked): five, longest first, each one of the
+/// goroutines the program recorded blocking before it said READY, none
+/// shorter than the time since READY nor longer than the program has run.
+#[test]
+fn top_shows_the_longest_waits() {
+    let Some(c) = generated_queue()
+        .into_iter()
+        .find(|c| c.name == "go1.27.3/queue/kernel")
+    else {
+        assert!(
+            !require_generated(),
+            "the queue program's build is required"
+        );
+        return;
+    };
+    let started = std::time::Instant::now();
+    let s = Scenario::start_with(&c, "queue-gc", &["-"], &[("QUEUE_GC", "1")]);
+    let ready = started.elapsed().as_secs_f64();
+    let recorded: BTreeSet<u64> = queue_objects(&s)
+        .values()
+        .flat_map(|(_, h, w)| h.iter().chain(w).copied().collect::<Vec<_>>())
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let since_ready = started.elapsed().as_secs_f64() - ready;
+    let out = cgocore(&["top", "--pid", &s.pid.to_string(), "--once", "--json-lines"]);
+    let ran = started.elapsed().as_secs_f64();
+    let sample: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let waits = sample["longest_waits"].as_array().unwrap();
+    let seconds: Vec<f64> = waits
+        .iter()
+        .map(|w| w["seconds"].as_f64().unwrap())
+        .collect();
+    assert!(
+        waits.len() == 5
+            && seconds.windows(2).all(|w| w[0] >= w[1])
+            && seconds.iter().all(|&x| x >= since_ready - 0.2 && x <= ran)
+            && waits
+                .iter()
+                .all(|w| recorded.contains(&w["goid"].as_u64().unwrap())),
+        "{waits:?}: READY after {ready:.1} s, {since_ready:.1} s since, ran {ran:.1} s"
+    );
+    assert!(held(s.pid).is_empty(), "let go");
+}
+
 /// Goroutines queued in Go, read from the running queue program in one short
 /// stop each: with `--json`, each waiter's object and the holders the
 /// program recorded (the mutex a method holds across a cgo call, the one a
@@ -1223,22 +1291,7 @@ fn a_live_capture_links_goroutines_queued_in_go() {
         return;
     };
     let s = Scenario::start_with(&c, "queue", &["-"], &[]);
-    // OBJECT <name> kind=<k> addr=<hex> holders=<ids> waiters=<ids>
-    let mut objects: BTreeMap<String, (u64, BTreeSet<u64>, Vec<u64>)> = BTreeMap::new();
-    for l in s.lines.iter().filter(|l| l.starts_with("OBJECT ")) {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let val = |k: &str| f.iter().find_map(|x| x.strip_prefix(k)).unwrap_or("");
-        let ids = |v: &str| -> Vec<u64> { v.split(',').filter_map(|x| x.parse().ok()).collect() };
-        let addr = u64::from_str_radix(val("addr=").trim_start_matches("0x"), 16).unwrap();
-        objects.insert(
-            f[1].to_string(),
-            (
-                addr,
-                ids(val("holders=")).into_iter().collect(),
-                ids(val("waiters=")),
-            ),
-        );
-    }
+    let objects = queue_objects(&s);
     assert!(objects.len() >= 9, "{:?}", s.lines);
     let pid = s.pid.to_string();
     let r = json_of(

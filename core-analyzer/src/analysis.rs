@@ -752,6 +752,7 @@ fn describe_goroutines(
                 stack_truncated: stack.truncated,
                 waits_on: waits_on(waits, g.addr),
                 references: refs.remove(&g.addr).unwrap_or_default(),
+                waitsince: (g.waitsince > 0).then_some(g.waitsince),
             }
         })
         .collect()

@@ -304,10 +304,11 @@ fn top(
         let started = std::time::Instant::now();
         if !paused || prev.is_none() {
             let r = cgocore::capture_pid(pid, opts, &aopts)?.analysis.report;
+            let now = cgocore::top::runtime_clock_now();
             let time = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64());
-            prev = Some(cgocore::top::Sample::of(&r, time, prev.as_ref()));
+            prev = Some(cgocore::top::Sample::of(&r, time, now, prev.as_ref()));
             n += 1;
         }
         let s = prev.as_ref().expect("a sample");
@@ -378,7 +379,7 @@ fn top_of_cores(
         if r.incomplete {
             status = EXIT_INCOMPLETE;
         }
-        let s = cgocore::top::Sample::of(&r, written(core), prev.as_ref());
+        let s = cgocore::top::Sample::of(&r, written(core), None, prev.as_ref());
         let mut w = std::io::stdout().lock();
         if json {
             serde_json::to_writer(&mut w, &s)?;

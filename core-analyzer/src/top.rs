@@ -25,6 +25,10 @@ pub struct Sample {
     pub goroutines: BTreeMap<String, usize>,
     /// The objects most goroutines wait on in Go, most first.
     pub waiting_on: Vec<WaitedOn>,
+    /// The goroutines blocked longest (Go's `g.waitsince`, set when a
+    /// garbage collection sees a goroutine blocked), longest first; live
+    /// only (a core has no clock to measure against).
+    pub longest_waits: Vec<LongWait>,
     /// The runtime's thread limit (`sched.maxmcount`), when read.
     pub maxmcount: Option<i32>,
     /// OS threads gained per second since the previous sample.
@@ -54,6 +58,55 @@ pub struct WaitedOn {
     pub count: usize,
 }
 
+/// A goroutine blocked for a while.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LongWait {
+    pub goid: u64,
+    /// Its state or wait reason, as in `goroutines`.
+    pub state: String,
+    /// Seconds since a garbage collection first saw it blocked: at least
+    /// this long.
+    pub seconds: f64,
+}
+
+/// Longest waits shown per sample.
+const LONGEST_SHOWN: usize = 5;
+
+/// The goroutines blocked longest at `now` (the runtime's clock).
+fn longest_waits(r: &Report, now: Option<i64>) -> Vec<LongWait> {
+    let Some(now) = now else {
+        return vec![];
+    };
+    let mut v: Vec<LongWait> = r
+        .goroutines
+        .iter()
+        .filter(|g| !g.system)
+        .filter_map(|g| {
+            let since = g.waitsince.filter(|&s| s > 0 && s <= now)?;
+            Some(LongWait {
+                goid: g.goid,
+                state: g.state().to_string(),
+                seconds: (now - since) as f64 / 1e9,
+            })
+        })
+        .collect();
+    v.sort_by(|a, b| b.seconds.total_cmp(&a.seconds).then(a.goid.cmp(&b.goid)));
+    v.truncate(LONGEST_SHOWN);
+    v
+}
+
+/// The runtime's clock now: Go's `nanotime` is CLOCK_MONOTONIC on Linux,
+/// the same for every process of the host.
+pub fn runtime_clock_now() -> Option<i64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } == 0;
+    ok.then(|| ts.tv_sec * 1_000_000_000 + ts.tv_nsec)
+}
+
 /// Objects shown per sample.
 const WAITED_ON_SHOWN: usize = 8;
 
@@ -76,8 +129,9 @@ fn waited_on(r: &Report) -> Vec<WaitedOn> {
 }
 
 impl Sample {
-    /// The sample of `r`, taken at `time`, after `prev` (for the rates).
-    pub fn of(r: &Report, time: f64, prev: Option<&Sample>) -> Sample {
+    /// The sample of `r`, taken at `time`, after `prev` (for the rates);
+    /// `now`: the runtime's clock then (live), for the longest waits.
+    pub fn of(r: &Report, time: f64, now: Option<i64>, prev: Option<&Sample>) -> Sample {
         let mut groups: BTreeMap<(String, String, Option<String>), usize> = BTreeMap::new();
         for (t, b) in r
             .threads
@@ -137,6 +191,7 @@ impl Sample {
             groups,
             goroutines,
             waiting_on: waited_on(r),
+            longest_waits: longest_waits(r, now),
             maxmcount,
             threads_per_second,
             limit_in_seconds,
@@ -197,7 +252,12 @@ impl Sample {
         } else {
             2 + self.waiting_on.len()
         };
-        let fixed = 4 + 2 + states_shown + waits_shown + 2;
+        let longest_shown = if self.longest_waits.is_empty() {
+            0
+        } else {
+            2 + self.longest_waits.len()
+        };
+        let fixed = 4 + 2 + states_shown + waits_shown + longest_shown + 2;
         let room = rows.map_or(usize::MAX, |r| r.saturating_sub(fixed).max(1));
         let hidden = groups.len().saturating_sub(room);
         groups.truncate(room);
@@ -237,7 +297,32 @@ impl Sample {
                 );
             }
         }
+        if !self.longest_waits.is_empty() {
+            let _ = writeln!(
+                o,
+                "\n  blocked longest (since a garbage collection saw them):"
+            );
+            for w in &self.longest_waits {
+                let _ = writeln!(
+                    o,
+                    "  {:>7}  goroutine {}  {}",
+                    duration(w.seconds),
+                    w.goid,
+                    crate::report::escape::escape_line(&w.state)
+                );
+            }
+        }
         o
+    }
+}
+
+/// `42s`, `3m12s`, `2h05m`.
+fn duration(s: f64) -> String {
+    let s = s.max(0.0) as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
     }
 }
 
@@ -258,7 +343,7 @@ mod tests {
         let mut r1 = report(vec![in_c(1, "sleep", "C.s"), in_c(2, "read", "C.r")]);
         r1.counts.threads_in_cgo = 2;
         r1.ms = vec![crate::diagnose::findings::sample::m_info(1, 0, 0, None); 2];
-        let s1 = Sample::of(&r1, 100.0, None);
+        let s1 = Sample::of(&r1, 100.0, None, None);
         assert_eq!(s1.groups.len(), 2);
         assert_eq!((s1.threads_per_second, s1.limit_in_seconds), (None, None));
         let mut r2 = report(vec![
@@ -270,7 +355,7 @@ mod tests {
         r2.ms = vec![crate::diagnose::findings::sample::m_info(1, 0, 0, None); 4];
         r2.sched = Some(crate::diagnose::findings::sample::sched(0));
         r2.sched.as_mut().unwrap().maxmcount = 10;
-        let s2 = Sample::of(&r2, 102.0, Some(&s1));
+        let s2 = Sample::of(&r2, 102.0, None, Some(&s1));
         assert_eq!(
             (
                 s2.groups[0].class.as_str(),
@@ -307,7 +392,7 @@ mod tests {
             channels: vec![],
         }));
         r.goroutines = vec![g.clone(), g];
-        let s = Sample::of(&r, 1.0, None);
+        let s = Sample::of(&r, 1.0, None, None);
         assert_eq!(
             s.waiting_on,
             vec![WaitedOn {
@@ -322,6 +407,47 @@ mod tests {
         assert!(
             view.contains("more groups") && view.contains("2  mutex main.mu"),
             "{view}"
+        );
+    }
+
+    #[test]
+    fn the_longest_waits_by_the_runtimes_clock() {
+        use crate::diagnose::findings::sample::{goroutine, report};
+        let mut r = report(vec![]);
+        let g = |goid, since: Option<i64>, system| {
+            let mut g = goroutine(goid, "waiting", Some("chan receive"));
+            g.waitsince = since;
+            g.system = system;
+            g
+        };
+        r.goroutines = vec![
+            g(1, Some(1_000_000_000), false),
+            g(2, None, false),
+            g(3, Some(9_000_000_000), false),
+            g(4, Some(500_000_000), true),
+            g(5, Some(99_000_000_000), false),
+        ];
+        let s = Sample::of(&r, 1.0, Some(10_000_000_000), None);
+        let got: Vec<(u64, f64)> = s
+            .longest_waits
+            .iter()
+            .map(|w| (w.goid, w.seconds))
+            .collect();
+        // None recorded, a runtime goroutine, a clock ahead of now: left out.
+        assert_eq!(got, vec![(1, 9.0), (3, 1.0)]);
+        assert_eq!(s.longest_waits[0].state, "chan receive");
+        assert!(
+            s.render().contains("      9s  goroutine 1  chan receive"),
+            "{}",
+            s.render()
+        );
+        assert!(
+            Sample::of(&r, 1.0, None, None).longest_waits.is_empty(),
+            "a core: no clock"
+        );
+        assert_eq!(
+            (duration(192.0), duration(7500.0)),
+            ("3m12s".into(), "2h05m".into())
         );
     }
 }

@@ -217,6 +217,11 @@ pub struct GoroutineInfo {
     /// point to (Go's stack maps): evidence for the holders, not output.
     #[serde(skip)]
     pub references: Vec<Reference>,
+    /// `g.waitsince`: the runtime's clock (nanotime, CLOCK_MONOTONIC) when
+    /// a garbage collection first saw it blocked (what Go's dump turns into
+    /// "N minutes"); none until one has. `top` shows the longest waits.
+    #[serde(skip)]
+    pub waitsince: Option<i64>,
 }
 
 /// What a goroutine parked in Go waits on (see docs/json-schema.md).

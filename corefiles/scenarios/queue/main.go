@@ -370,3 +370,18 @@ func ids(v []uint64) string {
 	}
 	return strings.Join(s, ",")
 }
+
+// The live tests' collections (QUEUE_GC=1): a garbage collection every
+// 100 ms, so the runtime records how long each blocked goroutine has waited
+// (g.waitsince is set by a collection that sees the goroutine blocked).
+func init() {
+	if os.Getenv("QUEUE_GC") == "" {
+		return
+	}
+	go func() {
+		for {
+			runtime.GC()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+}

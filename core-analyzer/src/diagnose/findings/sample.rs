@@ -100,6 +100,7 @@ pub fn goroutine(goid: u64, status: &str, wait_reason: Option<&str>) -> Goroutin
         cgo_call: None,
         waits_on: None,
         references: vec![],
+        waitsince: None,
     }
 }
 
