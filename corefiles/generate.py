@@ -55,7 +55,9 @@ SQLITE_CRATE = ("libsqlite3-sys", "0.30.1", "2e99fb7a497b1e3339bc746195567ed8d3e
 # semaphore, an RWMutex, a WaitGroup, a Cond, a two-step chain): kernel cores
 # and gcores, and a stripped build's kernel core, of these releases.
 QUEUE = os.path.join(ROOT, "corefiles", "scenarios", "queue")
-QUEUE_VERSIONS = ["1.21.13", "1.27.3"]
+# (every release: QUEUE_VERSIONS below) Its arm64 and musl builds: the
+# first and the newest release.
+QUEUE_PLATFORM_VERSIONS = ["1.21.13", "1.27.3"]
 QUEUE_BUILDS = {"queue": [], "queue-stripped": ["-ldflags=-s -w"], "queue-arm64": [],
                 "queue-musl": ["-ldflags=-linkmode external -extldflags -static"]}
 # (queue-arm64: qemu-user's core and the kernel's form, as for arm64)
@@ -77,6 +79,7 @@ MATTN_KINDS = ("kernel", "gcore")
 BUSY_CAPTURES = 3
 CACHE = os.path.join(ROOT, ".cache")
 VERSIONS = ["1.21.13", "1.22.10", "1.23.9", "1.24.11", "1.25.5", "1.26.6", "1.27.3"]
+QUEUE_VERSIONS = VERSIONS
 VARIANTS = {
     "plain": [],
     "stripped": ["-ldflags=-s -w"],
@@ -827,7 +830,8 @@ def main():
                     help="plain,stripped,pie,cshared,busy; arm64, musl-arm64, musl-arm64-dynamic (qemu-user; Go %s); "
                     "musl, musl-static (Go %s); "
                     "gosyscall, gosyscall-cgo (Go %s); libs (Go %s); libs-bundled (Go %s); "
-                    "exhaust, exhaust-nproc (Go 1.27.3); queue, queue-stripped, queue-arm64, queue-musl (Go %s); "
+                    "exhaust, exhaust-nproc (Go 1.27.3); queue, queue-stripped (Go %s), "
+                    "queue-arm64, queue-musl (Go 1.21.13, 1.27.3); "
                     "mattn, mattn-bundled (Go %s)"
                     % (", ".join(ARM64_VERSIONS), ", ".join(MUSL_VERSIONS), ", ".join(GOSYSCALL_VERSIONS),
                        ", ".join(LIBS_VERSIONS), ", ".join(LIBS_BUNDLED_VERSIONS), ", ".join(QUEUE_VERSIONS),
@@ -877,11 +881,11 @@ def main():
                     capture_starting_retrying(os.path.join(base, "cgostuck"), d, version, variant)
                 continue
             if variant == "queue-arm64":
-                if version in QUEUE_VERSIONS:
+                if version in QUEUE_PLATFORM_VERSIONS:
                     capture_arm64(version, base, gocache.name, a.force, [], variant)
                 continue
             if variant in QUEUE_BUILDS:
-                if version in QUEUE_VERSIONS:
+                if version in (QUEUE_PLATFORM_VERSIONS if variant in QUEUE_PLATFORM else QUEUE_VERSIONS):
                     capture_kinds(version, variant, base, gocache.name, a.force, QUEUE_KINDS[variant])
                 continue
             if variant in MATTN_VARIANTS:
