@@ -57,7 +57,7 @@ SQLITE_CRATE = ("libsqlite3-sys", "0.30.1", "2e99fb7a497b1e3339bc746195567ed8d3e
 QUEUE = os.path.join(ROOT, "corefiles", "scenarios", "queue")
 # (every release: QUEUE_VERSIONS below) Its arm64 and musl builds: the
 # first and the newest release.
-QUEUE_PLATFORM_VERSIONS = ["1.21.13", "1.27.3"]
+FIRST_AND_NEWEST = ["1.21.13", "1.27.3"]
 QUEUE_BUILDS = {"queue": [], "queue-stripped": ["-ldflags=-s -w"], "queue-arm64": [],
                 "queue-musl": ["-ldflags=-linkmode external -extldflags -static"]}
 # (queue-arm64: qemu-user's core and the kernel's form, as for arm64)
@@ -73,13 +73,16 @@ QUEUE_PLATFORM = {"queue-arm64": {"GOARCH": "arm64", "CC": "aarch64-linux-gnu-gc
 # and gcores of these releases.
 MATTN = os.path.join(ROOT, "corefiles", "scenarios", "mattn")
 MATTN_SOURCE = "/usr/share/gocode/src/github.com/mattn/go-sqlite3"
-MATTN_VERSIONS = ["1.21.13", "1.27.3"]
+# (`mattn` on every release: MATTN_VERSIONS below; the amalgamation's build
+# is the slow part, so `mattn-bundled`, and the thread-starting capture, on
+# FIRST_AND_NEWEST.)
 MATTN_VARIANTS = ("mattn", "mattn-bundled")
 MATTN_KINDS = ("kernel", "gcore")
 BUSY_CAPTURES = 3
 CACHE = os.path.join(ROOT, ".cache")
 VERSIONS = ["1.21.13", "1.22.10", "1.23.9", "1.24.11", "1.25.5", "1.26.6", "1.27.3"]
 QUEUE_VERSIONS = VERSIONS
+MATTN_VERSIONS = VERSIONS
 VARIANTS = {
     "plain": [],
     "stripped": ["-ldflags=-s -w"],
@@ -374,7 +377,7 @@ def capture_mattn(version, variant, base, gocache, force):
     moment it starts a thread."""
     exe = capture_kinds(version, variant, base, gocache, force, MATTN_KINDS)
     d = os.path.join(base, "starting")
-    if variant == "mattn" and (force or captured_by(d) is None):
+    if variant == "mattn" and version in FIRST_AND_NEWEST and (force or captured_by(d) is None):
         log("capture", version, variant, "starting")
         capture_starting_retrying(exe, d, version, variant)
 
@@ -832,7 +835,7 @@ def main():
                     "gosyscall, gosyscall-cgo (Go %s); libs (Go %s); libs-bundled (Go %s); "
                     "exhaust, exhaust-nproc (Go 1.27.3); queue, queue-stripped (Go %s), "
                     "queue-arm64, queue-musl (Go 1.21.13, 1.27.3); "
-                    "mattn, mattn-bundled (Go %s)"
+                    "mattn (Go %s), mattn-bundled (Go 1.21.13, 1.27.3)"
                     % (", ".join(ARM64_VERSIONS), ", ".join(MUSL_VERSIONS), ", ".join(GOSYSCALL_VERSIONS),
                        ", ".join(LIBS_VERSIONS), ", ".join(LIBS_BUNDLED_VERSIONS), ", ".join(QUEUE_VERSIONS),
                        ", ".join(MATTN_VERSIONS)))
@@ -881,15 +884,15 @@ def main():
                     capture_starting_retrying(os.path.join(base, "cgostuck"), d, version, variant)
                 continue
             if variant == "queue-arm64":
-                if version in QUEUE_PLATFORM_VERSIONS:
+                if version in FIRST_AND_NEWEST:
                     capture_arm64(version, base, gocache.name, a.force, [], variant)
                 continue
             if variant in QUEUE_BUILDS:
-                if version in (QUEUE_PLATFORM_VERSIONS if variant in QUEUE_PLATFORM else QUEUE_VERSIONS):
+                if version in (FIRST_AND_NEWEST if variant in QUEUE_PLATFORM else QUEUE_VERSIONS):
                     capture_kinds(version, variant, base, gocache.name, a.force, QUEUE_KINDS[variant])
                 continue
             if variant in MATTN_VARIANTS:
-                if version in MATTN_VERSIONS:
+                if version in (FIRST_AND_NEWEST if variant == "mattn-bundled" else MATTN_VERSIONS):
                     capture_mattn(version, variant, base, gocache.name, a.force)
                 continue
             if variant in MUSL_KINDS:

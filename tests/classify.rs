@@ -598,7 +598,8 @@ fn without_dwarf(case: &CoreCase) -> (Scratch, CoreCase) {
 }
 
 /// A database/sql service over github.com/mattn/go-sqlite3 (Debian's
-/// package; Go 1.21 and 1.27; kernel cores and gcores): writers holding
+/// package; every release over Debian's libsqlite3, Go 1.21 and 1.27 with
+/// the amalgamation compiled in; kernel cores and gcores): writers holding
 /// write transactions while a Go SQL function sleeps inside sqlite3_step,
 /// busy-timeout waiters (rollback journal and WAL), one waiter on a locked
 /// thread that first ran statements on the writers' connections (their
