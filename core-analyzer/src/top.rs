@@ -279,6 +279,13 @@ impl Sample {
         if hidden > 0 {
             let _ = writeln!(o, "  … {hidden} more groups");
         }
+        self.goroutine_sections(&mut o);
+        o
+    }
+
+    /// Goroutines by state, what they wait on in Go, the longest waits.
+    fn goroutine_sections(&self, o: &mut String) {
+        use std::fmt::Write;
         let mut states: Vec<(&String, &usize)> = self.goroutines.iter().collect();
         states.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let _ = writeln!(o, "\n  goroutines by state:");
@@ -312,7 +319,6 @@ impl Sample {
                 );
             }
         }
-        o
     }
 }
 
