@@ -4,11 +4,11 @@
 //! C. Works on the report model only: `waits_on` and the goroutines' live
 //! references are read below.
 use super::findings::describe::doing;
+use crate::report::frame::Lang;
 use crate::report::{
     GoroutineInfo, Holder, Incident, ObjectState, Reference, Report, Severity, Subject, ThreadInfo,
     Victims, WaitsOn,
 };
-use crate::unwind::Lang;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Links followed from a waiter to the root of its chain.

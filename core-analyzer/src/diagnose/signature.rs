@@ -3,8 +3,8 @@
 //! the Go function that made the cgo call, the lock's name — with no
 //! address, thread or goroutine id, or count, so that a fleet's cores group
 //! by cause: two cores of the same hang give the same signatures.
+use crate::report::frame::Lang;
 use crate::report::{Incident, Report, ThreadInfo};
-use crate::unwind::Lang;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// `lock-holder: sleep in __GI___clock_nanosleep from main.main.func3, holding shared_mu`.

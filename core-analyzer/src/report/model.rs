@@ -24,13 +24,13 @@ pub struct Report {
     pub counts: Counts,
     /// Scheduler-wide numbers from `runtime.sched` (null when it cannot be found,
     /// e.g. in stripped binaries).
-    pub sched: Option<crate::runtime::sched::Sched>,
-    #[serde(serialize_with = "crate::unwind::frame_json::serialize_report")]
+    pub sched: Option<Sched>,
+    #[serde(serialize_with = "super::frame::frame_json::serialize_report")]
     pub threads: Vec<ThreadInfo>,
     pub ms: Vec<MInfo>,
     /// Every P (`runtime.allp`), by id.
     pub ps: Vec<PInfo>,
-    #[serde(serialize_with = "crate::unwind::frame_json::serialize_report")]
+    #[serde(serialize_with = "super::frame::frame_json::serialize_report")]
     pub goroutines: Vec<GoroutineInfo>,
     /// Root causes, each once, most harm first: what to read first.
     #[serde(default)]
@@ -106,8 +106,8 @@ pub struct ThreadInfo {
     pub syscall: Option<u64>,
     /// The stitched stack, innermost first: signal handler frames (if any),
     /// C frames, and the Go frames of the goroutine it serves.
-    #[serde(serialize_with = "crate::unwind::frame_json::serialize")]
-    pub frames: Vec<crate::unwind::Frame>,
+    #[serde(serialize_with = "super::frame::frame_json::serialize")]
+    pub frames: Vec<super::frame::Frame>,
     /// Why the stack ends early, if it does.
     pub stack_truncated: Option<String>,
     /// The goroutine the stack continues into (`m.curg`, or the locked
@@ -203,8 +203,8 @@ pub struct GoroutineInfo {
     /// The goroutine's frames, innermost first: its Go frames as Go's dump
     /// shows them, with the C frames of its cgo call (and of callbacks' C
     /// callers) where its thread's stack gives them (see docs/json-schema.md).
-    #[serde(serialize_with = "crate::unwind::frame_json::serialize")]
-    pub frames: Vec<crate::unwind::Frame>,
+    #[serde(serialize_with = "super::frame::frame_json::serialize")]
+    pub frames: Vec<super::frame::Frame>,
     /// Why the stack ends early, if it does.
     pub stack_truncated: Option<String>,
     /// The C function the goroutine is calling (`C.name` of `_Cfunc_name`).
@@ -588,4 +588,27 @@ impl Holder {
         let likely = if h.likely { "likely: " } else { "" };
         format!("goroutine {} ({likely}{})", h.goid, h.evidence)
     }
+}
+
+/// What `runtime.sched` says (schedtrace's numbers).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Sched {
+    /// `mcount()`: Ms ever created minus Ms freed (schedtrace's `threads=`).
+    pub mcount: i64,
+    /// Ms whose thread exited (`sched.nmfreed`). Go ends a thread only when a
+    /// goroutine exits while locked to it (LockOSThread without Unlock).
+    pub nmfreed: i64,
+    pub maxmcount: i32,
+    /// Idle Ms (`nmidle`), and Ms parked because their locked goroutine is not runnable.
+    pub idle_ms: i32,
+    pub idle_locked_ms: i32,
+    pub spinning_ms: i32,
+    pub idle_ps: i32,
+    /// System goroutines (plus unused extra-M goroutines).
+    pub ngsys: i32,
+    /// Global run queue length.
+    pub runqueue: i32,
+    /// Free extra Ms (`extraMLength`) and extra Ms borrowed by C threads (`extraMInUse`).
+    pub extra_ms_free: Option<u32>,
+    pub extra_ms_in_use: Option<u32>,
 }

@@ -3,8 +3,8 @@
 //! goroutine, its stack with the C frames of its cgo call on top of its Go
 //! frames, labelled with its state, M, thread, lock and what it waits for.
 //! The messages are profile.proto's, declared here with prost's derive.
+use super::frame::{Frame, Lang};
 use super::{GoroutineInfo, Report};
-use crate::unwind::{Frame, Lang};
 use std::collections::HashMap;
 use std::io::Write;
 
@@ -149,7 +149,7 @@ pub fn profile(r: &Report) -> Profile {
     let mut functions: HashMap<(String, String), u64> = HashMap::new();
     // By the frame's identity (shared names, no hashing of strings): 100k
     // goroutines repeat a few frames.
-    let mut locations: HashMap<crate::unwind::FrameKey, u64> = HashMap::new();
+    let mut locations: HashMap<super::frame::FrameKey, u64> = HashMap::new();
     let mut p = Profile {
         sample_type: vec![ValueType {
             r#type: s.id("goroutine"),

@@ -71,10 +71,10 @@ fn blocked_short(t: &ThreadInfo) -> String {
 /// Frames shown per thread without `--stacks`.
 const COMPACT_FRAMES: usize = 8;
 
-fn frame_line(i: usize, f: &crate::unwind::Frame) -> String {
+fn frame_line(i: usize, f: &super::frame::Frame) -> String {
     let lang = match f.lang {
-        crate::unwind::Lang::C => "C ",
-        crate::unwind::Lang::Go => "Go",
+        super::frame::Lang::C => "C ",
+        super::frame::Lang::Go => "Go",
     };
     let inl = if f.inlined { " (inlined)" } else { "" };
     let loc = match (&f.file, f.line) {
@@ -129,7 +129,7 @@ fn thread_stacks(o: &mut String, r: &Report, full: bool) {
             (Some(i), false) => i.frame,
             _ => 0,
         };
-        let mut shown: Vec<(usize, &crate::unwind::Frame)> =
+        let mut shown: Vec<(usize, &super::frame::Frame)> =
             t.frames.iter().enumerate().skip(start).collect();
         let mut hidden = 0;
         // Compact: where the thread is, then the goroutine it waits for.
@@ -193,7 +193,7 @@ fn render_with_raw(r: &Report, filter: GoroutineFilter, full_stacks: bool) -> St
     if let Some(core) = &r.core {
         let sig = r
             .signal
-            .map(|s| format!(", signal {s} {}", crate::unwind::signal::signal_name(s)))
+            .map(|s| format!(", signal {s} {}", super::signal_name(s)))
             .unwrap_or_default();
         let by = match r.core_writer.as_deref() {
             Some(crate::elf::core::GDB) => ", gdb gcore of the live process".to_string(),
@@ -371,12 +371,12 @@ pub fn goroutines(r: &Report, filter: GoroutineFilter) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-type FrameLines = HashMap<crate::unwind::FrameKey, String>;
+type FrameLines = HashMap<super::frame::FrameKey, String>;
 
 /// A frame as Go's dump prints it: `name(...)`, then its file, line and pc.
-fn goroutine_frame_lines(f: &crate::unwind::Frame) -> String {
+fn goroutine_frame_lines(f: &super::frame::Frame) -> String {
     let args = if f.inlined { "..." } else { "" };
-    let c = if f.lang == crate::unwind::Lang::C {
+    let c = if f.lang == super::frame::Lang::C {
         "[C] "
     } else {
         ""

@@ -5,29 +5,8 @@ use super::GoRuntime;
 use crate::memory::{Memory, ReadExt};
 use crate::process::Process;
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Sched {
-    /// `mcount()`: Ms ever created minus Ms freed (schedtrace's `threads=`).
-    pub mcount: i64,
-    /// Ms whose thread exited (`sched.nmfreed`). Go ends a thread only when a
-    /// goroutine exits while locked to it (LockOSThread without Unlock).
-    pub nmfreed: i64,
-    pub maxmcount: i32,
-    /// Idle Ms (`nmidle`), and Ms parked because their locked goroutine is not runnable.
-    pub idle_ms: i32,
-    pub idle_locked_ms: i32,
-    pub spinning_ms: i32,
-    pub idle_ps: i32,
-    /// System goroutines (plus unused extra-M goroutines).
-    pub ngsys: i32,
-    /// Global run queue length.
-    pub runqueue: i32,
-    /// Free extra Ms (`extraMLength`) and extra Ms borrowed by C threads (`extraMInUse`).
-    pub extra_ms_free: Option<u32>,
-    pub extra_ms_in_use: Option<u32>,
-}
+pub use crate::report::Sched;
 
 pub fn read(rt: &GoRuntime, p: &Process) -> Result<Option<Sched>> {
     let Some(addr) = rt.roots.sched else {

@@ -96,8 +96,8 @@ pub fn cuda_unlocked(x: &Facts) -> Vec<Finding> {
 mod tests {
     use super::super::sample::*;
     use super::*;
+    use crate::report::frame::Lang;
     use crate::report::Interrupted;
-    use crate::unwind::Lang;
 
     fn handler(frame: usize, handler: &str) -> Interrupted {
         Interrupted {

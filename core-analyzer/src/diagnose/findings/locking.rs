@@ -3,8 +3,8 @@
 //! goroutines that exited locked.
 use super::describe::{evidence, plural, who};
 use super::{Facts, FindingKind};
+use crate::report::frame::{Frame, Lang};
 use crate::report::{Finding, GoroutineInfo, Severity, ThreadInfo, ThreadKind};
-use crate::unwind::{Frame, Lang};
 use std::collections::HashMap;
 
 pub fn locked_thread_blocked_in_c(x: &Facts) -> Vec<Finding> {

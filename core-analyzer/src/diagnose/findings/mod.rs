@@ -172,7 +172,7 @@ mod tests {
 
     #[test]
     fn within_a_severity_per_thread_findings_go_thread_by_thread() {
-        use crate::unwind::Lang;
+        use crate::report::frame::Lang;
         use sample::*;
         // Thread 10: CUDA from an unlocked goroutine; thread 11: locked and
         // blocked in C; both warnings. Thread order wins over detector order.

@@ -1,6 +1,6 @@
 //! Small hand-written reports for the detectors' unit tests.
+use crate::report::frame::{Frame, Lang};
 use crate::report::*;
-use crate::unwind::{Frame, Lang};
 
 pub fn thread(tid: u32) -> ThreadInfo {
     ThreadInfo {
@@ -104,8 +104,8 @@ pub fn goroutine(goid: u64, status: &str, wait_reason: Option<&str>) -> Goroutin
     }
 }
 
-pub fn sched(nmfreed: i64) -> crate::runtime::sched::Sched {
-    crate::runtime::sched::Sched {
+pub fn sched(nmfreed: i64) -> crate::report::Sched {
+    crate::report::Sched {
         mcount: 10,
         nmfreed,
         maxmcount: 10_000,

@@ -2,8 +2,8 @@
 //! know or lends extra Ms, and pile-ups of threads blocked in C.
 use super::describe::{each_doing, evidence, plural};
 use super::{Facts, FindingKind};
+use crate::report::frame::Lang;
 use crate::report::{Finding, Severity, ThreadInfo, ThreadKind};
-use crate::unwind::Lang;
 
 /// Threads blocked in C beyond this many per P are a pile-up.
 const PILEUP_PER_P: usize = 4;
@@ -279,7 +279,7 @@ pub fn thread_create_failed(x: &Facts) -> Vec<Finding> {
 mod tests {
     use super::super::sample::*;
     use super::*;
-    use crate::unwind::Lang;
+    use crate::report::frame::Lang;
 
     #[test]
     fn the_thread_that_could_not_create_a_thread_is_named_with_its_cause() {

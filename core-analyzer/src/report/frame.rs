@@ -1,0 +1,150 @@
+//! A stack frame as the report gives it (the unwinder makes them), and how
+//! a report writes millions of them.
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    Go,
+    C,
+}
+
+/// Names are shared (`Arc<str>`): 100k goroutines parked at the same few
+/// places repeat the same names millions of times.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Frame {
+    pub pc: u64,
+    pub function: Option<Arc<str>>,
+    pub file: Option<Arc<str>>,
+    pub line: Option<u32>,
+    pub module: Option<Arc<str>>,
+    pub lang: Lang,
+    /// An inlined call: no machine frame of its own.
+    pub inlined: bool,
+}
+
+/// A frame's identity for caches of its rendering: its pc, line and flags,
+/// and the addresses of its shared (`Arc`) names, so no string is hashed.
+/// Valid while the frames live (one report's rendering).
+pub type FrameKey = (u64, usize, usize, usize, Option<u32>, bool, Lang);
+
+impl Frame {
+    /// The function's name when it is known, not approximated from a
+    /// neighbouring symbol (`name+0x1c0`): what rules may match.
+    pub fn known_function(&self) -> Option<&str> {
+        self.function.as_deref().filter(|n| !n.contains('+'))
+    }
+
+    pub fn key(&self) -> FrameKey {
+        let ptr = |s: &Option<Arc<str>>| s.as_ref().map_or(0, |a| a.as_ptr() as usize);
+        (
+            self.pc,
+            ptr(&self.function),
+            ptr(&self.file),
+            ptr(&self.module),
+            self.line,
+            self.inlined,
+            self.lang,
+        )
+    }
+}
+
+/// Serializing frames: a report of 100k goroutines holds millions of frames
+/// but few distinct ones (goroutines park at the same places, sharing their
+/// names), and escaping the same strings again was a fifth of `--json`. Each
+/// distinct frame is written once per report and reused; the cache is keyed
+/// by the shared name pointers, so it lives only while one report is written.
+pub mod frame_json {
+    use super::Frame;
+    use rustc_hash::FxHashMap as HashMap;
+    use serde::ser::{Error, SerializeSeq};
+    use serde::{Serialize, Serializer};
+    use serde_json::value::RawValue;
+    use std::cell::RefCell;
+
+    type Key = super::FrameKey;
+
+    thread_local! {
+        static CACHE: RefCell<Option<HashMap<Key, Box<RawValue>>>> = const { RefCell::new(None) };
+    }
+
+    /// Run `f` with the frame cache on (one report's serialization).
+    pub fn with_cache<R>(f: impl FnOnce() -> R) -> R {
+        let outer = CACHE.with(|c| c.borrow().is_some());
+        if !outer {
+            CACHE.with(|c| *c.borrow_mut() = Some(HashMap::default()));
+        }
+        let r = f();
+        if !outer {
+            CACHE.with(|c| *c.borrow_mut() = None);
+        }
+        r
+    }
+
+    /// `serialize_with` for `Vec<Frame>`.
+    pub fn serialize<S: Serializer>(frames: &[Frame], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(frames.len()))?;
+        for f in frames {
+            let key: Key = f.key();
+            let cached = CACHE.with(|c| {
+                let mut c = c.borrow_mut();
+                let map = c.as_mut()?;
+                if let Some(v) = map.get(&key) {
+                    return Some(Ok(v.clone()));
+                }
+                match serde_json::to_string(f).map(RawValue::from_string) {
+                    Ok(Ok(raw)) => {
+                        map.insert(key, raw.clone());
+                        Some(Ok(raw))
+                    }
+                    Ok(Err(e)) | Err(e) => Some(Err(e)),
+                }
+            });
+            match cached {
+                Some(Ok(raw)) => seq.serialize_element(&raw)?,
+                Some(Err(e)) => return Err(S::Error::custom(e)),
+                None => seq.serialize_element(f)?,
+            }
+        }
+        seq.end()
+    }
+
+    /// A report's frames, written through the cache.
+    pub fn serialize_report<T: Serialize, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        with_cache(|| v.serialize(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames written through the cache read back exactly as plain serde writes them.
+    #[test]
+    fn cached_frame_json_is_plain_json() {
+        let name: Arc<str> = Arc::from("runtime.gopark \"q\"");
+        let file: Arc<str> = Arc::from("runtime/proc.go");
+        let f = |pc, line, inlined| Frame {
+            pc,
+            function: Some(name.clone()),
+            file: Some(file.clone()),
+            line: Some(line),
+            module: None,
+            lang: Lang::Go,
+            inlined,
+        };
+        let frames = vec![
+            f(1, 474, false),
+            f(1, 474, false),
+            f(2, 475, true),
+            f(1, 474, false),
+        ];
+        #[derive(Serialize)]
+        struct Wrapped<'a>(#[serde(serialize_with = "frame_json::serialize")] &'a Vec<Frame>);
+        let cached = frame_json::with_cache(|| serde_json::to_value(Wrapped(&frames)).unwrap());
+        let plain = serde_json::to_value(&frames).unwrap();
+        assert_eq!(cached, plain);
+        assert_eq!(serde_json::to_value(Wrapped(&frames)).unwrap(), plain);
+    }
+}
