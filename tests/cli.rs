@@ -165,10 +165,15 @@ fn cycle_in_allm_gives_partial_report() {
     let bin = cgocore::elf::exe::Binary::open(&c.exe).unwrap();
     let a = analyze(&c);
     let (m0, _) = bin.symbol("runtime.m0").unwrap();
-    let alllink = a.runtime.layout.field("runtime.m", "alllink").unwrap();
+    let alllink = cgocore::testing::runtime_field(&a, "runtime.m", "alllink").unwrap();
     // m0 is last on allm: point it back at the head.
     let tmp = Scratch::new("cli-cycle");
-    let core = patched_core(&c, &tmp, "cycle", &[(m0 + alllink, a.runtime.roots.allm)]);
+    let core = patched_core(
+        &c,
+        &tmp,
+        "cycle",
+        &[(m0 + alllink, cgocore::testing::allm_root(&a))],
+    );
     let out = cgocore(&[&"--json", &"--exe", &c.exe, &core]);
     assert_eq!(
         out.status.code(),

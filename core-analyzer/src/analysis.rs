@@ -22,13 +22,12 @@ use rustc_hash::FxHashMap as HashMap;
 /// How often the thread walk lets the core's pages go (see `Memory::release`).
 const RELEASE_EVERY_THREADS: usize = 256;
 
-/// A finished analysis: the report, and what it was built from (for faces
-/// that look further, such as tests and the debugger bridges).
+/// A finished analysis: the report, and the process it was read from (its
+/// threads, libraries, architecture: what faces such as the debugger
+/// bridges show beside it). The runtime's own objects stay inside.
 pub struct Analysis {
     pub process: Process,
-    pub runtime: GoRuntime,
-    pub ms: Vec<M>,
-    pub gs: Vec<G>,
+    pub(crate) runtime: GoRuntime,
     pub report: Report,
 }
 
@@ -303,8 +302,6 @@ impl Read {
         Analysis {
             process,
             runtime: rt,
-            ms: d.ms,
-            gs: d.gs,
             report,
         }
     }

@@ -105,6 +105,17 @@ pub mod testing {
     pub fn analysis_reads() -> usize {
         crate::analysis::READS.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// A runtime struct's field offset as the analysis read it (DWARF or
+    /// the tables): for tests that patch a core.
+    pub fn runtime_field(a: &crate::Analysis, ty: &str, field: &str) -> Option<u64> {
+        a.runtime.layout.field(ty, field)
+    }
+
+    /// `runtime.allm`'s address, as the analysis found it.
+    pub fn allm_root(a: &crate::Analysis) -> u64 {
+        a.runtime.roots.allm
+    }
 }
 
 use std::path::Path;
