@@ -1202,6 +1202,18 @@ fn top_in_a_real_terminal() {
     assert!(held(s.pid).is_empty());
 }
 
+/// The queue program's Go 1.27 build (its kernel core's case), when made.
+fn queue_build() -> Option<CoreCase> {
+    let c = generated_queue()
+        .into_iter()
+        .find(|c| c.name == "go1.27.3/queue/kernel");
+    assert!(
+        c.is_some() || !require_generated(),
+        "the queue program's build is required"
+    );
+    c
+}
+
 /// The queue program's record: `OBJECT <name> kind=<k> addr=<hex>
 /// holders=<ids> waiters=<ids>` lines, by name.
 fn queue_objects(s: &Scenario) -> BTreeMap<String, (u64, BTreeSet<u64>, Vec<u64>)> {
@@ -1230,14 +1242,7 @@ fn queue_objects(s: &Scenario) -> BTreeMap<String, (u64, BTreeSet<u64>, Vec<u64>
 /// shorter than the time since READY nor longer than the program has run.
 #[test]
 fn top_shows_the_longest_waits() {
-    let Some(c) = generated_queue()
-        .into_iter()
-        .find(|c| c.name == "go1.27.3/queue/kernel")
-    else {
-        assert!(
-            !require_generated(),
-            "the queue program's build is required"
-        );
+    let Some(c) = queue_build() else {
         return;
     };
     let started = std::time::Instant::now();
@@ -1280,14 +1285,7 @@ fn top_shows_the_longest_waits() {
 /// a capture in this one would count in another test's reads.)
 #[test]
 fn a_live_capture_links_goroutines_queued_in_go() {
-    let Some(c) = generated_queue()
-        .into_iter()
-        .find(|c| c.name == "go1.27.3/queue/kernel")
-    else {
-        assert!(
-            !require_generated(),
-            "the queue program's build is required"
-        );
+    let Some(c) = queue_build() else {
         return;
     };
     let s = Scenario::start_with(&c, "queue", &["-"], &[]);
