@@ -1,13 +1,16 @@
 //! Stacks: Go frames from the pclntab, C frames from CFI, signal frames, and
 //! the stitching of all three into one stack per thread.
+pub mod aarch64;
 pub mod cfi;
 pub mod go;
 pub mod goroutines;
 pub mod native;
 pub mod prologue;
+pub mod regs;
 pub mod signal;
 pub mod stackmap;
 pub mod thread;
+pub mod x86_64;
 use serde::{Deserialize, Serialize};
 
 // Frames are the report's vocabulary; the unwinder makes them.

@@ -12,6 +12,8 @@ use object::{Object, ObjectSection};
 use std::ops::{Deref, Range};
 use std::sync::Arc;
 
+pub use super::regs::{Regs, Scan};
+
 /// Section bytes for framehop: a window of the mapped file, or decompressed.
 pub enum Bytes {
     Mapped(Arc<Mapped>, Range<usize>),
@@ -28,59 +30,20 @@ impl Deref for Bytes {
     }
 }
 
-/// Whether the instruction before `ret` is a call: x86_64 `call rel32`, or
-/// `call r/m64` (`ff /2`, optionally REX-prefixed) of the length its ModRM
-/// gives; arm64 `bl` or `blr`.
+/// Whether the instruction before `ret` is a call.
 fn follows_call(mem: &dyn Memory, arch: Arch, ret: u64) -> bool {
     match arch {
-        Arch::X86_64 => {
-            let mut b = [0u8; 8];
-            let Some(start) = ret.checked_sub(8) else {
-                return false;
-            };
-            if mem.read(start, &mut b).is_err() {
-                return false;
-            }
-            if b[3] == 0xe8 {
-                return true;
-            }
-            // ff /2, optionally after a REX prefix, k bytes long, ending at ret.
-            (2..=8).any(|k| {
-                let at = 8 - k;
-                let (op, operand) = if b[at] & 0xf0 == 0x40 {
-                    (at + 1, k - 2)
-                } else {
-                    (at, k - 1)
-                };
-                op + 1 < 8
-                    && b[op] == 0xff
-                    && b[op + 1] & 0x38 == 0x10
-                    && modrm_len(&b[op + 1..]) == Some(operand)
-            })
-        }
-        Arch::Aarch64 => mem
-            .u32(ret.wrapping_sub(4))
-            .is_ok_and(|i| i & 0xfc00_0000 == 0x9400_0000 || i & 0xffff_fc1f == 0xd63f_0000),
+        Arch::X86_64 => super::x86_64::follows_call(mem, ret),
+        Arch::Aarch64 => super::aarch64::follows_call(mem, ret),
     }
 }
 
-/// Where the direct call just before return address `ret` went: x86_64
-/// `call rel32`, arm64 `bl`. `None` for an indirect call.
+/// Where the direct call just before return address `ret` went; `None` for
+/// an indirect call.
 pub fn direct_call_target(mem: &dyn Memory, arch: Arch, ret: u64) -> Option<u64> {
     match arch {
-        Arch::X86_64 => {
-            let op = mem.u8(ret.checked_sub(5)?).ok()?;
-            let rel = mem.u32(ret.checked_sub(4)?).ok()? as i32;
-            (op == 0xe8).then(|| ret.wrapping_add_signed(rel as i64))
-        }
-        Arch::Aarch64 => {
-            let at = ret.checked_sub(4)?;
-            let insn = mem.u32(at).ok()?;
-            (insn & 0xfc00_0000 == 0x9400_0000).then(|| {
-                let imm = ((insn & 0x03ff_ffff) << 6) as i32 >> 6;
-                at.wrapping_add_signed(imm as i64 * 4)
-            })
-        }
+        Arch::X86_64 => super::x86_64::direct_call_target(mem, ret),
+        Arch::Aarch64 => super::aarch64::direct_call_target(mem, ret),
     }
 }
 
@@ -95,52 +58,9 @@ pub fn returns_into_thread_exit(mem: &dyn Memory, arch: Arch, ret: u64) -> bool 
         return false;
     }
     match arch {
-        // mov $60,%al | mov $60,%eax, then syscall.
-        Arch::X86_64 => {
-            let exit_nr = b.windows(2).position(|w| w == [0xb0, 0x3c]).or_else(|| {
-                b.windows(5)
-                    .position(|w| w == [0xb8, 0x3c, 0x00, 0x00, 0x00])
-            });
-            exit_nr.is_some_and(|i| b[i..].windows(2).any(|w| w == [0x0f, 0x05]))
-        }
-        // mov x8, #93 (exit), then svc #0.
-        Arch::Aarch64 => {
-            let insns: Vec<u32> = b
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-                .collect();
-            let mov = insns.iter().position(|&i| i == 0xd280_0ba8);
-            mov.is_some_and(|i| insns[i..].contains(&0xd400_0001))
-        }
+        Arch::X86_64 => super::x86_64::exits_thread(&b),
+        Arch::Aarch64 => super::aarch64::exits_thread(&b),
     }
-}
-
-/// Bytes of a ModRM operand (ModRM, SIB, displacement).
-fn modrm_len(b: &[u8]) -> Option<usize> {
-    let modrm = *b.first()?;
-    let (md, rm) = (modrm >> 6, modrm & 7);
-    let mut n = 1;
-    let mut base5 = false;
-    if md != 3 && rm == 4 {
-        base5 = b.get(1)? & 7 == 5;
-        n += 1;
-    }
-    n += match md {
-        0 if rm == 5 || base5 => 4,
-        1 => 1,
-        2 => 4,
-        _ => 0,
-    };
-    Some(n)
-}
-
-/// The registers C unwinding needs; `lr` only on arm64.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Regs {
-    pub pc: u64,
-    pub sp: u64,
-    pub fp: u64,
-    pub lr: u64,
 }
 
 enum Inner {
@@ -160,15 +80,6 @@ pub struct NativeUnwinder {
     /// without CFI is unwound by its prologue, not by framehop's frame-pointer
     /// walk, whose caller SP (fp + 16) is not the caller's.
     framehop_cfi: Vec<Range<u64>>,
-}
-
-/// What a search of the stack for a return address found.
-pub enum Scan {
-    Found(Regs),
-    /// The stack's memory ends with no return address: the outermost frame.
-    StackTop,
-    /// None within the searched window (or not searched: arm64).
-    Exhausted,
 }
 
 /// How far above a frame the stack is searched for its return address when
@@ -355,132 +266,17 @@ impl NativeUnwinder {
         callee: Option<u64>,
         accept: &dyn Fn(u64) -> bool,
     ) -> Scan {
-        match self.arch {
-            Arch::X86_64 => self.scan_x86_64(mem, regs, callee, accept),
-            Arch::Aarch64 => self.scan_arm64(mem, regs, first, callee, accept),
-        }
-    }
-
-    /// x86_64: a word above the stack pointer that is a return address
-    /// (`call` pushes it; the caller's stack pointer is just above it). A
-    /// direct call to the callee's own start is preferred: stale return
-    /// addresses of earlier calls linger in frames that do not initialize all
-    /// they reserve. The frame pointer is left as it was (callee-saved: the
-    /// caller's CFI restores it).
-    fn scan_x86_64(
-        &self,
-        mem: &dyn Memory,
-        regs: &Regs,
-        callee: Option<u64>,
-        accept: &dyn Fn(u64) -> bool,
-    ) -> Scan {
-        let mut top = false;
-        let candidates: Vec<(u64, u64)> = (0..SCAN_BYTES / 8)
-            .map_while(|i| {
-                let slot = regs.sp.checked_add(8 * i)?;
-                let v = mem.u64(slot).ok();
-                top |= v.is_none();
-                Some((slot, v?))
-            })
-            .filter(|&(_, v)| accept(v) && self.is_return_address(mem, v))
-            .collect();
-        let found = callee
-            .and_then(|c| {
-                candidates
-                    .iter()
-                    .find(|(_, v)| direct_call_target(mem, self.arch, *v) == Some(c))
-            })
-            .or(candidates.first())
-            .copied();
-        match found {
-            Some((slot, pc)) => Scan::Found(Regs {
-                pc,
-                sp: slot + 8,
-                fp: regs.fp,
-                lr: 0,
-            }),
-            // Nothing up to the end of the stack's memory: the outermost frame.
-            None if top => Scan::StackTop,
-            None => Scan::Exhausted,
-        }
-    }
-
-    /// arm64: from the prologue of the function holding `regs.pc`, whose
-    /// entry is known three ways: its symbol (`callee`); for the innermost frame of a leaf, the direct `bl`
-    /// before x30; else the direct `bl` before a return address on the stack
-    /// that this function's prologue stored exactly there. A function entry
-    /// must lie at most `MAX_FUNCTION` below the pc, and a return address
-    /// cannot lie between the entry it called and the pc (it would be inside
-    /// its own callee). Last, the frame record x29 points at (frame-pointer
-    /// code whose call was indirect), with fp + 16 for the caller's SP.
-    fn scan_arm64(
-        &self,
-        mem: &dyn Memory,
-        regs: &Regs,
-        first: bool,
-        callee: Option<u64>,
-        accept: &dyn Fn(u64) -> bool,
-    ) -> Scan {
-        use super::prologue::decode;
         let is_ret = |v: u64| accept(v) && self.is_return_address(mem, v);
-        let pc = regs.pc;
-        let entry_of = |ret: u64| {
-            direct_call_target(mem, self.arch, ret)
-                .map(|t| super::prologue::through_tail_calls(mem, t))
-                .filter(|&t| t <= pc && pc - t < MAX_FUNCTION && !(t..=pc).contains(&ret))
-        };
-        let found = |(pc, sp, fp): (u64, u64, u64)| Scan::Found(Regs { pc, sp, fp, lr: 0 });
-        let lr = if first { regs.lr } else { 0 };
-        let from_entry = |entry: u64| {
-            let p = decode(mem, entry, pc)?;
-            let caller = p.caller(mem, regs.sp, lr, regs.fp)?;
-            is_ret(caller.0).then_some(caller)
-        };
-        if let Some(c) = callee.and_then(from_entry) {
-            return found(c);
-        }
-        if first && is_ret(regs.lr) {
-            if let Some(c) = entry_of(regs.lr).and_then(from_entry) {
-                return found(c);
-            }
-        }
-        let mut top = false;
-        for i in 0..SCAN_BYTES / 8 {
-            let Some(slot) = regs.sp.checked_add(8 * i) else {
-                break;
-            };
-            let Ok(v) = mem.u64(slot) else {
-                top = true;
-                break;
-            };
-            if !is_ret(v) {
-                continue;
-            }
-            let Some(p) = entry_of(v).and_then(|t| decode(mem, t, pc)) else {
-                continue;
-            };
-            let at = regs
-                .sp
-                .checked_add(p.drop)
-                .and_then(|e| e.checked_sub(p.lr_below?));
-            if at == Some(slot) {
-                if let Some(c) = p.caller(mem, regs.sp, lr, regs.fp) {
-                    return found(c);
-                }
-            }
-        }
-        let record = (regs.fp >= regs.sp && regs.fp - regs.sp < SCAN_BYTES)
-            .then(|| {
-                Some((
-                    mem.u64(regs.fp.checked_add(8)?).ok()?,
-                    mem.u64(regs.fp).ok()?,
-                ))
-            })
-            .flatten();
-        match record {
-            Some((ret, fp)) if is_ret(ret) => found((ret, regs.fp.saturating_add(16), fp)),
-            _ if top => Scan::StackTop,
-            _ => Scan::Exhausted,
+        match self.arch {
+            Arch::X86_64 => super::x86_64::scan(mem, regs, callee, &is_ret, SCAN_BYTES),
+            Arch::Aarch64 => super::aarch64::scan(
+                mem,
+                regs,
+                first,
+                callee,
+                &is_ret,
+                (SCAN_BYTES, MAX_FUNCTION),
+            ),
         }
     }
 
