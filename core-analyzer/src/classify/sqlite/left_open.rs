@@ -48,7 +48,7 @@ const WANTED: &[(&str, &[&str])] = &[
 /// Stack bytes searched per goroutine, and in all: 100k parked goroutines
 /// are not all read for one waiter.
 const STACK_BYTES: u64 = 64 << 10;
-const TOTAL_BYTES: u64 = 256 << 20;
+const TOTAL_BYTES: u64 = 64 << 20;
 
 /// Field offsets along the chain (`Tx.dc` is the transaction's
 /// `*driverConn`, `driverConn.ci` a `driver.Conn` interface whose data word
