@@ -277,18 +277,21 @@ def mattn_binding(variant):
     if variant == "mattn":
         return MATTN_SOURCE
     out = os.path.join(CACHE, "mattn", "go-sqlite3-bundled")
-    if os.path.exists(os.path.join(out, "sqlite3-binding.c")):
+    if os.path.isdir(out):
         return out
-    shutil.rmtree(out, ignore_errors=True)
-    shutil.copytree(MATTN_SOURCE, out, ignore=shutil.ignore_patterns("_example", "*_test.go"))
-    os.unlink(os.path.join(out, "sqlite3_libsqlite3.go"))
+    # Made beside it and renamed: an interrupted run leaves no half binding.
+    tmp = out + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(MATTN_SOURCE, tmp, ignore=shutil.ignore_patterns("_example", "*_test.go"))
+    os.unlink(os.path.join(tmp, "sqlite3_libsqlite3.go"))
     amalgamation = sqlite_amalgamation()
     for name, wrapped in (("sqlite3-binding.c", "sqlite3.c"), ("sqlite3-binding.h", "sqlite3.h")):
-        with open(os.path.join(amalgamation, wrapped), "rb") as src, open(os.path.join(out, name), "wb") as dst:
+        with open(os.path.join(amalgamation, wrapped), "rb") as src, open(os.path.join(tmp, name), "wb") as dst:
             dst.write(b"#ifndef USE_LIBSQLITE3\n")
             shutil.copyfileobj(src, dst)
             dst.write(b"\n#else // USE_LIBSQLITE3\n#include <sqlite3.h>\n#endif\n" if name.endswith(".h")
                       else b"\n#endif // USE_LIBSQLITE3\n")
+    os.rename(tmp, out)
     return out
 
 
@@ -349,12 +352,20 @@ def capture_starting(exe, d, version, variant):
     new = re.findall(r"^STARTING (\d+)$", out.stdout, re.M)
     if not os.path.exists(raw) or not new:
         p.kill()
+        p.wait()
+        err.close()
+        if os.path.exists(raw):
+            os.unlink(raw)
         raise ScenarioFailed("gdb caught no thread being created: %s" % (out.stdout + out.stderr)[-2000:])
     subprocess.check_call(["cp", "--sparse=always", raw, core])
     os.unlink(raw)
     time.sleep(0.3)
     p.send_signal(signal.SIGQUIT)
-    p.wait(timeout=60)
+    try:
+        p.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
     err.close()
     with open(os.path.join(d, "dump.txt"), errors="replace") as f:
         truth = parse(f.read(), lines)

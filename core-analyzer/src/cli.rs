@@ -397,9 +397,6 @@ fn top_of_cores(
     Ok(status)
 }
 
-/// The terminal in key-at-a-time mode on the alternate screen while `top`
-/// runs, restored on every way out (keys are read, not signals: Ctrl-C is
-/// a key here, so the restore always runs).
 /// The terminal's height in rows, when stdout is one.
 fn terminal_rows() -> Option<usize> {
     // SAFETY: TIOCGWINSZ fills the winsize it is given, nothing else.
@@ -408,6 +405,9 @@ fn terminal_rows() -> Option<usize> {
     (ok && ws.ws_row > 0).then_some(ws.ws_row as usize)
 }
 
+/// The terminal in key-at-a-time mode on the alternate screen while `top`
+/// runs, restored on every way out (keys are read, not signals: Ctrl-C is
+/// a key here, so the restore always runs).
 struct Keys {
     saved: libc::termios,
 }

@@ -256,18 +256,22 @@ impl LibraryRule {
         s.call.iter().any(|f| self.belongs(s, f))
     }
 
-    /// The frame is the library's code: in its file, or named like it in a
-    /// module that has it linked in.
+    /// The frame is the library's code (see [`LibraryRule::is_code`]).
     pub fn belongs(&self, s: &Subject, f: &CallFrame) -> bool {
-        let Some(module) = f.module else {
-            return false;
-        };
-        if self.modules.iter().any(|p| glob(p, module)) {
-            return true;
-        }
-        f.name
-            .is_some_and(|n| self.frames.iter().any(|p| glob(p, n)))
-            && self.defines.iter().any(|d| (s.defines)(module, d))
+        f.module.is_some_and(|m| self.is_code(m, f.name, s.defines))
+    }
+
+    /// Code in `module` named `name` is the library's: in its file, or named
+    /// like it in a module that has it linked in (`defines`).
+    fn is_code(
+        &self,
+        module: &str,
+        name: Option<&str>,
+        defines: &dyn Fn(&str, &str) -> bool,
+    ) -> bool {
+        self.modules.iter().any(|p| glob(p, module))
+            || name.is_some_and(|n| self.frames.iter().any(|p| glob(p, n)))
+                && self.defines.iter().any(|d| defines(module, d))
     }
 
     /// A thread whose blocked call waits for the lock this library keeps
@@ -281,19 +285,15 @@ impl LibraryRule {
 
     /// A thread inside the library: its blocked call is the library's, or
     /// one of its frames (anywhere on the stack: below a Go callback too) is
-    /// the library's code: in its file, or named like it in a module that
-    /// has it linked in (`defines`, as [`LibraryRule::belongs`]).
+    /// the library's code ([`LibraryRule::is_code`]).
     pub fn has_thread(&self, t: &ThreadInfo, defines: &dyn Fn(&str, &str) -> bool) -> bool {
         t.blocked
             .as_ref()
             .is_some_and(|b| b.library.as_deref() == Some(&self.library))
             || t.frames.iter().any(|f| {
-                f.module.as_deref().is_some_and(|m| {
-                    self.modules.iter().any(|p| glob(p, m))
-                        || f.known_function()
-                            .is_some_and(|n| self.frames.iter().any(|p| glob(p, n)))
-                            && self.defines.iter().any(|d| defines(m, d))
-                })
+                f.module
+                    .as_deref()
+                    .is_some_and(|m| self.is_code(m, f.known_function(), defines))
             })
     }
 

@@ -1,7 +1,7 @@
 //! A transaction left open: the database lock is held by a connection no
 //! thread is using (its mutex is free), so no thread's stack leads to it.
-//! The goroutine holding the transaction does: a `*sql.Tx` or `*sql.Conn`
-//! (or a pool's `*driverConn`) on its stack leads through `driverConn.ci`
+//! The goroutine holding the transaction does: a `*sql.Tx` or a pinned
+//! `*sql.Conn` on its stack leads through `driverConn.ci`
 //! to go-sqlite3's `SQLiteConn.db`, the connection, whose own state says
 //! which lock it holds. The words are found by scanning the parked
 //! goroutines' stacks (this runs while a live process is stopped, before
@@ -133,9 +133,10 @@ pub fn held_by_goroutines(
             }
             if let Some(c) = chain.sqlite3_of(mem, p) {
                 let conn = read.entry(c).or_insert_with(|| connection(mem, l, c));
-                // Only a connection no thread is inside an API call with:
-                // one a thread uses is that thread's (its mutex says so).
-                if let Some(conn) = conn.as_ref().filter(|c| matches!(c.user, Some(0) | None)) {
+                // Only a connection whose mutex says no thread is inside an API
+                // call with it (one a thread uses is that thread's; one whose mutex
+                // cannot be read is not said to be free).
+                if let Some(conn) = conn.as_ref().filter(|c| c.user == Some(0)) {
                     if !out
                         .iter()
                         .any(|(id, k): &(u64, Connection)| *id == g.goid && k.addr == conn.addr)

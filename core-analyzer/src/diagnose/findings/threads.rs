@@ -36,12 +36,7 @@ fn go_thread_starting(t: &ThreadInfo, m_without_thread: bool) -> bool {
                     .as_deref()
                     .is_some_and(|p| p.contains("runtime/cgo/gcc_")))
     });
-    let only_created = !t.frames.is_empty()
-        && t.frames.iter().all(|f| {
-            f.known_function()
-                .is_some_and(|n| THREAD_START.contains(&n))
-        });
-    in_threadentry || (m_without_thread && only_created)
+    in_threadentry || (m_without_thread && just_created(t))
 }
 
 /// The Ms waiting for their thread: not extra Ms (those wait for a C
@@ -118,12 +113,14 @@ pub fn threads_starting(x: &Facts) -> Vec<Finding> {
     }]
 }
 
-/// Nothing but thread-creation frames: whatever it is in is its start.
+/// Nothing but thread-creation frames (at least one): whatever it is in
+/// is its start.
 fn just_created(t: &ThreadInfo) -> bool {
-    t.frames.iter().all(|f| {
-        f.known_function()
-            .is_some_and(|n| THREAD_START.contains(&n))
-    })
+    !t.frames.is_empty()
+        && t.frames.iter().all(|f| {
+            f.known_function()
+                .is_some_and(|n| THREAD_START.contains(&n))
+        })
 }
 
 pub fn foreign_threads(x: &Facts) -> Vec<Finding> {
