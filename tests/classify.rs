@@ -44,7 +44,7 @@ fn check_without_debug_info(case: &CoreCase) -> Vec<String> {
         .process
         .libraries
         .iter()
-        .any(|l| cgocore::elf::exe::debug_file(&l.binary, &Some(root.clone())).is_some());
+        .any(|l| cgocore::testing::debug_file(&l.binary, &Some(root.clone())).is_some());
     assert!(
         !libc_dbg,
         "no debug file is reachable under the bare sysroot"
@@ -150,7 +150,7 @@ fn user_rules_come_first() {
             "explain": "our service's idle loop", "advice": "expected"}]}"#,
     )
     .unwrap();
-    let rules = cgocore::classify::rules::Rules::with_user_file(&path).unwrap();
+    let rules = cgocore::Rules::with_user_file(&path).unwrap();
     let p = cgocore::Process::from_core(
         &case.core,
         &cgocore::OpenOptions {
@@ -1106,7 +1106,7 @@ fn the_crash_at_the_process_limit() {
     let crash = r
         .findings
         .iter()
-        .find(|f| f.kind == cgocore::diagnose::findings::FindingKind::ThreadCreateFailed)
+        .find(|f| f.kind == cgocore::FindingKind::ThreadCreateFailed)
         .expect("a thread-create-failed finding");
     let tid = crash.tids()[0];
     let m = r.threads.iter().find(|t| t.tid == tid).and_then(|t| t.m);

@@ -96,7 +96,7 @@ fn wrong_binary_is_refused_naming_both() {
 #[test]
 fn truncated_core_fails_cleanly_or_warns() {
     let c = &fixtures()[0];
-    let full = cgocore::input::open(&c.core).unwrap();
+    let full = cgocore::testing::open_input(&c.core).unwrap();
     let tmp = Scratch::new("cli-trunc");
     for frac in [2usize, 10, 50] {
         let cut = tmpfile(
@@ -125,7 +125,11 @@ fn truncated_core_fails_cleanly_or_warns() {
 fn not_a_core_and_garbage() {
     let c = &fixtures()[0];
     let tmp = Scratch::new("cli-garbage");
-    let exe = tmpfile(&tmp, "exe", &cgocore::input::open(&c.exe).unwrap().map[..]);
+    let exe = tmpfile(
+        &tmp,
+        "exe",
+        &cgocore::testing::open_input(&c.exe).unwrap().map[..],
+    );
     fail_with(&cgocore(&[&exe]), "not a core");
     fail_with(
         &cgocore(&[&tmpfile(&tmp, "garbage", &[0x55; 4096])]),
@@ -137,7 +141,7 @@ fn not_a_core_and_garbage() {
         "zstd",
     );
     fail_with(&cgocore(&[&"/nonexistent/core"]), "cannot open");
-    let hdr = cgocore::input::open(&c.core).unwrap();
+    let hdr = cgocore::testing::open_input(&c.core).unwrap();
     fail_with(
         &cgocore(&[&tmpfile(&tmp, "hdronly", &hdr.map[..64])]),
         "program headers",
@@ -162,7 +166,7 @@ fn unrelated_binary_is_refused() {
 #[test]
 fn cycle_in_allm_gives_partial_report() {
     let c = plain_fixture();
-    let bin = cgocore::elf::exe::Binary::open(&c.exe).unwrap();
+    let bin = cgocore::testing::Binary::open(&c.exe).unwrap();
     let a = analyze(&c);
     let (m0, _) = bin.symbol("runtime.m0").unwrap();
     let alllink = cgocore::testing::runtime_field(&a, "runtime.m", "alllink").unwrap();
@@ -197,7 +201,7 @@ fn cycle_in_allm_gives_partial_report() {
 #[test]
 fn absurd_allglen_and_wild_pointer_give_partial_report() {
     let c = plain_fixture();
-    let bin = cgocore::elf::exe::Binary::open(&c.exe).unwrap();
+    let bin = cgocore::testing::Binary::open(&c.exe).unwrap();
     let (allgs, _) = bin.symbol("runtime.allgs").unwrap();
     let tmp = Scratch::new("cli-allgs");
     for (name, patch) in [
@@ -227,14 +231,19 @@ fn absurd_allglen_and_wild_pointer_give_partial_report() {
 #[test]
 fn sysroot_finds_the_executable_the_core_names() {
     let c = plain_fixture();
-    let core = cgocore::elf::core::CoreFile::parse(cgocore::input::open(&c.core).unwrap()).unwrap();
-    let phdr = core.auxv_get(cgocore::elf::core::AT_PHDR).unwrap();
+    let core =
+        cgocore::testing::CoreFile::parse(cgocore::testing::open_input(&c.core).unwrap()).unwrap();
+    let phdr = core.auxv_get(cgocore::testing::AT_PHDR).unwrap();
     let named = core.file_at(phdr).unwrap().path.clone();
     let tmp = Scratch::new("cli-sysroot");
     let root = tmp.0.clone();
     let dest = root.join(named.trim_start_matches('/'));
     std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-    std::fs::write(&dest, &cgocore::input::open(&c.exe).unwrap().map[..]).unwrap();
+    std::fs::write(
+        &dest,
+        &cgocore::testing::open_input(&c.exe).unwrap().map[..],
+    )
+    .unwrap();
     let out = cgocore(&[&"--json", &"--sysroot", &root, &c.core]);
     // The sysroot holds the executable only: the answer says the C library
     // is missing there (exit 3, incomplete).
@@ -368,7 +377,7 @@ fn unknown_go_release_has_its_own_exit_code() {
         .expect("the go1.27.3 fixture");
     let tmp = Scratch::new("cli-newgo");
     let patch = |src: &std::path::Path, name: &str| {
-        let data = cgocore::input::open(src).unwrap().map.to_vec();
+        let data = cgocore::testing::open_input(src).unwrap().map.to_vec();
         let (data, n) = replaced(data, b"go1.27.3", b"go1.99.3");
         assert!(n > 0, "{name}: no version string");
         tmpfile(&tmp, name, &data)

@@ -56,8 +56,8 @@ struct Target {
 impl Target {
     fn new(c: &CoreCase, dir: &Scratch, i: usize) -> Target {
         use object::{Object, ObjectSection};
-        let core_map = cgocore::input::open(&c.core).unwrap();
-        let exe_map = cgocore::input::open(&c.exe).unwrap();
+        let core_map = cgocore::testing::open_input(&c.core).unwrap();
+        let exe_map = cgocore::testing::open_input(&c.exe).unwrap();
         let core = tmpfile(dir, &format!("core{i}"), &core_map.map[..]);
         let exe = tmpfile(dir, &format!("exe{i}"), &exe_map.map[..]);
         let obj = object::File::parse(&exe_map.map[..]).unwrap();
@@ -75,11 +75,11 @@ impl Target {
         .iter()
         .filter_map(|n| obj.section_by_name(n)?.file_range())
         .collect();
-        let parsed = cgocore::elf::core::CoreFile::parse(core_map.clone()).unwrap();
+        let parsed = cgocore::testing::CoreFile::parse(core_map.clone()).unwrap();
         let data = &core_map.map[..];
         let core_meta = core_meta(data);
         // Words the analysis follows first: the roots and what they point at.
-        let bin = cgocore::elf::exe::Binary::open(&c.exe).unwrap();
+        let bin = cgocore::testing::Binary::open(&c.exe).unwrap();
         let file_off = |addr: u64| {
             parsed
                 .segments
@@ -441,7 +441,7 @@ fn mutated_cores_end_in_a_report_or_one_clear_error() {
         exe: fixture.exe.clone(),
         dir: dir.join("fuzz-cache"),
         // The entry is the decompressed core, byte for byte.
-        meta: core_meta(&cgocore::input::open(&fixture.core).unwrap().map[..]),
+        meta: core_meta(&cgocore::testing::open_input(&fixture.core).unwrap().map[..]),
     };
     let targets: Vec<Target> = inputs
         .iter()

@@ -193,7 +193,7 @@ fn gdb_backtraces_agree_on_c_frames() {
             // that jumped (not called) to the next frame, with no frame on the
             // stack. Their pc follows a `jmp`, a real return address a `call`.
             let after_jmp = |pc: u64| {
-                use cgocore::memory::ReadExt;
+                use cgocore::testing::ReadExt;
                 a.process
                     .mem
                     .u8(pc.wrapping_sub(5))
@@ -235,7 +235,7 @@ fn gdb_backtraces_agree_on_c_frames() {
                 // Past asmcgocall gdb shows garbage; cgocore continues into Go.
                 if ours
                     .get(want.len())
-                    .is_none_or(|f| f.lang != cgocore::unwind::Lang::Go)
+                    .is_none_or(|f| f.lang != cgocore::report::frame::Lang::Go)
                 {
                     errs.push(format!(
                         "{}: thread {} not stitched past asmcgocall",

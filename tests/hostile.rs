@@ -46,7 +46,7 @@ fn a_section_claiming_gigabytes_is_left_out() {
     use object::{Object, ObjectSection};
     let c = plain_fixture();
     let tmp = Scratch::new("hostile-chsize");
-    let mut exe = cgocore::input::open(&c.exe).unwrap().map.to_vec();
+    let mut exe = cgocore::testing::open_input(&c.exe).unwrap().map.to_vec();
     let off = {
         let obj = object::File::parse(&exe[..]).unwrap();
         let s = obj.section_by_name(".debug_info").expect(".debug_info");
@@ -92,7 +92,8 @@ fn fifos_are_refused_not_waited_on() {
     );
     // Every file the core names is a FIFO under this sysroot.
     let root = tmp.join("root");
-    let core = cgocore::elf::core::CoreFile::parse(cgocore::input::open(&c.core).unwrap()).unwrap();
+    let core =
+        cgocore::testing::CoreFile::parse(cgocore::testing::open_input(&c.core).unwrap()).unwrap();
     for f in core.files.iter().filter(|f| f.path.starts_with('/')) {
         let p = root.join(f.path.trim_start_matches('/'));
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -141,7 +142,7 @@ fn a_zstd_bomb_is_stopped_and_cleaned_up() {
     use std::io::Write;
     let c = plain_fixture();
     let tmp = Scratch::new("hostile-bomb");
-    let real = cgocore::input::open(&c.core).unwrap();
+    let real = cgocore::testing::open_input(&c.core).unwrap();
     let bomb = tmp.join("bomb.zst");
     let mut enc =
         zstd::stream::write::Encoder::new(std::fs::File::create(&bomb).unwrap(), 1).unwrap();
@@ -235,10 +236,10 @@ fn an_interrupted_decompression_leaves_nothing() {
 /// the distinct goroutines, not the count; a partial report says why.
 #[test]
 fn one_goroutine_listed_four_million_times_stays_small() {
-    use cgocore::memory::ReadExt;
+    use cgocore::testing::ReadExt;
     use std::os::unix::fs::FileExt;
     let c = plain_fixture();
-    let bin = cgocore::elf::exe::Binary::open(&c.exe).unwrap();
+    let bin = cgocore::testing::Binary::open(&c.exe).unwrap();
     let (allgs, _) = bin.symbol("runtime.allgs").unwrap();
     let p = cgocore::open_core(
         &c.core,
@@ -249,7 +250,8 @@ fn one_goroutine_listed_four_million_times_stays_small() {
     )
     .unwrap();
     let g1 = p.mem.u64(p.mem.u64(allgs).unwrap()).unwrap();
-    let core = cgocore::elf::core::CoreFile::parse(cgocore::input::open(&c.core).unwrap()).unwrap();
+    let core =
+        cgocore::testing::CoreFile::parse(cgocore::testing::open_input(&c.core).unwrap()).unwrap();
     // A saved region of 32 MB (a heap arena) becomes the new array.
     let n: u64 = 4_000_000;
     let seg = core
@@ -296,7 +298,7 @@ fn a_corrupt_unwind_table_header_is_left_out() {
     use object::{Object, ObjectSection};
     let c = plain_fixture();
     let tmp = Scratch::new("hostile-ehhdr");
-    let mut exe = cgocore::input::open(&c.exe).unwrap().map.to_vec();
+    let mut exe = cgocore::testing::open_input(&c.exe).unwrap().map.to_vec();
     let off = {
         let obj = object::File::parse(&exe[..]).unwrap();
         let s = obj.section_by_name(".eh_frame_hdr").expect(".eh_frame_hdr");
@@ -320,7 +322,7 @@ fn a_corrupt_unwind_table_header_is_left_out() {
 fn renamed_in_notes(c: &CoreCase, tmp: &Scratch, from: &[u8], to: &[u8]) -> std::path::PathBuf {
     use object::read::elf::{FileHeader, ProgramHeader};
     assert_eq!(from.len(), to.len());
-    let mut core = cgocore::input::open(&c.core).unwrap().map.to_vec();
+    let mut core = cgocore::testing::open_input(&c.core).unwrap().map.to_vec();
     let (start, end) = {
         let hdr = object::elf::FileHeader64::<object::Endianness>::parse(&core[..]).unwrap();
         let e = hdr.endian().unwrap();

@@ -38,13 +38,13 @@ fn darwin_executables_give_buildinfo_and_function_names() {
             .status()
             .unwrap();
         assert!(st.success(), "go build for darwin/{arch}");
-        let bin = cgocore::elf::exe::Binary::open(&exe).unwrap();
+        let bin = cgocore::testing::Binary::open(&exe).unwrap();
         assert_eq!(bin.object().format(), object::BinaryFormat::MachO);
         let (_, bi) = bin.section(".go.buildinfo").expect("__go_buildinfo");
-        let info = cgocore::elf::buildinfo::parse(bi, None).expect("buildinfo parses");
+        let info = cgocore::testing::parse_buildinfo(bi, None).expect("buildinfo parses");
         assert_eq!(info.go_version, "go1.27.3", "darwin/{arch}");
         assert!(bin.section(".gopclntab").is_some(), "__gopclntab");
-        let pcln = cgocore::symbolize::pclntab::Pclntab::load(&bin, 0).unwrap();
+        let pcln = cgocore::testing::Pclntab::load(&bin, 0).unwrap();
         // Mach-O symbols carry a leading underscore.
         let obj = bin.object();
         let sym = obj

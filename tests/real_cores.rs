@@ -100,11 +100,11 @@ fn tables_equal_dwarf() {
         if !seen.insert(c.exe.clone()) {
             continue;
         }
-        let bin = cgocore::elf::exe::Binary::open(&c.exe).unwrap();
-        let dwarf = cgocore::layout::dwarf::layout_from_dwarf(&bin, &c.truth.go_version)
+        let bin = cgocore::testing::Binary::open(&c.exe).unwrap();
+        let dwarf = cgocore::testing::layout_from_dwarf(&bin, &c.truth.go_version)
             .unwrap()
             .expect("DWARF");
-        let table = cgocore::layout::table::for_version(&c.truth.go_version).expect("table");
+        let table = cgocore::testing::layout_table(&c.truth.go_version).expect("table");
         assert_eq!(
             dwarf.structs, table.structs,
             "{}: layout table differs from DWARF",
@@ -119,7 +119,7 @@ fn tables_equal_dwarf() {
 /// Go release that changes one fails here, not on a user's core.
 #[test]
 fn version_facts_equal_each_binary() {
-    use cgocore::memory::{ReadExt, SplicedMemory};
+    use cgocore::testing::{ReadExt, SplicedMemory};
     let mut cases: Vec<CoreCase> = fixtures();
     cases.extend(generated());
     let mut seen = HashSet::new();
@@ -127,9 +127,9 @@ fn version_facts_equal_each_binary() {
         if !seen.insert(c.exe.clone()) {
             continue;
         }
-        let bin = cgocore::elf::exe::Binary::open(&c.exe).unwrap();
-        let facts = cgocore::layout::table::facts(&c.truth.go_version).expect("facts");
-        let mut pcln = cgocore::symbolize::pclntab::Pclntab::load(&bin, 0).unwrap();
+        let bin = cgocore::testing::Binary::open(&c.exe).unwrap();
+        let facts = cgocore::testing::version_facts(&c.truth.go_version).expect("facts");
+        let mut pcln = cgocore::testing::Pclntab::load(&bin, 0).unwrap();
         // As the runtime sets it (moduledata.text): where Go's text starts.
         pcln.text = bin.symbol("runtime.text").expect("runtime.text").0;
         // The assembly body; `runtime.asmcgocall` may be Go's ABI wrapper.
@@ -312,7 +312,7 @@ fn busy_cores_match_go_dump() {
             let go: Vec<(&str, Option<i64>)> = g
                 .frames
                 .iter()
-                .filter(|f| f.lang == cgocore::unwind::Lang::Go)
+                .filter(|f| f.lang == cgocore::report::frame::Lang::Go)
                 .map(|f| (f.function.as_deref().unwrap_or(""), f.line.map(i64::from)))
                 .collect();
             let want: Vec<(&str, Option<i64>)> = tg

@@ -5,8 +5,8 @@
 mod checks;
 mod common;
 
+use cgocore::report::frame::Lang;
 use cgocore::report::Report;
-use cgocore::unwind::Lang;
 use checks::stacks::{interrupted_frames, name, IN_C};
 use common::*;
 

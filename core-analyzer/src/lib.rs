@@ -34,48 +34,34 @@
 //!
 //! Data flows up once: bytes (`memory`, `elf`) → runtime objects (`runtime`,
 //! via `layout`) → stacks (`unwind`) → classes and findings (`classify`) →
-//! the report. The modules below the facade are public for the project's own
-//! tests and tools, and are not a stable API.
+//! the report. The modules below the facade are crate-private; the project's own
+//! tests reach the few internals they need through `testing`, not a stable API.
 pub(crate) mod analysis;
 mod error;
 mod process;
 
 pub mod report;
 
-#[doc(hidden)]
-pub mod classify;
+pub(crate) mod classify;
 #[doc(hidden)]
 pub mod cli;
 pub mod debuginfod;
-#[doc(hidden)]
-pub mod diagnose;
-#[doc(hidden)]
-pub mod elf;
-#[doc(hidden)]
-pub mod input;
-#[doc(hidden)]
-pub mod kernel_form;
+pub(crate) mod diagnose;
+pub(crate) mod elf;
+pub(crate) mod input;
+pub(crate) mod kernel_form;
 mod layering;
-#[doc(hidden)]
-pub mod layout;
-#[doc(hidden)]
-pub mod live;
-#[doc(hidden)]
-pub mod memory;
-#[doc(hidden)]
-pub mod output;
+pub(crate) mod layout;
+pub(crate) mod live;
+pub(crate) mod memory;
+pub(crate) mod output;
 pub mod progress;
-#[doc(hidden)]
-pub mod runtime;
-#[doc(hidden)]
-pub mod symbolize;
+pub(crate) mod runtime;
+pub(crate) mod symbolize;
 pub mod top;
-#[doc(hidden)]
-pub mod unwind;
-#[doc(hidden)]
-pub mod varint;
-#[doc(hidden)]
-pub mod waits;
+pub(crate) mod unwind;
+pub(crate) mod varint;
+pub(crate) mod waits;
 
 pub use analysis::{Analysis, AnalyzeOptions};
 pub use classify::rules::Rules;
@@ -101,6 +87,18 @@ pub mod render {
 /// Hooks for the project's own tests and benchmarks; not an API.
 #[doc(hidden)]
 pub mod testing {
+    // The internals the tests, the fuzzer and the bench reach, named once
+    // here: everything else below the facade is crate-private.
+    pub use crate::classify::syscalls::lookup as syscall_lookup;
+    pub use crate::elf::buildinfo::parse as parse_buildinfo;
+    pub use crate::elf::core::{CoreFile, AT_PHDR};
+    pub use crate::elf::exe::{debug_file, Binary};
+    pub use crate::input::{open as open_input, write_sparse};
+    pub use crate::layout::dwarf::layout_from_dwarf;
+    pub use crate::layout::table::{facts as version_facts, for_version as layout_table};
+    pub use crate::memory::{ReadExt, SplicedMemory};
+    pub use crate::symbolize::pclntab::Pclntab;
+
     /// How many times an analysis has read a process, in this process.
     pub fn analysis_reads() -> usize {
         crate::analysis::READS.load(std::sync::atomic::Ordering::Relaxed)

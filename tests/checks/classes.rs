@@ -89,7 +89,7 @@ pub fn of_kind<'a>(r: &'a Report, kind: &str) -> Vec<&'a Finding> {
     r.findings.iter().filter(|f| f.kind == kind).collect()
 }
 
-pub fn check_classes(case: &CoreCase, r: &Report, arch: cgocore::elf::regs::Arch) -> Vec<String> {
+pub fn check_classes(case: &CoreCase, r: &Report, arch: cgocore::Arch) -> Vec<String> {
     check_classes_except(case, r, arch, &[])
 }
 
@@ -97,7 +97,7 @@ pub fn check_classes(case: &CoreCase, r: &Report, arch: cgocore::elf::regs::Arch
 pub fn check_classes_except(
     case: &CoreCase,
     r: &Report,
-    arch: cgocore::elf::regs::Arch,
+    arch: cgocore::Arch,
     unnameable: &[&str],
 ) -> Vec<String> {
     let mut errs = vec![];
@@ -143,7 +143,7 @@ pub fn check_classes_except(
         if t.interrupted.is_none() {
             let kernel = t
                 .syscall
-                .and_then(|nr| cgocore::classify::syscalls::lookup(arch, nr))
+                .and_then(|nr| cgocore::testing::syscall_lookup(arch, nr))
                 .map(|(n, _)| n.to_string());
             if b.syscall != kernel {
                 e(format!(

@@ -55,7 +55,7 @@ pub fn check(case: &CoreCase, a: &cgocore::Analysis) -> Vec<String> {
         let frames: Vec<(String, Option<String>, Option<i64>)> = g
             .frames
             .iter()
-            .filter(|f| f.lang == cgocore::unwind::Lang::Go)
+            .filter(|f| f.lang == cgocore::report::frame::Lang::Go)
             .map(|f| {
                 (
                     f.function.as_deref().unwrap_or_default().to_string(),

@@ -1,8 +1,8 @@
 //! A core's stitched stacks: each blocked scenario's C frames joined to its
 //! goroutine's Go frames, as the scenario built them and Go's dump shows.
 use crate::common::*;
+use cgocore::report::frame::{Frame, Lang};
 use cgocore::report::{Report, ThreadInfo};
-use cgocore::unwind::{Frame, Lang};
 
 /// Scenario, the C function its goroutine calls, and names one of the libc
 /// frames it blocks in must contain (glibc with or without debug info; musl,

@@ -400,20 +400,20 @@ fn remove_stale(base: &Path, name: &str) {
 /// `data` written to `path` with zero pages left as holes, as a core is.
 pub fn write_sparse(path: &Path, data: &[u8]) {
     let mut f = std::fs::File::create(path).unwrap();
-    cgocore::input::write_sparse(&mut &data[..], &mut f).unwrap();
+    cgocore::testing::write_sparse(&mut &data[..], &mut f).unwrap();
 }
 
 /// The uncompressed file behind a (possibly zstd) core or binary: the
 /// library's cached sparse copy, so a debugger reads it without another copy.
 pub fn uncompressed(p: &Path) -> PathBuf {
-    cgocore::input::open(p).unwrap().real_path.clone()
+    cgocore::testing::open_input(p).unwrap().real_path.clone()
 }
 
 /// Who wrote a core, from its first note: the kernel starts with the crashing
 /// thread's NT_PRSTATUS, gdb's gcore with the process's NT_PRPSINFO.
 pub fn core_writer(core: &Path) -> &'static str {
     use object::read::elf::{FileHeader, ProgramHeader};
-    let mapped = cgocore::input::open(core).unwrap();
+    let mapped = cgocore::testing::open_input(core).unwrap();
     let data = &mapped.map[..];
     let hdr = object::elf::FileHeader64::<object::Endianness>::parse(data).unwrap();
     let endian = hdr.endian().unwrap();
@@ -442,9 +442,9 @@ pub fn tmpfile(dir: &Scratch, name: &str, data: &[u8]) -> PathBuf {
 /// addresses.
 pub fn patched_core(c: &CoreCase, dir: &Scratch, name: &str, patches: &[(u64, u64)]) -> PathBuf {
     use std::os::unix::fs::FileExt;
-    let mapped = cgocore::input::open(&c.core).unwrap();
+    let mapped = cgocore::testing::open_input(&c.core).unwrap();
     let path = tmpfile(dir, name, &mapped.map[..]);
-    let core = cgocore::elf::core::CoreFile::parse(mapped).unwrap();
+    let core = cgocore::testing::CoreFile::parse(mapped).unwrap();
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     for &(addr, val) in patches {
         let seg = core

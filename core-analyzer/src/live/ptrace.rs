@@ -243,10 +243,6 @@ impl Stopped {
         Ok(())
     }
 
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
     /// The stopped threads, in tid order.
     pub fn tids(&self) -> Vec<u32> {
         self.tasks.keys().copied().collect()

@@ -3,7 +3,7 @@
 mod paged;
 mod spliced;
 
-pub use paged::{PagedMemory, ReadFn};
+pub use paged::PagedMemory;
 pub use spliced::{Segment, SegmentSource, SplicedMemory};
 
 use crate::error::Fault;

@@ -6,7 +6,6 @@ use anyhow::{bail, Context, Result};
 
 /// The `_Gscan` bit, OR'd into the status while the GC owns the stack.
 pub const GSCAN: u32 = 0x1000;
-pub const GIDLE: u32 = 0;
 pub const GRUNNING: u32 = 2;
 pub const GSYSCALL: u32 = 3;
 pub const GWAITING: u32 = 4;

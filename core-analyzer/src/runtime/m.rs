@@ -14,7 +14,6 @@ pub struct M {
     pub gsignal: u64,
     pub curg: u64,
     pub p: u64,
-    pub oldp: u64,
     pub lockedg: u64,
     pub locked_ext: u32,
     pub locked_int: u32,
@@ -31,28 +30,21 @@ pub struct M {
     pub vdso_sp: u64,
     pub vdso_pc: u64,
     pub alllink: u64,
-    pub schedlink: u64,
-    pub mallocing: i32,
-    pub throwing: i32,
-    pub locks: i32,
-    pub dying: i32,
-    pub syscalltick: u32,
 }
 
 /// Resolved offsets (None: the field does not exist in this release).
 pub struct MLayout {
     size: u64,
-    f: [Option<u64>; 28],
+    f: [Option<u64>; 21],
 }
 
-const NAMES: [&str; 28] = [
+const NAMES: [&str; 21] = [
     "id",
     "procid",
     "g0",
     "gsignal",
     "curg",
     "p",
-    "oldp",
     "lockedg",
     "lockedExt",
     "lockedInt",
@@ -67,12 +59,6 @@ const NAMES: [&str; 28] = [
     "vdsoSP",
     "vdsoPC",
     "alllink",
-    "schedlink",
-    "mallocing",
-    "throwing",
-    "locks",
-    "dying",
-    "syscalltick",
     "isExtraInSig",
 ];
 
@@ -82,7 +68,7 @@ impl MLayout {
             .layout
             .size("runtime.m")
             .context("layout lacks runtime.m")?;
-        let mut f = [None; 28];
+        let mut f = [None; 21];
         for (i, n) in NAMES.iter().enumerate() {
             f[i] = rt.layout.field("runtime.m", n);
         }
@@ -103,28 +89,21 @@ impl MLayout {
             gsignal: v.u64(f[3]),
             curg: v.u64(f[4]),
             p: v.u64(f[5]),
-            oldp: v.u64(f[6]),
-            lockedg: v.u64(f[7]),
-            locked_ext: v.u32(f[8]),
-            locked_int: v.u32(f[9]),
-            incgo: v.bool(f[10]),
-            ncgo: v.u32(f[11]) as i32,
-            ncgocall: v.u64(f[12]),
-            isextra: v.bool(f[13]),
-            is_extra_in_c: v.bool(f[14]),
-            spinning: v.bool(f[15]),
-            blocked: v.bool(f[16]),
-            mstartfn: v.u64(f[17]),
-            vdso_sp: v.u64(f[18]),
-            vdso_pc: v.u64(f[19]),
-            alllink: v.u64(f[20]),
-            schedlink: v.u64(f[21]),
-            mallocing: v.u32(f[22]) as i32,
-            throwing: v.u32(f[23]) as i32,
-            locks: v.u32(f[24]) as i32,
-            dying: v.u32(f[25]) as i32,
-            syscalltick: v.u32(f[26]),
-            is_extra_in_sig: v.bool(f[27]),
+            lockedg: v.u64(f[6]),
+            locked_ext: v.u32(f[7]),
+            locked_int: v.u32(f[8]),
+            incgo: v.bool(f[9]),
+            ncgo: v.u32(f[10]) as i32,
+            ncgocall: v.u64(f[11]),
+            isextra: v.bool(f[12]),
+            is_extra_in_c: v.bool(f[13]),
+            spinning: v.bool(f[14]),
+            blocked: v.bool(f[15]),
+            mstartfn: v.u64(f[16]),
+            vdso_sp: v.u64(f[17]),
+            vdso_pc: v.u64(f[18]),
+            alllink: v.u64(f[19]),
+            is_extra_in_sig: v.bool(f[20]),
         })
     }
 }

@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::layout::{self, table::VersionFacts, Layout};
 use crate::process::Process;
 use crate::symbolize::pclntab::Pclntab;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 pub use g::G;
 pub use m::M;
 pub use p::P;
@@ -108,12 +108,6 @@ impl GoRuntime {
 
     pub fn go_version(&self) -> &str {
         &self.buildinfo.go_version
-    }
-
-    pub fn off(&self, strukt: &str, field: &str) -> Result<u64> {
-        self.layout
-            .field(strukt, field)
-            .ok_or_else(|| anyhow!("layout has no {strukt}.{field} for {}", self.go_version()))
     }
 
     /// Function name at `pc`, or None outside Go text.

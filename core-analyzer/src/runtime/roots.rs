@@ -22,10 +22,6 @@ pub struct Roots {
     pub sched: Option<u64>,
     /// Address of `runtime.waitReasonStrings`, when known.
     pub wait_reason_strings: Option<u64>,
-    /// Address of `runtime.firstmoduledata`.
-    pub moduledata: Option<u64>,
-    /// Value of `runtime.extraM` (free extra-M list head), when known.
-    pub extra_m: Option<u64>,
     /// "symbols" or "heuristics".
     pub source: &'static str,
 }
@@ -153,8 +149,6 @@ impl Roots {
                     .map(|v| v as i32),
                 sched: sym("runtime.sched"),
                 wait_reason_strings: sym("runtime.waitReasonStrings"),
-                moduledata,
-                extra_m: sym("runtime.extraM").and_then(|a| mem.u64(a).ok()),
                 source: "symbols",
             }))
         };
@@ -180,8 +174,6 @@ impl Roots {
             gomaxprocs: (allp.1 > 0).then_some(allp.1 as i32),
             sched: None,
             wait_reason_strings: None,
-            moduledata,
-            extra_m: None,
             source: "heuristics",
         })
     }

@@ -102,13 +102,9 @@ impl GoUnwinder<'_> {
         }
     }
 
-    /// Walk a goroutine stack from (pc, sp); `lr` is the link register on arm64.
-    pub fn unwind(&self, pc: u64, sp: u64, lr: u64) -> Stack {
-        self.unwind_into(pc, sp, lr, None)
-    }
-
-    /// The same walk, also giving each physical frame (for a stack-map scan
-    /// in the same pass).
+    /// Walk a goroutine stack from (pc, sp); `lr` is the link register on
+    /// arm64. `phys` also gets each physical frame (for a stack-map scan in
+    /// the same pass).
     pub fn unwind_into(
         &self,
         mut pc: u64,

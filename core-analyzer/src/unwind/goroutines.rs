@@ -15,12 +15,7 @@ const RELEASE_EVERY_GOROUTINES: usize = 1024;
 /// Go frames of a goroutine, from where Go's own traceback starts: the
 /// syscall entry while `syscallsp` is set (in a syscall or cgo call, and
 /// still while leaving one: runnable in `exitsyscall`, waiting for a P),
-/// else the saved scheduler state.
-pub fn goroutine_stack(u: &GoUnwinder, g: &G) -> Stack {
-    goroutine_stack_into(u, g, None)
-}
-
-/// The same, also giving its physical frames.
+/// else the saved scheduler state; and its physical frames.
 fn goroutine_stack_into(u: &GoUnwinder, g: &G, phys: Option<&mut Vec<PhysFrame>>) -> Stack {
     if g.state() == g::GRUNNING {
         return Stack {
@@ -44,25 +39,9 @@ pub struct FrameScan<'s, W, R> {
 
 /// Every goroutine's stack, on all cores: goroutines are independent, and on
 /// a 100k-goroutine core this is most of the work. `stack_of_g`: the thread
-/// stack that serves a goroutine, by its address. Returns the stacks in
-/// order, and warnings.
-pub fn unwind_goroutines(
-    pcln: &Pclntab,
-    mem: &(dyn Memory + Send + Sync),
-    arch: Arch,
-    live: &[&G],
-    stack_of_g: &HashMap<u64, &ThreadStack>,
-) -> (Vec<Stack>, Vec<String>) {
-    let none = FrameScan {
-        start: &|| (),
-        scan: &|_: &mut (), _: &G, _: &[PhysFrame]| (),
-    };
-    let (stacks, _, notes) = unwind_goroutines_scanning(pcln, mem, arch, live, stack_of_g, &none);
-    (stacks, notes)
-}
-
-/// The same, with `scan` run over each goroutine's physical frames as they
-/// are walked; its results in the goroutines' order.
+/// stack that serves a goroutine, by its address. Runs `scan` over each goroutine's physical
+/// frames as they are walked. Returns the stacks and `scan`'s results in the
+/// goroutines' order, and warnings.
 pub fn unwind_goroutines_scanning<W, R: Send + Default>(
     pcln: &Pclntab,
     mem: &(dyn Memory + Send + Sync),

@@ -14,7 +14,7 @@ pub mod x86_64;
 use serde::{Deserialize, Serialize};
 
 // Frames are the report's vocabulary; the unwinder makes them.
-pub use crate::report::frame::{frame_json, Frame, FrameKey, Lang};
+pub use crate::report::frame::{Frame, Lang};
 
 /// Why a stack ends where it does.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
