@@ -75,13 +75,15 @@ const NAMES: [&str; 19] = [
 
 impl GLayout {
     pub fn new(rt: &GoRuntime) -> Result<GLayout> {
-        let size = rt
-            .layout
-            .size("runtime.g")
-            .context("layout lacks runtime.g")?;
+        GLayout::of(&rt.layout)
+    }
+
+    /// From a layout (DWARF's or a release's table).
+    pub fn of(layout: &crate::layout::Layout) -> Result<GLayout> {
+        let size = layout.size("runtime.g").context("layout lacks runtime.g")?;
         let mut f = [None; 19];
         for (i, n) in NAMES.iter().enumerate() {
-            f[i] = rt.layout.field("runtime.g", n);
+            f[i] = layout.field("runtime.g", n);
         }
         Ok(GLayout { size, f })
     }

@@ -169,6 +169,12 @@ impl<'a> Modules<'a> {
         Modules { list }
     }
 
+    /// No module at all: every pc outside Go's text is unnamed C code.
+    #[cfg(test)]
+    pub fn none() -> Modules<'static> {
+        Modules { list: vec![] }
+    }
+
     pub fn find(&self, pc: u64) -> Option<&CodeModule<'a>> {
         let i = self.list.partition_point(|m| m.text.start <= pc);
         let m = self.list.get(i.checked_sub(1)?)?;

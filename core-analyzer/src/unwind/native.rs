@@ -238,6 +238,23 @@ impl NativeUnwinder {
         }
     }
 
+    /// An unwinder without unwind tables (frame pointers and stack search
+    /// only) over code at `code`: for tests on mock memory.
+    #[cfg(test)]
+    pub fn without_tables(arch: Arch, code: Vec<Range<u64>>) -> NativeUnwinder {
+        let inner = match arch {
+            Arch::X86_64 => Inner::X86(UnwinderX86_64::new(), Default::default()),
+            Arch::Aarch64 => Inner::Arm(UnwinderAarch64::new(), Default::default()),
+        };
+        NativeUnwinder {
+            inner,
+            arch,
+            code,
+            cfi: vec![],
+            framehop_cfi: vec![],
+        }
+    }
+
     /// A caller the unwinder found is believable: it returns into a module's
     /// code just after a call, and (x86_64) above the callee's stack. On
     /// arm64 the answer comes from CFI (or the prologue) and stands.

@@ -681,3 +681,6 @@ enum Step {
     /// The stack ends early, for this reason.
     Truncated(String),
 }
+
+#[cfg(test)]
+mod tests;
