@@ -76,8 +76,13 @@ MATTN_SOURCE = "/usr/share/gocode/src/github.com/mattn/go-sqlite3"
 # (`mattn` on every release: MATTN_VERSIONS below; the amalgamation's build
 # is the slow part, so `mattn-bundled`, and the thread-starting capture, on
 # FIRST_AND_NEWEST.)
-MATTN_VARIANTS = ("mattn", "mattn-bundled")
-MATTN_KINDS = ("kernel", "gcore")
+MATTN_VARIANTS = ("mattn", "mattn-bundled", "mattn-arm64", "mattn-musl")
+MATTN_KINDS = {"mattn": ("kernel", "gcore"), "mattn-bundled": ("kernel", "gcore"), "mattn-musl": ("kernel",)}
+# The bundled binding on the other platforms (FIRST_AND_NEWEST): arm64 under
+# qemu-user (its core and the kernel's form), and musl, static.
+MATTN_PLATFORM = {"mattn-arm64": {"GOARCH": "arm64", "CC": "aarch64-linux-gnu-gcc"},
+                  "mattn-musl": {"CC": "musl-gcc"}}
+MATTN_LDFLAGS = {"mattn-musl": ["-ldflags=-linkmode external -extldflags -static"]}
 BUSY_CAPTURES = 3
 CACHE = os.path.join(ROOT, ".cache")
 VERSIONS = ["1.21.13", "1.22.10", "1.23.9", "1.24.11", "1.25.5", "1.26.6", "1.27.3"]
@@ -303,8 +308,9 @@ def build_mattn(version, variant, exe, env):
         for n in ("main.go", "go.mod"):
             shutil.copy(os.path.join(MATTN, n), work)
         os.symlink(mattn_binding(variant), os.path.join(work, "go-sqlite3"))
-        env = dict(env, CGO_CFLAGS="-g -O2")
-        subprocess.check_call([go_binary(version), "build", "-trimpath", "-o", exe, "."], cwd=work, env=env)
+        env = dict(env, CGO_CFLAGS="-g -O2", **MATTN_PLATFORM.get(variant, {}))
+        subprocess.check_call([go_binary(version), "build", "-trimpath", "-o", exe] + MATTN_LDFLAGS.get(variant, [])
+                              + ["."], cwd=work, env=env)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -386,7 +392,10 @@ def capture_starting_retrying(exe, d, version, variant):
 def capture_mattn(version, variant, base, gocache, force):
     """The go-sqlite3 program's cores, and (over Debian's libsqlite3) the
     moment it starts a thread."""
-    exe = capture_kinds(version, variant, base, gocache, force, MATTN_KINDS)
+    if variant == "mattn-arm64":
+        capture_arm64(version, base, gocache, force, [], variant)
+        return
+    exe = capture_kinds(version, variant, base, gocache, force, MATTN_KINDS[variant])
     d = os.path.join(base, "starting")
     if variant == "mattn" and version in FIRST_AND_NEWEST and (force or captured_by(d) is None):
         log("capture", version, variant, "starting")
@@ -846,7 +855,7 @@ def main():
                     "gosyscall, gosyscall-cgo (Go %s); libs (Go %s); libs-bundled (Go %s); "
                     "exhaust, exhaust-nproc (Go 1.27.3); queue, queue-stripped (Go %s), "
                     "queue-arm64, queue-musl (Go 1.21.13, 1.27.3); "
-                    "mattn (Go %s), mattn-bundled (Go 1.21.13, 1.27.3)"
+                    "mattn (Go %s), mattn-bundled, mattn-arm64, mattn-musl (Go 1.21.13, 1.27.3)"
                     % (", ".join(ARM64_VERSIONS), ", ".join(MUSL_VERSIONS), ", ".join(GOSYSCALL_VERSIONS),
                        ", ".join(LIBS_VERSIONS), ", ".join(LIBS_BUNDLED_VERSIONS), ", ".join(QUEUE_VERSIONS),
                        ", ".join(MATTN_VERSIONS)))
@@ -903,7 +912,7 @@ def main():
                     capture_kinds(version, variant, base, gocache.name, a.force, QUEUE_KINDS[variant])
                 continue
             if variant in MATTN_VARIANTS:
-                if version in (FIRST_AND_NEWEST if variant == "mattn-bundled" else MATTN_VERSIONS):
+                if version in (MATTN_VERSIONS if variant == "mattn" else FIRST_AND_NEWEST):
                     capture_mattn(version, variant, base, gocache.name, a.force)
                 continue
             if variant in MUSL_KINDS:

@@ -579,7 +579,13 @@ fn check_pool_behind_sqlite(
 fn without_dwarf(case: &CoreCase) -> (Scratch, CoreCase) {
     let tmp = Scratch::new("sqlite-nodwarf");
     let exe = tmp.join("cgostuck");
-    let ok = std::process::Command::new("objcopy")
+    // The host's objcopy reads only its own architecture's files.
+    let objcopy = if case.truth.variant.contains("arm64") {
+        "aarch64-linux-gnu-objcopy"
+    } else {
+        "objcopy"
+    };
+    let ok = std::process::Command::new(objcopy)
         .arg("--strip-debug")
         .arg(&case.exe)
         .arg(&exe)
@@ -599,7 +605,8 @@ fn without_dwarf(case: &CoreCase) -> (Scratch, CoreCase) {
 
 /// A database/sql service over github.com/mattn/go-sqlite3 (Debian's
 /// package; every release over Debian's libsqlite3, Go 1.21 and 1.27 with
-/// the amalgamation compiled in; kernel cores and gcores): writers holding
+/// the amalgamation compiled in: amd64 kernel cores and gcores, arm64 under
+/// qemu-user in both core forms, static musl): writers holding
 /// write transactions while a Go SQL function sleeps inside sqlite3_step,
 /// busy-timeout waiters (rollback journal and WAL), one waiter on a locked
 /// thread that first ran statements on the writers' connections (their
@@ -612,13 +619,14 @@ fn without_dwarf(case: &CoreCase) -> (Scratch, CoreCase) {
 fn sqlite_holders_over_go_sqlite3() {
     let cases = generated_mattn();
     assert!(
-        cases.len() >= 4 || !require_generated(),
+        cases.len() >= 24 || !require_generated(),
         "go-sqlite3 cores: {}",
         cases.len()
     );
     let mut errs = vec![];
     for case in &cases {
-        let dwarf = case.truth.variant == "mattn-bundled";
+        // Every build but Debian's libsqlite3 one compiles the amalgamation in.
+        let dwarf = case.truth.variant != "mattn";
         errs.extend(check_go_sqlite3(case, dwarf, true));
         if dwarf {
             let (_tmp, twin) = without_dwarf(case);
@@ -694,6 +702,17 @@ fn check_go_sqlite3(case: &CoreCase, dwarf: bool, go_dwarf: bool) -> Vec<String>
                 if b.owner_tid.is_some_and(|o| o != h) || !b.explain.contains(&h.to_string()) {
                     e(format!(
                         "{waiter}: the writer {h} not among the candidates: {b:?}"
+                    ));
+                }
+                // Narrowed by SQLite's own accessors: the writer's
+                // connection is inside a transaction, its mutex names it.
+                if !b
+                    .explain
+                    .contains("whose connection is inside a transaction (")
+                    || !b.explain.contains(&format!("thread {h}'s 0x"))
+                {
+                    e(format!(
+                        "{waiter}: not narrowed to the writer's transaction: {b:?}"
                     ));
                 }
             }

@@ -172,49 +172,91 @@ fn classify_all(
     let syscall_status = rt.facts.status("syscall");
     let mut threads = classify_threads(process, modules, opts, found, stacks, syscall_status);
     classify::share_owners(&mut threads);
-    // SQLite's lock, read where a waiter needs it and SQLite's DWARF is here.
-    let settled = match classify::sqlite::rule(&opts.rules)
-        .filter(|r| threads.iter().any(|t| r.is_waiter(t)))
-    {
-        Some(rule) => with_sqlite_dwarf(process, |sqlite| {
-            // Stacks a thread has: its own, and each one a signal interrupted.
-            let sps: HashMap<u32, Vec<u64>> = process
-                .threads
-                .iter()
-                .zip(stacks)
-                .map(|(t, st)| {
-                    let sps = std::iter::once(t.regs.sp()).chain(st.signals.iter().map(|s| s.sp));
-                    (t.tid, sps.collect())
-                })
-                .collect();
-            let stacks = |tid| sps.get(&tid).cloned().unwrap_or_default();
-            let waiting = rt.facts.status("waiting");
-            let parked = || {
-                let ix = found.2;
-                ix.g.values()
-                    .filter(|g| Some(g.state()) == waiting)
-                    .map(|g| classify::sqlite::Parked {
-                        goid: g.goid,
-                        start: rt.func_name(g.startpc).map(str::to_string),
-                        sp: g.sched_sp,
-                        hi: g.stack_hi,
-                    })
-                    .collect()
-            };
-            let go = classify::sqlite::GoSide {
-                exe: &process.exe,
-                parked: &parked,
-            };
-            sqlite.map(|b| {
-                classify::sqlite::link_waiters(&*process.mem, rule, b, &mut threads, &stacks, &go)
-            })
+    // Stacks a thread has: its own, and each one a signal interrupted.
+    let sps: HashMap<u32, Vec<u64>> = process
+        .threads
+        .iter()
+        .zip(stacks)
+        .map(|(t, st)| {
+            let sps = std::iter::once(t.regs.sp()).chain(st.signals.iter().map(|s| s.sp));
+            (t.tid, sps.collect())
         })
-        .unwrap_or_default(),
-        None => Default::default(),
+        .collect();
+    let stacks_of = |tid| sps.get(&tid).cloned().unwrap_or_default();
+    // SQLite's lock, read where a waiter needs it and SQLite's DWARF is here.
+    let sqlite =
+        classify::sqlite::rule(&opts.rules).filter(|r| threads.iter().any(|t| r.is_waiter(t)));
+    let settled = sqlite
+        .map(|rule| sqlite_from_dwarf(process, rt, found.2, rule, &mut threads, &stacks_of))
+        .unwrap_or_default();
+    // Without it, SQLite's accessors' offsets narrow the likely holders.
+    let offsets = sqlite.and_then(|_| sqlite_offsets(process));
+    let narrow = |rule: &classify::rules::LibraryRule, candidates: &[u32]| {
+        let off = offsets.filter(|_| sqlite.is_some_and(|s| std::ptr::eq(s, rule)))?;
+        let mem = &*process.mem;
+        let found =
+            classify::sqlite::in_transaction(mem, off, process.libc(), candidates, &stacks_of);
+        let conns: Vec<String> = found
+            .iter()
+            .map(|(t, c)| format!("thread {t}'s {c:#x}"))
+            .collect();
+        Some(classify::Narrowed {
+            tids: found.iter().map(|(t, _)| *t).collect(),
+            why: format!(
+                "whose connection is inside a transaction ({}: its mutex names the thread and its autocommit flag is off; \
+                 the offsets read from SQLite's own sqlite3_db_mutex and sqlite3_get_autocommit code)",
+                conns.join(", ")
+            ),
+        })
     };
     let defines = |module: &str, sym: &str| modules.defines(module, sym);
-    classify::likely_holders(&mut threads, &opts.rules, &settled, &defines);
+    classify::likely_holders(&mut threads, &opts.rules, &settled, &defines, &narrow);
     threads
+}
+
+/// SQLite's lock read through SQLite's DWARF: the waiters it settled.
+fn sqlite_from_dwarf(
+    process: &Process,
+    rt: &GoRuntime,
+    ix: &Index,
+    rule: &classify::rules::LibraryRule,
+    threads: &mut [ThreadInfo],
+    stacks: &dyn Fn(u32) -> Vec<u64>,
+) -> std::collections::HashSet<u32> {
+    with_sqlite_dwarf(process, |sqlite| {
+        let waiting = rt.facts.status("waiting");
+        let parked = || {
+            ix.g.values()
+                .filter(|g| Some(g.state()) == waiting)
+                .map(|g| classify::sqlite::Parked {
+                    goid: g.goid,
+                    start: rt.func_name(g.startpc).map(str::to_string),
+                    sp: g.sched_sp,
+                    hi: g.stack_hi,
+                })
+                .collect()
+        };
+        let go = classify::sqlite::GoSide {
+            exe: &process.exe,
+            parked: &parked,
+        };
+        let libc = process.libc();
+        sqlite.map(|b| {
+            classify::sqlite::link_waiters(&*process.mem, rule, b, threads, stacks, &go, libc)
+        })
+    })
+    .unwrap_or_default()
+}
+
+/// The offsets SQLite's one-line accessors read, from the module that has
+/// SQLite (a shared libsqlite3, or the executable it is compiled into).
+fn sqlite_offsets(process: &Process) -> Option<classify::sqlite::Offsets> {
+    let (bin, bias) = std::iter::once((&process.exe, process.bias))
+        .chain(process.libraries.iter().map(|l| (&l.binary, l.bias)))
+        .find(|(b, _)| b.symbol(SQLITE_DEFINES).is_some_and(|(addr, _)| addr != 0))?;
+    let at = |name: &str| bin.symbol(name).map(|(a, _)| a.wrapping_add(bias));
+    let (db_mutex, autocommit) = (at("sqlite3_db_mutex")?, at("sqlite3_get_autocommit")?);
+    classify::sqlite::Offsets::read(&*process.mem, process.arch, db_mutex, autocommit)
 }
 
 impl Read {
@@ -871,12 +913,14 @@ fn unstopped_warning(u: &crate::report::UnstoppedThread) -> String {
 /// `f` with the binary holding SQLite's DWARF, if SQLite is in the process
 /// with its types: the executable it is compiled into (go-sqlite3), or a
 /// shared libsqlite3 with its debug file installed.
+/// A symbol only SQLite defines: the module that has SQLite.
+const SQLITE_DEFINES: &str = "sqlite3_initialize";
+
 fn with_sqlite_dwarf<R>(process: &Process, f: impl FnOnce(Option<&Binary>) -> R) -> R {
-    const DEFINES: &str = "sqlite3_initialize";
     let has_dwarf = |b: &&Binary| b.section(".debug_info").is_some();
     let defining = std::iter::once(&process.exe)
         .chain(process.libraries.iter().map(|l| &l.binary))
-        .find(|b| b.symbol(DEFINES).is_some_and(|(addr, _)| addr != 0));
+        .find(|b| b.symbol(SQLITE_DEFINES).is_some_and(|(addr, _)| addr != 0));
     match defining {
         Some(b) if has_dwarf(&b) => f(Some(b)),
         Some(b) => f(crate::elf::exe::debug_file(b, &process.sysroot).as_ref()),

@@ -201,7 +201,9 @@ pub fn generated_queue() -> Vec<CoreCase> {
 
 /// Cores of the database/sql program over github.com/mattn/go-sqlite3
 /// (`mattn`: Debian's package over Debian's libsqlite3; `mattn-bundled`: the
-/// amalgamation compiled in, with its DWARF), kernel cores and gcores.
+/// amalgamation compiled in, with its DWARF), kernel cores and gcores; the
+/// bundled build for arm64 (`mattn-arm64`, qemu-user) and static musl
+/// (`mattn-musl`).
 pub fn generated_mattn() -> Vec<CoreCase> {
     let mut v = generated_all();
     v.retain(|c| c.truth.variant.starts_with("mattn"));

@@ -319,15 +319,25 @@ fn library_entry(
     Some(name.trim_end_matches("@plt").to_string())
 }
 
+/// Candidates a library's own state narrows (SQLite: the threads whose
+/// connection is inside a transaction), and the evidence, in words.
+pub struct Narrowed {
+    pub tids: Vec<u32>,
+    pub why: String,
+}
+
 /// Locks a library keeps where cgocore cannot read an owner (SQLite's
 /// database lock, without SQLite's DWARF): a thread that waits for one is
-/// linked to the other threads inside that library — its likely holders. One
-/// such thread becomes the owner, marked likely; several are named.
+/// linked to the other threads inside that library — its likely holders,
+/// narrowed to those running code that holds the lock or (`narrow`) whose
+/// state says they may. One such thread becomes the owner, marked likely;
+/// several are named.
 pub fn likely_holders(
     threads: &mut [ThreadInfo],
     rules: &Rules,
     settled: &HashSet<u32>,
     defines: &dyn Fn(&str, &str) -> bool,
+    narrow: &dyn Fn(&rules::LibraryRule, &[u32]) -> Option<Narrowed>,
 ) {
     for rule in rules.libraries.iter().filter(|l| l.waits_as.is_some()) {
         // A thread inside the library that waits for a lock itself (to
@@ -350,17 +360,29 @@ pub fn likely_holders(
             })
         };
         let doing: Vec<u32> = others.iter().filter(holding).map(|t| t.tid).collect();
-        let what = match (
+        let all: Vec<u32> = others.iter().map(|t| t.tid).collect();
+        let state = narrow(rule, &all).filter(|n| !n.tids.is_empty());
+        let mut what = match (
             &doing[..],
             rule.waits_as.as_ref().and_then(|w| w.held_doing.as_deref()),
         ) {
             ([_, ..], Some(d)) => format!(" with {d}"),
             _ => String::new(),
         };
-        let holders: Vec<u32> = if doing.is_empty() {
-            others.iter().map(|t| t.tid).collect()
+        if let Some(n) = &state {
+            let or = if what.is_empty() { "" } else { " or" };
+            what = format!("{what}{or} {}", n.why);
+        }
+        // In the threads' order, as the unnarrowed list.
+        let keep: HashSet<u32> = doing
+            .iter()
+            .chain(state.iter().flat_map(|n| &n.tids))
+            .copied()
+            .collect();
+        let holders: Vec<u32> = if keep.is_empty() {
+            all
         } else {
-            doing
+            all.into_iter().filter(|t| keep.contains(t)).collect()
         };
         for t in threads
             .iter_mut()
@@ -380,7 +402,7 @@ pub fn likely_holders(
                 many => {
                     let list: Vec<String> = many.iter().map(u32::to_string).collect();
                     b.explain = format!(
-                        "{}; likely held by one of the other threads inside {}{what} (none waiting for a lock itself): {}",
+                        "{}; likely held by one of the other threads inside {} (none waiting for a lock itself){what}: {}",
                         b.explain,
                         rule.library,
                         list.join(", ")
@@ -458,7 +480,13 @@ mod tests {
         // Thread 4 waits for the mutex of a connection thread 2 uses.
         let c = in_sqlite(4, "mutex", 0x7000, None);
         let mut threads = vec![busy, a, b, c];
-        likely_holders(&mut threads, &rules, &HashSet::new(), &|_, _| false);
+        likely_holders(
+            &mut threads,
+            &rules,
+            &HashSet::new(),
+            &|_, _| false,
+            &|_, _| None,
+        );
         let e = &threads[0].blocked.as_ref().unwrap().explain;
         assert!(
             e.ends_with("likely held by one of the other threads inside sqlite (none waiting for a lock itself): 2, 3"),
@@ -467,8 +495,58 @@ mod tests {
         // With thread 3 gone, the one candidate left is named, likely.
         threads.remove(2);
         threads[0].blocked.as_mut().unwrap().explain.clear();
-        likely_holders(&mut threads, &rules, &HashSet::new(), &|_, _| false);
+        likely_holders(
+            &mut threads,
+            &rules,
+            &HashSet::new(),
+            &|_, _| false,
+            &|_, _| None,
+        );
         let b0 = threads[0].blocked.as_ref().unwrap();
         assert_eq!((b0.owner_tid, b0.owner_likely), (Some(2), true));
+    }
+
+    #[test]
+    fn the_librarys_state_narrows_the_candidates_and_says_why() {
+        let rules = Rules::builtin();
+        let mut threads = vec![
+            in_sqlite(1, "db-lock", 0, Some("sqlite")),
+            in_sqlite(2, "sleep", 0, None),
+            in_sqlite(3, "sleep", 0, None),
+        ];
+        // Only thread 3's connection is inside a transaction.
+        let narrow = |_: &rules::LibraryRule, c: &[u32]| {
+            assert_eq!(c, [2, 3], "offered every candidate");
+            Some(Narrowed {
+                tids: vec![3],
+                why: "whose connection is inside a transaction (evidence)".into(),
+            })
+        };
+        likely_holders(
+            &mut threads,
+            &rules,
+            &HashSet::new(),
+            &|_, _| false,
+            &narrow,
+        );
+        let b0 = threads[0].blocked.as_ref().unwrap();
+        assert_eq!((b0.owner_tid, b0.owner_likely), (Some(3), true));
+        assert!(
+            b0.explain.ends_with("likely held by thread 3, the only other thread inside sqlite whose connection is inside a transaction (evidence)"),
+            "{}",
+            b0.explain
+        );
+        // Nothing found in a transaction: every candidate stays.
+        threads[0].blocked.as_mut().unwrap().explain.clear();
+        threads[0].blocked.as_mut().unwrap().owner_tid = None;
+        let none = |_: &rules::LibraryRule, _: &[u32]| {
+            Some(Narrowed {
+                tids: vec![],
+                why: String::new(),
+            })
+        };
+        likely_holders(&mut threads, &rules, &HashSet::new(), &|_, _| false, &none);
+        let e = &threads[0].blocked.as_ref().unwrap().explain;
+        assert!(e.ends_with("(none waiting for a lock itself): 2, 3"), "{e}");
     }
 }

@@ -21,7 +21,7 @@ const SLOTS: &[(&[&str], Owner, &str)] = &[
     // (glibc's arena and environment locks are bare futex words: no owner.)
     (
         &["mutex", "loader-lock"],
-        Owner::Tid(8),
+        Owner::Tid(GLIBC_MUTEX_OWNER),
         "glibc pthread_mutex_t.__owner",
     ),
     // glibc _IO_lock_t: { int lock; int cnt; void *owner; }
@@ -52,7 +52,7 @@ const SLOTS: &[(&[&str], Owner, &str)] = &[
     // EBUSY, no owner.
     (
         &["mutex", "loader-lock"],
-        Owner::TidInWord(0x3fff_ffff),
+        Owner::TidInWord(MUSL_TID_MASK),
         "musl pthread_mutex_t._m_lock",
     ),
     // musl FILE.lock: the owner's tid, the waiters flag in bit 30.
@@ -62,6 +62,39 @@ const SLOTS: &[(&[&str], Owner, &str)] = &[
         "musl FILE.lock",
     ),
 ];
+
+/// glibc's `pthread_mutex_t.__owner`, the same on every architecture.
+const GLIBC_MUTEX_OWNER: i64 = 8;
+
+/// The thread holding the `pthread_mutex_t` at `mutex` (0: free), read as
+/// its C library keeps it; `None` when the libc is not known.
+pub fn mutex_owner(
+    mem: &dyn crate::memory::Memory,
+    libc: Option<crate::process::Libc>,
+    mutex: u64,
+) -> Option<u32> {
+    match libc? {
+        crate::process::Libc::Glibc => mem.u32(mutex.checked_add_signed(GLIBC_MUTEX_OWNER)?).ok(),
+        crate::process::Libc::Musl => musl_mutex_owner(mem, mutex),
+    }
+}
+
+/// musl's `pthread_mutex_t`: `_m_type` (`__u.__i[0]`) and `_m_lock`
+/// (`__u.__vi[1]`), the same on every architecture.
+const MUSL_MUTEX_TYPE: u64 = 0;
+const MUSL_MUTEX_LOCK: u64 = 4;
+const MUSL_TID_MASK: u32 = 0x3fff_ffff;
+
+/// The thread holding the musl `pthread_mutex_t` at `mutex` (0: free), when
+/// its type records one (recursive, error-checking, robust: the low two bits
+/// of `_m_type`); a normal mutex keeps no owner.
+pub fn musl_mutex_owner(mem: &dyn crate::memory::Memory, mutex: u64) -> Option<u32> {
+    let kind = mem.u32(mutex.checked_add(MUSL_MUTEX_TYPE)?).ok()?;
+    if kind & 3 == 0 {
+        return None;
+    }
+    Some(mem.u32(mutex.checked_add(MUSL_MUTEX_LOCK)?).ok()? & MUSL_TID_MASK)
+}
 
 /// `offsetof(struct pthread, tid)` in glibc: after the TCB header padded to
 /// 24 pointers on arm64, after x86_64's larger `tcbhead_t`.

@@ -167,7 +167,8 @@ pub struct CallFrame<'a> {
 
 /// The C library's own frames at the top of a blocked call: its module
 /// (glibc, musl, or a dynamic linker), or, in a static binary, its wait
-/// functions by name.
+/// functions by name, with musl's cancellation-point syscall path under
+/// them (`sccp` is `__syscall_cp_c`'s static alias in pthread_cancel.c).
 fn in_c_library(f: &CallFrame) -> bool {
     const WAITS: &[&str] = &[
         "sleep",
@@ -177,6 +178,12 @@ fn in_c_library(f: &CallFrame) -> bool {
         "pause",
         "poll",
         "ppoll",
+        "sccp",
+        "__syscall_cp",
+        "__syscall_cp_c",
+        "__syscall_cp_asm",
+        "__timedwait",
+        "__timedwait_cp",
     ];
     f.module
         .is_some_and(|m| crate::process::resolve::is_c_library(m) || m.starts_with("ld-"))

@@ -10,20 +10,26 @@
 //! A connection found on a stack is whose its own mutex says: in SQLite's
 //! serialized mode (go-sqlite3's default) every API call holds the
 //! connection's recursive mutex, whose glibc `__owner` is the calling
-//! thread's id. A pointer on a stack is only a word in memory (a stack slot
+//! thread's id (musl's `_m_lock` holds it for a recursive mutex). A pointer on a stack is only a word in memory (a stack slot
 //! an earlier cgo call on the same thread left behind); the mutex is a live
 //! reference. A connection its mutex gives to another thread is that
 //! thread's; one whose mutex is free is no thread's; one whose mutex cannot
 //! be read (no mutex, musl, no types for it) is only likely the stack's.
+mod accessors;
+mod in_transaction;
 mod left_open;
 
+pub use accessors::Offsets;
+pub use in_transaction::in_transaction;
 pub use left_open::{GoSide, Parked};
 
+use super::owner::musl_mutex_owner;
 use super::rules::{LibraryRule, Rules};
 use crate::elf::exe::Binary;
 use crate::layout::dwarf::structs_from_dwarf;
 use crate::layout::StructLayout;
 use crate::memory::{Memory, ReadExt};
+use crate::process::Libc;
 use crate::report::ThreadInfo;
 use std::collections::{BTreeMap, HashSet};
 
@@ -64,7 +70,8 @@ const TRANS_WRITE: u8 = 2;
 const MAX_DBS: u64 = 12;
 const STACK_BYTES: u64 = 256 << 10;
 
-struct Layout(BTreeMap<String, StructLayout>);
+/// SQLite's structures, and the C library whose mutex keeps the owner.
+struct Layout(BTreeMap<String, StructLayout>, Option<Libc>);
 
 impl Layout {
     fn off(&self, s: &str, f: &str) -> Option<u64> {
@@ -116,6 +123,7 @@ pub fn link_waiters(
     threads: &mut [ThreadInfo],
     stacks: &dyn Fn(u32) -> Vec<u64>,
     go: &GoSide,
+    libc: Option<Libc>,
 ) -> HashSet<u32> {
     let mut settled = HashSet::new();
     let bin = sqlite;
@@ -124,7 +132,7 @@ pub fn link_waiters(
     else {
         return settled;
     };
-    let l = Layout(structs);
+    let l = Layout(structs, libc);
     if l.off("sqlite3", "aDb").is_none() || l.off("Pager", "eLock").is_none() {
         return settled;
     }
@@ -396,17 +404,19 @@ fn connection(mem: &dyn Memory, l: &Layout, p: u64) -> Option<Connection> {
 }
 
 /// The thread inside an API call with connection `p`: its mutex's owner
-/// (glibc's `__owner`; 0 when free). `None` when it has no mutex or its
-/// layout is not known.
+/// (glibc's `__owner`, from the DWARF; musl's `_m_lock`; 0 when free).
+/// `None` when it has no mutex, or its layout or libc is not known.
 fn user(mem: &dyn Memory, l: &Layout, p: u64) -> Option<u32> {
     let mutex = mem.u64(p.checked_add(l.off("sqlite3", "mutex")?)?).ok()?;
     if mutex == 0 {
         return None;
     }
-    let owner = mutex
-        .checked_add(l.off("sqlite3_mutex", "mutex")?)?
-        .checked_add(l.off("__pthread_mutex_s", "__owner")?)?;
-    mem.u32(owner).ok()
+    let pthread = mutex.checked_add(l.off("sqlite3_mutex", "mutex")?)?;
+    match (l.off("__pthread_mutex_s", "__owner"), l.1) {
+        (Some(owner), _) => mem.u32(pthread.checked_add(owner)?).ok(),
+        (None, Some(Libc::Musl)) => musl_mutex_owner(mem, pthread),
+        (None, _) => None,
+    }
 }
 
 /// The file one `Db` entry has open, and the connection's lock on it.
@@ -462,17 +472,42 @@ mod tests {
             fields: f.iter().map(|(n, o)| (n.to_string(), *o)).collect(),
             ..Default::default()
         };
-        let l = Layout(BTreeMap::from([
-            ("sqlite3".into(), s(&[("mutex", 24)])),
-            ("sqlite3_mutex".into(), s(&[("mutex", 0)])),
-            ("__pthread_mutex_s".into(), s(&[("__owner", 8)])),
-        ]));
+        let l = Layout(
+            BTreeMap::from([
+                ("sqlite3".into(), s(&[("mutex", 24)])),
+                ("sqlite3_mutex".into(), s(&[("mutex", 0)])),
+                ("__pthread_mutex_s".into(), s(&[("__owner", 8)])),
+            ]),
+            Some(Libc::Glibc),
+        );
         let mut m = MockMemory::default();
         m.put(0x1000 + 24, &0x2000u64.to_le_bytes());
         m.put(0x2008, &4242u32.to_le_bytes());
         assert_eq!(user(&m, &l, 0x1000), Some(4242));
         m.put(0x3000 + 24, &0u64.to_le_bytes());
         assert_eq!(user(&m, &l, 0x3000), None, "no mutex (SQLITE_OPEN_NOMUTEX)");
+        // musl keeps no __pthread_mutex_s: the owner is _m_lock's low 30
+        // bits, for a recursive mutex (_m_type 1) only.
+        let mut musl = Layout(l.0.clone(), Some(Libc::Musl));
+        musl.0.remove("__pthread_mutex_s");
+        m.put_u64(0x4000 + 24, 0x5000);
+        m.put_u32(0x5000, 1);
+        m.put_u32(0x5004, 4242 | 0x4000_0000);
+        assert_eq!(
+            user(&m, &musl, 0x4000),
+            Some(4242),
+            "owner, waiters bit masked"
+        );
+        m.put_u32(0x5004, 0);
+        assert_eq!(user(&m, &musl, 0x4000), Some(0), "free");
+        m.put_u32(0x5000, 0);
+        assert_eq!(
+            user(&m, &musl, 0x4000),
+            None,
+            "a normal mutex keeps no owner"
+        );
+        musl.1 = None;
+        assert_eq!(user(&m, &musl, 0x4000), None, "libc unknown: nothing read");
     }
 
     fn layout() -> Layout {
@@ -481,7 +516,7 @@ mod tests {
             fields: f.iter().map(|(n, o)| (n.to_string(), *o)).collect(),
             ..Default::default()
         };
-        Layout(BTreeMap::from([
+        let structs = BTreeMap::from([
             (
                 "sqlite3".into(),
                 s(
@@ -500,7 +535,8 @@ mod tests {
             ("Btree".into(), s(64, &[("pBt", 8), ("inTrans", 16)])),
             ("BtShared".into(), s(64, &[("pPager", 0)])),
             ("Pager".into(), s(256, &[("eLock", 33), ("zFilename", 192)])),
-        ]))
+        ]);
+        Layout(structs, None)
     }
 
     /// A connection at `p` with "main" open on /tmp/x.db: lock and transaction.

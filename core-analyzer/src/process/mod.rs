@@ -323,4 +323,33 @@ impl Process {
     pub fn rt(&self, link_addr: u64) -> u64 {
         link_addr.wrapping_add(self.bias)
     }
+
+    /// The C library the process runs on: its module's file name, or in a
+    /// static executable a function only that libc has (musl's
+    /// `__init_libc`, glibc's `__libc_setup_tls`); `None` when nothing says.
+    pub fn libc(&self) -> Option<Libc> {
+        for l in &self.libraries {
+            let name = l.path.rsplit('/').next().unwrap_or(&l.path);
+            if name.starts_with("ld-musl-") || name.starts_with("libc.musl-") {
+                return Some(Libc::Musl);
+            }
+            if resolve::is_c_library(name) {
+                return Some(Libc::Glibc);
+            }
+        }
+        if self.exe.symbol("__init_libc").is_some() {
+            Some(Libc::Musl)
+        } else if self.exe.symbol("__libc_setup_tls").is_some() {
+            Some(Libc::Glibc)
+        } else {
+            None
+        }
+    }
+}
+
+/// Which C library: where its locks keep their owner differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Libc {
+    Glibc,
+    Musl,
 }
