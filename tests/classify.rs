@@ -873,6 +873,144 @@ fn serves(port: u16, id: &str) -> bool {
         .is_ok_and(|n| String::from_utf8_lossy(&head[..n]).contains(" 200"))
 }
 
+/// A real `debuginfod` (Debian's package) on loopback, serving the ELF
+/// files in `dir` by build id; stopped when dropped.
+struct Debuginfod {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Debuginfod {
+    /// Started, and waited for until it serves `id`.
+    fn start(db: &std::path::Path, dir: &std::path::Path, id: &str) -> Debuginfod {
+        let port = free_port();
+        let child = std::process::Command::new("debuginfod")
+            .args(["-p", &port.to_string(), "-F", "-d"])
+            .arg(db)
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Debuginfod {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let t0 = std::time::Instant::now();
+        while !serves(port, id) {
+            assert!(t0.elapsed().as_secs() < 60, "debuginfod did not index {id}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        server
+    }
+}
+
+impl Drop for Debuginfod {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn has_debuginfod() -> bool {
+    let found = std::process::Command::new("debuginfod")
+        .arg("--version")
+        .output()
+        .is_ok();
+    assert!(
+        found || !require_generated(),
+        "debuginfod is installed by scripts/test-all"
+    );
+    found
+}
+
+/// SQLite's DWARF of a go-sqlite3 build with the amalgamation compiled in,
+/// stripped from the executable and served by a loopback debuginfod by the
+/// executable's build id: every waiter's holder reads as it does with the
+/// DWARF in the file (definite, from SQLite's structures).
+#[test]
+fn sqlite_holders_with_the_dwarf_from_debuginfod() {
+    if !has_debuginfod() {
+        return;
+    }
+    let Some(case) = generated_mattn()
+        .into_iter()
+        .find(|c| c.truth.variant == "mattn-bundled" && c.truth.kind == "kernel")
+    else {
+        assert!(!require_generated(), "no mattn-bundled kernel core");
+        return;
+    };
+    let tmp = Scratch::new("sqlite-debuginfod");
+    let (served, exe) = (tmp.join("served"), tmp.join("cgostuck"));
+    std::fs::create_dir_all(&served).unwrap();
+    let objcopy = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let ok = std::process::Command::new("objcopy")
+            .args(args.iter().map(|a| a.as_ref()))
+            .status();
+        assert!(ok.is_ok_and(|s| s.success()), "objcopy failed");
+    };
+    objcopy(&[
+        &"--only-keep-debug",
+        &case.exe,
+        &served.join("cgostuck.debug"),
+    ]);
+    objcopy(&[&"--strip-debug", &case.exe, &exe]);
+    let bin = cgocore::testing::Binary::open(&case.exe).unwrap();
+    let id: String = bin
+        .build_id()
+        .expect("a build id")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let server = Debuginfod::start(&tmp.join("db.sqlite"), &served, &id);
+    let holders = |r: &serde_json::Value| -> Vec<String> {
+        case.truth
+            .holders
+            .keys()
+            .map(|w| {
+                let t = r["threads"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|t| t["tid"] == tid(&case, w))
+                    .unwrap();
+                let b = &t["blocked"];
+                format!(
+                    "{w}: {} {} {}",
+                    b["owner_tid"], b["owner_likely"], b["lock_symbol"]
+                )
+            })
+            .collect()
+    };
+    let (full, _, _) = cli_json(&[&case.core, &"--exe", &case.exe], &[]);
+    let cache = tmp.join("cache");
+    let (fetched, err, _) = cli_json(
+        &[&case.core, &"--exe", &exe],
+        &[
+            ("DEBUGINFOD_URLS", &server.url),
+            ("DEBUGINFOD_CACHE_PATH", &cache),
+        ],
+    );
+    assert_eq!(holders(&fetched), holders(&full), "{err}");
+    assert!(
+        cache.join(&id).join("debuginfo").exists(),
+        "fetched into gdb's cache layout"
+    );
+    // (`WAITER: OWNER LIKELY LOCK`: an owner read for some.)
+    assert!(
+        holders(&full).iter().any(|h| !h.contains(": null ")),
+        "some holder read: {:?}",
+        holders(&full)
+    );
+    // Without the server: the DWARF is gone, no holder is stated as fact.
+    drop(server);
+    let (bare, _, _) = cli_json(
+        &[&case.core, &"--exe", &exe, &"--offline"],
+        &[("DEBUGINFOD_CACHE_PATH", &tmp.join("off-cache"))],
+    );
+    assert_ne!(holders(&bare), holders(&full));
+}
+
 /// Debug info from a real `debuginfod` server on loopback (Debian's
 /// package) serving this host's libc debug files, with a bare sysroot: the
 /// classes, owners and libc frames equal those with the files installed;
@@ -881,15 +1019,7 @@ fn serves(port: u16, id: &str) -> bool {
 /// fetch.
 #[test]
 fn debug_info_from_a_loopback_debuginfod() {
-    if std::process::Command::new("debuginfod")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            !require_generated(),
-            "debuginfod is installed by scripts/test-all"
-        );
+    if !has_debuginfod() {
         eprintln!("debuginfod not installed; skipped");
         return;
     }
@@ -920,24 +1050,8 @@ fn debug_info_from_a_loopback_debuginfod() {
     for (id, p) in &debug {
         std::fs::copy(p, served.join(format!("{id}.debug"))).unwrap();
     }
-    let port = free_port();
-    let mut server = std::process::Command::new("debuginfod")
-        .args(["-p", &port.to_string(), "-F", "-d"])
-        .arg(tmp.join("db.sqlite"))
-        .arg(&served)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = std::time::Instant::now();
-    while !serves(port, &libc_id) {
-        assert!(
-            t0.elapsed().as_secs() < 60,
-            "debuginfod did not index {libc_id}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    let url = format!("http://127.0.0.1:{port}");
+    let server = Debuginfod::start(&tmp.join("db.sqlite"), &served, &libc_id);
+    let url = server.url.clone();
     let want = libc_view(&cli_json(&[&case.core, &"--exe", &case.exe], &[]).0);
     let base: [&dyn AsRef<std::ffi::OsStr>; 5] =
         [&case.core, &"--exe", &case.exe, &"--sysroot", &root];
@@ -964,8 +1078,7 @@ fn debug_info_from_a_loopback_debuginfod() {
     );
     assert_ne!(libc_view(&off), want, "--offline fetched");
     assert!(!off_cache.exists());
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     // Down: refused at once, said.
     let (down, _, took) = cli_json(
         &base,
