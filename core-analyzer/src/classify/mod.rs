@@ -469,9 +469,17 @@ mod tests {
         t
     }
 
+    /// The likely holders with the built-in rules, no thread settled.
+    fn guess(
+        threads: &mut [ThreadInfo],
+        narrow: &dyn Fn(&rules::LibraryRule, &[u32]) -> Option<Narrowed>,
+    ) {
+        let rules = Rules::builtin();
+        likely_holders(threads, &rules, &HashSet::new(), &|_, _| false, narrow);
+    }
+
     #[test]
     fn a_thread_waiting_to_enter_a_connection_is_not_its_user() {
-        let rules = Rules::builtin();
         let busy = in_sqlite(1, "db-lock", 0, Some("sqlite"));
         let (a, b) = (
             in_sqlite(2, "sleep", 0, None),
@@ -480,13 +488,7 @@ mod tests {
         // Thread 4 waits for the mutex of a connection thread 2 uses.
         let c = in_sqlite(4, "mutex", 0x7000, None);
         let mut threads = vec![busy, a, b, c];
-        likely_holders(
-            &mut threads,
-            &rules,
-            &HashSet::new(),
-            &|_, _| false,
-            &|_, _| None,
-        );
+        guess(&mut threads, &|_, _| None);
         let e = &threads[0].blocked.as_ref().unwrap().explain;
         assert!(
             e.ends_with("likely held by one of the other threads inside sqlite (none waiting for a lock itself): 2, 3"),
@@ -495,20 +497,13 @@ mod tests {
         // With thread 3 gone, the one candidate left is named, likely.
         threads.remove(2);
         threads[0].blocked.as_mut().unwrap().explain.clear();
-        likely_holders(
-            &mut threads,
-            &rules,
-            &HashSet::new(),
-            &|_, _| false,
-            &|_, _| None,
-        );
+        guess(&mut threads, &|_, _| None);
         let b0 = threads[0].blocked.as_ref().unwrap();
         assert_eq!((b0.owner_tid, b0.owner_likely), (Some(2), true));
     }
 
     #[test]
     fn the_librarys_state_narrows_the_candidates_and_says_why() {
-        let rules = Rules::builtin();
         let mut threads = vec![
             in_sqlite(1, "db-lock", 0, Some("sqlite")),
             in_sqlite(2, "sleep", 0, None),
@@ -522,13 +517,7 @@ mod tests {
                 why: "whose connection is inside a transaction (evidence)".into(),
             })
         };
-        likely_holders(
-            &mut threads,
-            &rules,
-            &HashSet::new(),
-            &|_, _| false,
-            &narrow,
-        );
+        guess(&mut threads, &narrow);
         let b0 = threads[0].blocked.as_ref().unwrap();
         assert_eq!((b0.owner_tid, b0.owner_likely), (Some(3), true));
         assert!(
@@ -545,7 +534,7 @@ mod tests {
                 why: String::new(),
             })
         };
-        likely_holders(&mut threads, &rules, &HashSet::new(), &|_, _| false, &none);
+        guess(&mut threads, &none);
         let e = &threads[0].blocked.as_ref().unwrap().explain;
         assert!(e.ends_with("(none waiting for a lock itself): 2, 3"), "{e}");
     }

@@ -176,33 +176,46 @@ fn names(st: &ThreadStack) -> Vec<String> {
         .collect()
 }
 
-/// A C function (frame pointer `fp`) called by `asmcgocall` on g0 for the
-/// goroutine `g`, which made its cgo call from `runtime.cgocall`. Returns the
-/// goroutine and the C frame's registers.
-fn c_call_from_goroutine(w: &mut World, fp: u64) -> (G, [u64; 3]) {
-    let ret = w.ret_in("runtime.asmcgocall");
-    w.mem.stacks.put_u64(fp + 8, ret);
-    // asmcgocall keeps the goroutine's g above the C function's frame.
-    w.mem
-        .stacks
-        .put_u64(fp + 16 + w.cgo.asmcgocall_old_g, G_ADDR);
+/// The goroutine `g` in a cgo call made from `runtime.cgocall` (its saved
+/// syscall pc and sp), with its frame laid out.
+fn in_cgo_call(w: &mut World) -> G {
     let mut g = goroutine();
     g.syscallpc = w.ret_in("runtime.cgocall");
     g.syscallsp = G_STACK + 0x800;
     let goexit = w.goexit();
     w.go_frame(g.syscallsp, g.syscallpc, goexit);
-    (g, [C_CODE, fp - 0x40, fp])
+    g
+}
+
+/// Lay out `asmcgocall`'s return and saved g above a C function whose CFA
+/// is `cfa` (asmcgocall keeps the goroutine's g above the C frame).
+fn returns_into_asmcgocall(w: &mut World, cfa: u64) {
+    let ret = w.ret_in("runtime.asmcgocall");
+    w.mem.stacks.put_u64(cfa - 8, ret);
+    w.mem.stacks.put_u64(cfa + w.cgo.asmcgocall_old_g, G_ADDR);
+}
+
+/// An M running the goroutine.
+fn running_it() -> M {
+    M {
+        curg: G_ADDR,
+        ..Default::default()
+    }
+}
+
+/// A C function (frame pointer `fp`) called by `asmcgocall` on g0 for the
+/// goroutine, which made its cgo call from `runtime.cgocall`. Returns the
+/// goroutine and the C frame's registers.
+fn c_call_from_goroutine(w: &mut World, fp: u64) -> (G, [u64; 3]) {
+    returns_into_asmcgocall(w, fp + 16);
+    (in_cgo_call(w), [C_CODE, fp - 0x40, fp])
 }
 
 #[test]
 fn c_returning_into_asmcgocall_continues_on_the_goroutine_of_the_cgo_call() {
     for mut w in worlds() {
         let (g, regs) = c_call_from_goroutine(&mut w, G0_STACK + 0x400);
-        let m = M {
-            curg: G_ADDR,
-            ..Default::default()
-        };
-        let st = w.stitch(&m, &[g], regs);
+        let st = w.stitch(&running_it(), &[g], regs);
         assert_eq!(
             names(&st),
             [
@@ -224,24 +237,12 @@ fn a_stale_return_into_go_code_is_passed_over_for_asmcgocall() {
     // word. The stack search finds the real return into asmcgocall.
     for mut w in worlds() {
         let sp = G0_STACK + 0x400;
-        let ret = w.ret_in("runtime.asmcgocall");
-        w.mem.stacks.put_u64(sp + 0x10, ret);
-        w.mem
-            .stacks
-            .put_u64(sp + 0x18 + w.cgo.asmcgocall_old_g, G_ADDR);
+        returns_into_asmcgocall(&mut w, sp + 0x18);
         let stale_fp = sp + 0x100;
         let stale = w.ret_in("runtime.gopark");
         w.mem.stacks.put_u64(stale_fp + 8, stale);
-        let mut g = goroutine();
-        g.syscallpc = w.ret_in("runtime.cgocall");
-        g.syscallsp = G_STACK + 0x800;
-        let goexit = w.goexit();
-        w.go_frame(g.syscallsp, g.syscallpc, goexit);
-        let m = M {
-            curg: G_ADDR,
-            ..Default::default()
-        };
-        let st = w.stitch(&m, &[g], [C_CODE, sp, stale_fp]);
+        let g = in_cgo_call(&mut w);
+        let st = w.stitch(&running_it(), &[g], [C_CODE, sp, stale_fp]);
         assert_eq!(
             names(&st),
             [
@@ -348,10 +349,7 @@ fn a_callback_continues_with_the_c_code_that_called_go_then_the_cgo_call() {
         let c_sp = w.go_frame(cc2_sp, crosscall2, C_CODE);
         // The C caller, with a frame pointer, returns into asmcgocall.
         let fp = c_sp + 0x40;
-        w.mem.stacks.put_u64(fp + 8, w.ret_in("runtime.asmcgocall"));
-        w.mem
-            .stacks
-            .put_u64(fp + 16 + w.cgo.asmcgocall_old_g, G_ADDR);
+        returns_into_asmcgocall(&mut w, fp + 16);
         // crosscall2 restores the C caller's rbp from below its return address.
         w.mem.stacks.put_u64(c_sp - 16, fp);
         let g0 = G {
@@ -360,9 +358,8 @@ fn a_callback_continues_with_the_c_code_that_called_go_then_the_cgo_call() {
             ..Default::default()
         };
         let m = M {
-            curg: G_ADDR,
             g0: G0_ADDR,
-            ..Default::default()
+            ..running_it()
         };
         let st = w.stitch(&m, &[goroutine(), g0], [cb, first, 0]);
         let want = [
@@ -403,11 +400,7 @@ fn a_signal_frame_continues_with_the_registers_it_interrupted() {
         w.mem.stacks.put_u32(uc + 304 + 8, (-6i32) as u32);
         let goexit = w.goexit();
         w.go_frame(g_sp, interrupted, goexit);
-        let m = M {
-            curg: G_ADDR,
-            ..Default::default()
-        };
-        let st = w.stitch(&m, &[goroutine()], [C_CODE, fp - 0x40, fp]);
+        let st = w.stitch(&running_it(), &[goroutine()], [C_CODE, fp - 0x40, fp]);
         assert_eq!(names(&st), ["?", "runtime.gopark", "runtime.goexit"]);
         assert_eq!(st.roles, [Role::Handler, Role::Own, Role::Own]);
         let s = &st.signals[..];
