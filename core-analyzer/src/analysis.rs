@@ -582,11 +582,17 @@ fn classify_threads(
         defines: &defines,
         function_at: &function_at,
     };
-    process
+    let threads = process
         .threads
         .iter()
         .zip(stacks)
-        .map(|(t, st)| {
+        .enumerate()
+        .map(|(i, (t, st))| {
+            // What the calls' arguments touch (a timespec, a buffer on each
+            // thread's stack) must not stay resident over 10,000 threads.
+            if i % RELEASE_EVERY_THREADS == RELEASE_EVERY_THREADS - 1 {
+                process.mem.release();
+            }
             let m = join.m_of(ms, t.tid);
             let (start, sys, handler_end, sig_name) = blocked_call_start(t, st);
             let call = |go_side| classify::Call {
@@ -641,7 +647,9 @@ fn classify_threads(
                 name: live.and_then(|l| l.thread_names.get(&t.tid).cloned()),
             }
         })
-        .collect()
+        .collect();
+    process.mem.release();
+    threads
 }
 
 /// Where a thread's blocked call starts: below Go's own signal handler, if

@@ -227,8 +227,8 @@ impl Wait {
                 let e = entry.as_deref()?;
                 l.operations
                     .iter()
-                    .find(|[p, _]| rules::glob(p, e))
-                    .map(|[_, op]| format!("{op}, {e}"))
+                    .find(|(p, _)| p.matches(e))
+                    .map(|(_, op)| format!("{op}, {e}"))
             })
             .map(|op| format!(" ({op})"))
             .unwrap_or_default();
@@ -356,7 +356,7 @@ pub fn likely_holders(
         let holding = |t: &&&ThreadInfo| {
             t.frames.iter().any(|f| {
                 f.known_function()
-                    .is_some_and(|n| held_in.iter().any(|g| rules::glob(g, normalized(n))))
+                    .is_some_and(|n| held_in.iter().any(|g| g.matches(normalized(n))))
             })
         };
         let doing: Vec<u32> = others.iter().filter(holding).map(|t| t.tid).collect();

@@ -15,7 +15,7 @@ pub struct ClassRule {
     pub class: String,
     /// Every group must be matched by some frame.
     #[serde(default)]
-    pub frames: Vec<Vec<String>>,
+    pub frames: Vec<Vec<Glob>>,
     /// The syscall in flight must be one of these (when given).
     #[serde(default)]
     pub syscalls: Vec<String>,
@@ -37,10 +37,10 @@ pub struct LibraryRule {
     pub class: Option<String>,
     /// Function names (globs) of the library.
     #[serde(default)]
-    pub frames: Vec<String>,
+    pub frames: Vec<Glob>,
     /// File names (globs) of the library.
     #[serde(default)]
-    pub modules: Vec<String>,
+    pub modules: Vec<Glob>,
     /// Symbols only the library defines: a module defining one has it linked in.
     #[serde(default)]
     pub defines: Vec<String>,
@@ -58,7 +58,7 @@ pub struct LibraryRule {
     /// (exported function glob, the operation it means), innermost first wins:
     /// `SSL_do_handshake` is a handshake.
     #[serde(default)]
-    pub operations: Vec<[String; 2]>,
+    pub operations: Vec<(Glob, String)>,
     pub explain: String,
     pub advice: String,
 }
@@ -71,7 +71,7 @@ pub struct WaitsAs {
     /// threads inside the library with one on their stack are the likely
     /// holders, before the others.
     #[serde(default)]
-    pub held_in: Vec<String>,
+    pub held_in: Vec<Glob>,
     /// What such a thread is doing, for the explanation ("a write in progress").
     #[serde(default)]
     pub held_doing: Option<String>,
@@ -190,26 +190,54 @@ fn in_c_library(f: &CallFrame) -> bool {
         || f.name.is_some_and(|n| WAITS.contains(&n))
 }
 
-/// `*` matches any run of characters; everything else literally. No
-/// allocation: it runs for every rule against every frame of every thread
-/// (10,000 threads: it was a tenth of the analysis when it split the
-/// pattern into a Vec).
-pub fn glob(pat: &str, s: &str) -> bool {
-    let Some((first, tail)) = pat.split_once('*') else {
-        return pat == s;
-    };
-    let (mids, last) = tail.rsplit_once('*').unwrap_or(("", tail));
-    if !s.starts_with(first) || s.len() < first.len() + last.len() || !s.ends_with(last) {
-        return false;
-    }
-    let mut rest = &s[first.len()..s.len() - last.len()];
-    for mid in mids.split('*').filter(|m| !m.is_empty()) {
-        match rest.find(mid) {
-            Some(i) => rest = &rest[i + mid.len()..],
-            None => return false,
+/// A rule's name pattern: `*` matches any run of characters, everything
+/// else literally. Split at its stars once, when the rules are read: it is
+/// matched against every frame of every thread for every rule (10,000
+/// threads: splitting it per match was a tenth of the analysis).
+#[derive(Debug, Clone)]
+pub struct Glob {
+    pat: String,
+    /// The byte offsets of its first and last `*`; `None`: no star.
+    stars: Option<(usize, usize)>,
+}
+
+impl Glob {
+    pub fn new(pat: &str) -> Glob {
+        let stars = pat.find('*').zip(pat.rfind('*'));
+        Glob {
+            pat: pat.to_string(),
+            stars,
         }
     }
-    true
+
+    pub fn as_str(&self) -> &str {
+        &self.pat
+    }
+
+    /// No allocation, no search for the pattern's own stars.
+    pub fn matches(&self, s: &str) -> bool {
+        let Some((a, b)) = self.stars else {
+            return self.pat == s;
+        };
+        let (first, last) = (&self.pat[..a], &self.pat[b + 1..]);
+        if s.len() < first.len() + last.len() || !s.starts_with(first) || !s.ends_with(last) {
+            return false;
+        }
+        let mut rest = &s[first.len()..s.len() - last.len()];
+        for mid in self.pat[a..b].split('*').filter(|m| !m.is_empty()) {
+            match rest.find(mid) {
+                Some(i) => rest = &rest[i + mid.len()..],
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+impl<'de> Deserialize<'de> for Glob {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Glob, D::Error> {
+        String::deserialize(d).map(|p| Glob::new(&p))
+    }
 }
 
 impl ClassRule {
@@ -228,7 +256,7 @@ impl ClassRule {
         }
         self.frames
             .iter()
-            .all(|group| s.frames.iter().any(|f| group.iter().any(|p| glob(p, f))))
+            .all(|group| s.frames.iter().any(|f| group.iter().any(|p| p.matches(f))))
     }
 }
 
@@ -238,7 +266,7 @@ impl ClassRule {
     pub fn holds_in(&self, frames: &[String]) -> bool {
         self.frames
             .first()
-            .is_some_and(|group| frames.iter().any(|f| group.iter().any(|p| glob(p, f))))
+            .is_some_and(|group| frames.iter().any(|f| group.iter().any(|p| p.matches(f))))
     }
 }
 
@@ -251,7 +279,7 @@ impl LibraryRule {
             return s
                 .frames
                 .iter()
-                .any(|f| self.frames.iter().any(|p| glob(p, f)));
+                .any(|f| self.frames.iter().any(|p| p.matches(f)));
         }
         if self.called_from_library {
             return s
@@ -276,8 +304,8 @@ impl LibraryRule {
         name: Option<&str>,
         defines: &dyn Fn(&str, &str) -> bool,
     ) -> bool {
-        self.modules.iter().any(|p| glob(p, module))
-            || name.is_some_and(|n| self.frames.iter().any(|p| glob(p, n)))
+        self.modules.iter().any(|p| p.matches(module))
+            || name.is_some_and(|n| self.frames.iter().any(|p| p.matches(n)))
                 && self.defines.iter().any(|d| defines(module, d))
     }
 
@@ -310,8 +338,8 @@ impl LibraryRule {
             let n = f.name?;
             self.operations
                 .iter()
-                .find(|[p, _]| glob(p, n))
-                .map(|[_, op]| op.as_str())
+                .find(|(p, _)| p.matches(n))
+                .map(|(_, op)| op.as_str())
         })
     }
 }
@@ -337,6 +365,10 @@ pub fn normalized(name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn glob(pat: &str, s: &str) -> bool {
+        Glob::new(pat).matches(s)
+    }
 
     #[test]
     fn globs_and_names() {
