@@ -172,20 +172,24 @@ fn classify_all(
     let syscall_status = rt.facts.status("syscall");
     let mut threads = classify_threads(process, modules, opts, found, stacks, syscall_status);
     classify::share_owners(&mut threads);
-    // Stacks a thread has: its own, and each one a signal interrupted.
-    let sps: HashMap<u32, Vec<u64>> = process
-        .threads
-        .iter()
-        .zip(stacks)
-        .map(|(t, st)| {
-            let sps = std::iter::once(t.regs.sp()).chain(st.signals.iter().map(|s| s.sp));
-            (t.tid, sps.collect())
-        })
-        .collect();
-    let stacks_of = |tid| sps.get(&tid).cloned().unwrap_or_default();
     // SQLite's lock, read where a waiter needs it and SQLite's DWARF is here.
     let sqlite =
         classify::sqlite::rule(&opts.rules).filter(|r| threads.iter().any(|t| r.is_waiter(t)));
+    // Stacks a thread has: its own, and each one a signal interrupted (for
+    // SQLite's waiters only: 10,000 threads need no map).
+    let sps: HashMap<u32, Vec<u64>> = match sqlite {
+        Some(_) => process
+            .threads
+            .iter()
+            .zip(stacks)
+            .map(|(t, st)| {
+                let sps = std::iter::once(t.regs.sp()).chain(st.signals.iter().map(|s| s.sp));
+                (t.tid, sps.collect())
+            })
+            .collect(),
+        None => HashMap::default(),
+    };
+    let stacks_of = |tid| sps.get(&tid).cloned().unwrap_or_default();
     let settled = sqlite
         .map(|rule| sqlite_from_dwarf(process, rt, found.2, rule, &mut threads, &stacks_of))
         .unwrap_or_default();

@@ -88,7 +88,7 @@ const MUSL_TID_MASK: u32 = 0x3fff_ffff;
 /// The thread holding the musl `pthread_mutex_t` at `mutex` (0: free), when
 /// its type records one (recursive, error-checking, robust: the low two bits
 /// of `_m_type`); a normal mutex keeps no owner.
-pub fn musl_mutex_owner(mem: &dyn crate::memory::Memory, mutex: u64) -> Option<u32> {
+fn musl_mutex_owner(mem: &dyn crate::memory::Memory, mutex: u64) -> Option<u32> {
     let kind = mem.u32(mutex.checked_add(MUSL_MUTEX_TYPE)?).ok()?;
     if kind & 3 == 0 {
         return None;

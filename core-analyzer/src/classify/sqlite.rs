@@ -23,7 +23,7 @@ pub use accessors::Offsets;
 pub use in_transaction::in_transaction;
 pub use left_open::{GoSide, Parked};
 
-use super::owner::musl_mutex_owner;
+use super::owner::mutex_owner;
 use super::rules::{LibraryRule, Rules};
 use crate::elf::exe::Binary;
 use crate::layout::dwarf::structs_from_dwarf;
@@ -404,7 +404,8 @@ fn connection(mem: &dyn Memory, l: &Layout, p: u64) -> Option<Connection> {
 }
 
 /// The thread inside an API call with connection `p`: its mutex's owner
-/// (glibc's `__owner`, from the DWARF; musl's `_m_lock`; 0 when free).
+/// (glibc's `__owner`, from the DWARF, else as its libc keeps it: musl's
+/// `_m_lock`; 0 when free).
 /// `None` when it has no mutex, or its layout or libc is not known.
 fn user(mem: &dyn Memory, l: &Layout, p: u64) -> Option<u32> {
     let mutex = mem.u64(p.checked_add(l.off("sqlite3", "mutex")?)?).ok()?;
@@ -412,10 +413,9 @@ fn user(mem: &dyn Memory, l: &Layout, p: u64) -> Option<u32> {
         return None;
     }
     let pthread = mutex.checked_add(l.off("sqlite3_mutex", "mutex")?)?;
-    match (l.off("__pthread_mutex_s", "__owner"), l.1) {
-        (Some(owner), _) => mem.u32(pthread.checked_add(owner)?).ok(),
-        (None, Some(Libc::Musl)) => musl_mutex_owner(mem, pthread),
-        (None, _) => None,
+    match l.off("__pthread_mutex_s", "__owner") {
+        Some(owner) => mem.u32(pthread.checked_add(owner)?).ok(),
+        None => mutex_owner(mem, l.1, pthread),
     }
 }
 

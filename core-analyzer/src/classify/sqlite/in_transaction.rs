@@ -10,8 +10,10 @@ use crate::classify::owner::mutex_owner;
 use crate::memory::{Memory, ReadExt};
 use crate::process::Libc;
 
-/// Stack bytes searched per stack.
+/// Stack bytes searched per stack, and in all (a thousand threads inside
+/// SQLite stay bounded).
 const STACK_BYTES: u64 = 256 << 10;
+const TOTAL_BYTES: u64 = 64 << 20;
 
 /// Of `candidates`, each thread whose connection is in a transaction, and
 /// that connection.
@@ -22,12 +24,13 @@ pub fn in_transaction(
     candidates: &[u32],
     stacks: &dyn Fn(u32) -> Vec<u64>,
 ) -> Vec<(u32, u64)> {
+    let mut budget = TOTAL_BYTES;
     candidates
         .iter()
         .filter_map(|&tid| {
             stacks(tid)
                 .into_iter()
-                .find_map(|sp| connection_in_transaction(mem, off, libc, tid, sp))
+                .find_map(|sp| connection_in_transaction(mem, off, libc, tid, sp, &mut budget))
                 .map(|c| (tid, c))
         })
         .collect()
@@ -42,8 +45,10 @@ fn connection_in_transaction(
     libc: Option<Libc>,
     tid: u32,
     sp: u64,
+    budget: &mut u64,
 ) -> Option<u64> {
     for i in 0..STACK_BYTES / 8 {
+        *budget = budget.checked_sub(8)?;
         let p = mem.u64(sp.checked_add(8 * i)?).ok()?;
         if p % 8 != 0 || p < 0x1000 {
             continue;
