@@ -252,12 +252,9 @@ fn sqlite_from_dwarf(
     .unwrap_or_default()
 }
 
-/// The offsets SQLite's one-line accessors read, from the module that has
-/// SQLite (a shared libsqlite3, or the executable it is compiled into).
+/// The offsets SQLite's one-line accessors read, from its module's code.
 fn sqlite_offsets(process: &Process) -> Option<classify::sqlite::Offsets> {
-    let (bin, bias) = std::iter::once((&process.exe, process.bias))
-        .chain(process.libraries.iter().map(|l| (&l.binary, l.bias)))
-        .find(|(b, _)| b.symbol(SQLITE_DEFINES).is_some_and(|(addr, _)| addr != 0))?;
+    let (bin, bias) = sqlite_module(process)?;
     let at = |name: &str| bin.symbol(name).map(|(a, _)| a.wrapping_add(bias));
     let (db_mutex, autocommit) = (at("sqlite3_db_mutex")?, at("sqlite3_get_autocommit")?);
     classify::sqlite::Offsets::read(&*process.mem, process.arch, db_mutex, autocommit)
@@ -928,14 +925,18 @@ fn unstopped_warning(u: &crate::report::UnstoppedThread) -> String {
 /// A symbol only SQLite defines: the module that has SQLite.
 const SQLITE_DEFINES: &str = "sqlite3_initialize";
 
+/// The module that has SQLite (a shared libsqlite3, or the executable it
+/// is compiled into), and its bias.
+fn sqlite_module(process: &Process) -> Option<(&Binary, u64)> {
+    std::iter::once((&process.exe, process.bias))
+        .chain(process.libraries.iter().map(|l| (&l.binary, l.bias)))
+        .find(|(b, _)| b.symbol(SQLITE_DEFINES).is_some_and(|(addr, _)| addr != 0))
+}
+
 fn with_sqlite_dwarf<R>(process: &Process, f: impl FnOnce(Option<&Binary>) -> R) -> R {
-    let has_dwarf = |b: &&Binary| b.section(".debug_info").is_some();
-    let defining = std::iter::once(&process.exe)
-        .chain(process.libraries.iter().map(|l| &l.binary))
-        .find(|b| b.symbol(SQLITE_DEFINES).is_some_and(|(addr, _)| addr != 0));
-    match defining {
-        Some(b) if has_dwarf(&b) => f(Some(b)),
-        Some(b) => f(crate::elf::exe::debug_file(b, &process.sysroot).as_ref()),
+    match sqlite_module(process) {
+        Some((b, _)) if b.section(".debug_info").is_some() => f(Some(b)),
+        Some((b, _)) => f(crate::elf::exe::debug_file(b, &process.sysroot).as_ref()),
         None => f(None),
     }
 }

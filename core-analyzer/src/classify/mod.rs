@@ -340,6 +340,14 @@ pub fn likely_holders(
     narrow: &dyn Fn(&rules::LibraryRule, &[u32]) -> Option<Narrowed>,
 ) {
     for rule in rules.libraries.iter().filter(|l| l.waits_as.is_some()) {
+        // Nothing to guess (and no library state to read) without a
+        // waiter its structures did not settle.
+        if !threads
+            .iter()
+            .any(|t| rule.is_waiter(t) && !settled.contains(&t.tid))
+        {
+            continue;
+        }
         // A thread inside the library that waits for a lock itself (to
         // enter a connection another thread uses) is not the one using it.
         let waits_for_a_lock = |t: &ThreadInfo| {

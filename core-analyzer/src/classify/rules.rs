@@ -210,10 +210,6 @@ impl Glob {
         }
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.pat
-    }
-
     /// No allocation, no search for the pattern's own stars.
     pub fn matches(&self, s: &str) -> bool {
         let Some((a, b)) = self.stars else {

@@ -195,6 +195,15 @@ fn returns_into_asmcgocall(w: &mut World, cfa: u64) {
     w.mem.stacks.put_u64(cfa + w.cgo.asmcgocall_old_g, G_ADDR);
 }
 
+/// A C call's thread stack: the C function (unnamed), the glue, the
+/// goroutine's cgo call and its top.
+const C_CALL_ON_A_GOROUTINE: [&str; 4] = [
+    "?",
+    "runtime.asmcgocall",
+    "runtime.cgocall",
+    "runtime.goexit",
+];
+
 /// An M running the goroutine.
 fn running_it() -> M {
     M {
@@ -216,15 +225,7 @@ fn c_returning_into_asmcgocall_continues_on_the_goroutine_of_the_cgo_call() {
     for mut w in worlds() {
         let (g, regs) = c_call_from_goroutine(&mut w, G0_STACK + 0x400);
         let st = w.stitch(&running_it(), &[g], regs);
-        assert_eq!(
-            names(&st),
-            [
-                "?",
-                "runtime.asmcgocall",
-                "runtime.cgocall",
-                "runtime.goexit"
-            ]
-        );
+        assert_eq!(names(&st), C_CALL_ON_A_GOROUTINE);
         assert_eq!(st.roles, [Role::Own, Role::Bridge, Role::Own, Role::Own]);
         assert_eq!(st.goroutine, Some(G_ADDR));
         assert_eq!((st.truncated, st.notes), (None, vec![]));
@@ -243,15 +244,7 @@ fn a_stale_return_into_go_code_is_passed_over_for_asmcgocall() {
         w.mem.stacks.put_u64(stale_fp + 8, stale);
         let g = in_cgo_call(&mut w);
         let st = w.stitch(&running_it(), &[g], [C_CODE, sp, stale_fp]);
-        assert_eq!(
-            names(&st),
-            [
-                "?",
-                "runtime.asmcgocall",
-                "runtime.cgocall",
-                "runtime.goexit"
-            ]
-        );
+        assert_eq!(names(&st), C_CALL_ON_A_GOROUTINE);
         assert_eq!(st.goroutine, Some(G_ADDR));
     }
 }
