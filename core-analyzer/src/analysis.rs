@@ -19,9 +19,6 @@ use crate::waits::Waits;
 use anyhow::Result;
 use rustc_hash::FxHashMap as HashMap;
 
-/// How often the thread walk lets the core's pages go (see `Memory::release`).
-const RELEASE_EVERY_THREADS: usize = 256;
-
 /// A finished analysis: the report, and the process it was read from (its
 /// threads, libraries, architecture: what faces such as the debugger
 /// bridges show beside it). The runtime's own objects stay inside.
@@ -518,23 +515,15 @@ fn unwind_threads(
         cgo: &cgo_frames,
         funcid_asmcgocall: rt.facts.funcid_asmcgocall,
     };
-    mem.release();
-    let stacks = process
+    process
         .threads
         .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            // Keep what a thousand thread stacks touch from staying resident.
-            if i % RELEASE_EVERY_THREADS == RELEASE_EVERY_THREADS - 1 {
-                mem.release();
-            }
+        .map(|t| {
             let mut st = stitcher.thread(join.stack_m(ms, t.tid), &t.regs);
             signal::infer_numbers(&mut st.signals, t.sighold);
             st
         })
-        .collect();
-    mem.release();
-    stacks
+        .collect()
 }
 
 /// Each thread, and whether Go's `badsignal` runs on it (Go 1.21's only sign
@@ -587,13 +576,7 @@ fn classify_threads(
         .threads
         .iter()
         .zip(stacks)
-        .enumerate()
-        .map(|(i, (t, st))| {
-            // What the calls' arguments touch (a timespec, a buffer on each
-            // thread's stack) must not stay resident over 10,000 threads.
-            if i % RELEASE_EVERY_THREADS == RELEASE_EVERY_THREADS - 1 {
-                process.mem.release();
-            }
+        .map(|(t, st)| {
             let m = join.m_of(ms, t.tid);
             let (start, sys, handler_end, sig_name) = blocked_call_start(t, st);
             let call = |go_side| classify::Call {
@@ -649,7 +632,6 @@ fn classify_threads(
             }
         })
         .collect();
-    process.mem.release();
     threads
 }
 

@@ -3,7 +3,7 @@
 //! `NT_PRPSINFO`. Works from program headers only (kernel cores have no sections).
 use super::regs::{Arch, Registers};
 use crate::input::Mapped;
-use crate::memory::{Segment, SegmentSource};
+use crate::memory::{CachedFile, Segment, SegmentSource};
 use anyhow::{bail, Context, Result};
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader};
@@ -144,7 +144,12 @@ impl CoreFile {
         let phdrs = hdr
             .program_headers(e, data)
             .with_context(|| format!("{name}: program headers are truncated or corrupt"))?;
-        let source: SegmentSource = file.clone();
+        // Memory is read through a cache (memory/file.rs), the mapping only
+        // where the file cannot be opened again.
+        let source: SegmentSource = match file.reopen().and_then(CachedFile::new) {
+            Ok(cached) => Arc::new(cached),
+            Err(_) => file.clone(),
+        };
         let mut core = CoreFile {
             file: file.clone(),
             arch,

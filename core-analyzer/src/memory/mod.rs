@@ -1,8 +1,10 @@
 //! One way to read target memory, whatever backs it (a core with spliced files, a
 //! live debugger, or a mock in tests). Decoders only ever see `Memory`.
+mod file;
 mod paged;
 mod spliced;
 
+pub use file::{Bytes, CachedFile};
 pub use paged::PagedMemory;
 pub use spliced::{Segment, SegmentSource, SplicedMemory};
 
@@ -15,9 +17,6 @@ pub const MAX_READ: usize = 64 << 20;
 pub trait Memory {
     /// Fill `buf` from `addr`, or fail naming the first byte that is missing.
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault>;
-    /// A hint between phases of a long walk: memory read so far need not stay
-    /// resident.
-    fn release(&self) {}
 }
 
 /// A debugger's memory first, then the executable's and libraries' file
@@ -34,9 +33,6 @@ impl Memory for FallbackMemory {
             Ok(()) => Ok(()),
             Err(e) => self.files.read(addr, buf).map_err(|_| e),
         }
-    }
-    fn release(&self) {
-        self.first.release();
     }
 }
 
@@ -158,9 +154,6 @@ impl<T: Memory + ?Sized> Memory for &T {
 impl<T: Memory + ?Sized> Memory for std::sync::Arc<T> {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
         (**self).read(addr, buf)
-    }
-    fn release(&self) {
-        (**self).release()
     }
 }
 

@@ -6,8 +6,8 @@ use super::Memory;
 use crate::error::Fault;
 use std::sync::Arc;
 
-/// The bytes behind a segment: a slice of an mmap'd file.
-pub type SegmentSource = Arc<dyn AsRef<[u8]> + Send + Sync>;
+/// The bytes behind a segment: an mmap'd file, or a core read through a cache.
+pub type SegmentSource = Arc<dyn super::Bytes>;
 
 #[derive(Clone)]
 pub struct Segment {
@@ -33,8 +33,6 @@ impl Segment {
 #[derive(Default, Clone)]
 pub struct SplicedMemory {
     layers: Vec<Vec<Segment>>,
-    /// Mapped files whose resident pages `release` drops (the core).
-    pub releasable: Vec<Arc<crate::input::Mapped>>,
 }
 
 enum Piece {
@@ -88,26 +86,19 @@ impl SplicedMemory {
             return Piece::Copied(avail);
         }
         let n = avail.min((seg.filesz - off) as usize);
-        let data = (*seg.source).as_ref();
-        let start = seg.offset.saturating_add(off) as usize;
-        match data.get(start..start.saturating_add(n)) {
-            Some(src) => {
-                buf[..n].copy_from_slice(src);
-                Piece::Copied(n)
-            }
+        if seg
+            .source
+            .read_at(seg.offset.saturating_add(off), &mut buf[..n])
+        {
+            Piece::Copied(n)
+        } else {
             // The file is shorter than its headers claim (a truncated core).
-            None => Piece::NotSaved,
+            Piece::NotSaved
         }
     }
 }
 
 impl Memory for SplicedMemory {
-    fn release(&self) {
-        for m in &self.releasable {
-            m.release();
-        }
-    }
-
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), Fault> {
         let mut done = 0usize;
         while done < buf.len() {

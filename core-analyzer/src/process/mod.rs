@@ -255,6 +255,9 @@ impl Process {
         let mapped = open_core_file(core_path)?;
         crate::input::prefetch_data(&mapped);
         let core = CoreFile::parse(mapped).map_err(|e| Error::NotACore(format!("{e:#}")))?;
+        // Its headers and notes are read: memory is read through a cache from
+        // here on (memory/file.rs), and nothing of the mapping need stay.
+        core.file.release();
         let mut core_only = SplicedMemory::default();
         core_only.push_layer(core.segments.clone());
 
@@ -286,7 +289,6 @@ impl Process {
         })?;
 
         let mut mem = core_only;
-        mem.releasable.push(core.file.clone());
         mem.push_layer(r.go.segments(r.bias));
         for lib in &r.libraries {
             mem.push_layer(lib.binary.segments(lib.bias));

@@ -137,11 +137,7 @@ pub fn all_gs(rt: &GoRuntime, mem: &dyn Memory, warnings: &mut Vec<String>) -> R
     let mut out = Vec::new();
     let mut seen = rustc_hash::FxHashSet::default();
     let (mut bad, mut repeated) = (0usize, 0usize);
-    for (i, c) in ptrs.chunks_exact(8).enumerate() {
-        // 100k g structs spread over the heap: let their pages go as we go.
-        if i % 4096 == 4095 {
-            mem.release();
-        }
+    for c in ptrs.chunks_exact(8) {
         let a = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
         if !seen.insert(a) {
             repeated += 1;

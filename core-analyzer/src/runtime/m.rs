@@ -111,14 +111,7 @@ impl MLayout {
 /// Walk `allm` through `alllink`, stopping at a cycle or an unreadable M.
 pub fn all_ms(rt: &GoRuntime, mem: &dyn Memory, warnings: &mut Vec<String>) -> Result<Vec<M>> {
     let ml = MLayout::new(rt)?;
-    let mut n = 0usize;
     let (ms, stop) = walk(rt.roots.allm, MAX_MS, |a| {
-        // 10,000 Ms spread over the heap: let their pages go as we go (as
-        // the goroutines' walk does).
-        n += 1;
-        if n.is_multiple_of(1024) {
-            mem.release();
-        }
         let m = ml.read(mem, a)?;
         let next = m.alllink;
         Ok((m, next))

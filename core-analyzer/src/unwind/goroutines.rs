@@ -9,8 +9,8 @@ use crate::runtime::{g, G};
 use crate::symbolize::pclntab::Pclntab;
 use rustc_hash::FxHashMap as HashMap;
 
-/// How often a worker lets the core's pages go (see `Memory::release`).
-const RELEASE_EVERY_GOROUTINES: usize = 1024;
+/// How many goroutines a worker unwinds between two reports of progress.
+const PROGRESS_EVERY: usize = 1024;
 
 /// Go frames of a goroutine, from where Go's own traceback starts: the
 /// syscall entry while `syscallsp` is set (in a syscall or cgo call, and
@@ -72,9 +72,8 @@ pub fn unwind_goroutines_scanning<W, R: Send + Default>(
                     let mut found = Vec::with_capacity(part.len());
                     let mut stacks = Vec::with_capacity(part.len());
                     for (i, g) in part.iter().enumerate() {
-                        if i % RELEASE_EVERY_GOROUTINES == RELEASE_EVERY_GOROUTINES - 1 {
-                            mem.release();
-                            crate::progress::advance(RELEASE_EVERY_GOROUTINES as u64);
+                        if i % PROGRESS_EVERY == PROGRESS_EVERY - 1 {
+                            crate::progress::advance(PROGRESS_EVERY as u64);
                         }
                         phys.clear();
                         let thread = stack_of_g.get(&g.addr).copied();

@@ -214,11 +214,7 @@ fn read_part(
     let mut pools = Pools::new(p, sql);
     let mut lists = CondLists::default();
     let mut out = HashMap::default();
-    for (i, g) in gs.iter().enumerate() {
-        // 100k goroutines' stacks: let their pages go as we go.
-        if i % 2048 == 2047 {
-            mem.release();
-        }
+    for g in gs {
         let Some(reason) = rt.wait_reason(g.waitreason) else {
             continue;
         };

@@ -22,9 +22,6 @@ pub enum Looking {
     AtPoolConnections,
 }
 
-/// How often a worker lets the core's pages go (see `Memory::release`).
-const RELEASE_EVERY: usize = 2048;
-
 /// What the pointers are checked against.
 pub struct Targets {
     /// Bounds sorted by start, for a binary search per pointer.
@@ -101,10 +98,7 @@ fn part_refs(
     };
     let maps = StackMaps::new(pcln, mem, arch);
     let mut out = HashMap::default();
-    for (i, g) in gs.iter().enumerate() {
-        if i % RELEASE_EVERY == RELEASE_EVERY - 1 {
-            mem.release();
-        }
+    for g in gs {
         if g.state() == g::GRUNNING {
             continue;
         }
