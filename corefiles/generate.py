@@ -179,7 +179,8 @@ def sqlite_amalgamation():
     name, version, _ = SQLITE_CRATE
     out = os.path.join(CACHE, "sqlite", "%s-%s" % (name, version))
     with locked(out):
-        if not os.path.exists(os.path.join(out, "sqlite3.c")):
+        # (sqlite3.h is written last: with it, sqlite3.c is whole)
+        if not os.path.exists(os.path.join(out, "sqlite3.h")):
             fetch_amalgamation(out)
     return out
 

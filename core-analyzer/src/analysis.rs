@@ -572,7 +572,7 @@ fn classify_threads(
         defines: &defines,
         function_at: &function_at,
     };
-    let threads = process
+    process
         .threads
         .iter()
         .zip(stacks)
@@ -631,8 +631,7 @@ fn classify_threads(
                 name: live.and_then(|l| l.thread_names.get(&t.tid).cloned()),
             }
         })
-        .collect();
-    threads
+        .collect()
 }
 
 /// Where a thread's blocked call starts: below Go's own signal handler, if

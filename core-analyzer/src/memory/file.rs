@@ -10,12 +10,12 @@ use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 
 /// Where a segment's bytes come from.
-pub trait Bytes: Send + Sync {
+pub trait ReadAt: Send + Sync {
     /// Fill `buf` from `offset`; `false` if the file ends before it is full.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> bool;
 }
 
-impl<T: AsRef<[u8]> + Send + Sync> Bytes for T {
+impl<T: AsRef<[u8]> + Send + Sync> ReadAt for T {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> bool {
         let data = self.as_ref();
         let Ok(start) = usize::try_from(offset) else {
@@ -74,9 +74,9 @@ impl CachedFile {
 
     /// Copy `buf.len()` bytes at `within` of block `n` (they lie in it).
     fn read_in_block(&self, n: u64, within: usize, buf: &mut [u8]) -> bool {
-        // Fibonacci hashing: neighbouring blocks land in different shards.
-        let shard = (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS;
-        let mut s = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.shards[shard_of(n)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let slots = &mut s.0;
         let hit = slots
             .iter()
@@ -114,7 +114,12 @@ impl CachedFile {
     }
 }
 
-impl Bytes for CachedFile {
+/// Fibonacci hashing: neighbouring blocks land in different shards.
+fn shard_of(block: u64) -> usize {
+    (block.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS
+}
+
+impl ReadAt for CachedFile {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> bool {
         // Large reads (a goroutine's stack) go straight to the file.
         if buf.len() >= BLOCK {
@@ -139,12 +144,22 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    fn pattern(len: usize) -> Vec<u8> {
+        // Not periodic in the block size: a block read from the wrong place
+        // does not match.
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    fn cached(bytes: &[u8]) -> (CachedFile, File) {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(bytes).unwrap();
+        (CachedFile::new(f.try_clone().unwrap()).unwrap(), f)
+    }
+
     #[test]
     fn reads_across_blocks_match_the_file_and_end_with_it() {
-        let bytes: Vec<u8> = (0..3 * BLOCK + 100).map(|i| (i % 251) as u8).collect();
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(&bytes).unwrap();
-        let c = CachedFile::new(f).unwrap();
+        let bytes = pattern(3 * BLOCK + 100);
+        let (c, _f) = cached(&bytes);
         for (off, len) in [
             (0, 8),
             (BLOCK - 4, 8),
@@ -156,18 +171,57 @@ mod tests {
             assert!(c.read_at(off as u64, &mut b), "{off}+{len}");
             assert_eq!(b, bytes[off..off + len]);
         }
-        // Every shard's ways filled and replaced: still the file's bytes.
-        for round in 0..3 {
-            for n in 0..4 {
-                let mut b = [0u8; 3];
-                let off = n * BLOCK + round;
-                assert!(c.read_at(off as u64, &mut b));
-                assert_eq!(b, bytes[off..off + 3]);
-            }
-        }
         let mut b = [0u8; 8];
         assert!(!c.read_at((3 * BLOCK + 96) as u64, &mut b), "past the end");
         assert!(!c.read_at(u64::MAX - 2, &mut b));
         assert!(!c.read_at((3 * BLOCK + 96) as u64, &mut vec![0u8; 2 * BLOCK]));
+    }
+
+    #[test]
+    fn blocks_replaced_in_every_shard_still_read_the_file() {
+        // Three times the cache's blocks, read forwards then backwards: every
+        // shard's ways are filled and replaced, and each read is checked.
+        let blocks = 3 * SHARDS * WAYS;
+        let bytes = pattern(blocks * BLOCK);
+        let (c, _f) = cached(&bytes);
+        let order: Vec<usize> = (0..blocks).chain((0..blocks).rev()).collect();
+        for n in order {
+            let off = n * BLOCK + n % 97;
+            let mut b = [0u8; 24];
+            assert!(c.read_at(off as u64, &mut b), "block {n}");
+            assert_eq!(b[..], bytes[off..off + 24], "block {n}");
+        }
+    }
+
+    #[test]
+    fn a_slot_whose_read_failed_is_not_kept() {
+        // The file shrinks under the cache (a core cut short as it is read):
+        // reading its last block fails after filling part of the slot it
+        // took, the oldest of a full shard. That slot's old block is read
+        // from the file again, not from the half-overwritten slot; and once
+        // the bytes are back, so is the last block.
+        let blocks = 40 * SHARDS;
+        let bytes = pattern(blocks * BLOCK);
+        let (c, f) = cached(&bytes);
+        let last = (blocks - 1) as u64;
+        let same: Vec<u64> = (0..last)
+            .filter(|&n| shard_of(n) == shard_of(last))
+            .take(WAYS)
+            .collect();
+        assert_eq!(same.len(), WAYS);
+        let mut b = [0u8; 24];
+        for &n in &same {
+            assert!(c.read_at(n * BLOCK as u64, &mut b));
+        }
+        f.set_len(last * BLOCK as u64 + 16).unwrap();
+        assert!(!c.read_at(last * BLOCK as u64, &mut b));
+        let oldest = same[0] as usize * BLOCK;
+        assert!(c.read_at(oldest as u64, &mut b));
+        assert_eq!(b[..], bytes[oldest..oldest + 24]);
+        f.write_all_at(&bytes[last as usize * BLOCK..], last * BLOCK as u64)
+            .unwrap();
+        assert!(c.read_at(last * BLOCK as u64 + 8, &mut b));
+        let at = last as usize * BLOCK + 8;
+        assert_eq!(b[..], bytes[at..at + 24]);
     }
 }

@@ -4,7 +4,7 @@ mod file;
 mod paged;
 mod spliced;
 
-pub use file::{Bytes, CachedFile};
+pub use file::{CachedFile, ReadAt};
 pub use paged::PagedMemory;
 pub use spliced::{Segment, SegmentSource, SplicedMemory};
 

@@ -7,7 +7,7 @@ use crate::error::Fault;
 use std::sync::Arc;
 
 /// The bytes behind a segment: an mmap'd file, or a core read through a cache.
-pub type SegmentSource = Arc<dyn super::Bytes>;
+pub type SegmentSource = Arc<dyn super::ReadAt>;
 
 #[derive(Clone)]
 pub struct Segment {
