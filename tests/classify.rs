@@ -1199,6 +1199,31 @@ fn the_crash_at_the_thread_limit() {
     );
     assert!(r.counts.threads_in_cgo >= 9900, "{:?}", r.counts);
     assert!(!r.incomplete, "{:?}", r.warnings);
+    // Threads are unwound and classified in parts on all cores: each of
+    // them, whatever its part, has its C call under its Go caller.
+    let in_sleep = r
+        .threads
+        .iter()
+        .filter(|t| {
+            let names: Vec<&str> = t
+                .frames
+                .iter()
+                .filter_map(|f| f.function.as_deref())
+                .collect();
+            let c = names.iter().position(|n| *n == "climb_sleep");
+            let go = names.iter().position(|n| n.ends_with("_Cfunc_climb_sleep"));
+            c.zip(go).is_some_and(|(c, go)| c < go) && t.blocked.is_some()
+        })
+        .count();
+    assert!(in_sleep >= 9900, "{in_sleep} threads in climb_sleep");
+    assert!(
+        r.threads.iter().all(|t| !t
+            .stack_truncated
+            .as_deref()
+            .unwrap_or("")
+            .contains("internal error")),
+        "a part of the threads was lost"
+    );
     let first = &r.incidents[0];
     assert_eq!(first.kind, "thread-pileup", "{}", first.summary);
     assert!(first.victims.tids.len() >= 9900, "{}", first.summary);

@@ -7,7 +7,7 @@
 //! process came from a core, a live target or a debugger.
 use crate::classify::{self, rules::Rules};
 use crate::elf::exe::Binary;
-use crate::process::Process;
+use crate::process::{Process, Thread};
 use crate::report::*;
 use crate::runtime::join::{ThreadJoin, ThreadSp};
 use crate::runtime::{self, g, sched::Sched, GoRuntime, G, M, P};
@@ -501,30 +501,52 @@ fn unwind_threads(
         .get(arch_key(process.arch))
         .cloned()
         .unwrap_or_default();
-    let stitcher = Stitcher {
-        go: GoUnwinder {
-            pcln: &rt.pcln,
-            mem,
-            arch: process.arch,
-            cache: Default::default(),
+    // Threads are independent: on a core of thousands (the 10000-thread
+    // crash) each worker walks its part with its own caches.
+    let parts = crate::parallel::in_parts(
+        &process.threads,
+        THREADS_PER_WORKER,
+        || native.fork(),
+        |native, part| {
+            let stitcher = Stitcher {
+                go: GoUnwinder {
+                    pcln: &rt.pcln,
+                    mem,
+                    arch: process.arch,
+                    cache: Default::default(),
+                },
+                native: &native,
+                modules,
+                glayout,
+                gs: &ix.g,
+                cgo: &cgo_frames,
+                funcid_asmcgocall: rt.facts.funcid_asmcgocall,
+            };
+            part.iter()
+                .map(|t| {
+                    let mut st = stitcher.thread(join.stack_m(ms, t.tid), &t.regs);
+                    signal::infer_numbers(&mut st.signals, t.sighold);
+                    st
+                })
+                .collect()
         },
-        native: &native,
-        modules,
-        glayout,
-        gs: &ix.g,
-        cgo: &cgo_frames,
-        funcid_asmcgocall: rt.facts.funcid_asmcgocall,
-    };
-    process
-        .threads
-        .iter()
-        .map(|t| {
-            let mut st = stitcher.thread(join.stack_m(ms, t.tid), &t.regs);
-            signal::infer_numbers(&mut st.signals, t.sighold);
-            st
+    );
+    parts
+        .into_iter()
+        .flat_map(|(part, stacks)| {
+            stacks.unwrap_or_else(|| {
+                let lost = ThreadStack {
+                    truncated: Some("internal error while unwinding".into()),
+                    ..Default::default()
+                };
+                vec![lost; part.len()]
+            })
         })
         .collect()
 }
+
+/// Fewer threads than this are not worth a second worker.
+const THREADS_PER_WORKER: usize = 256;
 
 /// Each thread, and whether Go's `badsignal` runs on it (Go 1.21's only sign
 /// of an M taken for a signal).
@@ -543,12 +565,13 @@ fn in_badsignal(process: &Process, stacks: &[ThreadStack]) -> Vec<(u32, bool)> {
         .collect()
 }
 
-/// classify: each thread's facts, and what its C call waits for.
+/// classify: each thread's facts, and what its C call waits for (on all
+/// cores: a thread's class reads only its own stack and the lock it names).
 fn classify_threads(
     process: &Process,
     modules: &Modules,
     opts: &AnalyzeOptions,
-    (ms, join, ix): (&[M], &ThreadJoin, &Index),
+    found: (&[M], &ThreadJoin, &Index),
     stacks: &[ThreadStack],
     syscall_status: Option<u32>,
 ) -> Vec<ThreadInfo> {
@@ -557,81 +580,104 @@ fn classify_threads(
         .iter()
         .map(|t| (t.tid, t.regs.thread_pointer().unwrap_or(0)))
         .collect();
-    let data_symbol = |a: u64| modules.data_symbol(a);
-    let defines = |module: &str, sym: &str| modules.defines(module, sym);
-    let function_at = |addr: u64| modules.function_at(addr);
     let no_fds = Default::default();
     let live = process.live.as_ref();
-    let ccx = classify::Context {
-        arch: process.arch,
-        mem: &*process.mem,
-        rules: &opts.rules,
-        threads: &tids_tp,
-        data_symbol: &data_symbol,
-        fds: live.map_or(&no_fds, |l| &l.fds),
-        defines: &defines,
-        function_at: &function_at,
+    let pairs: Vec<_> = process.threads.iter().zip(stacks).collect();
+    let describe = |ccx: Option<&classify::Context>, &(t, st): &(&Thread, &ThreadStack)| {
+        describe_thread(ccx, found, syscall_status, live, t, st)
     };
-    process
-        .threads
-        .iter()
-        .zip(stacks)
-        .map(|(t, st)| {
-            let m = join.m_of(ms, t.tid);
-            let (start, sys, handler_end, sig_name) = blocked_call_start(t, st);
-            let call = |go_side| classify::Call {
-                tid: t.tid,
-                frames: &st.frames,
-                start,
-                handler_end,
-                sys: &sys,
-                interrupted_by: sig_name.as_deref(),
-                go_side,
+    let parts = crate::parallel::in_parts(
+        &pairs,
+        THREADS_PER_WORKER,
+        || (),
+        |(), part| {
+            let data_symbol = |a: u64| modules.data_symbol(a);
+            let defines = |module: &str, sym: &str| modules.defines(module, sym);
+            let function_at = |addr: u64| modules.function_at(addr);
+            let ccx = classify::Context {
+                arch: process.arch,
+                mem: &*process.mem,
+                rules: &opts.rules,
+                threads: &tids_tp,
+                data_symbol: &data_symbol,
+                fds: live.map_or(&no_fds, |l| &l.fds),
+                defines: &defines,
+                function_at: &function_at,
             };
-            // A goroutine in a system call Go makes itself (status syscall,
-            // not in cgo) holds its thread the same way a cgo call does.
-            let go_syscall = m.is_some_and(|m| {
-                !m.incgo
-                    && m.curg != 0
-                    && st.goroutine == Some(m.curg)
-                    && ix
-                        .g
-                        .get(&m.curg)
-                        .is_some_and(|g| Some(g.state()) == syscall_status)
-            });
-            let blocked = classify::classify(&ccx, &call(false)).or_else(|| {
-                go_syscall
-                    .then(|| classify::classify(&ccx, &call(true)))
-                    .flatten()
-            });
-            ThreadInfo {
-                tid: t.tid,
-                kind: match m {
-                    None => ThreadKind::Foreign,
-                    Some(m) if m.isextra => ThreadKind::Extra,
-                    Some(_) => ThreadKind::Go,
-                },
-                m: m.map(|m| m.id),
-                curg: m.and_then(|m| ix.goid(m.curg)),
-                lockedg: m.and_then(|m| ix.goid(m.lockedg)),
-                in_cgo: m.is_some_and(|m| m.incgo),
-                signal: t.signal,
-                signal_m: join.signal_m(ms, t.tid),
-                pc: t.regs.pc(),
-                sp: t.regs.sp(),
-                syscall: t.regs.syscall_nr(),
-                frames: st.frames.clone(),
-                stack_truncated: st.truncated.clone(),
-                stack_goroutine: st.goroutine.and_then(|g| ix.goid(g)),
-                interrupted: st.signals.iter().find(|s| s.go_handler).map(interrupted),
-                signals: st.signals.iter().map(interrupted).collect(),
-                cgo_call: cgo_call(&st.frames),
-                goroutine_frame: st.goroutine_frame,
-                blocked,
-                name: live.and_then(|l| l.thread_names.get(&t.tid).cloned()),
-            }
-        })
+            part.iter().map(|p| describe(Some(&ccx), p)).collect()
+        },
+    );
+    // A part whose classification failed keeps its threads' facts, unclassified.
+    parts
+        .into_iter()
+        .flat_map(|(part, r)| r.unwrap_or_else(|| part.iter().map(|p| describe(None, p)).collect()))
         .collect()
+}
+
+/// One thread's facts, and with `ccx` what its C call waits for.
+fn describe_thread(
+    ccx: Option<&classify::Context>,
+    (ms, join, ix): (&[M], &ThreadJoin, &Index),
+    syscall_status: Option<u32>,
+    live: Option<&crate::elf::core::SnapshotNote>,
+    t: &Thread,
+    st: &ThreadStack,
+) -> ThreadInfo {
+    let m = join.m_of(ms, t.tid);
+    let (start, sys, handler_end, sig_name) = blocked_call_start(t, st);
+    let call = |go_side| classify::Call {
+        tid: t.tid,
+        frames: &st.frames,
+        start,
+        handler_end,
+        sys: &sys,
+        interrupted_by: sig_name.as_deref(),
+        go_side,
+    };
+    // A goroutine in a system call Go makes itself (status syscall,
+    // not in cgo) holds its thread the same way a cgo call does.
+    let go_syscall = m.is_some_and(|m| {
+        !m.incgo
+            && m.curg != 0
+            && st.goroutine == Some(m.curg)
+            && ix
+                .g
+                .get(&m.curg)
+                .is_some_and(|g| Some(g.state()) == syscall_status)
+    });
+    let blocked = ccx.and_then(|ccx| {
+        classify::classify(ccx, &call(false)).or_else(|| {
+            go_syscall
+                .then(|| classify::classify(ccx, &call(true)))
+                .flatten()
+        })
+    });
+    ThreadInfo {
+        tid: t.tid,
+        kind: match m {
+            None => ThreadKind::Foreign,
+            Some(m) if m.isextra => ThreadKind::Extra,
+            Some(_) => ThreadKind::Go,
+        },
+        m: m.map(|m| m.id),
+        curg: m.and_then(|m| ix.goid(m.curg)),
+        lockedg: m.and_then(|m| ix.goid(m.lockedg)),
+        in_cgo: m.is_some_and(|m| m.incgo),
+        signal: t.signal,
+        signal_m: join.signal_m(ms, t.tid),
+        pc: t.regs.pc(),
+        sp: t.regs.sp(),
+        syscall: t.regs.syscall_nr(),
+        frames: st.frames.clone(),
+        stack_truncated: st.truncated.clone(),
+        stack_goroutine: st.goroutine.and_then(|g| ix.goid(g)),
+        interrupted: st.signals.iter().find(|s| s.go_handler).map(interrupted),
+        signals: st.signals.iter().map(interrupted).collect(),
+        cgo_call: cgo_call(&st.frames),
+        goroutine_frame: st.goroutine_frame,
+        blocked,
+        name: live.and_then(|l| l.thread_names.get(&t.tid).cloned()),
+    }
 }
 
 /// Where a thread's blocked call starts: below Go's own signal handler, if
@@ -640,7 +686,7 @@ fn classify_threads(
 /// interrupted; where a C handler on top of the call begins (it is what
 /// waits); and Go's signal's name.
 fn blocked_call_start(
-    t: &crate::process::Thread,
+    t: &Thread,
     st: &ThreadStack,
 ) -> (
     usize,

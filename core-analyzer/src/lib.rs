@@ -55,6 +55,7 @@ pub(crate) mod layout;
 pub(crate) mod live;
 pub(crate) mod memory;
 pub(crate) mod output;
+pub(crate) mod parallel;
 pub mod progress;
 pub(crate) mod runtime;
 pub(crate) mod symbolize;

@@ -123,6 +123,9 @@ fn u64_at(b: &[u8], off: usize) -> Option<u64> {
         .map(|s| u64::from_le_bytes(s.try_into().unwrap()))
 }
 
+/// Bytes of notes read between two releases of their mapping.
+const RELEASE_EVERY: usize = 32 << 20;
+
 impl CoreFile {
     pub fn parse(file: Arc<Mapped>) -> Result<CoreFile> {
         let data: &[u8] = &file.map;
@@ -220,9 +223,18 @@ impl CoreFile {
         e: LE,
         siginfos: &mut Vec<SigInfo>,
     ) {
+        let base = self.file.map.as_ptr() as usize;
+        let mut read_to = None;
         loop {
             match notes.next() {
                 Ok(Some(n)) => {
+                    // What is read of the mapping is let go as the walk goes.
+                    let at = (n.desc().as_ptr() as usize).saturating_sub(base);
+                    let from = *read_to.get_or_insert(at);
+                    if at.saturating_sub(from) >= RELEASE_EVERY {
+                        self.file.release_range(from..at);
+                        read_to = Some(at);
+                    }
                     if self.writer.is_none() {
                         self.writer = writer_of(n.name(), n.n_type(e));
                     }

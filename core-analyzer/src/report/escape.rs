@@ -54,20 +54,28 @@ pub fn escape_terminal(s: &str) -> Cow<'_, str> {
 }
 
 /// The report with every string from the target made printable on one line.
-/// Nearly every report has none to change: that is found by one pass of its
-/// JSON through a scanner, without keeping the text.
 pub fn for_text(r: &Report) -> Cow<'_, Report> {
-    let mut scan = Scanner::default();
-    if serde_json::to_writer(&mut scan, r).is_err() || !scan.found {
+    if !needs_escaping(r) {
         return Cow::Borrowed(r);
     }
-    let Ok(mut v) = serde_json::to_value(r) else {
-        return Cow::Borrowed(r);
-    };
+    escaped_report(r).map_or(Cow::Borrowed(r), Cow::Owned)
+}
+
+/// Whether a string of the report holds a character to escape. Nearly every
+/// report has none: that is found by one pass of its JSON through a
+/// scanner, without keeping the text.
+pub fn needs_escaping(r: &Report) -> bool {
+    let mut scan = Scanner::default();
+    serde_json::to_writer(&mut scan, r).is_ok() && scan.found
+}
+
+/// The report with its strings escaped, through its JSON. Where the round
+/// trip fails, the final guard (`escape_terminal`) still escapes what could
+/// drive the terminal.
+fn escaped_report(r: &Report) -> Option<Report> {
+    let mut v = serde_json::to_value(r).ok()?;
     escape_value(&mut v);
-    // Where the round trip fails, the final guard still escapes what
-    // could drive the terminal.
-    serde_json::from_value(v).map_or(Cow::Borrowed(r), Cow::Owned)
+    serde_json::from_value(v).ok()
 }
 
 fn escape_value(v: &mut serde_json::Value) {

@@ -8,9 +8,20 @@ use super::escape;
 
 /// `f`'s text of `r`, with every string from the target printable on one
 /// line and nothing in it that drives a terminal.
-fn printable(r: &Report, f: impl FnOnce(&Report) -> String) -> String {
-    let r = escape::for_text(r);
-    escape::escape_terminal(&f(&r)).into_owned()
+/// `f`'s text of the report, its strings from the target made printable.
+/// The check runs beside the rendering (a tenth of a 10,000-thread table
+/// each): nearly every report needs no change, and its text is the answer.
+fn printable(r: &Report, f: impl Fn(&Report) -> String) -> String {
+    let (clean, raw) = std::thread::scope(|s| {
+        let check = s.spawn(|| escape::needs_escaping(r));
+        let raw = f(r);
+        (check.join().is_ok_and(|needs| !needs), raw)
+    });
+    let text = if clean { raw } else { f(&escape::for_text(r)) };
+    match escape::escape_terminal(&text) {
+        std::borrow::Cow::Owned(escaped) => escaped,
+        std::borrow::Cow::Borrowed(_) => text,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,8 @@
 use super::demangle::demangle;
 use crate::elf::exe::Binary;
 use object::{Object, ObjectSymbol, SymbolKind};
-use std::sync::Arc;
+use rustc_hash::FxHashMap as HashMap;
+use std::sync::{Arc, Mutex};
 
 type Reader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
 
@@ -27,12 +28,20 @@ struct Sym {
     name: String,
 }
 
+/// Addresses whose DWARF frames are kept (a bound on the memo's memory).
+const FOUND_MAX: usize = 1 << 16;
+
 pub struct NativeSymbols {
     /// Sorted by address; link-time addresses.
     syms: Vec<Sym>,
     /// Sized data objects (locks, globals), sorted by address.
     data: Vec<Sym>,
-    dwarf: Option<addr2line::Context<Reader>>,
+    /// Behind a lock: addr2line parses units lazily, and threads are
+    /// unwound on all cores.
+    dwarf: Option<Mutex<addr2line::Context<Reader>>>,
+    /// The frames already found at each address: a core of 10,000 threads
+    /// has them all in the same few C functions.
+    found: Mutex<HashMap<u64, Vec<NativeFrame>>>,
     /// What could not be used (an implausible section), for the report.
     pub warnings: Vec<String>,
 }
@@ -91,7 +100,8 @@ impl NativeSymbols {
         data.dedup_by_key(|s| s.addr);
         let dwarf = debug
             .and_then(dwarf_context)
-            .or_else(|| dwarf_context(binary));
+            .or_else(|| dwarf_context(binary))
+            .map(Mutex::new);
         let warnings = std::iter::once(binary)
             .chain(debug)
             .flat_map(|b| b.refused())
@@ -100,6 +110,7 @@ impl NativeSymbols {
             syms,
             data,
             dwarf,
+            found: Default::default(),
             warnings,
         }
     }
@@ -110,6 +121,7 @@ impl NativeSymbols {
             syms: vec![],
             data: vec![],
             dwarf: None,
+            found: Default::default(),
             warnings: vec![],
         }
     }
@@ -142,23 +154,23 @@ impl NativeSymbols {
     /// Frames for `svma` (a link-time address already adjusted to point into
     /// the call instruction for return addresses).
     pub fn lookup(&self, svma: u64) -> Vec<NativeFrame> {
-        let mut out = vec![];
-        if let Some(ctx) = &self.dwarf {
-            if let Ok(mut it) = ctx.find_frames(svma).skip_all_loads() {
-                while let Ok(Some(f)) = it.next() {
-                    out.push(NativeFrame {
-                        function: f
-                            .function
-                            .as_ref()
-                            .and_then(|n| n.raw_name().ok())
-                            .map(|n| Arc::from(demangle(&n))),
-                        file: f.location.as_ref().and_then(|l| l.file).map(Arc::from),
-                        line: f.location.as_ref().and_then(|l| l.line),
-                        inlined: true,
-                    });
-                }
-            }
+        let found = || self.found.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = found().get(&svma) {
+            return f.clone();
         }
+        let frames = self.find(svma);
+        let mut found = found();
+        if found.len() < FOUND_MAX {
+            found.insert(svma, frames.clone());
+        }
+        frames
+    }
+
+    fn find(&self, svma: u64) -> Vec<NativeFrame> {
+        let mut out = match &self.dwarf {
+            Some(ctx) => dwarf_frames(&ctx.lock().unwrap_or_else(|e| e.into_inner()), svma),
+            None => vec![],
+        };
         if let Some(last) = out.last_mut() {
             last.inlined = false;
         }
@@ -187,6 +199,26 @@ impl NativeSymbols {
     pub fn function_start(&self, svma: u64) -> Option<(u64, &str)> {
         self.symbol(svma).map(|s| (s.addr, s.name.as_str()))
     }
+}
+
+/// The frames DWARF gives at `svma`, inlined calls first.
+fn dwarf_frames(ctx: &addr2line::Context<Reader>, svma: u64) -> Vec<NativeFrame> {
+    let mut out = vec![];
+    if let Ok(mut it) = ctx.find_frames(svma).skip_all_loads() {
+        while let Ok(Some(f)) = it.next() {
+            out.push(NativeFrame {
+                function: f
+                    .function
+                    .as_ref()
+                    .and_then(|n| n.raw_name().ok())
+                    .map(|n| Arc::from(demangle(&n))),
+                file: f.location.as_ref().and_then(|l| l.file).map(Arc::from),
+                line: f.location.as_ref().and_then(|l| l.line),
+                inlined: true,
+            });
+        }
+    }
+    out
 }
 
 fn dwarf_context(b: &Binary) -> Option<addr2line::Context<Reader>> {

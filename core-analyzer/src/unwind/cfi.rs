@@ -56,6 +56,18 @@ impl ModuleCfi {
         Some(m)
     }
 
+    /// A worker's own copy: the same sections, its own evaluator.
+    pub fn fork(&self) -> ModuleCfi {
+        ModuleCfi {
+            text: self.text.clone(),
+            bias: self.bias,
+            eh_frame: self.eh_frame.clone(),
+            eh_frame_hdr: self.eh_frame_hdr.clone(),
+            bases: self.bases.clone(),
+            ctx: Default::default(),
+        }
+    }
+
     fn hdr(&self) -> Option<ParsedEhFrameHdr<gimli::EndianSlice<'_, LittleEndian>>> {
         EhFrameHdr::new(&self.eh_frame_hdr, LittleEndian)
             .parse(&self.bases, 8)

@@ -50,52 +50,52 @@ pub fn unwind_goroutines_scanning<W, R: Send + Default>(
     stack_of_g: &HashMap<u64, &ThreadStack>,
     scan: &FrameScan<W, R>,
 ) -> (Vec<Stack>, Vec<R>, Vec<String>) {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
-    let chunk = live.len().div_ceil(workers).max(1024);
     let phase = crate::progress::Phase::new("unwinding goroutines", Some(live.len() as u64));
-    type Part<R> = (Vec<Stack>, Vec<R>, Vec<String>);
-    let parts: Vec<Option<Part<R>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = live
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    let u = GoUnwinder {
-                        pcln,
-                        mem,
-                        arch,
-                        cache: Default::default(),
-                    };
-                    let mut worker = (scan.start)();
-                    let (mut notes, mut phys) = (vec![], vec![]);
-                    let mut found = Vec::with_capacity(part.len());
-                    let mut stacks = Vec::with_capacity(part.len());
-                    for (i, g) in part.iter().enumerate() {
-                        if i % PROGRESS_EVERY == PROGRESS_EVERY - 1 {
-                            crate::progress::advance(PROGRESS_EVERY as u64);
-                        }
-                        phys.clear();
-                        let thread = stack_of_g.get(&g.addr).copied();
-                        stacks.push(goroutine_frames(&u, g, thread, &mut notes, &mut phys));
-                        found.push((scan.scan)(&mut worker, g, &phys));
+    let parts = crate::parallel::in_parts(
+        live,
+        1024,
+        || (),
+        |(), part| {
+            let u = GoUnwinder {
+                pcln,
+                mem,
+                arch,
+                cache: Default::default(),
+            };
+            let mut worker = (scan.start)();
+            let (mut notes, mut phys) = (vec![], vec![]);
+            let out: Vec<_> = part
+                .iter()
+                .enumerate()
+                .map(|(i, g)| {
+                    if i % PROGRESS_EVERY == PROGRESS_EVERY - 1 {
+                        crate::progress::advance(PROGRESS_EVERY as u64);
                     }
-                    (stacks, found, notes)
+                    phys.clear();
+                    let thread = stack_of_g.get(&g.addr).copied();
+                    let stack = goroutine_frames(&u, g, thread, &mut notes, &mut phys);
+                    (
+                        stack,
+                        (scan.scan)(&mut worker, g, &phys),
+                        std::mem::take(&mut notes),
+                    )
                 })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().ok()).collect()
-    });
+                .collect();
+            out
+        },
+    );
     drop(phase);
     let mut stacks = Vec::with_capacity(live.len());
     let mut found = Vec::with_capacity(live.len());
     let mut notes = vec![];
-    for (part, p) in live.chunks(chunk).zip(parts) {
+    for (part, p) in parts {
         match p {
-            Some((s, f, n)) => {
-                stacks.extend(s);
-                found.extend(f);
-                notes.extend(n);
+            Some(results) => {
+                for (s, f, n) in results {
+                    stacks.push(s);
+                    found.push(f);
+                    notes.extend(n);
+                }
             }
             // A worker that panicked: its goroutines say so; nothing scanned.
             None => {

@@ -238,6 +238,20 @@ impl NativeUnwinder {
         }
     }
 
+    /// A worker's own unwinder: the same tables (shared), its own caches.
+    pub fn fork(&self) -> NativeUnwinder {
+        NativeUnwinder {
+            inner: match &self.inner {
+                Inner::X86(u, _) => Inner::X86(u.clone(), Default::default()),
+                Inner::Arm(u, _) => Inner::Arm(u.clone(), Default::default()),
+            },
+            arch: self.arch,
+            code: self.code.clone(),
+            cfi: self.cfi.iter().map(|c| c.fork()).collect(),
+            framehop_cfi: self.framehop_cfi.clone(),
+        }
+    }
+
     /// An unwinder without unwind tables (frame pointers and stack search
     /// only) over code at `code`: for tests on mock memory.
     #[cfg(test)]
