@@ -204,6 +204,11 @@ fn lldb(args: &[&str], pp: &Path) -> Output {
         .unwrap()
 }
 
+/// gdb commands that record the thread of every read the adapter makes.
+const READ_THREADS: &str = "python import threading, cgocore.gdb_commands as g; seen = set(); \
+    read = g._Target.read; \
+    g._Target.read = lambda self, a, n: (seen.add(threading.get_ident()), read(self, a, n))[1]";
+
 #[test]
 fn gdb_on_cores_matches_the_cli_and_go() {
     let Some(pp) = ready("gdb") else { return };
@@ -223,6 +228,10 @@ fn gdb_on_cores_matches_the_cli_and_go() {
             &[
                 exe.to_str().unwrap(),
                 core.to_str().unwrap(),
+                // Which threads read through gdb: gdb's API is not for
+                // other threads, so every read must be made on gdb's own.
+                "-ex",
+                READ_THREADS,
                 "-ex",
                 "echo ===THREADS===\\n",
                 "-ex",
@@ -235,18 +244,25 @@ fn gdb_on_cores_matches_the_cli_and_go() {
                 "echo ===DIAG===\\n",
                 "-ex",
                 "cgo-diagnose",
-                // Goroutine stacks are unwound on several threads, each
-                // reading through gdb: the GIL must not be held meanwhile.
+                // Goroutine stacks are unwound (and read through gdb) with
+                // the GIL released: holding it would deadlock the reads.
                 "-ex",
                 "echo ===GOROUTINES===\\n",
                 "-ex",
                 "info cgo-goroutines cgo",
                 "-ex",
                 "echo ===END===\\n",
+                "-ex",
+                "python print('READ THREADS', 'gdb' if seen == {threading.get_ident()} else seen)",
             ],
             &pp,
         );
         let out = text(&out);
+        assert!(
+            out.contains("READ THREADS gdb"),
+            "{}: reads off gdb's thread:\n{out}",
+            c.name
+        );
         let rows = table_equals_cli(&out, &want.report, &format!("{} (gdb)", c.name));
         check_scenarios(&rows, &scenarios_of(c), &c.name);
         let bt = &out[out.find("===BT===").unwrap()..out.find("===DIAG===").unwrap()];

@@ -815,6 +815,54 @@ fn a_process_killed_during_the_stop_is_let_go() {
     assert!(exited > 0, "no kill landed during a stop");
 }
 
+/// A live process of hundreds of threads (400 goroutines in a C sleep, every
+/// tenth locked): its threads are read and unwound in parts on every core
+/// while it is stopped. Each of the 400 is on the thread the program
+/// recorded, serving its goroutine, in C's sleep; every thread of the
+/// process is in the report, and none is left stopped or traced.
+#[test]
+fn a_live_process_of_hundreds_of_threads() {
+    let Some(c) = go127_plain() else {
+        assert!(!require_generated(), "generated builds are required");
+        return;
+    };
+    let s = Scenario::start_with(
+        &c,
+        "hundreds",
+        &["-parked", "10", "-cblocked", "400", "-no-arena"],
+        &[],
+    );
+    let live = live_json(s.pid);
+    let threads = live["threads"].as_array().unwrap();
+    let tasks: BTreeSet<u64> = std::fs::read_dir(format!("/proc/{}/task", s.pid))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let tids: BTreeSet<u64> = threads.iter().map(|t| t["tid"].as_u64().unwrap()).collect();
+    assert_eq!(tids, tasks, "every thread of the process");
+    let blocked: Vec<_> = s
+        .record
+        .iter()
+        .filter(|(name, _)| name.starts_with("cblocked_"))
+        .collect();
+    assert_eq!(blocked.len(), 400, "the program's record");
+    let mut errs = vec![];
+    for (name, (tid, goid)) in blocked {
+        let Some(t) = threads.iter().find(|t| t["tid"] == *tid) else {
+            errs.push(format!("{name}: no thread {tid}"));
+            continue;
+        };
+        if t["curg"] != *goid || t["blocked"]["class"] != "sleep" {
+            errs.push(format!(
+                "{name}: thread {tid}: curg {} class {} (want goroutine {goid}, sleep)",
+                t["curg"], t["blocked"]["class"]
+            ));
+        }
+    }
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+    assert!(held(s.pid).is_empty(), "{:?}", held(s.pid));
+}
+
 /// One thread already traced (a debugger attached to a single thread): the
 /// error names it and its tracer, and nothing stays stopped.
 #[test]

@@ -604,7 +604,9 @@ fn classify_threads(
                 defines: &defines,
                 function_at: &function_at,
             };
-            part.iter().map(|p| describe(Some(&ccx), p)).collect()
+            part.iter()
+                .map(|p| describe(Some(&ccx), p))
+                .collect::<Vec<_>>()
         },
     );
     // A part whose classification failed keeps its threads' facts, unclassified.

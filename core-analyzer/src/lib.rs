@@ -98,6 +98,7 @@ pub mod testing {
     pub use crate::layout::dwarf::layout_from_dwarf;
     pub use crate::layout::table::{facts as version_facts, for_version as layout_table};
     pub use crate::memory::{ReadExt, SplicedMemory};
+    pub use crate::parallel::with_parts;
     pub use crate::symbolize::pclntab::Pclntab;
 
     /// How many times an analysis has read a process, in this process.
@@ -154,4 +155,12 @@ pub fn analyze_with(
 ) -> Result<Analysis, Error> {
     analysis::analyze_with(process, core, opts)
         .map_err(|e| Error::from_internal(e, Error::CorruptRuntime))
+}
+
+/// Runs `f` with the analyses it makes reading memory on the calling thread
+/// alone (threads, goroutines and waits are otherwise split between the
+/// machine's cores): for a debugger whose API may be called from its own
+/// thread only (gdb), over whose memory bridge a split gains nothing.
+pub fn on_this_thread<T>(f: impl FnOnce() -> T) -> T {
+    parallel::with_parts(1, f)
 }

@@ -117,39 +117,41 @@ fn analyze_target_json(
             )))
         }
     };
-    // The GIL is released while Rust works: goroutines are unwound on several
-    // threads, and each bridged read takes the GIL back for its Python call
-    // (holding it here would deadlock them).
+    // The GIL is released while Rust works, and each bridged read takes it
+    // back for its Python call. Every read is made on this thread, the
+    // debugger's own (gdb's API is not for other threads).
     py.detach(move || {
-        guard(move || {
-            let reader = move |addr: u64, len: usize| -> Option<Vec<u8>> {
-                Python::attach(|py| {
-                    let v = read.call1(py, (addr, len)).ok()?;
-                    let b = v.bind(py).cast::<PyBytes>().ok()?;
-                    Some(b.as_bytes().to_vec())
-                })
-            };
-            let mem = PagedMemory::with_block_pages(Box::new(reader), read_pages);
-            let reads = mem.reads.clone();
-            let desc = TargetDesc {
-                arch,
-                exe,
-                tls: threads
-                    .iter()
-                    .map(|(_, r)| r.get("tpidr").copied())
-                    .collect(),
-                threads: threads
-                    .into_iter()
-                    .map(|(tid, r)| (tid, r.into_iter().collect()))
-                    .collect(),
-                modules,
-                pid,
-                sysroot,
-            };
-            let p = cgocore::open_target(desc, Box::new(mem))?;
-            let a = cgocore::analyze_with(p, None, &options(goroutine_frames, rules)?)?;
-            let n = reads.load(std::sync::atomic::Ordering::Relaxed);
-            Ok((serde_json::to_string(&a.report)?, n))
+        cgocore::on_this_thread(|| {
+            guard(move || {
+                let reader = move |addr: u64, len: usize| -> Option<Vec<u8>> {
+                    Python::attach(|py| {
+                        let v = read.call1(py, (addr, len)).ok()?;
+                        let b = v.bind(py).cast::<PyBytes>().ok()?;
+                        Some(b.as_bytes().to_vec())
+                    })
+                };
+                let mem = PagedMemory::with_block_pages(Box::new(reader), read_pages);
+                let reads = mem.reads.clone();
+                let desc = TargetDesc {
+                    arch,
+                    exe,
+                    tls: threads
+                        .iter()
+                        .map(|(_, r)| r.get("tpidr").copied())
+                        .collect(),
+                    threads: threads
+                        .into_iter()
+                        .map(|(tid, r)| (tid, r.into_iter().collect()))
+                        .collect(),
+                    modules,
+                    pid,
+                    sysroot,
+                };
+                let p = cgocore::open_target(desc, Box::new(mem))?;
+                let a = cgocore::analyze_with(p, None, &options(goroutine_frames, rules)?)?;
+                let n = reads.load(std::sync::atomic::Ordering::Relaxed);
+                Ok((serde_json::to_string(&a.report)?, n))
+            })
         })
     })
 }

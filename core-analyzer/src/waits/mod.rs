@@ -132,17 +132,14 @@ pub fn read(rt: &GoRuntime, p: &Process, gs: &[&G]) -> Waits {
         .filter(|g| g.state() == g::GWAITING)
         .collect();
     let sql = std::sync::OnceLock::new();
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
-    let chunk = waiting.len().div_ceil(workers).max(4096);
-    let parts: Vec<_> = std::thread::scope(|s| {
-        let handles: Vec<_> = waiting
-            .chunks(chunk)
-            .map(|part| s.spawn(|| read_part(rt, p, (&o, &sql), part)))
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
-    });
+    let parts = crate::parallel::in_parts(
+        &waiting,
+        4096,
+        || (),
+        |(), part| read_part(rt, p, (&o, &sql), part),
+    );
+    // A worker that panicked loses its part's waits, not the run.
+    let parts = parts.into_iter().filter_map(|(_, r)| r);
     let mut out = Waits::default();
     let mut found: Vec<(u64, sqlpool::SqlLayout)> = vec![];
     for (waits, pools) in parts {

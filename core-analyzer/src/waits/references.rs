@@ -64,23 +64,19 @@ pub fn find(
     let Some(t) = Targets::new(objects, looking) else {
         return HashMap::default();
     };
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
-    let chunk = gs.len().div_ceil(workers).max(1024);
     let t = &t;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = gs
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part_refs(pcln, mem, arch, part, t)))
-            .collect();
-        let mut out = HashMap::default();
-        for h in handles {
-            // A worker that panicked loses its part's references, not the run.
-            out.extend(h.join().unwrap_or_default());
-        }
-        out
-    })
+    let mut out = HashMap::default();
+    let parts = crate::parallel::in_parts(
+        gs,
+        1024,
+        || (),
+        |(), part| part_refs(pcln, mem, arch, part, t),
+    );
+    // A worker that panicked loses its part's references, not the run.
+    for (_, refs) in parts {
+        out.extend(refs.unwrap_or_default());
+    }
+    out
 }
 
 fn part_refs(
