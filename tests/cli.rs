@@ -773,3 +773,96 @@ fn goroutines_grouped_as_in_gos_dump() {
         assert!(groups.windows(2).all(|w| w[0].0 >= w[1].0), "largest first");
     }
 }
+
+/// No thread to be had: the user's process limit reached, as it is for the
+/// user whose program hit it (the crash under `ulimit -u`). cgocore, run as
+/// user nobody under `RLIMIT_NPROC` 1 (no thread can start), gives the same
+/// report as with threads, on a small core and on the 10,000-thread one
+/// (whose threads are otherwise split between workers); `analyze --pid`
+/// says what to do, and leaves the process alone.
+#[test]
+fn no_thread_to_be_had_the_same_report() {
+    let is_root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    });
+    let have = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
+    if !is_root || !have("setpriv") || !have("prlimit") {
+        eprintln!("skipped: needs root, setpriv and prlimit (util-linux)");
+        return;
+    }
+    let dir = Scratch::new("no-thread");
+    let open_to_all = |p: &std::path::Path, mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    open_to_all(&dir.0, 0o755);
+    let bin = dir.join("cgocore");
+    std::fs::copy(env!("CARGO_BIN_EXE_cgocore"), &bin).unwrap();
+    open_to_all(&bin, 0o755);
+    let as_nobody = |args: &[&std::path::Path], json: bool| {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "prlimit",
+            "--nproc=1",
+        ]);
+        c.arg(&bin).arg("analyze").args(args);
+        if json {
+            c.arg("--json");
+        }
+        c.output().unwrap()
+    };
+    let mut cases: Vec<CoreCase> = fixtures().into_iter().take(1).collect();
+    cases.extend(generated_exhaust());
+    for (i, c) in cases.iter().enumerate() {
+        // Copies nobody may read (sparse: the 10,000-thread core is 84 GB apparent).
+        let (core, exe) = (dir.join(format!("core-{i}")), dir.join(format!("exe-{i}")));
+        let copied = Command::new("cp")
+            .arg("--sparse=always")
+            .arg(uncompressed(&c.core))
+            .arg(&core)
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        std::fs::copy(uncompressed(&c.exe), &exe).unwrap();
+        open_to_all(&core, 0o644);
+        open_to_all(&exe, 0o755);
+        for json in [true, false] {
+            let mut want = Command::new(&bin);
+            want.arg("analyze").arg(&core).arg("--exe").arg(&exe);
+            if json {
+                want.arg("--json");
+            }
+            let want = want.output().unwrap();
+            let got = as_nobody(&[&core, std::path::Path::new("--exe"), &exe], json);
+            let err = String::from_utf8_lossy(&got.stderr);
+            assert_eq!(got.status.code(), Some(0), "{}: {err}", c.name);
+            assert!(
+                got.stdout == want.stdout,
+                "{} (json {json}): the report differs without threads",
+                c.name
+            );
+        }
+        std::fs::remove_file(&core).unwrap();
+    }
+    // A live capture needs its tracer thread: a clear error, exit 1 (the
+    // shell becomes cgocore, which is asked to stop itself: it never gets
+    // that far).
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "prlimit",
+            "--nproc=1",
+            "sh",
+            "-c",
+        ])
+        .arg(format!("exec {} analyze --pid $$", bin.display()))
+        .output()
+        .unwrap();
+    fail_with(&out, "process limit reached");
+}

@@ -752,7 +752,8 @@ impl cgocore::progress::Sink for Bar {
             .set_message(cgocore::render::escape_line(what).into_owned());
         let me = self.phase.fetch_add(1, Ordering::SeqCst) + 1;
         let (bar, phase, after) = (self.bar.clone(), self.phase.clone(), self.after);
-        std::thread::spawn(move || {
+        // No thread to be had: no bar, the work goes on.
+        let _ = std::thread::Builder::new().spawn(move || {
             std::thread::sleep(after);
             if phase.load(Ordering::SeqCst) == me {
                 bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());

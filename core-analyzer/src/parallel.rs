@@ -48,25 +48,30 @@ where
         parts => items.len().div_ceil(parts),
     }
     .max(1);
+    let here = |st, p| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(st, p))).ok();
     if items.len() <= part {
-        let one = std::panic::AssertUnwindSafe(|| work(state(), items));
         return match items {
             [] => vec![],
-            _ => vec![(items, std::panic::catch_unwind(one).ok())],
+            _ => vec![(items, here(state(), items))],
         };
     }
-    let work = &work;
     std::thread::scope(|s| {
-        let handles: Vec<_> = items
+        let started: Vec<_> = items
             .chunks(part)
             .map(|p| {
                 let st = state();
-                (p, s.spawn(move || work(st, p)))
+                // No thread to be had (the user's process limit, reached by
+                // the very program under study): the part waits for this one.
+                let h = std::thread::Builder::new().spawn_scoped(s, || work(st, p));
+                (p, h)
             })
             .collect();
-        handles
+        started
             .into_iter()
-            .map(|(p, h)| (p, h.join().ok()))
+            .map(|(p, h)| match h {
+                Ok(h) => (p, h.join().ok()),
+                Err(_) => (p, here(state(), p)),
+            })
             .collect()
     })
 }

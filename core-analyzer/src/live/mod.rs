@@ -94,6 +94,11 @@ pub fn capture(pid: u32, opts: &LiveOptions, aopts: &AnalyzeOptions) -> Result<C
         .stack_size(16 << 20)
         .spawn(move || {
             let _ = tx.send(capture_on_this_thread(pid, &opts, &aopts));
+        })
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot start the thread that stops process {pid} ({e}): is this user's process limit reached (ulimit -u; the program under study may hold every thread it allows)? Run cgocore as another user, or raise the limit; nothing was done to the process"
+            )
         })?;
     match rx.recv_timeout(deadline) {
         Ok(r) => r,

@@ -13,9 +13,14 @@ use super::escape;
 /// each): nearly every report needs no change, and its text is the answer.
 fn printable(r: &Report, f: impl Fn(&Report) -> String) -> String {
     let (clean, raw) = std::thread::scope(|s| {
-        let check = s.spawn(|| escape::needs_escaping(r));
+        let check = std::thread::Builder::new().spawn_scoped(s, || escape::needs_escaping(r));
         let raw = f(r);
-        (check.join().is_ok_and(|needs| !needs), raw)
+        let needs = match check {
+            Ok(h) => h.join().unwrap_or(true),
+            // No thread to be had: the check runs here, after.
+            Err(_) => escape::needs_escaping(r),
+        };
+        (!needs, raw)
     });
     let text = if clean { raw } else { f(&escape::for_text(r)) };
     match escape::escape_terminal(&text) {

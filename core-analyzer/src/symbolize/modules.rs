@@ -32,14 +32,21 @@ impl SymbolCache {
 
     /// Load the symbols of each binary (and its debug file), on all cores.
     pub fn warm(&self, paths: &[PathBuf], sysroot: &Option<PathBuf>) {
+        let load = |path: &PathBuf| {
+            if let Ok(b) = Binary::open(path) {
+                let syms = NativeSymbols::load(&b, debug_file(&b, sysroot).as_ref());
+                self.lock().insert(path.clone(), syms);
+            }
+        };
         std::thread::scope(|s| {
             for path in paths.iter().filter(|p| !self.contains(p)) {
-                s.spawn(move || {
-                    if let Ok(b) = Binary::open(path) {
-                        let syms = NativeSymbols::load(&b, debug_file(&b, sysroot).as_ref());
-                        self.lock().insert(path.clone(), syms);
-                    }
-                });
+                // No thread to be had: loaded here, one after another.
+                if std::thread::Builder::new()
+                    .spawn_scoped(s, || load(path))
+                    .is_err()
+                {
+                    load(path);
+                }
             }
         });
     }
@@ -244,16 +251,18 @@ impl Preload {
         hit.dedup();
         Preload(
             hit.into_iter()
-                .map(|(start, path)| {
+                .filter_map(|(start, path)| {
                     let sysroot = process.sysroot.clone();
-                    let h = std::thread::spawn(move || {
-                        // Its own open of the file: nothing is shared with the caller.
-                        match Binary::open(&path) {
+                    // Its own open of the file: nothing is shared with the
+                    // caller. No thread to be had: the module loads its
+                    // symbols itself, on its first frame.
+                    let h = std::thread::Builder::new()
+                        .spawn(move || match Binary::open(&path) {
                             Ok(b) => NativeSymbols::load(&b, debug_file(&b, &sysroot).as_ref()),
                             Err(_) => NativeSymbols::empty(),
-                        }
-                    });
-                    (start, h)
+                        })
+                        .ok()?;
+                    Some((start, h))
                 })
                 .collect(),
         )
