@@ -866,3 +866,50 @@ fn no_thread_to_be_had_the_same_report() {
         .unwrap();
     fail_with(&out, "process limit reached");
 }
+
+/// `top CORE`: each group of threads in C is named by the cgo call, or,
+/// outside one, by the thread's own entry (the start routine the program
+/// gave `pthread_create`: its scenario.c names them), never "?".
+#[test]
+fn top_of_a_core_names_every_group() {
+    let c = &fixtures()[0];
+    let out = Command::new(env!("CARGO_BIN_EXE_cgocore"))
+        .arg("top")
+        .arg(&c.core)
+        .arg("--exe")
+        .arg(&c.exe)
+        .arg("--json-lines")
+        .env("CGOCORE_CACHE", cache())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sample: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let groups: Vec<(String, String)> = sample["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["class"].as_str().unwrap().into(),
+                g["function"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(groups.iter().all(|(_, f)| f != "?"), "{groups:?}");
+    for want in [
+        ("sleep", "foreign_main"),
+        ("sleep", "extra_in_c_main"),
+        ("env-lock", "setenv_victim_main"),
+        ("sleep", "C.hold_mutex_then_sleep"),
+    ] {
+        assert!(
+            groups.iter().any(|(c, f)| (c.as_str(), f.as_str()) == want),
+            "{want:?} in {groups:?}"
+        );
+    }
+}

@@ -138,7 +138,13 @@ impl Sample {
             .iter()
             .filter_map(|t| Some((t, t.blocked.as_ref()?)))
         {
-            let function = t.cgo_call.clone().unwrap_or_else(|| "?".into());
+            // Outside a cgo call (a thread C created, Go's own system
+            // call): the thread's own entry names the group.
+            let function = t
+                .cgo_call
+                .clone()
+                .or_else(|| crate::report::frame::entry(&t.frames).map(String::from))
+                .unwrap_or_else(|| "?".into());
             *groups
                 .entry((b.class.clone(), function, b.library.clone()))
                 .or_default() += 1;

@@ -24,6 +24,43 @@ pub struct Frame {
     pub inlined: bool,
 }
 
+/// Thread-creation code of the C libraries and of Go: what runs in a new
+/// thread before its own function (glibc's clone3 and start_thread, musl's
+/// __clone and start, Go's own clone).
+pub const THREAD_START: &[&str] = &[
+    "clone",
+    "clone3",
+    "__clone",
+    "__clone3",
+    "__clone_internal",
+    "start_thread",
+    "rseq_register_current_thread",
+    "start",
+    "start_c11",
+    "runtime.clone",
+];
+
+/// What runs below a program's own code: the C libraries' process start
+/// (glibc, musl), and the base Go gives every goroutine.
+const BELOW_OWN_CODE: &[&str] = &[
+    "__libc_start_main",
+    "__libc_start_call_main",
+    "libc_start_main_stage2",
+    "_start",
+    "runtime.goexit",
+];
+
+/// The first function of a thread's own code, from the base of its stack:
+/// what a C library's thread runs (`pthread_create`'s start routine), a
+/// goroutine's function, `main`. `None` when no frame has a known name.
+pub fn entry(frames: &[Frame]) -> Option<&str> {
+    frames
+        .iter()
+        .rev()
+        .filter_map(Frame::known_function)
+        .find(|n| !THREAD_START.contains(n) && !BELOW_OWN_CODE.contains(n))
+}
+
 /// A frame's identity for caches of its rendering: its pc, line and flags,
 /// and the addresses of its shared (`Arc`) names, so no string is hashed.
 /// Valid while the frames live (one report's rendering).
@@ -119,6 +156,49 @@ pub mod frame_json {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn named(names: &[&str]) -> Vec<Frame> {
+        names
+            .iter()
+            .map(|n| Frame {
+                pc: 0,
+                function: Some(Arc::from(*n)),
+                file: None,
+                line: None,
+                module: None,
+                lang: Lang::C,
+                inlined: false,
+            })
+            .collect()
+    }
+
+    /// A thread's entry: its own first function, above the C library's or
+    /// Go's thread start and process start; approximate names skipped.
+    #[test]
+    fn a_threads_entry_is_its_own_first_function() {
+        let c = named(&[
+            "__GI___nanosleep",
+            "usleep",
+            "arena_candidate_main",
+            "start_thread",
+            "clone3",
+        ]);
+        assert_eq!(entry(&c), Some("arena_candidate_main"));
+        let musl = named(&["nanosleep", "worker", "libc.so+0x7f0", "start", "__clone"]);
+        assert_eq!(entry(&musl), Some("worker"));
+        let go = named(&["syscall.read", "main.serve", "runtime.goexit"]);
+        assert_eq!(entry(&go), Some("main.serve"));
+        let main = named(&[
+            "sleep",
+            "main",
+            "__libc_start_call_main",
+            "__libc_start_main",
+            "_start",
+        ]);
+        assert_eq!(entry(&main), Some("main"));
+        assert_eq!(entry(&named(&["start_thread", "clone3"])), None);
+        assert_eq!(entry(&[]), None);
+    }
 
     /// Frames written through the cache read back exactly as plain serde writes them.
     #[test]

@@ -2,27 +2,11 @@
 //! know or lends extra Ms, and pile-ups of threads blocked in C.
 use super::describe::{each_doing, evidence, plural};
 use super::{Facts, FindingKind};
-use crate::report::frame::Lang;
+use crate::report::frame::{Lang, THREAD_START};
 use crate::report::{Finding, Severity, ThreadInfo, ThreadKind};
 
 /// Threads blocked in C beyond this many per P are a pile-up.
 const PILEUP_PER_P: usize = 4;
-
-/// Thread-creation code of the C libraries and of Go: a thread with only
-/// these frames has not run its own function yet (glibc's clone3 and
-/// start_thread, musl's __clone and start, Go's own clone).
-const THREAD_START: &[&str] = &[
-    "clone",
-    "clone3",
-    "__clone",
-    "__clone3",
-    "__clone_internal",
-    "start_thread",
-    "rseq_register_current_thread",
-    "start",
-    "start_c11",
-    "runtime.clone",
-];
 
 /// A thread Go is starting: runtime/cgo's `threadentry` at its base (it has
 /// not reached `minit`, which records its tid in the M), or a thread with
