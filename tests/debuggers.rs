@@ -22,10 +22,6 @@ fn python_path() -> Option<PathBuf> {
     p.join("cgocore/__init__.py").exists().then_some(p)
 }
 
-fn have(cmd: &str) -> bool {
-    Command::new(cmd).arg("--version").output().is_ok()
-}
-
 /// The debugger and the package, or a skip (a failure in the full run).
 fn ready(debugger: &str) -> Option<PathBuf> {
     match (have(debugger), python_path()) {

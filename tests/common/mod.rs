@@ -311,6 +311,14 @@ pub fn plain_fixture() -> CoreCase {
         .unwrap()
 }
 
+/// Whether a command is installed (it runs with `--version`).
+pub fn have(cmd: &str) -> bool {
+    std::process::Command::new(cmd)
+        .arg("--version")
+        .output()
+        .is_ok()
+}
+
 pub fn require_generated() -> bool {
     std::env::var("CGOCORE_REQUIRE_GENERATED").is_ok_and(|v| v == "1")
 }

@@ -24,6 +24,22 @@ pub struct Frame {
     pub inlined: bool,
 }
 
+/// Where the C libraries start a thread or the process: a stack's outermost
+/// function (glibc's CFI also ends the stack there; musl's `start`,
+/// `start_c11` and `__clone` have no unwind information to say so;
+/// `libc_start_main_stage2` starts musl's main thread).
+pub const STACK_BASES: &[&str] = &[
+    "start_thread",
+    "clone3",
+    "__clone",
+    "clone",
+    "start",
+    "start_c11",
+    "__libc_start_main",
+    "libc_start_main_stage2",
+    "_start",
+];
+
 /// Thread-creation code of the C libraries and of Go: what runs in a new
 /// thread before its own function (glibc's clone3 and start_thread, musl's
 /// __clone and start, Go's own clone).
@@ -40,25 +56,40 @@ pub const THREAD_START: &[&str] = &[
     "runtime.clone",
 ];
 
-/// What runs below a program's own code: the C libraries' process start
-/// (glibc, musl), and the base Go gives every goroutine.
-const BELOW_OWN_CODE: &[&str] = &[
-    "__libc_start_main",
-    "__libc_start_call_main",
-    "libc_start_main_stage2",
-    "_start",
-    "runtime.goexit",
-];
+/// The base Go gives every goroutine's stack.
+const GOROUTINE_BASE: &str = "runtime.goexit";
+
+/// glibc's caller of `main`, between the process's start and the program.
+const CALLS_MAIN: &str = "__libc_start_call_main";
 
 /// The first function of a thread's own code, from the base of its stack:
 /// what a C library's thread runs (`pthread_create`'s start routine), a
-/// goroutine's function, `main`. `None` when no frame has a known name.
+/// goroutine's function, `main`. Only for a stack unwound to where its
+/// thread began (else its outermost frame is where the unwinding stopped):
+/// a known base, or a name approximated from a neighbouring symbol (a libc
+/// without its symbols: `memset+0x113`, taken on trust). Above the base,
+/// thread-start code is passed over, and so are more approximated names of
+/// the base's module; an unnamed frame, or an approximated one elsewhere
+/// (the program stripped), ends the search with no name.
 pub fn entry(frames: &[Frame]) -> Option<&str> {
-    frames
-        .iter()
-        .rev()
-        .filter_map(Frame::known_function)
-        .find(|n| !THREAD_START.contains(n) && !BELOW_OWN_CODE.contains(n))
+    let approximated = |f: &Frame| f.function.is_some() && f.known_function().is_none();
+    let mut outward = frames.iter().rev();
+    let base = outward.next()?;
+    match base.known_function() {
+        Some(n) if STACK_BASES.contains(&n) || n == GOROUTINE_BASE => {}
+        None if approximated(base) => {}
+        _ => return None,
+    }
+    for f in outward {
+        match f.known_function() {
+            Some(n) if STACK_BASES.contains(&n) || THREAD_START.contains(&n) || n == CALLS_MAIN => {
+            }
+            Some(n) => return Some(n),
+            None if approximated(f) && f.module == base.module => {}
+            None => return None,
+        }
+    }
+    None
 }
 
 /// A frame's identity for caches of its rendering: its pc, line and flags,
@@ -186,6 +217,15 @@ mod tests {
         assert_eq!(entry(&c), Some("arena_candidate_main"));
         let musl = named(&["nanosleep", "worker", "libc.so+0x7f0", "start", "__clone"]);
         assert_eq!(entry(&musl), Some("worker"));
+        // arm64 glibc without its symbols: start_thread and clone are
+        // names approximated from their neighbours.
+        let bare = named(&[
+            "clock_nanosleep",
+            "foreign_main",
+            "pthread_condattr_setpshared+0x4d7",
+            "clone+0x5b",
+        ]);
+        assert_eq!(entry(&bare), Some("foreign_main"));
         let go = named(&["syscall.read", "main.serve", "runtime.goexit"]);
         assert_eq!(entry(&go), Some("main.serve"));
         let main = named(&[
@@ -196,6 +236,32 @@ mod tests {
             "_start",
         ]);
         assert_eq!(entry(&main), Some("main"));
+        // Stacks that end where the unwinding stopped, not at a base.
+        let stopped = named(&["poll", "runtime.asmcgocall"]);
+        assert_eq!(entry(&stopped), None);
+        let musl_bare = named(&["tcsetwinsize+0x277", "pthread_mutex_timedlock"]);
+        assert_eq!(entry(&musl_bare), None);
+        let mut unnamed = named(&["nanosleep", "worker", "x", "start_thread", "clone3"]);
+        unnamed[2].function = None;
+        assert_eq!(entry(&unnamed), None);
+        // musl's start code without symbols, in libc's module: passed over.
+        let mut alpine = named(&[
+            "nanosleep",
+            "foreign_main",
+            "pthread_exit+0x2bd",
+            "memset+0x113",
+        ]);
+        for f in &mut alpine[2..] {
+            f.module = Some(Arc::from("libc.so"));
+        }
+        assert_eq!(entry(&alpine), Some("foreign_main"));
+        // A stripped program's start routine: no name, not libc's callee.
+        let mut stripped = named(&["usleep", "goPing+0x8e9", "start_thread", "clone3"]);
+        stripped[1].module = Some(Arc::from("cgostuck"));
+        for f in &mut stripped[2..] {
+            f.module = Some(Arc::from("libc.so.6"));
+        }
+        assert_eq!(entry(&stripped), None);
         assert_eq!(entry(&named(&["start_thread", "clone3"])), None);
         assert_eq!(entry(&[]), None);
     }

@@ -14,6 +14,7 @@ use super::{signal, Frame, Lang};
 use crate::elf::regs::{Arch, Registers, SyscallState};
 use crate::layout::table::CgoFrames;
 use crate::memory::{Memory, ReadExt};
+use crate::report::frame::STACK_BASES;
 use crate::runtime::g::GLayout;
 use crate::runtime::{G, M};
 use crate::symbolize::modules::Modules;
@@ -23,21 +24,6 @@ use std::sync::Arc;
 
 /// Go's signal handler entry points, called by the kernel.
 const SIGNAL_ENTRIES: [&str; 2] = ["runtime.sigtramp", "runtime.cgoSigtramp"];
-
-/// Where C libraries start threads and the process: glibc's (whose CFI also
-/// ends the stack there) and musl's (`start`, `start_c11` in
-/// pthread_create.c, `__clone`; `libc_start_main_stage2` for the main thread).
-const THREAD_ENTRIES: [&str; 9] = [
-    "start_thread",
-    "clone3",
-    "__clone",
-    "clone",
-    "start",
-    "start_c11",
-    "__libc_start_main",
-    "libc_start_main_stage2",
-    "_start",
-];
 
 /// What a frame is to the goroutine the thread serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,7 +313,7 @@ impl Stitcher<'_> {
         out.frames
             .last()
             .and_then(|f| f.known_function())
-            .is_some_and(|n| THREAD_ENTRIES.contains(&n))
+            .is_some_and(|n| STACK_BASES.contains(&n))
     }
 
     /// Runtime address of the start of the C function holding `pc`.
