@@ -810,20 +810,19 @@ fn no_thread_to_be_had_the_same_report() {
     let bin = dir.join("cgocore");
     std::fs::copy(env!("CARGO_BIN_EXE_cgocore"), &bin).unwrap();
     open_to_all(&bin, 0o755);
-    let as_nobody = |args: &[&std::path::Path], json: bool| {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "prlimit",
-            "--nproc=1",
-        ]);
-        c.arg(&bin).arg("analyze").args(args);
-        if json {
-            c.arg("--json");
-        }
-        c.output().unwrap()
+    // A command as user nobody, with no thread to be had.
+    let as_nobody = |args: &[&dyn AsRef<OsStr>]| {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "prlimit",
+                "--nproc=1",
+            ])
+            .args(args.iter().map(|a| a.as_ref()))
+            .output()
+            .unwrap()
     };
     let mut cases: Vec<CoreCase> = fixtures().into_iter().take(1).collect();
     cases.extend(generated_exhaust());
@@ -841,13 +840,14 @@ fn no_thread_to_be_had_the_same_report() {
         open_to_all(&core, 0o644);
         open_to_all(&exe, 0o755);
         for json in [true, false] {
-            let mut want = Command::new(&bin);
-            want.arg("analyze").arg(&core).arg("--exe").arg(&exe);
+            let mut args: Vec<&dyn AsRef<OsStr>> = vec![&core, &"--exe", &exe];
             if json {
-                want.arg("--json");
+                args.push(&"--json");
             }
-            let want = want.output().unwrap();
-            let got = as_nobody(&[&core, std::path::Path::new("--exe"), &exe], json);
+            let want = cgocore(&args);
+            let mut theirs: Vec<&dyn AsRef<OsStr>> = vec![&bin, &"analyze"];
+            theirs.extend(&args);
+            let got = as_nobody(&theirs);
             let err = String::from_utf8_lossy(&got.stderr);
             assert_eq!(got.status.code(), Some(0), "{}: {err}", c.name);
             assert!(
@@ -861,19 +861,8 @@ fn no_thread_to_be_had_the_same_report() {
     // A live capture needs its tracer thread: a clear error, exit 1 (the
     // shell becomes cgocore, which is asked to stop itself: it never gets
     // that far).
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "prlimit",
-            "--nproc=1",
-            "sh",
-            "-c",
-        ])
-        .arg(format!("exec {} analyze --pid $$", bin.display()))
-        .output()
-        .unwrap();
+    let pid_of_itself = format!("exec {} analyze --pid $$", bin.display());
+    let out = as_nobody(&[&"sh", &"-c", &pid_of_itself]);
     fail_with(&out, "process limit reached");
 }
 
